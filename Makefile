@@ -1,0 +1,92 @@
+# lendgate — one task runner. `make help` lists the targets.
+# The default target runs the whole loop: format, build, lint, test.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+
+PYTHON_BOOT ?= python3.11
+VENV        := .venv
+PY          := $(VENV)/bin/python
+PIP         := $(PY) -m pip --disable-pip-version-check -q
+TOOLS       := .tools
+BUF_VERSION := 1.75.0
+BUF         := $(TOOLS)/node_modules/.bin/buf
+CARGO       := cargo
+CARGO_DIR   := core_rs
+RUST_SRC    := $(shell find core_rs -path core_rs/target -prune -o \( -name '*.rs' -o -name 'Cargo.*' \) -print)
+PY_OWN      := python/lendgate servers tests bench scripts
+
+.PHONY: all help setup build run test test-rust test-python lint fmt proto bench clean
+
+all: fmt build lint test ## format, build, lint and test (the default)
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | sort | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+# --- set-up -----------------------------------------------------------------------
+
+$(VENV)/.deps: pyproject.toml scripts/deps.py
+	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PY) scripts/deps.py dev | xargs $(PIP) install
+	@touch $@
+
+$(VENV)/.built: $(VENV)/.deps $(RUST_SRC) pyproject.toml
+	$(VENV)/bin/maturin develop --release -q
+	@$(PY) -c 'import lendgate._core' || { echo "error: the Rust extension did not build"; exit 1; }
+	@echo "$(CURDIR)" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/lendgate-servers.pth
+	@touch $@
+
+setup: $(VENV)/.built ## create .venv, install dependencies, build the Rust extension (release)
+
+build: setup ## alias of setup
+
+var:
+	@mkdir -p var
+
+# --- run --------------------------------------------------------------------------
+
+run: setup var ## set up everything and start `lendgate serve` on 127.0.0.1:50051 (foreground)
+	$(VENV)/bin/lendgate serve
+
+# --- test -------------------------------------------------------------------------
+
+test: setup test-rust test-python ## set up everything, then cargo test and pytest
+
+test-rust:
+	cd $(CARGO_DIR) && $(CARGO) test --workspace --quiet
+
+test-python: setup
+	$(PY) -m pytest -q
+
+# --- lint and format ----------------------------------------------------------------
+
+$(BUF):
+	@mkdir -p $(TOOLS)
+	npm install --silent --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION)
+
+lint: setup $(BUF) ## ruff, mypy, cargo fmt --check, clippy -D warnings, buf lint, generated-code drift
+	$(VENV)/bin/ruff check $(PY_OWN)
+	$(VENV)/bin/ruff format --check $(PY_OWN)
+	$(VENV)/bin/mypy
+	cd $(CARGO_DIR) && $(CARGO) fmt --all --check
+	cd $(CARGO_DIR) && $(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
+	cd proto && ../$(BUF) lint
+	$(PY) scripts/gen_protos.py --check
+
+fmt: setup ## format Python and Rust in place
+	$(VENV)/bin/ruff format $(PY_OWN)
+	$(VENV)/bin/ruff check --fix --quiet $(PY_OWN) || true
+	cd $(CARGO_DIR) && $(CARGO) fmt --all
+
+proto: $(VENV)/.deps ## regenerate python/lendgate/v1 from proto/
+	$(PY) scripts/gen_protos.py
+
+# --- bench --------------------------------------------------------------------------
+
+bench: setup ## criterion benches of the Rust core
+	cd $(CARGO_DIR) && $(CARGO) bench -p lendgate-core
+
+clean: ## remove build outputs (keeps .venv and var/)
+	rm -rf $(CARGO_DIR)/target $(VENV)/.built

@@ -1,0 +1,30 @@
+//! The one error type of the core crate.
+
+use thiserror::Error;
+
+/// Every error the core can return. The bindings map each variant to one Python
+/// exception, and the servers map those to gRPC status codes.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CoreError {
+    /// The caller passed a value that can never be valid (bad field, bad syntax).
+    /// `field` names the offending input (a dotted path where there is one).
+    #[error("invalid argument `{field}`: {reason}")]
+    InvalidArgument { field: String, reason: String },
+
+    /// A named thing (rule, list, aggregate definition...) does not exist.
+    #[error("{kind} `{name}` not found")]
+    NotFound { kind: &'static str, name: String },
+}
+
+impl CoreError {
+    /// Shorthand for [`CoreError::InvalidArgument`].
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The result type of the core crate.
+pub type CoreResult<T> = Result<T, CoreError>;

@@ -1,0 +1,109 @@
+//! Normalisation of key values before they are used as aggregate or matching keys.
+//!
+//! Two partners rarely write the same phone or name the same way; keys are compared
+//! only after normalisation, so "+7 (912) 345-67-89" and "89123456789" meet in one
+//! aggregate.
+
+use crate::error::{CoreError, CoreResult};
+
+/// How a key attribute is normalised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// Free text (names, e-mails, INNs, device ids): Unicode-lowercased, surrounding
+    /// whitespace trimmed and inner runs of whitespace collapsed to one space.
+    Text,
+    /// A phone number: digits only; an 11-digit national number with the trunk
+    /// prefix 8 is rewritten to the country code 7 (the convention of the seeds'
+    /// market), so national and international spellings of one number agree.
+    Phone,
+}
+
+impl std::str::FromStr for KeyKind {
+    type Err = CoreError;
+
+    fn from_str(s: &str) -> CoreResult<Self> {
+        match s {
+            "text" => Ok(Self::Text),
+            "phone" => Ok(Self::Phone),
+            other => Err(CoreError::invalid(
+                "kind",
+                format!("unknown key kind {other:?} (expected \"text\" or \"phone\")"),
+            )),
+        }
+    }
+}
+
+/// Normalises `value` as a key of the given kind.
+///
+/// Returns `InvalidArgument` for a phone with no digits, or with fewer than 5 or
+/// more than 15 digits (E.164's upper bound).
+pub fn normalize_key(kind: KeyKind, value: &str) -> CoreResult<String> {
+    match kind {
+        KeyKind::Text => Ok(normalize_text(value)),
+        KeyKind::Phone => normalize_phone(value),
+    }
+}
+
+fn normalize_text(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for word in value.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(word.chars().flat_map(char::to_lowercase));
+    }
+    out
+}
+
+fn normalize_phone(value: &str) -> CoreResult<String> {
+    let mut digits: String = value.chars().filter(char::is_ascii_digit).collect();
+    if !(5..=15).contains(&digits.len()) {
+        return Err(CoreError::invalid(
+            "phone",
+            format!(
+                "a phone number has 5 to 15 digits, got {} in {value:?}",
+                digits.len()
+            ),
+        ));
+    }
+    if digits.len() == 11 && digits.starts_with('8') {
+        digits.replace_range(0..1, "7");
+    }
+    Ok(digits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_lowercased_and_whitespace_collapsed() {
+        let got = normalize_key(KeyKind::Text, "  Ivan \t  PETROV\n").unwrap();
+        assert_eq!(got, "ivan petrov");
+    }
+
+    #[test]
+    fn text_lowercases_cyrillic() {
+        assert_eq!(normalize_key(KeyKind::Text, "ИВАН").unwrap(), "иван");
+    }
+
+    #[test]
+    fn national_and_international_phones_agree() {
+        let a = normalize_key(KeyKind::Phone, "+7 (912) 345-67-89").unwrap();
+        let b = normalize_key(KeyKind::Phone, "8 912 345 67 89").unwrap();
+        assert_eq!(a, "79123456789");
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn phone_without_enough_digits_is_invalid() {
+        let err = normalize_key(KeyKind::Phone, "call me").unwrap_err();
+        assert!(matches!(err, CoreError::InvalidArgument { ref field, .. } if field == "phone"));
+    }
+
+    #[test]
+    fn unknown_kind_is_invalid() {
+        assert!("fax".parse::<KeyKind>().is_err());
+        assert_eq!("phone".parse::<KeyKind>().unwrap(), KeyKind::Phone);
+    }
+}

@@ -1,0 +1,17 @@
+//! The private extension module `lendgate._core`: registration only.
+//!
+//! Each topic lives in its own module (`normalize.rs` ↔ `lendgate/_core.pyi`); the
+//! logic itself lives in the `lendgate-core` crate.
+
+use pyo3::prelude::*;
+
+mod error;
+mod normalize;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", lendgate_core::VERSION)?;
+    error::register(m)?;
+    m.add_function(wrap_pyfunction!(normalize::normalize_key, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,28 @@
+"""lendgate: a real-time decision platform for lenders.
+
+Three gRPC services — scoring (fraud), strategy (decisions) and auction (refused
+leads) — over a Rust core. This module re-exports the curated public API; the
+compiled extension ``lendgate._core`` is private.
+"""
+
+from lendgate._core import __version__ as core_version
+from lendgate.errors import (
+    AlreadyExistsError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    LendgateError,
+    NotFoundError,
+    UnimplementedError,
+)
+from lendgate.keys import normalize_key
+
+__all__ = [
+    "AlreadyExistsError",
+    "FailedPreconditionError",
+    "InvalidArgumentError",
+    "LendgateError",
+    "NotFoundError",
+    "UnimplementedError",
+    "core_version",
+    "normalize_key",
+]
