@@ -1,0 +1,66 @@
+"""The ``lendgate`` command: ``lendgate serve`` runs the platform.
+
+Errors a user can fix (a bad config file, a taken port) end with one line on stderr
+naming the problem and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from lendgate.config import ConfigError, load_config
+from lendgate.logs import configure_logging
+
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lendgate`` console script."""
+    parser = argparse.ArgumentParser(prog="lendgate", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the platform's gRPC server")
+    serve.add_argument("--config", help="TOML config file (default: $LENDGATE_CONFIG)")
+    serve.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:50051)")
+    serve.add_argument("--data-dir", help="directory of the embedded storage (default var)")
+    serve.add_argument("--database-url", help="sqlite:///PATH or postgresql://...")
+    serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse exits
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(
+            args.config,
+            overrides={
+                "listen": args.listen,
+                "data_dir": args.data_dir,
+                "database_url": args.database_url,
+                "log_level": args.log_level,
+            },
+        )
+        Path(config.data_dir).mkdir(parents=True, exist_ok=True)
+    except (ConfigError, OSError) as exc:
+        print(f"lendgate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(config.log_level)
+
+    # Imported here so `lendgate --help` stays fast and works without the servers.
+    from servers.app import ServerStartError, serve  # noqa: PLC0415
+
+    try:
+        asyncio.run(serve(config))
+    except ServerStartError as exc:
+        print(f"lendgate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

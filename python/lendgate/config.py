@@ -1,0 +1,133 @@
+"""Configuration of a lendgate process: defaults < config file < environment < flags.
+
+The config file is TOML (standard library ``tomllib``)::
+
+    # lendgate.toml
+    listen = "127.0.0.1:50051"
+    data_dir = "var"
+    database_url = "sqlite:///var/lendgate.db"   # or postgresql://user@host/db
+    log_level = "INFO"
+    grace_period_s = 5.0
+
+Environment variables are the upper-cased keys with the ``LENDGATE_`` prefix
+(``LENDGATE_LISTEN``, ``LENDGATE_DATABASE_URL``...). ``LENDGATE_CONFIG`` names the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "LENDGATE_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the source and the problem."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of one ``lendgate serve`` process."""
+
+    listen: str = "127.0.0.1:50051"
+    """``HOST:PORT`` to listen on; port 0 picks a free port (logged at start)."""
+    data_dir: str = "var"
+    """Directory of the embedded storage and snapshots."""
+    database_url: str = ""
+    """``sqlite:///path`` or ``postgresql://...``; empty means ``sqlite:///{data_dir}/lendgate.db``."""
+    log_level: str = "INFO"
+    """One of DEBUG, INFO, WARNING, ERROR."""
+    grace_period_s: float = 5.0
+    """On SIGTERM, seconds in-flight calls get to finish before they are cancelled."""
+    max_message_bytes: int = 4 * 1024 * 1024
+    """Largest request or response message accepted, in bytes."""
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL, defaulting to the embedded SQLite file under ``data_dir``."""
+        return self.database_url or f"sqlite:///{Path(self.data_dir) / 'lendgate.db'}"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        """``listen`` split into host and port (validated by :func:`load_config`)."""
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build a validated :class:`Config` from the file, the environment and flag overrides.
+
+    ``path`` defaults to ``$LENDGATE_CONFIG``; no file is read when neither is set.
+    ``overrides`` holds flag values; ``None`` values are ignored.
+    Raises :class:`ConfigError` with a one-line message on any problem.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = path or env.get(f"{ENV_PREFIX}CONFIG")
+    if path:
+        values.update(_read_file(Path(path)))
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    for name in fields:
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = raw
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    typed = {name: _coerce(name, fields[name].type, value) for name, value in values.items()}
+    config = Config(**typed)
+    _validate(config)
+    return config
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
+    known = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})"
+        )
+    return data
+
+
+def _coerce(name: str, type_name: Any, value: Any) -> Any:
+    kinds = {"str": str, "int": int, "float": float}
+    kind = kinds[str(type_name)]
+    if isinstance(value, kind) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and kind is not str:
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    elif kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    raise ConfigError(f"setting {name!r}: expected {kind.__name__}, got {value!r}")
+
+
+def _validate(config: Config) -> None:
+    host, sep, port = config.listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"setting 'listen': expected HOST:PORT, got {config.listen!r}")
+    if config.log_level.upper() not in LOG_LEVELS:
+        raise ConfigError(f"setting 'log_level': expected one of {', '.join(LOG_LEVELS)}")
+    if config.grace_period_s < 0:
+        raise ConfigError("setting 'grace_period_s': must be >= 0")
+    if config.max_message_bytes < 1024:
+        raise ConfigError("setting 'max_message_bytes': must be >= 1024")
+    if not config.effective_database_url.startswith(("sqlite:///", "postgresql://")):
+        raise ConfigError("setting 'database_url': expected sqlite:///PATH or postgresql://...")
