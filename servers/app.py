@@ -12,6 +12,7 @@ import importlib
 import logging
 import pkgutil
 import signal
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +100,7 @@ async def create_server(
         ),
         server,
     )
+    _check_bindable(config)
     try:
         port = server.add_insecure_port(config.listen)
     except RuntimeError as exc:
@@ -109,6 +111,23 @@ async def create_server(
     for name in ("", *PLATFORM_SERVICES):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(server, port, health, PLATFORM_SERVICES)
+
+
+def _check_bindable(config: Config) -> None:
+    """Fail with a clear message before gRPC's C core logs its own bind error."""
+    host, port = config.host_port
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ServerStartError(f"cannot listen on {config.listen}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ServerStartError(f"cannot listen on {config.listen}: {exc.strerror}") from None
 
 
 async def serve(config: Config) -> None:

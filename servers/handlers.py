@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 from google.protobuf import message, message_factory
@@ -32,6 +32,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 Parse = Callable[[bytes], Any]
 
 RAW_REQUEST_ATTR = "__lendgate_raw_request__"
+
+# grpc ships no type information; the servicer context is untyped.
+Ctx: TypeAlias = Any
 
 
 def raw_request(method: F) -> F:
@@ -102,18 +105,13 @@ def _not_built(full_name: str) -> Callable[..., Any]:
     return not_built
 
 
-async def _fail(
-    full_name: str, exc: Exception, context: grpc.aio.ServicerContext[Any, Any]
-) -> None:
+async def _fail(full_name: str, exc: Exception, context: Ctx) -> None:
     """Abort the call for ``exc`` with the right status; always raises."""
     if isinstance(exc, LendgateError):
         await context.abort(grpc_code(exc), exc.message, trailing_metadata(exc))
     incident = uuid.uuid4().hex[:12]
     log.error("unhandled error", exc_info=exc, extra={"method": full_name, "incident": incident})
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error (incident {incident})")
-
-
-Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
 def _unary_unary(

@@ -24,7 +24,7 @@ from tests.conftest import ServerProcess, clean_env, start_server, stop_server
 
 def rich_status(err: grpc.RpcError) -> status_pb2.Status:
     """The google.rpc.Status a server sent in the trailers of a failed call."""
-    for key, value in err.trailing_metadata() or ():  # type: ignore[attr-defined]
+    for key, value in err.trailing_metadata() or ():
         if key == "grpc-status-details-bin":
             return status_pb2.Status.FromString(value)
     raise AssertionError("no rich status in the trailers")
@@ -35,7 +35,7 @@ def error_reason(err: grpc.RpcError) -> str:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            return info.reason
+            return str(info.reason)
     raise AssertionError("no ErrorInfo in the status")
 
 

@@ -1,0 +1,1 @@
+"""lendgate benchmarks: load generators and suites (`make bench`)."""

@@ -1,0 +1,1 @@
+"""Generated from proto/lendgate/v1 — do not edit."""
