@@ -1,5 +1,6 @@
 //! Tree-walking interpreter with ZEN's semantics (strict types, decimal numbers).
 
+use std::cell::OnceCell;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use super::date::{self, DateValue, Interval, Method, Unit};
 use super::functions::{self, ClosureFn};
 use super::lexer::Op;
 use super::value::{Map, Value};
-use super::{ExprError, Limits};
+use super::{Clock, ExprError, Limits};
 
 /// The state of one evaluation.
 pub(crate) struct Cx<'a> {
@@ -23,20 +24,28 @@ pub(crate) struct Cx<'a> {
     scopes: Vec<Value>,
     steps: u64,
     limits: &'a Limits,
-    pub now: DateTime<Utc>,
+    clock: Clock,
+    /// Read from the clock on first use, so date-free expressions never touch it.
+    now: OnceCell<DateTime<Utc>>,
     pub timezone: Tz,
 }
 
 impl<'a> Cx<'a> {
-    pub(crate) fn new(env: Value, limits: &'a Limits, now: DateTime<Utc>, timezone: Tz) -> Self {
+    pub(crate) fn new(env: Value, limits: &'a Limits, clock: Clock, timezone: Tz) -> Self {
         Self {
             env,
             scopes: Vec::new(),
             steps: 0,
             limits,
-            now,
+            clock,
+            now: OnceCell::new(),
             timezone,
         }
+    }
+
+    /// The evaluation's current instant (one reading per evaluation).
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        *self.now.get_or_init(|| self.clock.now())
     }
 
     /// Charges `n` units of work against the step budget.
@@ -581,7 +590,7 @@ fn call_method(
     };
     let other = |cx: &Cx<'_>| {
         args.first()
-            .and_then(|v| date::parse_date(v, cx.timezone, cx.now))
+            .and_then(|v| date::parse_date(v, cx.timezone, cx.now()))
     };
     use Method as M;
     if method == M::IsValid {
@@ -598,7 +607,7 @@ fn call_method(
             _ => Value::Null,
         });
     };
-    let now_in = |cx: &Cx<'_>| cx.now.with_timezone(&cx.timezone);
+    let now_in = |cx: &Cx<'_>| cx.now().with_timezone(&cx.timezone);
     Ok(match method {
         M::Add => date_out(date::add_duration(dt, duration_arg(args, "add")?)),
         M::Sub => date_out(date::add_duration(dt, duration_arg(args, "sub")?.negate())),

@@ -295,7 +295,26 @@ pub(crate) fn call(
     cx: &mut Cx<'_>,
 ) -> Result<Value, ExprError> {
     use Func as F;
-    let now = cx.now;
+    let now = if matches!(
+        func,
+        F::D | F::Date
+            | F::Time
+            | F::Year
+            | F::DayOfWeek
+            | F::DayOfMonth
+            | F::DayOfYear
+            | F::WeekOfYear
+            | F::MonthOfYear
+            | F::MonthString
+            | F::DateString
+            | F::WeekdayString
+            | F::StartOf
+            | F::EndOf
+    ) {
+        cx.now()
+    } else {
+        chrono::DateTime::UNIX_EPOCH
+    };
     Ok(match func {
         F::Len => match arg(args, 0) {
             // Bytes, as ZEN counts them.

@@ -69,7 +69,7 @@ pub enum Clock {
 }
 
 impl Clock {
-    fn now(self) -> DateTime<Utc> {
+    pub(crate) fn now(self) -> DateTime<Utc> {
         match self {
             Clock::System => Utc::now(),
             Clock::Fixed(t) => t,
@@ -189,7 +189,7 @@ impl Expression {
         let mut cx = eval::Cx::new(
             input.clone(),
             &self.options.limits,
-            self.options.clock.now(),
+            self.options.clock,
             self.options.timezone,
         );
         eval::eval(&self.root, &mut cx).map_err(|e| e.into_core(&self.source))
