@@ -8,16 +8,21 @@ compiled extension ``lendgate._core`` is private.
 from lendgate._core import __version__ as core_version
 from lendgate.errors import (
     AlreadyExistsError,
+    ExpressionEvaluationError,
     FailedPreconditionError,
     InvalidArgumentError,
     LendgateError,
     NotFoundError,
     UnimplementedError,
 )
+from lendgate.expr import CompiledExpression, CompiledUnaryExpression
 from lendgate.keys import normalize_key
 
 __all__ = [
     "AlreadyExistsError",
+    "CompiledExpression",
+    "CompiledUnaryExpression",
+    "ExpressionEvaluationError",
     "FailedPreconditionError",
     "InvalidArgumentError",
     "LendgateError",

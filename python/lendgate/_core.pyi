@@ -3,6 +3,8 @@
 Private: import the curated names from :mod:`lendgate` instead.
 """
 
+from typing import Any
+
 __version__: str
 
 class CoreInvalidArgument(Exception):
@@ -10,6 +12,33 @@ class CoreInvalidArgument(Exception):
 
 class CoreNotFound(Exception):
     """A named object was not found by the Rust core; ``args`` are ``(kind, name)``."""
+
+class CoreEvaluationError(Exception):
+    """An expression failed at run time; ``args`` are ``(field, reason)``."""
+
+class CompiledExpression:
+    """A compiled ZEN expression (Rust ``lendgate_core::expr::Expression``)."""
+
+    @staticmethod
+    def compile(source: str) -> CompiledExpression:
+        """Compile; raises :class:`CoreInvalidArgument` with the position on bad syntax."""
+    @property
+    def source(self) -> str:
+        """The source text."""
+    def evaluate(self, context: dict[str, Any] | None = None) -> Any:
+        """Evaluate (GIL released); raises :class:`CoreEvaluationError` on failure."""
+
+class CompiledUnaryExpression:
+    """A compiled unary test over ``$`` (Rust ``lendgate_core::expr::UnaryExpression``)."""
+
+    @staticmethod
+    def compile(source: str) -> CompiledUnaryExpression:
+        """Compile; raises :class:`CoreInvalidArgument` with the position on bad syntax."""
+    @property
+    def source(self) -> str:
+        """The source text."""
+    def evaluate(self, context: dict[str, Any]) -> bool:
+        """Test ``context["$"]`` (GIL released); raises :class:`CoreEvaluationError`."""
 
 def normalize_key(kind: str, value: str) -> str:
     """Normalise a key value of the given kind (``"text"`` or ``"phone"``).

@@ -75,6 +75,12 @@ class InvalidArgumentError(LendgateError):
             self.violations.append(FieldViolation(field, message))
 
 
+class ExpressionEvaluationError(InvalidArgumentError):
+    """An expression failed on this input: a type mismatch, an overflow, a limit hit."""
+
+    reason = "EXPRESSION_EVALUATION"
+
+
 class NotFoundError(LendgateError):
     """The named resource does not exist."""
 
@@ -108,6 +114,9 @@ def core_errors() -> Iterator[None]:
     except _core.CoreInvalidArgument as exc:
         field, reason = exc.args
         raise InvalidArgumentError(reason, field=field) from exc
+    except _core.CoreEvaluationError as exc:
+        field, reason = exc.args
+        raise ExpressionEvaluationError(reason, field=field) from exc
     except _core.CoreNotFound as exc:
         kind, name = exc.args
         raise NotFoundError(f"{kind} {name!r} not found") from exc

@@ -14,6 +14,14 @@ pub enum CoreError {
     /// A named thing (rule, list, aggregate definition...) does not exist.
     #[error("{kind} `{name}` not found")]
     NotFound { kind: &'static str, name: String },
+
+    /// An expression does not parse. `position` counts characters from 0.
+    #[error("expression syntax error at position {position}: {reason}")]
+    ExpressionSyntax { position: usize, reason: String },
+
+    /// An expression failed while evaluating (type mismatch, overflow, a limit hit).
+    #[error("expression evaluation failed: {reason}")]
+    ExpressionEvaluation { reason: String },
 }
 
 impl CoreError {

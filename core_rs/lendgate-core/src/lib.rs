@@ -6,6 +6,7 @@
 //! this crate may panic on input that came from a request.
 
 pub mod error;
+pub mod expr;
 pub mod normalize;
 
 pub use error::{CoreError, CoreResult};

@@ -18,11 +18,19 @@ create_exception!(
     "A named object was not found by the Rust core; args are (kind, name)."
 );
 
+create_exception!(
+    _core,
+    CoreEvaluationError,
+    PyException,
+    "An expression failed at run time (type mismatch, limit); args are (field, reason)."
+);
+
 /// Adds the exception types to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("CoreInvalidArgument", py.get_type::<CoreInvalidArgument>())?;
     m.add("CoreNotFound", py.get_type::<CoreNotFound>())?;
+    m.add("CoreEvaluationError", py.get_type::<CoreEvaluationError>())?;
     Ok(())
 }
 
@@ -42,6 +50,12 @@ impl From<PyCoreError> for PyErr {
                 CoreInvalidArgument::new_err((field, reason))
             }
             CoreError::NotFound { kind, name } => CoreNotFound::new_err((kind, name)),
+            err @ CoreError::ExpressionSyntax { .. } => {
+                CoreInvalidArgument::new_err(("expression", err.to_string()))
+            }
+            CoreError::ExpressionEvaluation { reason } => {
+                CoreEvaluationError::new_err(("expression", reason))
+            }
         }
     }
 }

@@ -1,11 +1,12 @@
 //! The private extension module `lendgate._core`: registration only.
 //!
-//! Each topic lives in its own module (`normalize.rs` ↔ `lendgate/_core.pyi`); the
+//! Each topic lives in its own module (`normalize.rs`, `expr.rs` ↔ `lendgate/_core.pyi`); the
 //! logic itself lives in the `lendgate-core` crate.
 
 use pyo3::prelude::*;
 
 mod error;
+mod expr;
 mod normalize;
 
 #[pymodule]
@@ -13,5 +14,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", lendgate_core::VERSION)?;
     error::register(m)?;
     m.add_function(wrap_pyfunction!(normalize::normalize_key, m)?)?;
+    m.add_class::<expr::PyCompiledExpression>()?;
+    m.add_class::<expr::PyCompiledUnaryExpression>()?;
     Ok(())
 }
