@@ -27,6 +27,7 @@ import lendgate.v1
 from lendgate import core_version
 from lendgate.config import Config
 from servers.handlers import service_handlers
+from servers.wiring import build_servicers
 
 log = logging.getLogger("lendgate.server")
 
@@ -132,7 +133,7 @@ def _check_bindable(config: Config) -> None:
 
 async def serve(config: Config) -> None:
     """Run the platform until SIGTERM or SIGINT, then shut down gracefully."""
-    running = await create_server(config)
+    running = await create_server(config, build_servicers(config))
     host, _ = config.host_port
     log.info(
         "serving",

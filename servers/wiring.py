@@ -1,0 +1,15 @@
+"""Wiring: build the domain services and the servicers that `lendgate serve` hosts.
+
+Each service adds one entry here, keyed by the full gRPC service name; every method
+of the contract that no servicer implements answers UNIMPLEMENTED (servers.handlers).
+"""
+
+from __future__ import annotations
+
+from lendgate.config import Config
+
+
+def build_servicers(config: Config) -> dict[str, object]:
+    """Create the servicers for ``config``, keyed by full service name."""
+    del config  # no service is wired yet
+    return {}
