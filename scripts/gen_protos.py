@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import filecmp
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -32,6 +33,8 @@ def generate(out_root: Path) -> Path:
     well_known = Path(protoc.__file__).parent / "_proto"
     venv_bin = Path(sys.executable).parent
     args = [
+        sys.executable,
+        "-m",
         "grpc_tools.protoc",
         f"-I{PROTO_DIR}",
         f"-I{well_known}",
@@ -43,8 +46,10 @@ def generate(out_root: Path) -> Path:
         f"--mypy_grpc_out={out_root}",
         *protos,
     ]
-    if protoc.main(args) != 0:
-        sys.exit("protoc failed")
+    # A child process, so the plugins' chatter is shown only when something failed.
+    result = subprocess.run(args, capture_output=True, text=True, check=False)  # noqa: S603
+    if result.returncode != 0:
+        sys.exit(f"protoc failed:\n{result.stdout}{result.stderr}")
     package = out_root / OUT_PACKAGE
     (package / "__init__.py").write_text('"""Generated from proto/lendgate/v1 — do not edit."""\n')
     return package
