@@ -45,3 +45,10 @@ def normalize_key(kind: str, value: str) -> str:
 
     Raises :class:`CoreInvalidArgument` for an unknown kind or an impossible phone.
     """
+
+def decode_document(message_type: str, data: bytes) -> str:
+    """Decode a serialized ``lendgate.v1`` message; return its expression document as JSON.
+
+    Raises :class:`CoreInvalidArgument` for bytes that are not such a message and
+    :class:`CoreNotFound` for an unknown message type.
+    """

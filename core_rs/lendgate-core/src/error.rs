@@ -19,6 +19,10 @@ pub enum CoreError {
     #[error("expression syntax error at position {position}: {reason}")]
     ExpressionSyntax { position: usize, reason: String },
 
+    /// A defect of lendgate itself, not of the input (e.g. corrupt embedded data).
+    #[error("internal error: {reason}")]
+    Internal { reason: String },
+
     /// An expression failed while evaluating (type mismatch, overflow, a limit hit).
     #[error("expression evaluation failed: {reason}")]
     ExpressionEvaluation { reason: String },

@@ -2,7 +2,7 @@
 
 use lendgate_core::CoreError;
 use pyo3::create_exception;
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::prelude::*;
 
 create_exception!(
@@ -56,6 +56,8 @@ impl From<PyCoreError> for PyErr {
             CoreError::ExpressionEvaluation { reason } => {
                 CoreEvaluationError::new_err(("expression", reason))
             }
+            // A defect of lendgate: the server reports it as INTERNAL with an incident id.
+            err @ CoreError::Internal { .. } => PyRuntimeError::new_err(err.to_string()),
         }
     }
 }

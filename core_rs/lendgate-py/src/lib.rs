@@ -5,6 +5,7 @@
 
 use pyo3::prelude::*;
 
+mod document;
 mod error;
 mod expr;
 mod normalize;
@@ -14,6 +15,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", lendgate_core::VERSION)?;
     error::register(m)?;
     m.add_function(wrap_pyfunction!(normalize::normalize_key, m)?)?;
+    m.add_function(wrap_pyfunction!(document::decode_document, m)?)?;
     m.add_class::<expr::PyCompiledExpression>()?;
     m.add_class::<expr::PyCompiledUnaryExpression>()?;
     Ok(())
