@@ -6,6 +6,7 @@ compiled extension ``lendgate._core`` is private.
 """
 
 from lendgate._core import __version__ as core_version
+from lendgate.aggregates import AggregateStore
 from lendgate.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
@@ -17,6 +18,7 @@ from lendgate.errors import (
 from lendgate.keys import normalize_key
 
 __all__ = [
+    "AggregateStore",
     "AlreadyExistsError",
     "FailedPreconditionError",
     "InvalidArgumentError",

@@ -5,6 +5,7 @@
 
 use pyo3::prelude::*;
 
+mod aggregates;
 mod error;
 mod normalize;
 
@@ -13,5 +14,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", lendgate_core::VERSION)?;
     error::register(m)?;
     m.add_function(wrap_pyfunction!(normalize::normalize_key, m)?)?;
+    m.add_class::<aggregates::PyAggregateStore>()?;
     Ok(())
 }
