@@ -39,6 +39,10 @@ pub(crate) struct Object {
     pub(crate) name: String,
     pub(crate) key: Vec<(AttrPath, KeyKind)>,
     pub(crate) elements: Vec<Element>,
+    /// Parameters read from the state before the event (`except: record`, `save`).
+    pub(crate) params_before: Vec<usize>,
+    /// Parameters read from the state after the event.
+    pub(crate) params_after: Vec<usize>,
 }
 
 #[derive(Debug)]
@@ -53,6 +57,9 @@ pub(crate) struct Element {
     pub(crate) horizon_ms: Millis,
     /// Bucket width of `date_and_counter`.
     pub(crate) bucket_ms: Millis,
+    /// Some parameter needs this event's value of the attribute even when the filter
+    /// does not pass (`except: value`, `search: current`).
+    pub(crate) needs_current: bool,
 }
 
 impl Element {
@@ -225,11 +232,43 @@ impl Definitions {
                 body,
             });
         }
-        let layout = layout(&c.objects);
+        let mut objects = c.objects;
+        for (pi, p) in params.iter().enumerate() {
+            if let Some((oi, before)) = p.body.object() {
+                let o = &mut objects[oi];
+                if before {
+                    o.params_before.push(pi);
+                } else {
+                    o.params_after.push(pi);
+                }
+            }
+            match &p.body {
+                ParamBody::Aggregate {
+                    obj,
+                    elem,
+                    except: ExceptSpec::Value,
+                    ..
+                }
+                | ParamBody::Interval {
+                    obj,
+                    elem,
+                    except: ExceptSpec::Value,
+                    ..
+                }
+                | ParamBody::Interval {
+                    obj,
+                    elem,
+                    search: Search::Current,
+                    ..
+                } => objects[*obj].elements[*elem].needs_current = true,
+                _ => {}
+            }
+        }
+        let layout = layout(&objects);
         Ok(Self {
             time_attr,
             lateness_ms,
-            objects: c.objects,
+            objects,
             params,
             layout,
         })
@@ -366,6 +405,8 @@ impl Compiler<'_> {
             name,
             key,
             elements,
+            params_before: Vec::new(),
+            params_after: Vec::new(),
         });
         idx
     }
@@ -446,6 +487,7 @@ impl Compiler<'_> {
                 .max_days
                 .map_or(self.retention_ms, |d| i64::from(d) * DAY_MS),
             bucket_ms,
+            needs_current: false,
         })
     }
 
@@ -491,6 +533,7 @@ impl Compiler<'_> {
             max_records: max_records.unwrap_or(MAX_RECORDS),
             horizon_ms: horizon_ms.unwrap_or(self.retention_ms),
             bucket_ms: 0,
+            needs_current: false,
         };
         let names = HashMap::from([("v".to_string(), 0)]);
         Ok(self.push_object(format!("${name}"), key, vec![element], names))

@@ -2,7 +2,7 @@
 
 use super::compile::{Definitions, Element, Object, Operand, ParamBody};
 use super::query;
-use super::spec::{ElementKind, ExceptSpec};
+use super::spec::ExceptSpec;
 use super::state::{ElemState, Entity};
 use super::value::{check_len, convert, Millis, Scalar};
 use crate::error::{CoreError, CoreResult};
@@ -187,36 +187,38 @@ impl AggregateStore {
         let mut out = vec![Scalar::Null; defs.params.len()];
         for (oi, (obj, prep)) in defs.objects.iter().zip(&p.objects).enumerate() {
             let Some(prep) = prep else { continue };
-            let wanted = |before: bool| {
-                defs.params
-                    .iter()
-                    .enumerate()
-                    .filter(move |(_, pr)| pr.body.object() == Some((oi, before)))
-            };
-            let mut shard = self.objects[oi].shard(&prep.key).lock();
-            let before = shard.get(prep.key.as_str());
-            for (pi, param) in wanted(true) {
-                out[pi] = eval_stateful(&param.body, obj, before, p.t, prep);
-            }
             let changes = prep.updates.iter().any(Option::is_some);
+            if !changes && obj.params_before.is_empty() && obj.params_after.is_empty() {
+                continue;
+            }
+            let mut shard = self.objects[oi].shard(&prep.key).lock();
+            let existing = shard.get_mut(prep.key.as_str());
+            for &pi in &obj.params_before {
+                out[pi] = eval_stateful(&defs.params[pi].body, obj, existing.as_deref(), p.t, prep);
+            }
             let mut scratch;
-            let after: Option<&Entity> = if !changes {
-                before
-            } else if commit {
-                let ent = shard
-                    .entry(prep.key.as_str().into())
-                    .or_insert_with(|| Entity::new(obj.elements.len()));
-                apply_updates(ent, obj, p.t, prep, cut);
-                shard.get(prep.key.as_str())
-            } else {
-                scratch = before
-                    .cloned()
-                    .unwrap_or_else(|| Entity::new(obj.elements.len()));
-                apply_updates(&mut scratch, obj, p.t, prep, cut);
-                Some(&scratch)
+            let after: Option<&Entity> = match (changes, commit, existing) {
+                (false, _, existing) => existing.map(|e| &*e),
+                (true, true, Some(ent)) => {
+                    apply_updates(ent, obj, p.t, prep, cut);
+                    Some(&*ent)
+                }
+                (true, true, None) => {
+                    let mut ent = Entity::new(obj.elements.len());
+                    apply_updates(&mut ent, obj, p.t, prep, cut);
+                    shard.insert(prep.key.as_str().into(), ent);
+                    shard.get(prep.key.as_str())
+                }
+                (true, false, existing) => {
+                    scratch = existing
+                        .map(|e| e.clone())
+                        .unwrap_or_else(|| Entity::new(obj.elements.len()));
+                    apply_updates(&mut scratch, obj, p.t, prep, cut);
+                    Some(&scratch)
+                }
             };
-            for (pi, param) in wanted(false) {
-                out[pi] = eval_stateful(&param.body, obj, after, p.t, prep);
+            for &pi in &obj.params_after {
+                out[pi] = eval_stateful(&defs.params[pi].body, obj, after, p.t, prep);
             }
         }
         for (pi, param) in defs.params.iter().enumerate() {
@@ -401,23 +403,27 @@ fn prepare_object(o: &Object, event: &Value) -> CoreResult<Option<PreparedObject
             Some(f) => f.matches(event)?,
             None => true,
         };
-        let value = match &el.attr {
-            Some(path) => match path.get(event) {
-                Some(v) if passes => Some(convert(el.ty, v, path)?),
-                // Outside the filter, a value of the wrong type is not this element's
-                // business: it only serves `except: value` and `search: current`.
-                Some(v) => convert(el.ty, v, path).ok(),
-                None => None,
-            },
-            None => None,
-        };
-        let update = match (passes, el.attr.is_some(), &value) {
-            (false, _, _) => None,
-            (true, false, _) => Some(Scalar::Null),
-            (true, true, v) => v.clone(),
+        let (update, cur) = match (&el.attr, passes) {
+            (None, true) => (Some(Scalar::Null), None),
+            (None, false) => (None, None),
+            (Some(path), true) => {
+                let v = path
+                    .get(event)
+                    .map(|v| convert(el.ty, v, path))
+                    .transpose()?;
+                let cur = if el.needs_current { v.clone() } else { None };
+                (v, cur)
+            }
+            // Outside the filter, a value of the wrong type is not this element's
+            // business: it only serves `except: value` and `search: current`.
+            (Some(path), false) if el.needs_current => (
+                None,
+                path.get(event).and_then(|v| convert(el.ty, v, path).ok()),
+            ),
+            (Some(_), false) => (None, None),
         };
         updates.push(update);
-        current.push(value);
+        current.push(cur);
     }
     Ok(Some(PreparedObject {
         key,
@@ -429,12 +435,7 @@ fn prepare_object(o: &Object, event: &Value) -> CoreResult<Option<PreparedObject
 fn apply_updates(ent: &mut Entity, obj: &Object, t: Millis, prep: &PreparedObject, cut: Millis) {
     for ((st, el), up) in ent.elems.iter_mut().zip(&obj.elements).zip(&prep.updates) {
         if let Some(v) = up {
-            let v = if el.kind == ElementKind::Count || el.kind == ElementKind::DateAndCounter {
-                Scalar::Null
-            } else {
-                v.clone()
-            };
-            st.update(el, t, v, cut);
+            st.update(el, t, v.clone(), cut);
         }
     }
 }
