@@ -67,7 +67,12 @@ fn event(i: u64, clients: u64) -> Value {
         "consumer": {"userId": format!("user-{client}"), "fio": format!("Name{} Surname{}", client % 997, client),
                      "mobile": format!("+7 912 {:07}", client), "birthdate": "1990-01-01",
                      "idDocumentNumber": format!("45{:08}", client), "passportIssueRegion": format!("region-{}", client % 85)},
-        "coBorrower": {"idDocumentNumber": format!("46{:08}", (r >> 16) % (clients / 4 + 1))},
+        // One application in ten has a co-borrower; co-borrowers rarely repeat.
+        "coBorrower": if (r >> 40) % 10 == 0 {
+            json!({"idDocumentNumber": format!("46{:08}", (r >> 16) % (clients * 10))})
+        } else {
+            Value::Null
+        },
         "employer": {"inn": format!("77{:08}", (r >> 12) % 20_000)},
         "device": {"ip": format!("10.{}.{}.{}", (r >> 3) % 4, (r >> 5) % 256, (r >> 7) % 256), "id": format!("dev-{}", client * 2 + (r >> 30) % 2)},
         "ext": {"requestResult": if r % 3 == 0 { "REJECTED" } else { "APPROVED" },
