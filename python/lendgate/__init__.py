@@ -6,6 +6,7 @@ compiled extension ``lendgate._core`` is private.
 """
 
 from lendgate._core import __version__ as core_version
+from lendgate.aggregates import AggregateStore
 from lendgate.errors import (
     AlreadyExistsError,
     ExpressionEvaluationError,
@@ -19,6 +20,7 @@ from lendgate.expr import CompiledExpression, CompiledUnaryExpression
 from lendgate.keys import normalize_key
 
 __all__ = [
+    "AggregateStore",
     "AlreadyExistsError",
     "CompiledExpression",
     "CompiledUnaryExpression",

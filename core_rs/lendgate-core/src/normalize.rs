@@ -5,17 +5,23 @@
 //! aggregate.
 
 use crate::error::{CoreError, CoreResult};
+use serde::{Deserialize, Serialize};
 
 /// How a key attribute is normalised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum KeyKind {
     /// Free text (names, e-mails, INNs, device ids): Unicode-lowercased, surrounding
     /// whitespace trimmed and inner runs of whitespace collapsed to one space.
+    #[default]
     Text,
     /// A phone number: digits only; an 11-digit national number with the trunk
     /// prefix 8 is rewritten to the country code 7 (the convention of the seeds'
     /// market), so national and international spellings of one number agree.
     Phone,
+    /// A document or account number (passport, INN, card, IBAN): letters and digits
+    /// only, Unicode-lowercased, so "4510 123456" and "4510-123456" agree.
+    Alnum,
 }
 
 impl std::str::FromStr for KeyKind {
@@ -25,9 +31,10 @@ impl std::str::FromStr for KeyKind {
         match s {
             "text" => Ok(Self::Text),
             "phone" => Ok(Self::Phone),
+            "alnum" => Ok(Self::Alnum),
             other => Err(CoreError::invalid(
                 "kind",
-                format!("unknown key kind {other:?} (expected \"text\" or \"phone\")"),
+                format!("unknown key kind {other:?} (expected \"text\", \"phone\" or \"alnum\")"),
             )),
         }
     }
@@ -41,7 +48,16 @@ pub fn normalize_key(kind: KeyKind, value: &str) -> CoreResult<String> {
     match kind {
         KeyKind::Text => Ok(normalize_text(value)),
         KeyKind::Phone => normalize_phone(value),
+        KeyKind::Alnum => Ok(normalize_alnum(value)),
     }
+}
+
+fn normalize_alnum(value: &str) -> String {
+    value
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 fn normalize_text(value: &str) -> String {
@@ -99,6 +115,13 @@ mod tests {
     fn phone_without_enough_digits_is_invalid() {
         let err = normalize_key(KeyKind::Phone, "call me").unwrap_err();
         assert!(matches!(err, CoreError::InvalidArgument { ref field, .. } if field == "phone"));
+    }
+
+    #[test]
+    fn alnum_keeps_letters_and_digits() {
+        let a = normalize_key(KeyKind::Alnum, " 4510-123 456 ").unwrap();
+        assert_eq!(a, "4510123456");
+        assert_eq!(normalize_key(KeyKind::Alnum, "AB 12").unwrap(), "ab12");
     }
 
     #[test]

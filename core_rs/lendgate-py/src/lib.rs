@@ -5,6 +5,7 @@
 
 use pyo3::prelude::*;
 
+mod aggregates;
 mod document;
 mod error;
 mod expr;
@@ -18,5 +19,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(document::decode_document, m)?)?;
     m.add_class::<expr::PyCompiledExpression>()?;
     m.add_class::<expr::PyCompiledUnaryExpression>()?;
+    m.add_class::<aggregates::PyAggregateStore>()?;
     Ok(())
 }

@@ -1,0 +1,229 @@
+//! Aggregate store benches (`cargo bench -p lendgate-core --bench aggregates`).
+//!
+//! The definition set is the seed-003 rule pack (`testdata/aggregates/seed003_rules.json`:
+//! the objects, elements and parameters rules 1–11 need, plus the built-in history
+//! parameters). Besides criterion's timings, the bench prints the heap bytes per key
+//! measured with a counting allocator, and the two-thread apply rate.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use lendgate_core::aggregates::{AggregateStore, Definitions};
+use serde_json::{json, Value};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: delegates to the system allocator and only counts bytes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        System.dealloc(p, l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        System.realloc(p, l, new)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const T0: i64 = 1_709_251_200_000;
+
+fn pack() -> Definitions {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/aggregates/seed003_rules.json"
+    );
+    let text = std::fs::read_to_string(path).expect("seed pack");
+    Definitions::from_json(&text).expect("seed pack compiles")
+}
+
+/// A loan-application / payment event of a synthetic population (deterministic).
+fn event(i: u64, clients: u64) -> Value {
+    let r = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let client = r % clients;
+    let sub = [
+        "LOAN_APP_CREATE",
+        "LOAN_APP_RESULT",
+        "LOAN_APP_SPECIAL_CHECK",
+        "PAYMENT",
+        "PAYMENT",
+        "LOAN_APP_BKI_CHECK",
+        "PAYMENT",
+        "LOAN_APP_CREATE",
+    ][(r >> 20) as usize % 8];
+    json!({
+        "common": {"eventTime": T0 + (i as i64) * 50, "subtype": sub,
+                   "partnerId": format!("partner-{}", (r >> 8) % 40)},
+        "consumer": {"userId": format!("user-{client}"), "fio": format!("Name{} Surname{}", client % 997, client),
+                     "mobile": format!("+7 912 {:07}", client), "birthdate": "1990-01-01",
+                     "idDocumentNumber": format!("45{:08}", client), "passportIssueRegion": format!("region-{}", client % 85)},
+        // One application in ten has a co-borrower; co-borrowers rarely repeat.
+        "coBorrower": if (r >> 40) % 10 == 0 {
+            json!({"idDocumentNumber": format!("46{:08}", (r >> 16) % (clients * 10))})
+        } else {
+            Value::Null
+        },
+        "employer": {"inn": format!("77{:08}", (r >> 12) % 20_000)},
+        "device": {"ip": format!("10.{}.{}.{}", (r >> 3) % 4, (r >> 5) % 256, (r >> 7) % 256), "id": format!("dev-{}", client * 2 + (r >> 30) % 2)},
+        "ext": {"requestResult": if r % 3 == 0 { "REJECTED" } else { "APPROVED" },
+                "checkResultSpecial": if r % 5 == 0 { "REJECTED" } else { "OK" }, "bkiDefault90and12": r % 7},
+        "tx": {"amount": (r % 100_000) as f64 / 10.0, "currency": "RUB", "cardNumber": "4276123456789012"},
+    })
+}
+
+fn memory_report() {
+    let clients = 100_000u64;
+    let events: Vec<Vec<u8>> = (0..clients * 5)
+        .map(|i| event(i, clients).to_string().into_bytes())
+        .collect();
+    let before = LIVE.load(Ordering::Relaxed);
+    let store = AggregateStore::new(pack());
+    let start = Instant::now();
+    for ev in &events {
+        store.apply(ev).expect("apply");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "single thread: {} events in {secs:.2}s = {:.0} events/s",
+        events.len(),
+        events.len() as f64 / secs
+    );
+    let bytes = LIVE.load(Ordering::Relaxed) - before;
+    let counts = store.key_counts();
+    let keys: usize = counts.iter().map(|(_, n)| n).sum();
+    eprintln!(
+        "memory: {} events over {clients} clients -> {keys} keys in {} objects",
+        events.len(),
+        counts.len()
+    );
+    for (name, n) in &counts {
+        eprintln!("  {name:>32}: {n} keys");
+    }
+    eprintln!(
+        "memory: {bytes} heap bytes = {:.0} B/key, {:.0} B/client (all objects / clients)",
+        bytes as f64 / keys as f64,
+        bytes as f64 / clients as f64
+    );
+
+    // One element in isolation: time_and_value of decimals, 10 records per key.
+    let defs = Definitions::from_json(
+        &json!({"time_attr": "t", "objects": [{"name": "C", "key": [{"attr": "k"}],
+                "elements": [{"name": "v", "kind": "time_and_value", "attr": "a", "type": "decimal"}]}]})
+        .to_string(),
+    )
+    .expect("defs");
+    let before = LIVE.load(Ordering::Relaxed);
+    let one = AggregateStore::new(defs);
+    for i in 0..1_000_000u64 {
+        let ev = json!({"t": T0 + i as i64, "k": format!("client-{}", i % 100_000), "a": 1.5});
+        one.apply_value(&ev).expect("apply");
+    }
+    let bytes = LIVE.load(Ordering::Relaxed) - before;
+    eprintln!(
+        "memory: time_and_value, 100000 keys x 10 records: {:.0} B/key ({:.1} B/record incl. key overhead)",
+        bytes as f64 / 100_000.0,
+        bytes as f64 / 1_000_000.0
+    );
+    drop(one);
+
+    // Two threads applying the realistic mix.
+    let store = Arc::new(AggregateStore::new(pack()));
+    let per = events.len() / 2;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for k in 0..2 {
+            let store = store.clone();
+            let evs = &events[k * per..(k + 1) * per];
+            s.spawn(move || {
+                for ev in evs {
+                    // Two threads interleave time order; keep within the allowed lateness.
+                    let _ = store.apply(ev);
+                }
+            });
+        }
+    });
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "threads: 2 threads applied {} events in {secs:.2}s = {:.0} events/s",
+        per * 2,
+        (per * 2) as f64 / secs
+    );
+}
+
+fn aggregates(c: &mut Criterion) {
+    memory_report();
+    // 10,000 clients fit the caches far better than 100,000: the difference is the
+    // cost of cache misses on the per-key state.
+    for clients in [10_000u64, 100_000] {
+        apply_and_query(c, clients);
+    }
+    c.bench_function("compare_fl/passport", |b| {
+        b.iter(|| {
+            lendgate_core::aggregates::query::compare_fl(
+                black_box("4510 123456"),
+                black_box("4510 123465"),
+            )
+        })
+    });
+}
+
+fn apply_and_query(c: &mut Criterion, clients: u64) {
+    let store = AggregateStore::new(pack());
+    let mut next = 0u64;
+    while next < clients * 3 {
+        store.apply_value(&event(next, clients)).expect("apply");
+        next += 1;
+    }
+    // Inputs are generated outside the timed part, always later in event time, so
+    // every timed call does the full work (none is refused as late).
+    let mut g = c.benchmark_group(format!("aggregates/seed003_pack/{clients}_clients"));
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("apply_json_bytes", |b| {
+        b.iter_batched(
+            || {
+                next += 1;
+                event(next, clients).to_string().into_bytes()
+            },
+            |ev| store.apply(&ev).expect("apply"),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("apply_parsed_event", |b| {
+        b.iter_batched(
+            || {
+                next += 1;
+                event(next, clients)
+            },
+            |ev| store.apply_value(&ev).expect("apply"),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("evaluate_json_bytes", |b| {
+        b.iter_batched(
+            || {
+                next += 1;
+                event(next, clients).to_string().into_bytes()
+            },
+            |ev| store.evaluate(&ev).expect("evaluate"),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(3));
+    targets = aggregates
+}
+criterion_main!(benches);

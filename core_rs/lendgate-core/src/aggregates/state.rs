@@ -1,0 +1,231 @@
+//! Per-key state of the elements, its update by one event and its pruning.
+//!
+//! Arrays are kept sorted by event time, so an out-of-order event is inserted where its
+//! time puts it (after records with the same time: ties keep arrival order).
+//! Pruning never removes a record that a query at a time `>= cut` could see, where
+//! `cut = watermark - allowed lateness`: that is what makes depth limits exact for
+//! every event the store accepts (see `docs/AGGREGATES.md`).
+
+use super::compile::Element;
+use super::spec::ElementKind;
+use super::value::{Millis, Scalar};
+use serde::{Deserialize, Serialize};
+
+/// One (time, value) record of an array element.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Rec {
+    pub(crate) t: Millis,
+    pub(crate) v: Scalar,
+}
+
+/// One counter of a `date_and_counter` element: bucket index (time / width) and count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Bucket {
+    pub(crate) b: i32,
+    pub(crate) n: u32,
+}
+
+/// The state of one element for one key.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub(crate) enum ElemState {
+    /// Never updated, or expired.
+    #[default]
+    Empty,
+    /// A single value: `updated` is the latest event time that touched it, `at` the
+    /// time of the value itself (for first/last).
+    Single {
+        updated: Millis,
+        at: Millis,
+        v: Scalar,
+    },
+    /// Records sorted by time.
+    Records(Vec<Rec>),
+    /// Buckets sorted by index.
+    Buckets(Vec<Bucket>),
+}
+
+/// All elements of one object for one key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Entity {
+    pub(crate) elems: Box<[ElemState]>,
+}
+
+impl Entity {
+    pub(crate) fn new(n: usize) -> Self {
+        Self {
+            elems: (0..n).map(|_| ElemState::Empty).collect(),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.elems.iter().all(|e| matches!(e, ElemState::Empty))
+    }
+}
+
+impl ElemState {
+    /// Applies one event at time `t` carrying `v` (`Scalar::Null` for counters), then
+    /// prunes what no accepted query can see any more.
+    pub(crate) fn update(&mut self, e: &Element, t: Millis, v: Scalar, cut: Millis) {
+        use ElementKind as K;
+        if let Self::Single { updated, .. } = self {
+            if *updated <= t - e.horizon_ms {
+                *self = Self::Empty;
+            }
+        }
+        match e.kind {
+            K::First | K::Last | K::Sum | K::Min | K::Max | K::Count => {
+                self.update_single(e.kind, t, v)
+            }
+            K::TimeAndValue | K::Unique | K::TimeAndLastUniqueValue => {
+                if !matches!(self, Self::Records(_)) {
+                    *self = Self::Records(Vec::new());
+                }
+                if let Self::Records(recs) = self {
+                    insert_record(recs, e.kind, t, v);
+                }
+            }
+            K::DateAndCounter => {
+                if !matches!(self, Self::Buckets(_)) {
+                    *self = Self::Buckets(Vec::new());
+                }
+                if let Self::Buckets(bs) = self {
+                    let b = bucket_index(t, e.bucket_ms);
+                    match bs.binary_search_by_key(&b, |x| x.b) {
+                        Ok(i) => bs[i].n = bs[i].n.saturating_add(1),
+                        Err(i) => bs.insert(i, Bucket { b, n: 1 }),
+                    }
+                }
+            }
+        }
+        self.prune(e, cut);
+    }
+
+    fn update_single(&mut self, kind: ElementKind, t: Millis, v: Scalar) {
+        use ElementKind as K;
+        let Self::Single {
+            updated,
+            at,
+            v: old,
+        } = self
+        else {
+            let v = match kind {
+                K::Count => Scalar::Int(1),
+                _ => v,
+            };
+            *self = Self::Single {
+                updated: t,
+                at: t,
+                v,
+            };
+            return;
+        };
+        *updated = (*updated).max(t);
+        match kind {
+            K::First if t < *at => (*at, *old) = (t, v),
+            K::Last if t >= *at => (*at, *old) = (t, v),
+            K::Count => {
+                if let Scalar::Int(n) = old {
+                    *n = n.saturating_add(1);
+                }
+            }
+            K::Sum => {
+                *old = match (&*old, &v) {
+                    (Scalar::Int(a), Scalar::Int(b)) => Scalar::Int(a.saturating_add(*b)),
+                    (a, b) => Scalar::Num(a.as_f64().unwrap_or(0.0) + b.as_f64().unwrap_or(0.0)),
+                }
+            }
+            K::Min | K::Max => {
+                if let (Some(a), Some(b)) = (old.as_f64(), v.as_f64()) {
+                    if (kind == K::Min && b < a) || (kind == K::Max && b > a) {
+                        *old = v;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Drops what no query at a time `>= cut` can see: records older than the
+    /// element's horizon before `cut`, and records before `cut` beyond the newest
+    /// `max_records` of them. Single values expire after `horizon` without updates.
+    pub(crate) fn prune(&mut self, e: &Element, cut: Millis) {
+        let too_old = cut - e.horizon_ms;
+        let n = e.max_records as usize;
+        // A hard bound even inside the lateness window, so a burst cannot grow an
+        // array without limit (beyond it, the oldest records go first).
+        let hard = n.saturating_mul(2).max(n + 64);
+        match self {
+            Self::Empty => {}
+            Self::Single { updated, .. } => {
+                if *updated <= too_old {
+                    *self = Self::Empty;
+                }
+            }
+            Self::Records(recs) => {
+                let old = recs.partition_point(|r| r.t <= too_old);
+                let before_cut = recs.partition_point(|r| r.t < cut);
+                let drop = old
+                    .max(before_cut.saturating_sub(n))
+                    .max(recs.len().saturating_sub(hard));
+                if worth_draining(drop, recs.len()) {
+                    recs.drain(..drop);
+                }
+                if recs.is_empty() {
+                    *self = Self::Empty;
+                }
+            }
+            Self::Buckets(bs) => {
+                let w = e.bucket_ms;
+                let old = bs.partition_point(|x| bucket_start(x.b, w) <= too_old);
+                let before_cut = bs.partition_point(|x| bucket_start(x.b, w) < cut);
+                let drop = old
+                    .max(before_cut.saturating_sub(n))
+                    .max(bs.len().saturating_sub(hard));
+                if worth_draining(drop, bs.len()) {
+                    bs.drain(..drop);
+                }
+                if bs.is_empty() {
+                    *self = Self::Empty;
+                }
+            }
+        }
+    }
+}
+
+/// Whether dropping `drop` of `len` front records is worth the memmove now. Queries
+/// filter by time and depth themselves, so stale records may linger a little: a
+/// sliding window drains in batches of an eighth of the array instead of one record
+/// (and one memmove of the whole array) per event.
+fn worth_draining(drop: usize, len: usize) -> bool {
+    drop > 0 && (drop == len || drop * 8 >= len.max(8))
+}
+
+fn insert_record(recs: &mut Vec<Rec>, kind: ElementKind, t: Millis, v: Scalar) {
+    let keep_first = kind == ElementKind::Unique;
+    if kind != ElementKind::TimeAndValue {
+        if let Some(i) = recs.iter().position(|r| r.v == v) {
+            let moves = if keep_first {
+                t < recs[i].t
+            } else {
+                t > recs[i].t
+            };
+            if !moves {
+                return;
+            }
+            recs.remove(i);
+        }
+    }
+    let at = recs.partition_point(|r| r.t <= t);
+    recs.insert(at, Rec { t, v });
+}
+
+/// Index of the bucket of width `w` that holds time `t` (UTC days or hours).
+pub(crate) fn bucket_index(t: Millis, w: Millis) -> i32 {
+    // Event times are bounded to years 2000..2100, so hour indexes fit in i32.
+    i32::try_from(t.div_euclid(w.max(1))).unwrap_or(i32::MAX)
+}
+
+/// Start time of bucket `b` of width `w`.
+pub(crate) fn bucket_start(b: i32, w: Millis) -> Millis {
+    i64::from(b) * w
+}

@@ -1,0 +1,573 @@
+//! The in-memory store: per object, sharded maps from normalised key to element state.
+
+use super::compile::{Definitions, Element, Object, Operand, ParamBody};
+use super::query;
+use super::spec::ExceptSpec;
+use super::state::{ElemState, Entity};
+use super::value::{check_len, convert, Millis, Scalar};
+use crate::error::{CoreError, CoreResult};
+use crate::normalize::normalize_key;
+use parking_lot::Mutex;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+
+/// Shards per object: a power of two, enough that two cores rarely meet on one lock.
+const SHARDS: usize = 64;
+/// Separator of the parts of a composite key (ASCII unit separator).
+const KEY_SEP: char = '\u{1f}';
+/// Snapshot magic and the format version this build writes and reads.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"LGAGSNAP";
+/// Version of the snapshot format.
+pub const SNAPSHOT_VERSION: u16 = 1;
+
+type Map = HashMap<Box<str>, Entity, foldhash::fast::RandomState>;
+
+struct ObjectShards {
+    shards: Box<[Mutex<Map>]>,
+}
+
+impl ObjectShards {
+    fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Map::default())).collect(),
+        }
+    }
+
+    fn shard(&self, key: &str) -> &Mutex<Map> {
+        // A fixed seed: shard choice only spreads load; the maps themselves use
+        // randomly seeded hashers.
+        let h = foldhash::fast::FixedState::with_seed(0x6c65_6e64).hash_one(key);
+        &self.shards[(h >> 58) as usize % SHARDS]
+    }
+}
+
+/// The values of the parameters for one event, in definition order.
+pub type ParamValues = Vec<Scalar>;
+
+/// What one call of [`AggregateStore::expire_step`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExpireProgress {
+    /// Shards visited.
+    pub shards: usize,
+    /// Keys removed because nothing of theirs is within any horizon.
+    pub keys_dropped: usize,
+    /// The pass reached the last shard (the next call starts a new pass).
+    pub pass_complete: bool,
+}
+
+/// Keyed, time-windowed aggregates ("dynamic calculation objects").
+///
+/// Thread-safe: `apply` from any number of threads; each object's keys are spread
+/// over `SHARDS` mutexes, and one event locks one shard of one object at a time.
+pub struct AggregateStore {
+    defs: Definitions,
+    objects: Box<[ObjectShards]>,
+    watermark: AtomicI64,
+    expire_cursor: AtomicUsize,
+}
+
+/// One event, read and checked before anything is changed.
+struct Prepared {
+    t: Millis,
+    objects: Vec<Option<PreparedObject>>,
+}
+
+struct PreparedObject {
+    key: String,
+    /// Per element: the value to apply (`Some` when the filter passed).
+    updates: Vec<Option<Scalar>>,
+    /// Per element: this event's value of the element's attribute.
+    current: Vec<Option<Scalar>>,
+}
+
+impl AggregateStore {
+    /// An empty store for compiled definitions.
+    pub fn new(defs: Definitions) -> Self {
+        let objects = (0..defs.objects.len())
+            .map(|_| ObjectShards::new())
+            .collect();
+        Self {
+            defs,
+            objects,
+            watermark: AtomicI64::new(i64::MIN),
+            expire_cursor: AtomicUsize::new(0),
+        }
+    }
+
+    /// The definitions the store runs.
+    pub fn definitions(&self) -> &Definitions {
+        &self.defs
+    }
+
+    /// The newest event time applied so far (epoch ms), if any.
+    pub fn watermark(&self) -> Option<Millis> {
+        let w = self.watermark.load(Ordering::Acquire);
+        (w != i64::MIN).then_some(w)
+    }
+
+    /// Number of keys held, per object name (hidden objects of built-in parameters
+    /// are named `$param`).
+    pub fn key_counts(&self) -> Vec<(String, usize)> {
+        self.defs
+            .objects
+            .iter()
+            .zip(self.objects.iter())
+            .map(|(o, s)| {
+                (
+                    o.name.clone(),
+                    s.shards.iter().map(|m| m.lock().len()).sum(),
+                )
+            })
+            .collect()
+    }
+
+    /// Applies one event (a JSON document) to every object and returns every
+    /// parameter's value for it. The event is applied entirely or not at all.
+    pub fn apply(&self, event: &[u8]) -> CoreResult<ParamValues> {
+        let event = parse_event(event)?;
+        self.apply_value(&event)
+    }
+
+    /// [`Self::apply`] for an already parsed event.
+    pub fn apply_value(&self, event: &Value) -> CoreResult<ParamValues> {
+        let prepared = self.prepare(event)?;
+        let w = self
+            .watermark
+            .fetch_max(prepared.t, Ordering::AcqRel)
+            .max(prepared.t);
+        self.run(event, &prepared, w - self.defs.lateness_ms, true)
+    }
+
+    /// The values [`Self::apply`] would return for this event, without changing
+    /// anything.
+    pub fn evaluate(&self, event: &[u8]) -> CoreResult<ParamValues> {
+        let event = parse_event(event)?;
+        let prepared = self.prepare(&event)?;
+        let w = self.watermark.load(Ordering::Acquire).max(prepared.t);
+        self.run(&event, &prepared, w - self.defs.lateness_ms, false)
+    }
+
+    fn prepare(&self, event: &Value) -> CoreResult<Prepared> {
+        let defs = &self.defs;
+        let tv = defs
+            .time_attr
+            .get(event)
+            .ok_or_else(|| CoreError::invalid(defs.time_attr.as_str(), "the event has no time"))?;
+        let t = super::value::parse_time(tv, defs.time_attr.as_str())?;
+        let w = self.watermark.load(Ordering::Acquire);
+        if w != i64::MIN && t < w - defs.lateness_ms {
+            return Err(CoreError::invalid(
+                defs.time_attr.as_str(),
+                format!(
+                    "event time {t} is {} s older than the newest event seen, beyond the \
+                     allowed lateness of {} s",
+                    (w - t) / 1000,
+                    defs.lateness_ms / 1000
+                ),
+            ));
+        }
+        let objects = defs
+            .objects
+            .iter()
+            .map(|o| prepare_object(o, event))
+            .collect::<CoreResult<_>>()?;
+        Ok(Prepared { t, objects })
+    }
+
+    fn run(
+        &self,
+        event: &Value,
+        p: &Prepared,
+        cut: Millis,
+        commit: bool,
+    ) -> CoreResult<ParamValues> {
+        let defs = &self.defs;
+        let mut out = vec![Scalar::Null; defs.params.len()];
+        for (oi, (obj, prep)) in defs.objects.iter().zip(&p.objects).enumerate() {
+            let Some(prep) = prep else { continue };
+            let changes = prep.updates.iter().any(Option::is_some);
+            if !changes && obj.params_before.is_empty() && obj.params_after.is_empty() {
+                continue;
+            }
+            let mut shard = self.objects[oi].shard(&prep.key).lock();
+            let existing = shard.get_mut(prep.key.as_str());
+            for &pi in &obj.params_before {
+                out[pi] = eval_stateful(&defs.params[pi].body, obj, existing.as_deref(), p.t, prep);
+            }
+            let mut scratch;
+            let after: Option<&Entity> = match (changes, commit, existing) {
+                (false, _, existing) => existing.map(|e| &*e),
+                (true, true, Some(ent)) => {
+                    apply_updates(ent, obj, p.t, prep, cut);
+                    Some(&*ent)
+                }
+                (true, true, None) => {
+                    let mut ent = Entity::new(obj.elements.len());
+                    apply_updates(&mut ent, obj, p.t, prep, cut);
+                    shard.insert(prep.key.as_str().into(), ent);
+                    shard.get(prep.key.as_str())
+                }
+                (true, false, existing) => {
+                    scratch = existing
+                        .map(|e| e.clone())
+                        .unwrap_or_else(|| Entity::new(obj.elements.len()));
+                    apply_updates(&mut scratch, obj, p.t, prep, cut);
+                    Some(&scratch)
+                }
+            };
+            for &pi in &obj.params_after {
+                out[pi] = eval_stateful(&defs.params[pi].body, obj, after, p.t, prep);
+            }
+        }
+        for (pi, param) in defs.params.iter().enumerate() {
+            if param.body.object().is_none() {
+                out[pi] = eval_transform(&param.body, event, &out);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops expired data from up to `max_shards` shards, continuing where the last
+    /// call stopped. Each shard is locked only while it is pruned, so queries on other
+    /// shards go on. The horizon is relative to the newest event time (event time,
+    /// not wall time), so a replay expires exactly what live traffic expired.
+    pub fn expire_step(&self, max_shards: usize) -> ExpireProgress {
+        let mut progress = ExpireProgress::default();
+        let total = self.objects.len() * SHARDS;
+        let Some(w) = self.watermark() else {
+            progress.pass_complete = true;
+            return progress;
+        };
+        if total == 0 {
+            progress.pass_complete = true;
+            return progress;
+        }
+        let cut = w - self.defs.lateness_ms;
+        for _ in 0..max_shards.min(total) {
+            let slot = self.expire_cursor.fetch_add(1, Ordering::AcqRel) % total;
+            let (oi, si) = (slot / SHARDS, slot % SHARDS);
+            let obj = &self.defs.objects[oi];
+            let mut shard = self.objects[oi].shards[si].lock();
+            let before = shard.len();
+            shard.retain(|_, ent| {
+                for (st, el) in ent.elems.iter_mut().zip(&obj.elements) {
+                    st.prune(el, cut);
+                }
+                !ent.is_empty()
+            });
+            progress.keys_dropped += before - shard.len();
+            progress.shards += 1;
+            if slot + 1 == total {
+                progress.pass_complete = true;
+                break;
+            }
+        }
+        progress
+    }
+
+    /// Serialises the whole state: a versioned header, the layout of the definitions,
+    /// the watermark, then every key's elements (postcard). Shards are copied one at a
+    /// time, so the snapshot is a consistent cut only when no `apply` runs meanwhile.
+    pub fn snapshot(&self) -> CoreResult<Vec<u8>> {
+        let mut out = Vec::with_capacity(1 << 16);
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        put(&mut out, &self.defs.layout)?;
+        put(&mut out, &self.watermark.load(Ordering::Acquire))?;
+        put(&mut out, &(self.objects.len() as u64))?;
+        for obj in self.objects.iter() {
+            put(&mut out, &(obj.shards.len() as u64))?;
+            for shard in obj.shards.iter() {
+                let shard = shard.lock();
+                put(&mut out, &(shard.len() as u64))?;
+                for (k, ent) in shard.iter() {
+                    put(&mut out, &(&**k, ent))?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rebuilds a store from a [`Self::snapshot`] taken with definitions of the same
+    /// layout. Any other format version or layout is refused with a message saying so.
+    pub fn restore(defs: Definitions, data: &[u8]) -> CoreResult<Self> {
+        let bad = |why: String| CoreError::invalid("snapshot", why);
+        let rest = data
+            .strip_prefix(SNAPSHOT_MAGIC.as_slice())
+            .ok_or_else(|| bad("not an aggregate snapshot (bad magic)".into()))?;
+        let (ver, mut rest) = rest
+            .split_first_chunk::<2>()
+            .ok_or_else(|| bad("truncated header".into()))?;
+        let ver = u16::from_le_bytes(*ver);
+        if ver != SNAPSHOT_VERSION {
+            return Err(bad(format!(
+                "snapshot format version {ver} cannot be read by this build, which reads \
+                 version {SNAPSHOT_VERSION}; rebuild the state by replaying the event log"
+            )));
+        }
+        let layout: String = take(&mut rest)?;
+        if layout != defs.layout {
+            return Err(bad(
+                "the snapshot was taken with different object definitions (objects, keys, \
+                 elements, kinds or types changed); rebuild by replaying the event log"
+                    .into(),
+            ));
+        }
+        let store = Self::new(defs);
+        let w: i64 = take(&mut rest)?;
+        store.watermark.store(w, Ordering::Release);
+        let n_obj: u64 = take(&mut rest)?;
+        if n_obj != store.objects.len() as u64 {
+            return Err(bad("object count does not match the definitions".into()));
+        }
+        for (oi, obj) in store.objects.iter().enumerate() {
+            let n_elems = store.defs.objects[oi].elements.len();
+            let n_shards: u64 = take(&mut rest)?;
+            for _ in 0..n_shards {
+                let n: u64 = take(&mut rest)?;
+                for _ in 0..n {
+                    let (k, ent): (String, Entity) = take(&mut rest)?;
+                    if ent.elems.len() != n_elems {
+                        return Err(bad("an entity does not match its object".into()));
+                    }
+                    obj.shard(&k).lock().insert(k.into_boxed_str(), ent);
+                }
+            }
+        }
+        if !rest.is_empty() {
+            return Err(bad("trailing bytes after the last entity".into()));
+        }
+        Ok(store)
+    }
+}
+
+fn parse_event(bytes: &[u8]) -> CoreResult<Value> {
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| CoreError::invalid("event", format!("not a JSON document: {e}")))?;
+    if !v.is_object() {
+        return Err(CoreError::invalid(
+            "event",
+            "the event must be a JSON object",
+        ));
+    }
+    Ok(v)
+}
+
+fn put<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) -> CoreResult<()> {
+    let buf = std::mem::take(out);
+    *out = postcard::to_extend(v, buf)
+        .map_err(|e| CoreError::invalid("snapshot", format!("cannot encode: {e}")))?;
+    Ok(())
+}
+
+fn take<T: serde::de::DeserializeOwned>(rest: &mut &[u8]) -> CoreResult<T> {
+    let (v, r) = postcard::take_from_bytes(rest)
+        .map_err(|e| CoreError::invalid("snapshot", format!("corrupt or truncated: {e}")))?;
+    *rest = r;
+    Ok(v)
+}
+
+fn prepare_object(o: &Object, event: &Value) -> CoreResult<Option<PreparedObject>> {
+    let mut key = String::new();
+    for (i, (path, kind)) in o.key.iter().enumerate() {
+        let raw = match path.get(event) {
+            Some(Value::String(s)) => std::borrow::Cow::Borrowed(s.as_str()),
+            Some(v @ (Value::Number(_) | Value::Bool(_))) => std::borrow::Cow::Owned(v.to_string()),
+            Some(_) => {
+                return Err(CoreError::invalid(
+                    path.as_str(),
+                    "a key attribute must be a string or a number",
+                ))
+            }
+            None => return Ok(None),
+        };
+        check_len(&raw, path.as_str())?;
+        let part = normalize_key(*kind, &raw).map_err(|e| match e {
+            CoreError::InvalidArgument { reason, .. } => CoreError::invalid(path.as_str(), reason),
+            other => other,
+        })?;
+        if part.is_empty() {
+            return Ok(None);
+        }
+        if i > 0 {
+            key.push(KEY_SEP);
+        }
+        key.push_str(&part);
+    }
+    let mut updates = Vec::with_capacity(o.elements.len());
+    let mut current = Vec::with_capacity(o.elements.len());
+    for el in &o.elements {
+        let passes = match &el.filter {
+            Some(f) => f.matches(event)?,
+            None => true,
+        };
+        let (update, cur) = match (&el.attr, passes) {
+            (None, true) => (Some(Scalar::Null), None),
+            (None, false) => (None, None),
+            (Some(path), true) => {
+                let v = path
+                    .get(event)
+                    .map(|v| convert(el.ty, v, path))
+                    .transpose()?;
+                let cur = if el.needs_current { v.clone() } else { None };
+                (v, cur)
+            }
+            // Outside the filter, a value of the wrong type is not this element's
+            // business: it only serves `except: value` and `search: current`.
+            (Some(path), false) if el.needs_current => (
+                None,
+                path.get(event).and_then(|v| convert(el.ty, v, path).ok()),
+            ),
+            (Some(_), false) => (None, None),
+        };
+        updates.push(update);
+        current.push(cur);
+    }
+    Ok(Some(PreparedObject {
+        key,
+        updates,
+        current,
+    }))
+}
+
+fn apply_updates(ent: &mut Entity, obj: &Object, t: Millis, prep: &PreparedObject, cut: Millis) {
+    for ((st, el), up) in ent.elems.iter_mut().zip(&obj.elements).zip(&prep.updates) {
+        if let Some(v) = up {
+            st.update(el, t, v.clone(), cut);
+        }
+    }
+}
+
+fn eval_stateful(
+    body: &ParamBody,
+    obj: &Object,
+    ent: Option<&Entity>,
+    t: Millis,
+    prep: &PreparedObject,
+) -> Scalar {
+    static EMPTY: ElemState = ElemState::Empty;
+    let state = |elem: usize| ent.and_then(|e| e.elems.get(elem)).unwrap_or(&EMPTY);
+    let el = |elem: usize| -> &Element { &obj.elements[elem] };
+    let except_value = |elem: usize, except: ExceptSpec| match except {
+        ExceptSpec::Value => prep.current.get(elem).and_then(Option::as_ref),
+        _ => None,
+    };
+    match body {
+        ParamBody::Aggregate {
+            elem,
+            agg,
+            p,
+            window,
+            except,
+            ..
+        } => query::aggregate(
+            state(*elem),
+            el(*elem),
+            t,
+            *window,
+            *agg,
+            *p,
+            except_value(*elem, *except),
+        ),
+        ParamBody::Interval {
+            elem,
+            unit_ms,
+            which,
+            search,
+            window,
+            except,
+            ..
+        } => query::interval(
+            state(*elem),
+            el(*elem),
+            t,
+            *window,
+            *which,
+            search,
+            *unit_ms,
+            prep.current.get(*elem).and_then(Option::as_ref),
+            except_value(*elem, *except),
+        ),
+        ParamBody::Previous {
+            elem, nth, window, ..
+        } => query::previous(state(*elem), el(*elem), t, *window, *nth),
+        _ => Scalar::Null,
+    }
+}
+
+fn operand(o: &Operand, event: &Value, done: &[Scalar]) -> Scalar {
+    match o {
+        Operand::Attr(p) => p.get(event).map_or(Scalar::Null, json_scalar),
+        Operand::Param(i) => done.get(*i).cloned().unwrap_or(Scalar::Null),
+        Operand::Value(v) => json_scalar(v),
+    }
+}
+
+fn json_scalar(v: &Value) -> Scalar {
+    match v {
+        Value::Bool(b) => Scalar::Bool(*b),
+        Value::Number(n) => n
+            .as_i64()
+            .map_or_else(|| n.as_f64().map_or(Scalar::Null, Scalar::Num), Scalar::Int),
+        Value::String(s) => Scalar::Str(s.as_str().into()),
+        _ => Scalar::Null,
+    }
+}
+
+fn as_text(s: &Scalar) -> Option<String> {
+    match s {
+        Scalar::Str(s) => Some(s.to_string()),
+        Scalar::Int(i) => Some(i.to_string()),
+        Scalar::Num(x) => Some(x.to_string()),
+        Scalar::Bool(b) => Some(b.to_string()),
+        Scalar::Null => None,
+    }
+}
+
+fn as_number(s: &Scalar) -> Option<f64> {
+    match s {
+        Scalar::Str(s) => s.trim().parse().ok(),
+        other => other.as_f64(),
+    }
+}
+
+fn eval_transform(body: &ParamBody, event: &Value, done: &[Scalar]) -> Scalar {
+    let num = |o: &Operand| as_number(&operand(o, event, done));
+    let finite = |x: f64| {
+        if x.is_finite() {
+            Scalar::Num(x)
+        } else {
+            Scalar::Null
+        }
+    };
+    match body {
+        ParamBody::CompareFl(a, b) => {
+            match (
+                as_text(&operand(a, event, done)),
+                as_text(&operand(b, event, done)),
+            ) {
+                (Some(a), Some(b)) => Scalar::Num(query::compare_fl(&a, &b)),
+                _ => Scalar::Null,
+            }
+        }
+        ParamBody::Ratio(a, b) => match (num(a), num(b)) {
+            (Some(a), Some(b)) if b != 0.0 => finite(a / b),
+            _ => Scalar::Null,
+        },
+        ParamBody::Multiple(a, b) => match (num(a), num(b)) {
+            (Some(a), Some(b)) => finite(a * b),
+            _ => Scalar::Null,
+        },
+        ParamBody::Sum(ops) => {
+            let vals: Option<Vec<f64>> = ops.iter().map(num).collect();
+            vals.map_or(Scalar::Null, |v| finite(v.iter().sum()))
+        }
+        ParamBody::Substring { of, start, len } => as_text(&operand(of, event, done))
+            .map_or(Scalar::Null, |s| {
+                Scalar::Str(query::substring(&s, *start, *len).into())
+            }),
+        _ => Scalar::Null,
+    }
+}

@@ -1,0 +1,250 @@
+"""Behaviour of lendgate.aggregates (Rust: core_rs/lendgate-core/src/aggregates)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lendgate import AggregateStore, InvalidArgumentError
+
+SEED_PACK = (
+    Path(__file__).resolve().parent.parent / "testdata" / "aggregates" / "seed003_rules.json"
+)
+DAY = 86_400_000
+T0 = 1_709_251_200_000  # 2024-03-01T00:00:00Z
+
+YAML_DEFS = """
+time_attr: t
+allowed_lateness_seconds: 86400
+objects:
+  - name: Client
+    key: [{attr: client.id, kind: text}]
+    elements:
+      - {name: amounts, kind: time_and_value, attr: amount, type: integer, max_days: 30}
+      - {name: devices, kind: unique, attr: device, type: string, max_records: 10}
+  - name: EmployerAndIp
+    key: [{attr: employer.inn, kind: alnum}, {attr: ip}]
+    elements:
+      - name: created
+        kind: date_and_counter
+        filter: {all: [{attr: subtype, eq: LOAN_APP_CREATE}]}
+params:
+  - {fn: calc_aggregate, name: sum_2d, object: Client, element: amounts, agg: sum,
+     window: {unit: days, last: 2}}
+  - {fn: calc_aggregate, name: sum_before, object: Client, element: amounts, agg: sum,
+     except: record}
+  - {fn: calc_aggregate, name: other_devices, object: Client, element: devices,
+     agg: unique_count, except: value}
+  - {fn: calc_aggregate, name: created_2d, object: EmployerAndIp, element: created, agg: sum,
+     window: {unit: days, last: 2}}
+"""
+
+
+def event(t: int, **fields: Any) -> bytes:
+    """A JSON event at epoch-ms time ``t``."""
+    return json.dumps({"t": t, **fields}).encode()
+
+
+def pay(t: int, amount: int, client: str = "c1", device: str = "d1") -> bytes:
+    return event(t, client={"id": client}, amount=amount, device=device)
+
+
+@pytest.fixture
+def store() -> AggregateStore:
+    return AggregateStore.from_yaml(YAML_DEFS)
+
+
+def test_windows_use_event_time(store: AggregateStore) -> None:
+    assert store.apply(pay(T0, 10))["sum_2d"] == 10
+    assert store.apply(pay(T0 + DAY, 20))["sum_2d"] == 30
+    assert store.apply(pay(T0 + 3 * DAY, 5))["sum_2d"] == 5
+    # A late event is answered as of its own time and lands in place.
+    late = store.apply(pay(T0 + 2 * DAY + 1, 7))
+    assert late["sum_2d"] == 20 + 7
+    assert store.watermark == T0 + 3 * DAY
+
+
+def test_exclusion_of_the_current_record_and_value(store: AggregateStore) -> None:
+    first = store.apply(pay(T0, 10, device="d1"))
+    assert first["sum_before"] == 0
+    assert first["other_devices"] == 0
+    second = store.apply(pay(T0 + 1, 5, device="d2"))
+    assert second["sum_before"] == 10
+    assert second["other_devices"] == 1
+
+
+def test_composite_keys_are_normalised(store: AggregateStore) -> None:
+    def create(t: int, inn: str, ip: str) -> bytes:
+        return event(t, subtype="LOAN_APP_CREATE", employer={"inn": inn}, ip=ip)
+
+    store.apply(create(T0, "7701 234567", "10.0.0.1"))
+    store.apply(create(T0 + 1, "7701-234567", " 10.0.0.1 "))
+    assert store.apply(create(T0 + 2, "7701234567", "10.0.0.1"))["created_2d"] == 3
+    assert store.apply(create(T0 + 3, "7701234567", "10.0.0.2"))["created_2d"] == 1
+    assert store.key_counts() == {"Client": 0, "EmployerAndIp": 2}
+
+
+def test_evaluate_does_not_change_state(store: AggregateStore) -> None:
+    store.apply(pay(T0, 10))
+    assert store.evaluate(pay(T0 + 1, 5))["sum_2d"] == 15
+    assert store.apply(pay(T0 + 1, 1))["sum_2d"] == 11
+
+
+def test_retention_drops_expired_keys(store: AggregateStore) -> None:
+    for i in range(50):
+        store.apply(pay(T0, 1, client=f"c{i}"))
+    # `devices` keeps the default 180-day horizon, so keys live that long.
+    store.apply(pay(T0 + 100 * DAY, 1, client="fresh"))
+    assert store.expire_all() == 0
+    store.apply(pay(T0 + 181 * DAY, 1, client="fresh"))
+    assert store.expire_all() == 50
+    assert store.key_counts()["Client"] == 1
+
+
+def test_snapshot_round_trip_then_replay_gives_identical_answers() -> None:
+    defs = SEED_PACK.read_bytes()
+    live = AggregateStore(defs)
+    events = [
+        json.dumps(
+            {
+                "common": {
+                    "eventTime": T0 + i * 3_600_000,
+                    "subtype": ["LOAN_APP_CREATE", "LOAN_APP_RESULT", "PAYMENT"][i % 3],
+                    "partnerId": f"p{i % 2}",
+                },
+                "consumer": {"userId": f"u{i % 7}", "idDocumentNumber": f"4510{i % 11:06}"},
+                "coBorrower": {"idDocumentNumber": f"99{i % 3}"},
+                "employer": {"inn": f"77{i % 4}"},
+                "device": {"ip": "1.2.3.4", "id": f"d{i % 5}"},
+                "ext": {"requestResult": "REJECTED" if i % 4 == 0 else "APPROVED"},
+                "tx": {"amount": i * 100, "currency": "RUB"},
+            }
+        ).encode()
+        for i in range(120)
+    ]
+    answers = []
+    snap = b""
+    for i, ev in enumerate(events):
+        if i == 70:
+            snap = live.snapshot()
+        answers.append(live.apply(ev))
+    restored = AggregateStore.restore(defs, snap)
+    assert [restored.apply(ev) for ev in events[70:]] == answers[70:]
+    assert restored.key_counts() == live.key_counts()
+
+
+def test_restore_refuses_other_versions_and_definitions(store: AggregateStore) -> None:
+    store.apply(pay(T0, 1))
+    snap = store.snapshot()
+    newer = snap[:8] + b"\x07\x00" + snap[10:]
+    with pytest.raises(InvalidArgumentError, match="version 7") as err:
+        AggregateStore.restore(SEED_PACK.read_bytes(), newer)
+    assert err.value.violations[0].field == "snapshot"
+    with pytest.raises(InvalidArgumentError, match="different object definitions"):
+        AggregateStore.restore(SEED_PACK.read_bytes(), snap)
+
+
+@pytest.mark.parametrize(
+    ("defs", "field"),
+    [
+        (
+            {"objects": [{"name": "A", "key": [{"attr": "a"}], "elements": []}]},
+            "objects[0].elements",
+        ),
+        (
+            {
+                "objects": [
+                    {
+                        "name": "A",
+                        "key": [{"attr": "a"}],
+                        "elements": [{"name": "e", "kind": "avg"}],
+                    }
+                ]
+            },
+            "objects[0].elements[0].kind",
+        ),
+        (
+            {
+                "objects": [
+                    {
+                        "name": "A",
+                        "key": [{"attr": "a"}],
+                        "elements": [
+                            {"name": "e", "kind": "unique", "attr": "x", "filter_expr": "x > 1"}
+                        ],
+                    }
+                ]
+            },
+            "objects[0].elements[0].filter_expr",
+        ),
+        (
+            {"params": [{"fn": "ratio", "name": "r", "a": {"param": "nope"}, "b": {"value": 1}}]},
+            "params[0].a.param",
+        ),
+        ({"retention_days": 0}, "retention_days"),
+    ],
+)
+def test_bad_definitions_name_the_field(defs: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidArgumentError) as err:
+        AggregateStore(defs)
+    assert err.value.violations[0].field.startswith(field)
+
+
+def test_bad_events_name_the_attribute(store: AggregateStore) -> None:
+    store.apply(pay(T0 + 2 * DAY, 1))
+    cases = [
+        (b"{oops", "event"),
+        (event(T0 + 2 * DAY, client={"id": "c1"}, amount="ten"), "amount"),
+        (json.dumps({"client": {"id": "c1"}}).encode(), "t"),
+        (event(-1, client={"id": "c1"}), "t"),
+        (pay(T0, 1), "t"),  # older than the allowed lateness
+    ]
+    for ev, field in cases:
+        with pytest.raises(InvalidArgumentError) as err:
+            store.apply(ev)
+        assert err.value.violations[0].field == field
+    assert store.apply(pay(T0 + 2 * DAY, 1))["sum_before"] == 1
+
+
+def test_seed_rule_pack_answers_rule_1_and_rule_11() -> None:
+    store = AggregateStore(SEED_PACK.read_text())
+
+    def app(t: int, phone: str, birthdate: str, passport: str) -> bytes:
+        return json.dumps(
+            {
+                "common": {"eventTime": t, "subtype": "LOAN_APP_CREATE"},
+                "consumer": {
+                    "userId": "u1",
+                    "fio": "Ivan Petrov",
+                    "mobile": phone,
+                    "birthdate": birthdate,
+                    "idDocumentNumber": passport,
+                },
+            }
+        ).encode()
+
+    store.apply(app(T0, "+7 912 345-67-89", "1990-01-01", "4510 123456"))
+    out = store.apply(app(T0 + 60_000, "89123456789", "1991-01-01", "4510 123465"))
+    assert out["rule1_other_birth_dates"] == 1
+    assert out["rule11_previous_passport"] == "4510 123456"
+    mismatch = out["rule11_passport_mismatch_pct"]
+    assert isinstance(mismatch, float)
+    assert 0 < mismatch < 10
+
+
+def test_parallel_threads_share_one_store(store: AggregateStore) -> None:
+    def worker(k: int) -> None:
+        for i in range(500):
+            store.apply(pay(T0 + i, 1, client=f"c{k}-{i % 10}"))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.key_counts()["Client"] == 40
+    assert store.evaluate(pay(T0 + 600, 0, client="c0-0"))["sum_before"] == 50
