@@ -172,7 +172,7 @@ def test_append_and_read_back(store: SqlStore) -> None:
         assert got.payload == b"\x08\x01payload-r1"
         assert got.event_time_us == NOW_US
         assert got.received_at_us == ack.received_at_us
-        assert got.keys == (("passport", "4510 123456"), ("phone", "79990001122"))
+        assert got.keys == (("phone", "79990001122"), ("passport", "4510 123456"))
         outcome = await store.append_event(
             event("r1-outcome", kind="outcome", subject_id="app-r1", keys=())
         )
@@ -180,11 +180,21 @@ def test_append_and_read_back(store: SqlStore) -> None:
         about = await store.events_by_subject("partner-a", "app-r1")
         assert [e.kind for e in about] == ["application", "outcome"]
         await store.append_event(event("r2", keys=[("phone", "79990001122")]))
+        await asyncio.to_thread(store.index_keys_blocking)
+        await store.append_event(event("r3", keys=[("phone", "79990001122")]))
+        # r1 and r2 come from the key index, r3 from the unindexed tail of the log.
         by_phone = await store.events_by_key("phone", "79990001122")
-        assert [e.request_id for e in by_phone] == ["r2", "r1"]
+        assert [e.request_id for e in by_phone] == ["r3", "r2", "r1"]
+        assert [
+            e.request_id for e in await store.events_by_key("phone", "79990001122", limit=2)
+        ] == ["r3", "r2"]
+        await asyncio.to_thread(store.index_keys_blocking)
+        assert await store.events_by_key("phone", "79990001122") == by_phone
         assert await store.events_by_key("phone", "nobody") == []
-        assert (await store.get_event_by_request("r2")) is not None
-        assert await store.last_seq() == (await store.get_event_by_request("r2")).seq  # type: ignore[union-attr]
+        assert await store.events_by_key("passport", "4510 123456", since_us=NOW_US + 1) == []
+        last = await store.get_event_by_request("r3")
+        assert last is not None
+        assert await store.last_seq() == last.seq
         with pytest.raises(NotFoundError):
             await store.get_event(10_000)
 
@@ -402,6 +412,7 @@ def test_retention_deletes_only_expired_events_in_batches(database_url: str) -> 
             old = [event(f"old{i}", at=NOW_US - 200 * DAY_US) for i in range(10)]
             new = [event(f"new{i}", at=NOW_US - 10 * DAY_US) for i in range(4)]
             await s.append_events(old + new)
+            assert await asyncio.to_thread(s.index_keys_blocking) == 14
             result = await s.purge_expired(now_us=NOW_US)
             assert result.events == 10
             left = await s.events_by_key("phone", "79990001122", limit=100)

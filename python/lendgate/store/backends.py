@@ -19,8 +19,15 @@ import psycopg
 import psycopg_pool
 
 from lendgate.errors import UnavailableError
+from lendgate.store import matchkeys
 from lendgate.store.interface import EventAck, NewEvent
 from lendgate.store.settings import StoreSettings
+
+_SQLITE_MAX_PARAMS = 30_000  # below SQLITE_MAX_VARIABLE_NUMBER (32766 since 3.32)
+
+# Writer connection tuning: a larger page cache and fewer, larger WAL checkpoints keep the
+# random inserts into the match-key index from rewriting the same pages at every commit.
+_SQLITE_WRITER_PRAGMAS = ("PRAGMA cache_size=-65536", "PRAGMA wal_autocheckpoint=10000")
 
 
 class StoreOpenError(RuntimeError):
@@ -110,6 +117,14 @@ class Backend(ABC):
         """Start the writer's transaction."""
         tx.execute("BEGIN")
 
+    def insert_keys(self, tx: Tx, rows: Sequence[tuple[int, int]]) -> None:
+        """Add ``(key_hash, event_seq)`` rows to the match-key index."""
+        tx.executemany("INSERT INTO event_keys (key_hash, event_seq) VALUES (?, ?)", rows)
+
+    def delete_keys(self, tx: Tx, rows: Sequence[tuple[int, int]]) -> None:
+        """Remove ``(key_hash, event_seq)`` rows from the match-key index."""
+        tx.executemany("DELETE FROM event_keys WHERE key_hash = ? AND event_seq = ?", rows)
+
 
 class SqliteBackend(Backend):
     """The embedded default: one file in WAL mode, one writer connection, pooled readers."""
@@ -141,7 +156,10 @@ class SqliteBackend(Backend):
 
     def connect_writer(self) -> Tx:
         """A writer connection (``BEGIN IMMEDIATE`` takes the write lock up front)."""
-        return Tx(self._connect(), "sqlite")
+        conn = self._connect()
+        for pragma in _SQLITE_WRITER_PRAGMAS:
+            conn.execute(pragma)
+        return Tx(conn, "sqlite")
 
     def begin(self, tx: Tx) -> None:
         """Take the write lock at once, so a second process fails fast, not at COMMIT."""
@@ -172,36 +190,57 @@ class SqliteBackend(Backend):
     def insert_events(
         self, tx: Tx, events: Sequence[NewEvent], received_at_us: Sequence[int]
     ) -> list[EventAck]:
-        """Row by row in-process (fast in SQLite); duplicates return the first row."""
-        acks: list[EventAck] = []
-        keys: list[tuple[str, str, int]] = []
+        """One ``executemany`` per batch; the single writer numbers the events itself.
+
+        The match-key index is not written here but behind the log (``index_keys``).
+        """
+        raw: sqlite3.Connection = tx.raw
+        acks: dict[str, EventAck] = {}
+        ids = list(dict.fromkeys(e.request_id for e in events))
+        for start in range(0, len(ids), _SQLITE_MAX_PARAMS):
+            chunk = ids[start : start + _SQLITE_MAX_PARAMS]
+            marks = ",".join("?" * len(chunk))
+            for request_id, seq, received, response in raw.execute(
+                "SELECT request_id, seq, received_at_us, response FROM events"  # noqa: S608
+                f" WHERE request_id IN ({marks})",
+                chunk,
+            ):
+                acks[request_id] = EventAck(int(seq), request_id, int(received), response, True)
+        row = raw.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        seq = 0 if row is None else int(row[0])
+        rows: list[tuple[Any, ...]] = []
+        result: list[EventAck] = []
         for event, received in zip(events, received_at_us, strict=True):
-            row = tx.execute(
-                "INSERT INTO events (request_id, partner_id, kind, subject_id, event_time_us,"
-                " received_at_us, payload, response) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (request_id) DO NOTHING RETURNING seq",
-                (
-                    event.request_id,
-                    event.partner_id,
-                    event.kind,
-                    event.subject_id,
-                    event.event_time_us,
-                    received,
-                    event.payload,
-                    event.response,
-                ),
-            ).fetchone()
-            if row is None:
-                acks.append(_existing_ack(tx, event.request_id))
-                continue
-            seq = int(row[0])
-            keys.extend((kind, value, seq) for kind, value in dict.fromkeys(event.keys))
-            acks.append(EventAck(seq, event.request_id, received, event.response, False))
-        if keys:
-            tx.executemany(
-                "INSERT INTO event_keys (key_kind, key_value, event_seq) VALUES (?, ?, ?)", keys
+            ack = acks.get(event.request_id)
+            if ack is None:
+                seq += 1
+                ack = EventAck(seq, event.request_id, received, event.response, False)
+                acks[event.request_id] = EventAck(
+                    seq, event.request_id, received, event.response, True
+                )
+                rows.append(
+                    (
+                        seq,
+                        event.request_id,
+                        event.partner_id,
+                        event.kind,
+                        event.subject_id,
+                        event.event_time_us,
+                        received,
+                        event.payload,
+                        event.response,
+                        matchkeys.encode(event.keys),
+                    )
+                )
+            result.append(ack)
+        if rows:
+            raw.executemany(
+                "INSERT INTO events (seq, request_id, partner_id, kind, subject_id, event_time_us,"
+                " received_at_us, payload, response, match_keys)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
             )
-        return acks
+        return result
 
 
 class PostgresBackend(Backend):
@@ -255,6 +294,22 @@ class PostgresBackend(Backend):
         """Operational errors (server gone, network) need a new connection."""
         return isinstance(exc, psycopg.OperationalError)
 
+    def insert_keys(self, tx: Tx, rows: Sequence[tuple[int, int]]) -> None:
+        """One statement over two arrays (``executemany`` would cost a message per row)."""
+        tx.raw.execute(
+            "INSERT INTO event_keys (key_hash, event_seq)"
+            " SELECT * FROM unnest(%s::int8[], %s::int8[])",
+            ([r[0] for r in rows], [r[1] for r in rows]),
+        )
+
+    def delete_keys(self, tx: Tx, rows: Sequence[tuple[int, int]]) -> None:
+        """One statement over two arrays."""
+        tx.raw.execute(
+            "DELETE FROM event_keys WHERE (key_hash, event_seq) IN"
+            " (SELECT * FROM unnest(%s::int8[], %s::int8[]))",
+            ([r[0] for r in rows], [r[1] for r in rows]),
+        )
+
     def insert_events(
         self, tx: Tx, events: Sequence[NewEvent], received_at_us: Sequence[int]
     ) -> list[EventAck]:
@@ -267,9 +322,9 @@ class PostgresBackend(Backend):
         received = [received_at_us[i] for i in first.values()]
         rows = raw.execute(
             "INSERT INTO events (request_id, partner_id, kind, subject_id, event_time_us,"
-            " received_at_us, payload, response)"
+            " received_at_us, payload, response, match_keys)"
             " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],"
-            " %s::int8[], %s::int8[], %s::bytea[], %s::bytea[])"
+            " %s::int8[], %s::int8[], %s::bytea[], %s::bytea[], %s::text[])"
             " ON CONFLICT (request_id) DO NOTHING RETURNING request_id, seq",
             (
                 [e.request_id for e in unique],
@@ -280,11 +335,11 @@ class PostgresBackend(Backend):
                 received,
                 [e.payload for e in unique],
                 [e.response for e in unique],
+                [matchkeys.encode(e.keys) for e in unique],
             ),
         ).fetchall()
         inserted = {request_id: int(seq) for request_id, seq in rows}
         by_request: dict[str, EventAck] = {}
-        key_rows: tuple[list[str], list[str], list[int]] = ([], [], [])
         for event, recv in zip(unique, received, strict=True):
             seq = inserted.get(event.request_id)
             if seq is None:
@@ -292,10 +347,6 @@ class PostgresBackend(Backend):
             by_request[event.request_id] = EventAck(
                 seq, event.request_id, recv, event.response, False
             )
-            for kind, value in dict.fromkeys(event.keys):
-                key_rows[0].append(kind)
-                key_rows[1].append(value)
-                key_rows[2].append(seq)
         missing = [e.request_id for e in unique if e.request_id not in inserted]
         if missing:
             for request_id, seq, recv, response in raw.execute(
@@ -304,12 +355,6 @@ class PostgresBackend(Backend):
                 (missing,),
             ).fetchall():
                 by_request[request_id] = EventAck(int(seq), request_id, int(recv), response, True)
-        if key_rows[0]:
-            raw.execute(
-                "INSERT INTO event_keys (key_kind, key_value, event_seq)"
-                " SELECT * FROM unnest(%s::text[], %s::text[], %s::int8[])",
-                key_rows,
-            )
         acks = []
         for i, event in enumerate(events):
             ack = by_request[event.request_id]
@@ -317,13 +362,6 @@ class PostgresBackend(Backend):
                 ack = EventAck(ack.seq, ack.request_id, ack.received_at_us, ack.response, True)
             acks.append(ack)
         return acks
-
-
-def _existing_ack(tx: Tx, request_id: str) -> EventAck:
-    seq, received, response = tx.execute(
-        "SELECT seq, received_at_us, response FROM events WHERE request_id = ?", (request_id,)
-    ).fetchone()
-    return EventAck(int(seq), request_id, int(received), response, True)
 
 
 def make_backend(settings: StoreSettings) -> Backend:

@@ -32,6 +32,9 @@ class StoreSettings:
     - ``retention_days``: events older than this leave the store (``LENDGATE_RETENTION_DAYS``,
       default 180; 0 keeps everything); ``retention_interval_s`` is how often the background
       pass runs (0 disables it) and ``retention_batch`` how many events one delete removes.
+    - ``key_index_interval_s``/``key_index_batch``: how often, and in batches of how many
+      events, the match-key index catches up with the log (look-ups scan the unindexed tail,
+      so they are exact at any lag).
     - ``pool_size``: PostgreSQL connections for reads (the writer has its own).
     """
 
@@ -42,6 +45,8 @@ class StoreSettings:
     retention_days: float = 180.0
     retention_interval_s: float = 60.0
     retention_batch: int = 1000
+    key_index_interval_s: float = 0.2
+    key_index_batch: int = 20_000
     pool_size: int = 4
 
     @classmethod

@@ -23,8 +23,9 @@ from lendgate.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
+    UnavailableError,
 )
-from lendgate.store import codec, migrations
+from lendgate.store import codec, matchkeys, migrations
 from lendgate.store.backends import Backend, StoreOpenError, Tx
 from lendgate.store.interface import (
     DEFINITION_KINDS,
@@ -55,7 +56,7 @@ _SNAPSHOTS_KEPT = 2
 
 _EVENT_COLUMNS = (
     "seq, request_id, partner_id, kind, subject_id, event_time_us, received_at_us,"
-    " payload, response"
+    " payload, response, match_keys"
 )
 _DEF_COLUMNS = "kind, name, version, status, body, author, reason, created_at_us, restored_from"
 
@@ -73,6 +74,7 @@ class SqlStore:
         self._writer = GroupCommitWriter(backend, settings)
         self._retention_stop = threading.Event()
         self._retention: threading.Thread | None = None
+        self._indexer: threading.Thread | None = None
         self.snapshots = SqlSnapshots(self)
 
     def open(self) -> None:
@@ -87,6 +89,10 @@ class SqlStore:
             tx.raw.close()
             raise StoreOpenError(f"cannot migrate the {self.backend} database: {exc}") from exc
         self._writer.start(tx)
+        self._indexer = threading.Thread(
+            target=self._indexer_loop, name="lendgate-store-indexer", daemon=True
+        )
+        self._indexer.start()
         if self.settings.retention_interval_s > 0 and self.settings.retention_days > 0:
             self._retention = threading.Thread(
                 target=self._retention_loop, name="lendgate-store-retention", daemon=True
@@ -100,8 +106,9 @@ class SqlStore:
     def close(self) -> None:
         """Blocking form of :meth:`aclose` (for scripts and shutdown hooks)."""
         self._retention_stop.set()
-        if self._retention is not None:
-            self._retention.join()
+        for thread in (self._retention, self._indexer):
+            if thread is not None:
+                thread.join()
         self._writer.close()
         self._readers.shutdown(wait=True)
         self._db.close()
@@ -109,7 +116,7 @@ class SqlStore:
     # --- plumbing --------------------------------------------------------------------
 
     async def _write(self, request_id: str | None, operation: str, fn: OpFn) -> bytes:
-        return await asyncio.wrap_future(self._writer.submit(request_id, operation, fn))
+        return await self._writer.submit(request_id, operation, fn)
 
     async def _read(self, fn: Callable[[Tx], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -124,12 +131,11 @@ class SqlStore:
     async def append_event(self, event: NewEvent) -> EventAck:
         """Append one event (idempotent on ``request_id``); returns after commit."""
         (future,) = self._writer.submit_events([event])
-        return await asyncio.wrap_future(future)
+        return await future
 
     async def append_events(self, events: Sequence[NewEvent]) -> list[EventAck]:
         """Append several events; one ack per event, in order."""
-        futures = self._writer.submit_events(events)
-        return list(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
+        return list(await asyncio.gather(*self._writer.submit_events(events)))
 
     async def get_event(self, seq: int) -> Event:
         """The event at ``seq`` with its keys; ``NotFoundError`` if absent."""
@@ -139,7 +145,7 @@ class SqlStore:
             found = row.fetchone()
             if found is None:
                 raise NotFoundError(f"event {seq} not found")
-            return _with_keys(tx, [_event(found)])[0]
+            return _event(found)
 
         return await self._read(read)
 
@@ -150,7 +156,7 @@ class SqlStore:
             row = tx.execute(
                 f"SELECT {_EVENT_COLUMNS} FROM events WHERE request_id = ?", (request_id,)
             ).fetchone()
-            return None if row is None else _with_keys(tx, [_event(row)])[0]
+            return None if row is None else _event(row)
 
         return await self._read(read)
 
@@ -158,15 +164,32 @@ class SqlStore:
         self, key_kind: str, key_value: str, *, since_us: int = 0, limit: int = 1000
     ) -> list[Event]:
         """Events carrying the match key, newest first, with ``event_time_us >= since_us``."""
+        key = (key_kind, key_value)
 
         def read(tx: Tx) -> list[Event]:
+            # The index covers seq <= through; the few newer events are scanned directly.
+            # Reading `through` first keeps both parts exact even while the indexer advances.
+            through = _indexed_through(tx)
+            tail = [
+                e
+                for e in map(
+                    _event,
+                    tx.execute(
+                        f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ?"
+                        " AND event_time_us >= ? ORDER BY seq DESC",
+                        (through, since_us),
+                    ).fetchall(),
+                )
+                if key in e.keys
+            ]
             rows = tx.execute(
                 f"SELECT {_prefixed('e.')} FROM event_keys k JOIN events e ON e.seq = k.event_seq"
-                " WHERE k.key_kind = ? AND k.key_value = ? AND e.event_time_us >= ?"
+                " WHERE k.key_hash = ? AND k.event_seq <= ? AND e.event_time_us >= ?"
                 " ORDER BY k.event_seq DESC LIMIT ?",
-                (key_kind, key_value, since_us, limit),
+                (matchkeys.key_hash(key_kind, key_value), through, since_us, limit),
             ).fetchall()
-            return _with_keys(tx, [_event(r) for r in rows])
+            indexed = [e for e in map(_event, rows) if key in e.keys]  # drop hash collisions
+            return (tail + indexed)[:limit]
 
         return await self._read(read)
 
@@ -179,7 +202,7 @@ class SqlStore:
                 " ORDER BY seq",
                 (partner_id, subject_id),
             ).fetchall()
-            return _with_keys(tx, [_event(r) for r in rows])
+            return [_event(r) for r in rows]
 
         return await self._read(read)
 
@@ -197,7 +220,7 @@ class SqlStore:
                 f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after, limit),
             ).fetchall()
-            return _with_keys(tx, [_event(r) for r in rows])
+            return [_event(r) for r in rows]
 
         return await self._read(read)
 
@@ -637,13 +660,40 @@ class SqlStore:
         events = keys = 0
         while not self._retention_stop.is_set():
             # Each batch is one small writer operation, so writers queue behind it briefly.
-            future = self._writer.submit(None, "purge", _purge_batch(cutoff, size))
+            future = self._writer.submit_blocking(
+                None, "purge", _purge_batch(self._db, cutoff, size)
+            )
             removed_events, removed_keys = json.loads(future.result())
             events += removed_events
             keys += removed_keys
             if removed_events < size and removed_keys < size:
                 break
         return PurgeResult(events, keys, cutoff)
+
+    def index_keys_blocking(self) -> int:
+        """Index the match keys of every event appended so far; the events indexed.
+
+        The background indexer does this every ``key_index_interval_s``: large batches
+        write each index page once for many keys, instead of once per small commit.
+        """
+        total = 0
+        while True:
+            future = self._writer.submit_blocking(
+                None, "index_keys", _index_batch(self._db, self.settings.key_index_batch)
+            )
+            done = int(json.loads(future.result()))
+            total += done
+            if done < self.settings.key_index_batch or self._retention_stop.is_set():
+                return total
+
+    def _indexer_loop(self) -> None:
+        while not self._retention_stop.wait(self.settings.key_index_interval_s):
+            try:
+                self.index_keys_blocking()
+            except UnavailableError:
+                continue  # the writer reconnects; the next pass catches up
+            except Exception:
+                log.exception("key indexing failed")
 
     def _retention_loop(self) -> None:
         while not self._retention_stop.wait(self.settings.retention_interval_s):
@@ -725,38 +775,8 @@ def _event(row: Sequence[Any]) -> Event:
         int(row[6]),
         bytes(row[7]),
         None if row[8] is None else bytes(row[8]),
+        matchkeys.decode(row[9]),
     )
-
-
-def _with_keys(tx: Tx, events: list[Event]) -> list[Event]:
-    if not events:
-        return events
-    seqs = [e.seq for e in events]
-    rows = tx.execute(
-        "SELECT event_seq, key_kind, key_value FROM event_keys"
-        " WHERE event_seq >= ? AND event_seq <= ? ORDER BY event_seq, key_kind, key_value",
-        (min(seqs), max(seqs)),
-    ).fetchall()
-    wanted = set(seqs)
-    keys: dict[int, list[tuple[str, str]]] = {}
-    for seq, kind, value in rows:
-        if int(seq) in wanted:
-            keys.setdefault(int(seq), []).append((kind, value))
-    return [
-        Event(
-            e.seq,
-            e.request_id,
-            e.partner_id,
-            e.kind,
-            e.subject_id,
-            e.event_time_us,
-            e.received_at_us,
-            e.payload,
-            e.response,
-            tuple(keys.get(e.seq, ())),
-        )
-        for e in events
-    ]
 
 
 def _check_kind(kind: str) -> None:
@@ -932,18 +952,60 @@ def _post(
     return LedgerTransaction(txn_id, memo, clock, tuple(postings), deal_id)
 
 
-def _purge_batch(cutoff: int, size: int) -> OpFn:
+def _indexed_through(tx: Tx) -> int:
+    return int(tx.execute("SELECT through_seq FROM event_keys_indexed WHERE id = 1").fetchone()[0])
+
+
+def _index_batch(db: Backend, size: int) -> OpFn:
     def op(tx: Tx, clock: int) -> bytes:
-        oldest = (
-            "SELECT seq FROM events WHERE event_time_us < ? ORDER BY event_time_us, seq LIMIT ?"
+        through = _indexed_through(tx)
+        rows = tx.execute(
+            "SELECT seq, match_keys FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (through, size),
+        ).fetchall()
+        if not rows:
+            return b"0"
+        key_rows = [
+            (matchkeys.key_hash(kind, value), int(seq))
+            for seq, text in rows
+            for kind, value in matchkeys.decode(text)
+        ]
+        if key_rows:
+            db.insert_keys(tx, sorted(key_rows))
+        tx.execute(
+            "UPDATE event_keys_indexed SET through_seq = ? WHERE id = 1", (int(rows[-1][0]),)
         )
-        tx.execute(f"DELETE FROM event_keys WHERE event_seq IN ({oldest})", (cutoff, size))
-        events = tx.execute(f"DELETE FROM events WHERE seq IN ({oldest})", (cutoff, size))
+        return str(len(rows)).encode()
+
+    return op
+
+
+def _purge_batch(db: Backend, cutoff: int, size: int) -> OpFn:
+    def op(tx: Tx, clock: int) -> bytes:
+        rows = tx.execute(
+            "SELECT seq, match_keys FROM events WHERE event_time_us < ?"
+            " ORDER BY event_time_us, seq LIMIT ?",
+            (cutoff, size),
+        ).fetchall()
+        key_rows = [
+            (matchkeys.key_hash(kind, value), int(seq))
+            for seq, text in rows
+            for kind, value in matchkeys.decode(text)
+        ]
+        if key_rows:
+            db.delete_keys(tx, key_rows)
+        if rows:
+            # Delete exactly the selected rows: same filter, same order, same limit.
+            tx.execute(
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE event_time_us < ?"
+                " ORDER BY event_time_us, seq LIMIT ?)",
+                (cutoff, size),
+            )
         keys = tx.execute(
             "DELETE FROM idempotency WHERE request_id IN"
             " (SELECT request_id FROM idempotency WHERE created_at_us < ? LIMIT ?)",
             (cutoff, size),
         )
-        return json.dumps([max(events.rowcount, 0), max(keys.rowcount, 0)]).encode()
+        return json.dumps([len(rows), max(keys.rowcount, 0)]).encode()
 
     return op

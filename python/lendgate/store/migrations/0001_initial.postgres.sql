@@ -20,19 +20,26 @@ CREATE TABLE events (
     event_time_us  BIGINT NOT NULL,
     received_at_us BIGINT NOT NULL,
     payload        BYTEA NOT NULL,
-    response       BYTEA
+    response       BYTEA,
+    match_keys     TEXT NOT NULL
 );
 CREATE INDEX events_event_time ON events (event_time_us);
 CREATE INDEX events_subject ON events (partner_id, subject_id);
 
--- Normalised match keys of each event (phone, passport, employer INN, IP...).
+-- Index of the normalised match keys (phone, passport, employer INN, IP...) of each event:
+-- key_hash is a 64-bit hash of kind and value (see lendgate/store/matchkeys.py); the exact
+-- keys are in events.match_keys, and look-ups filter by them. The index is derived data,
+-- built behind the log in large batches: it covers the events with seq <= through_seq.
 CREATE TABLE event_keys (
-    key_kind  TEXT NOT NULL,
-    key_value TEXT NOT NULL,
+    key_hash  BIGINT NOT NULL,
     event_seq BIGINT NOT NULL,
-    PRIMARY KEY (key_kind, key_value, event_seq)
+    PRIMARY KEY (key_hash, event_seq)
 );
-CREATE INDEX event_keys_seq ON event_keys (event_seq);
+CREATE TABLE event_keys_indexed (
+    id          BIGINT PRIMARY KEY CHECK (id = 1),
+    through_seq BIGINT NOT NULL
+);
+INSERT INTO event_keys_indexed (id, through_seq) VALUES (1, 0);
 
 CREATE TABLE reports (
     report_id     TEXT PRIMARY KEY,
