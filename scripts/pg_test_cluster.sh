@@ -68,7 +68,7 @@ start() {
     # Settings for a throwaway test server: loopback only, socket in the cluster dir.
     as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
         -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir" \
-        -o "-c max_connections=100 -c shared_buffers=128MB" \
+        -o "-c max_connections=100 -c shared_buffers=256MB -c max_wal_size=2GB" \
         start >&2 || { cat "$dir/server.log" >&2; die "the server did not start"; }
     echo "$bindir" >"$dir/bindir"
     as_owner "$bindir/createdb" -h 127.0.0.1 -p "$port" -U lendgate lendgate_test

@@ -298,7 +298,7 @@ class PostgresBackend(Backend):
         """One statement over two arrays (``executemany`` would cost a message per row)."""
         tx.raw.execute(
             "INSERT INTO event_keys (key_hash, event_seq)"
-            " SELECT * FROM unnest(%s::int8[], %s::int8[])",
+            " SELECT * FROM unnest(%b::int8[], %b::int8[])",
             ([r[0] for r in rows], [r[1] for r in rows]),
         )
 
@@ -313,7 +313,10 @@ class PostgresBackend(Backend):
     def insert_events(
         self, tx: Tx, events: Sequence[NewEvent], received_at_us: Sequence[int]
     ) -> list[EventAck]:
-        """One ``INSERT ... SELECT FROM unnest(arrays)`` per batch: a few round trips in all."""
+        """One ``INSERT ... SELECT FROM unnest(arrays)`` per batch: a few round trips in all.
+
+        Parameters go in binary (``%b``): bytea arrays in text form would hex-escape every byte.
+        """
         raw = tx.raw
         first: dict[str, int] = {}
         for i, event in enumerate(events):
@@ -323,8 +326,8 @@ class PostgresBackend(Backend):
         rows = raw.execute(
             "INSERT INTO events (request_id, partner_id, kind, subject_id, event_time_us,"
             " received_at_us, payload, response, match_keys)"
-            " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],"
-            " %s::int8[], %s::int8[], %s::bytea[], %s::bytea[], %s::text[])"
+            " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[],"
+            " %b::int8[], %b::int8[], %b::bytea[], %b::bytea[], %b::text[])"
             " ON CONFLICT (request_id) DO NOTHING RETURNING request_id, seq",
             (
                 [e.request_id for e in unique],
