@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +30,7 @@ from lendgate.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
+    UnavailableError,
 )
 from lendgate.store import (
     Deal,
@@ -52,12 +54,9 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database of each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/var/lendgate.db"
-        return
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A URL for a fresh schema of the test server, dropped afterwards."""
     base = os.environ.get("LENDGATE_TEST_DATABASE_URL")
     if not base:
         if os.environ.get("LENDGATE_REQUIRE_POSTGRES") == "1":
@@ -74,6 +73,23 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     finally:
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/var/lendgate.db"
+        return
+    with postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL schema (for what only a server can do)."""
+    with postgres_schema() as url:
+        yield url
 
 
 def settings_for(url: str, **changes: Any) -> StoreSettings:
@@ -495,6 +511,35 @@ def test_concurrent_writers_from_many_threads_and_tasks(store: SqlStore) -> None
         assert await store.balance("a", "RUB") == threads * sum(range(1, 21))
 
     run(check())
+
+
+@pytest.mark.postgres
+def test_a_lost_connection_is_unavailable_then_the_writer_reconnects(postgres_url: str) -> None:
+    s = open_store(None, settings_for(postgres_url))
+    try:
+
+        async def scenario() -> None:
+            await s.append_event(event("before"))
+            tx = s._writer._tx
+            assert tx is not None
+            with psycopg.connect(postgres_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (tx.raw.info.backend_pid,))
+            with pytest.raises(UnavailableError):
+                await s.append_event(event("during"))
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    ack = await s.append_event(event("during"))
+                    break
+                except UnavailableError:
+                    assert time.monotonic() < deadline, "the writer did not reconnect"
+                    await asyncio.sleep(0.05)
+            assert not ack.duplicate
+            assert (await s.get_event(ack.seq)).request_id == "during"
+
+        run(scenario())
+    finally:
+        s.close()
 
 
 def test_no_acknowledged_write_is_lost_to_kill_9(database_url: str) -> None:
