@@ -72,7 +72,7 @@ class SqlStore:
             max_workers=max(1, settings.pool_size), thread_name_prefix="lendgate-store-read"
         )
         self._writer = GroupCommitWriter(backend, settings)
-        self._retention_stop = threading.Event()
+        self._stopping = threading.Event()
         self._retention: threading.Thread | None = None
         self._indexer: threading.Thread | None = None
         self.snapshots = SqlSnapshots(self)
@@ -105,7 +105,7 @@ class SqlStore:
 
     def close(self) -> None:
         """Blocking form of :meth:`aclose` (for scripts and shutdown hooks)."""
-        self._retention_stop.set()
+        self._stopping.set()
         for thread in (self._retention, self._indexer):
             if thread is not None:
                 thread.join()
@@ -170,18 +170,18 @@ class SqlStore:
             # The index covers seq <= through; the few newer events are scanned directly.
             # Reading `through` first keeps both parts exact even while the indexer advances.
             through = _indexed_through(tx)
-            tail = [
-                e
-                for e in map(
-                    _event,
-                    tx.execute(
-                        f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ?"
-                        " AND event_time_us >= ? ORDER BY seq DESC",
-                        (through, since_us),
-                    ).fetchall(),
-                )
-                if key in e.keys
-            ]
+            hits = [
+                int(seq)
+                for seq, text in tx.execute(
+                    "SELECT seq, match_keys FROM events WHERE seq > ? AND event_time_us >= ?"
+                    " ORDER BY seq DESC",
+                    (through, since_us),
+                ).fetchall()
+                if key in matchkeys.decode(text)
+            ][:limit]
+            # A row may have left with retention since; skip it.
+            rows = [_row_by_seq(tx, seq) for seq in hits]
+            tail = [_event(row) for row in rows if row is not None]
             rows = tx.execute(
                 f"SELECT {_prefixed('e.')} FROM event_keys k JOIN events e ON e.seq = k.event_seq"
                 " WHERE k.key_hash = ? AND k.event_seq <= ? AND e.event_time_us >= ?"
@@ -658,7 +658,7 @@ class SqlStore:
         cutoff = clock - int(self.settings.retention_days * _US_PER_DAY)
         size = max(1, self.settings.retention_batch)
         events = keys = 0
-        while not self._retention_stop.is_set():
+        while not self._stopping.is_set():
             # Each batch is one small writer operation, so writers queue behind it briefly.
             future = self._writer.submit_blocking(
                 None, "purge", _purge_batch(self._db, cutoff, size)
@@ -683,11 +683,11 @@ class SqlStore:
             )
             done = int(json.loads(future.result()))
             total += done
-            if done < self.settings.key_index_batch or self._retention_stop.is_set():
+            if done < self.settings.key_index_batch or self._stopping.is_set():
                 return total
 
     def _indexer_loop(self) -> None:
-        while not self._retention_stop.wait(self.settings.key_index_interval_s):
+        while not self._stopping.wait(self.settings.key_index_interval_s):
             try:
                 self.index_keys_blocking()
             except UnavailableError:
@@ -696,7 +696,7 @@ class SqlStore:
                 log.exception("key indexing failed")
 
     def _retention_loop(self) -> None:
-        while not self._retention_stop.wait(self.settings.retention_interval_s):
+        while not self._stopping.wait(self.settings.retention_interval_s):
             try:
                 self.purge_expired_blocking()
             except Exception:  # keep the loop alive; the next pass retries
@@ -950,6 +950,10 @@ def _post(
         [(txn_id, p.account, p.amount_minor, p.currency) for p in postings],
     )
     return LedgerTransaction(txn_id, memo, clock, tuple(postings), deal_id)
+
+
+def _row_by_seq(tx: Tx, seq: int) -> Any:
+    return tx.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq = ?", (seq,)).fetchone()
 
 
 def _indexed_through(tx: Tx) -> int:
