@@ -51,9 +51,12 @@ def make_event(run: str, i: int, rng: random.Random) -> NewEvent:
 
 
 async def ingest(
-    store: SqlStore, events: int, concurrency: int
+    store: SqlStore, events: int, concurrency: int, batch: int = 1
 ) -> tuple[float, float, list[float]]:
-    """Append ``events`` from ``concurrency`` tasks: wall s, process CPU s, ack latencies (ms)."""
+    """Append ``events`` from ``concurrency`` tasks: wall s, process CPU s, ack latencies (ms).
+
+    Each task appends ``batch`` events per call (1: ``append_event``, else ``append_events``).
+    """
     run = uuid.uuid4().hex[:8]
     rng = random.Random(7)
     prepared = [make_event(run, i, rng) for i in range(events)]
@@ -63,10 +66,13 @@ async def ingest(
     async def caller() -> None:
         nonlocal next_index
         while next_index < events:
-            item = prepared[next_index]
-            next_index += 1
+            items = prepared[next_index : next_index + batch]
+            next_index += len(items)
             start = time.perf_counter()
-            await store.append_event(item)
+            if batch == 1:
+                await store.append_event(items[0])
+            else:
+                await store.append_events(items)
             latencies.append((time.perf_counter() - start) * 1000)
 
     start, cpu = time.perf_counter(), time.process_time()
@@ -92,6 +98,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--warmup", type=int, default=5_000)
+    parser.add_argument("--batch", type=int, default=1, help="events per call (append_events)")
     args = parser.parse_args()
 
     cluster_dir = None
@@ -113,8 +120,10 @@ def main() -> None:
     settings = replace(StoreSettings.from_env(), database_url=url, retention_interval_s=0)
     store = open_store(None, settings)
     try:
-        asyncio.run(ingest(store, args.warmup, args.concurrency))
-        seconds, cpu, latencies = asyncio.run(ingest(store, args.events, args.concurrency))
+        asyncio.run(ingest(store, args.warmup, args.concurrency, args.batch))
+        seconds, cpu, latencies = asyncio.run(
+            ingest(store, args.events, args.concurrency, args.batch)
+        )
     finally:
         store.close()
         if schema:
@@ -129,7 +138,8 @@ def main() -> None:
     print(f"backend            {args.backend} (synchronous: {sync})")
     print(f"events             {args.events} (+{args.warmup} warm-up), {PAYLOAD_BYTES} B, 4 keys")
     print(
-        f"concurrency        {args.concurrency} callers, commit delay {settings.commit_delay_ms} ms"
+        f"concurrency        {args.concurrency} callers x {args.batch} event(s) per call,"
+        f" commit delay {settings.commit_delay_ms} ms"
     )
     print(f"wall               {seconds:.2f} s")
     print(f"throughput         {args.events / seconds:,.0f} events/s")
@@ -138,7 +148,7 @@ def main() -> None:
         f"process CPU        {cpu / args.events * 1e6:.1f} us/event (load {os.getloadavg()[0]:.1f})"
     )
     print(
-        f"ack latency (ms)   p50 {statistics.median(latencies):.2f}"
+        f"call latency (ms)  p50 {statistics.median(latencies):.2f}"
         f"  p99 {latencies[int(len(latencies) * 0.99)]:.2f}  max {latencies[-1]:.2f}"
     )
 
