@@ -579,3 +579,39 @@ def test_no_acknowledged_write_is_lost_to_kill_9(database_url: str) -> None:
     missing = [r for r in acked if r not in stored]
     assert missing == [], f"{len(missing)} acknowledged writes lost, e.g. {missing[:5]}"
     assert len(stored) >= len(acked)
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+def test_settings_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = StoreSettings.from_env(
+        {
+            "LENDGATE_DATABASE_URL": "postgresql://u@h/db",
+            "LENDGATE_COMMIT_DELAY_MS": "0.5",
+            "LENDGATE_SQLITE_SYNCHRONOUS": "normal",
+            "LENDGATE_RETENTION_DAYS": "30",
+        }
+    )
+    assert (settings.backend, settings.commit_delay_ms) == ("postgres", 0.5)
+    assert (settings.sqlite_synchronous, settings.retention_days) == ("NORMAL", 30)
+    assert StoreSettings.from_env({}).database_url == "sqlite:///var/lendgate.db"
+    with pytest.raises(InvalidArgumentError, match="NORMAL or FULL"):
+        StoreSettings.from_env({"LENDGATE_SQLITE_SYNCHRONOUS": "OFF"})
+    with pytest.raises(InvalidArgumentError, match="not a number"):
+        StoreSettings.from_env({"LENDGATE_COMMIT_DELAY_MS": "soon"})
+    with pytest.raises(InvalidArgumentError, match="sqlite:/// or postgresql://"):
+        _ = StoreSettings(database_url="mysql://x").backend
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LENDGATE_DATABASE_URL", "sqlite:///var/lendgate.db")
+    monkeypatch.setenv("LENDGATE_COMMIT_DELAY_MS", "0")
+    s = open_store()
+    try:
+        assert s.backend == "sqlite"
+        assert run(s.append_event(event("env"))).seq == 1
+    finally:
+        s.close()
+    assert (tmp_path / "var" / "lendgate.db").exists()
