@@ -57,8 +57,13 @@ test: setup test-rust test-python ## set up everything, then cargo test and pyte
 test-rust:
 	cd $(CARGO_DIR) && $(CARGO) test --workspace --quiet
 
+# pytest runs against a throwaway PostgreSQL (installed from Debian's packages if missing),
+# stopped on exit whatever the outcome; LENDGATE_REQUIRE_POSTGRES=1 makes its absence fail.
 test-python: setup
-	$(PY) -m pytest -q
+	@set -euo pipefail; pg_env=$$(scripts/pg_test_cluster.sh start); \
+	  trap 'scripts/pg_test_cluster.sh stop "$$(sed -n "s/^LENDGATE_TEST_PG_DIR=//p" <<<"$$pg_env")"' EXIT; \
+	  export $$(grep '^LENDGATE_TEST_DATABASE_URL=' <<<"$$pg_env") LENDGATE_REQUIRE_POSTGRES=1; \
+	  $(PY) -m pytest -q
 
 # --- lint and format ----------------------------------------------------------------
 

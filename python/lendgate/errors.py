@@ -23,6 +23,7 @@ class Code(Enum):
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
     ABORTED = "ABORTED"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    UNAVAILABLE = "UNAVAILABLE"
     UNIMPLEMENTED = "UNIMPLEMENTED"
 
 
@@ -97,6 +98,13 @@ class AlreadyExistsError(LendgateError):
 
 class FailedPreconditionError(LendgateError):
     """The system is not in a state where the request can run (e.g. a stale etag)."""
+
+
+class UnavailableError(LendgateError):
+    """A dependency (the database) is unreachable for now; the client may retry."""
+
+    code = Code.UNAVAILABLE
+    reason = "UNAVAILABLE"
 
 
 class UnimplementedError(LendgateError):

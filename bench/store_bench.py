@@ -1,0 +1,158 @@
+"""Sustained event ingest into the store: events/s and acknowledgement latency.
+
+    .venv/bin/python -m bench.store_bench --backend sqlite --events 200000
+    .venv/bin/python -m bench.store_bench --backend postgres --events 200000
+
+Each event is a realistic application: a ~600-byte payload and four match keys, appended
+with its own ``request_id`` and acknowledged only after its group commit. ``--concurrency``
+callers (asyncio tasks, like the RPCs of a ``grpc.aio`` server) append one event at a time.
+SQLite runs in a temp dir (``synchronous`` as ``LENDGATE_SQLITE_SYNCHRONOUS``, FULL by
+default); PostgreSQL uses ``--database-url``, else ``LENDGATE_TEST_DATABASE_URL``, else a
+throwaway cluster started with ``scripts/pg_test_cluster.sh`` for the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+
+from lendgate.store import NewEvent, SqlStore, StoreSettings, open_store
+
+PAYLOAD_BYTES = 600
+
+
+def make_event(run: str, i: int, rng: random.Random) -> NewEvent:
+    """The i-th application event of a run."""
+    return NewEvent(
+        request_id=f"{run}-{i}",
+        partner_id=f"partner-{i % 20}",
+        kind="application",
+        event_time_us=1_800_000_000_000_000 + i * 1000,
+        payload=rng.randbytes(PAYLOAD_BYTES),
+        subject_id=f"app-{run}-{i}",
+        keys=[
+            ("phone", f"7999{rng.randrange(10_000_000):07d}"),
+            ("passport", f"{rng.randrange(10_000):04d} {rng.randrange(1_000_000):06d}"),
+            ("employer_inn", f"77{rng.randrange(100_000):08d}"),
+            ("ip", f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}"),
+        ],
+        response=b"report" * 10,
+    )
+
+
+async def ingest(
+    store: SqlStore, events: int, concurrency: int, batch: int = 1
+) -> tuple[float, float, list[float]]:
+    """Append ``events`` from ``concurrency`` tasks: wall s, process CPU s, ack latencies (ms).
+
+    Each task appends ``batch`` events per call (1: ``append_event``, else ``append_events``).
+    """
+    run = uuid.uuid4().hex[:8]
+    rng = random.Random(7)
+    prepared = [make_event(run, i, rng) for i in range(events)]
+    latencies: list[float] = []
+    next_index = 0
+
+    async def caller() -> None:
+        nonlocal next_index
+        while next_index < events:
+            items = prepared[next_index : next_index + batch]
+            next_index += len(items)
+            start = time.perf_counter()
+            if batch == 1:
+                await store.append_event(items[0])
+            else:
+                await store.append_events(items)
+            latencies.append((time.perf_counter() - start) * 1000)
+
+    start, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    return time.perf_counter() - start, time.process_time() - cpu, latencies
+
+
+CLUSTER_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "pg_test_cluster.sh"
+
+
+def start_cluster() -> tuple[str, str]:
+    """A throwaway PostgreSQL for this run: (url, cluster dir)."""
+    out = subprocess.run([CLUSTER_SCRIPT, "start"], check=True, capture_output=True, text=True)
+    values = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    return values["LENDGATE_TEST_DATABASE_URL"], values["LENDGATE_TEST_PG_DIR"]
+
+
+def main() -> None:
+    """Parse arguments, run the benchmark, print one result block."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], required=True)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--warmup", type=int, default=5_000)
+    parser.add_argument("--batch", type=int, default=1, help="events per call (append_events)")
+    args = parser.parse_args()
+
+    cluster_dir = None
+    tmp = None
+    if args.backend == "sqlite":
+        tmp = tempfile.TemporaryDirectory(prefix="lendgate-bench-")
+        url = args.database_url or f"sqlite:///{tmp.name}/lendgate.db"
+    else:
+        url = args.database_url or os.environ.get("LENDGATE_TEST_DATABASE_URL") or ""
+        if not url:
+            url, cluster_dir = start_cluster()
+    schema = None
+    if args.backend == "postgres":
+        # A schema of its own, so the run starts empty and leaves nothing behind.
+        schema = "bench_" + uuid.uuid4().hex[:12]
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        url += ("&" if "?" in url else "?") + f"options=-csearch_path%3D{schema}"
+    settings = replace(StoreSettings.from_env(), database_url=url, retention_interval_s=0)
+    store = open_store(None, settings)
+    try:
+        asyncio.run(ingest(store, args.warmup, args.concurrency, args.batch))
+        seconds, cpu, latencies = asyncio.run(
+            ingest(store, args.events, args.concurrency, args.batch)
+        )
+    finally:
+        store.close()
+        if schema:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        if cluster_dir:
+            subprocess.run([CLUSTER_SCRIPT, "stop", cluster_dir], check=True)
+        if tmp:
+            tmp.cleanup()
+    latencies.sort()
+    sync = settings.sqlite_synchronous if args.backend == "sqlite" else "server default"
+    print(f"backend            {args.backend} (synchronous: {sync})")
+    print(f"events             {args.events} (+{args.warmup} warm-up), {PAYLOAD_BYTES} B, 4 keys")
+    print(
+        f"concurrency        {args.concurrency} callers x {args.batch} event(s) per call,"
+        f" commit delay {settings.commit_delay_ms} ms"
+    )
+    print(f"wall               {seconds:.2f} s")
+    print(f"throughput         {args.events / seconds:,.0f} events/s")
+    # CPU of this process only (client side + writer); a PostgreSQL server's is not counted.
+    print(
+        f"process CPU        {cpu / args.events * 1e6:.1f} us/event (load {os.getloadavg()[0]:.1f})"
+    )
+    print(
+        f"call latency (ms)  p50 {statistics.median(latencies):.2f}"
+        f"  p99 {latencies[int(len(latencies) * 0.99)]:.2f}  max {latencies[-1]:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

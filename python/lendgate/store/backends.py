@@ -1,0 +1,376 @@
+"""What differs between SQLite and PostgreSQL: connecting, parameters, bulk event inserts.
+
+Everything else (the domain operations, the writer, retention) is shared SQL in
+``sqlstore.py``, written with ``?`` placeholders that :meth:`Tx.execute` rewrites for
+psycopg.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any, Literal, Protocol
+
+import psycopg
+import psycopg_pool
+
+from lendgate.errors import UnavailableError
+from lendgate.store import matchkeys
+from lendgate.store.interface import EventAck, NewEvent
+from lendgate.store.settings import StoreSettings
+
+_SQLITE_MAX_PARAMS = 30_000  # below SQLITE_MAX_VARIABLE_NUMBER (32766 since 3.32)
+
+# Writer connection tuning: a larger page cache and fewer, larger WAL checkpoints keep the
+# random inserts into the match-key index from rewriting the same pages at every commit.
+_SQLITE_WRITER_PRAGMAS = ("PRAGMA cache_size=-65536", "PRAGMA wal_autocheckpoint=10000")
+
+
+class StoreOpenError(RuntimeError):
+    """The store cannot start: unreachable server, corrupt or foreign file, newer schema.
+
+    The message is one line meant for the operator; the process should exit non-zero.
+    """
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor the store uses (sqlite3 and psycopg alike)."""
+
+    @property
+    def rowcount(self) -> int:
+        """Rows changed by the last statement."""
+        ...
+
+    def fetchone(self) -> Any:
+        """The next row or ``None``."""
+        ...
+
+    def fetchall(self) -> list[Any]:
+        """The remaining rows."""
+        ...
+
+
+@lru_cache(maxsize=512)
+def _pg_sql(sql: str) -> str:
+    return sql.replace("?", "%s")
+
+
+class Tx:
+    """A connection inside the store's own transaction handling, with one SQL dialect."""
+
+    def __init__(self, raw: Any, backend: Literal["sqlite", "postgres"]) -> None:
+        self.raw = raw
+        self.backend = backend
+        self._pg = backend == "postgres"
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        """Run one statement written with ``?`` placeholders."""
+        cursor: Cursor = self.raw.execute(_pg_sql(sql) if self._pg else sql, params)
+        return cursor
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement for each row of parameters."""
+        if self._pg:
+            with self.raw.cursor() as cur:
+                cur.executemany(_pg_sql(sql), rows)
+        else:
+            self.raw.executemany(sql, rows)
+
+
+class Backend(ABC):
+    """One database engine: how to connect the writer and readers, and its bulk insert."""
+
+    name: Literal["sqlite", "postgres"]
+
+    def __init__(self, settings: StoreSettings) -> None:
+        self.settings = settings
+
+    @abstractmethod
+    def connect_writer(self) -> Tx:
+        """A new connection for the writer thread (autocommit; the store issues BEGIN)."""
+
+    @abstractmethod
+    @contextmanager
+    def reader(self) -> Iterator[Tx]:
+        """A connection for reads on the calling (pool) thread."""
+        yield  # type: ignore[misc]
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the readers' connections."""
+
+    @abstractmethod
+    def is_disconnect(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the connection is gone (reconnect, report UNAVAILABLE)."""
+
+    @abstractmethod
+    def insert_events(
+        self, tx: Tx, events: Sequence[NewEvent], received_at_us: Sequence[int]
+    ) -> list[EventAck]:
+        """Insert events not seen before (by ``request_id``); acks in input order."""
+
+    def begin(self, tx: Tx) -> None:
+        """Start the writer's transaction."""
+        tx.execute("BEGIN")
+
+    def insert_keys(self, tx: Tx, rows: Sequence[tuple[int, int]]) -> None:
+        """Add ``(key_hash, event_seq)`` rows to the match-key index."""
+        tx.executemany("INSERT INTO event_keys (key_hash, event_seq) VALUES (?, ?)", rows)
+
+    def delete_keys(self, tx: Tx, rows: Sequence[tuple[int, int]]) -> None:
+        """Remove ``(key_hash, event_seq)`` rows from the match-key index."""
+        tx.executemany("DELETE FROM event_keys WHERE key_hash = ? AND event_seq = ?", rows)
+
+
+class SqliteBackend(Backend):
+    """The embedded default: one file in WAL mode, one writer connection, pooled readers."""
+
+    name: Literal["sqlite", "postgres"] = "sqlite"
+
+    def __init__(self, settings: StoreSettings) -> None:
+        super().__init__(settings)
+        self.path = settings.sqlite_path
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            conn.execute(f"PRAGMA synchronous={self.settings.sqlite_synchronous}")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreOpenError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        if mode != "wal":
+            conn.close()
+            raise StoreOpenError(f"SQLite database {self.path} refused WAL mode ({mode})")
+        return conn
+
+    def connect_writer(self) -> Tx:
+        """A writer connection (``BEGIN IMMEDIATE`` takes the write lock up front)."""
+        conn = self._connect()
+        for pragma in _SQLITE_WRITER_PRAGMAS:
+            conn.execute(pragma)
+        return Tx(conn, "sqlite")
+
+    def begin(self, tx: Tx) -> None:
+        """Take the write lock at once, so a second process fails fast, not at COMMIT."""
+        tx.execute("BEGIN IMMEDIATE")
+
+    @contextmanager
+    def reader(self) -> Iterator[Tx]:
+        """The calling thread's own read connection (WAL readers never block the writer)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._lock:
+                self._readers.append(conn)
+        yield Tx(conn, "sqlite")
+
+    def close(self) -> None:
+        """Close every reader connection."""
+        with self._lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+
+    def is_disconnect(self, exc: BaseException) -> bool:
+        """SQLite has no connection to lose; disk and lock errors fail the batch only."""
+        return isinstance(exc, sqlite3.OperationalError) and "disk" in str(exc)
+
+    def insert_events(
+        self, tx: Tx, events: Sequence[NewEvent], received_at_us: Sequence[int]
+    ) -> list[EventAck]:
+        """One ``executemany`` per batch; the single writer numbers the events itself.
+
+        The match-key index is not written here but behind the log (``index_keys``).
+        """
+        raw: sqlite3.Connection = tx.raw
+        acks: dict[str, EventAck] = {}
+        ids = list(dict.fromkeys(e.request_id for e in events))
+        for start in range(0, len(ids), _SQLITE_MAX_PARAMS):
+            chunk = ids[start : start + _SQLITE_MAX_PARAMS]
+            marks = ",".join("?" * len(chunk))
+            for request_id, seq, received, response in raw.execute(
+                "SELECT request_id, seq, received_at_us, response FROM events"  # noqa: S608
+                f" WHERE request_id IN ({marks})",
+                chunk,
+            ):
+                acks[request_id] = EventAck(int(seq), request_id, int(received), response, True)
+        row = raw.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        seq = 0 if row is None else int(row[0])
+        rows: list[tuple[Any, ...]] = []
+        result: list[EventAck] = []
+        for event, received in zip(events, received_at_us, strict=True):
+            ack = acks.get(event.request_id)
+            if ack is None:
+                seq += 1
+                ack = EventAck(seq, event.request_id, received, event.response, False)
+                acks[event.request_id] = EventAck(
+                    seq, event.request_id, received, event.response, True
+                )
+                rows.append(
+                    (
+                        seq,
+                        event.request_id,
+                        event.partner_id,
+                        event.kind,
+                        event.subject_id,
+                        event.event_time_us,
+                        received,
+                        event.payload,
+                        event.response,
+                        matchkeys.encode(event.keys),
+                    )
+                )
+            result.append(ack)
+        if rows:
+            raw.executemany(
+                "INSERT INTO events (seq, request_id, partner_id, kind, subject_id, event_time_us,"
+                " received_at_us, payload, response, match_keys)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return result
+
+
+class PostgresBackend(Backend):
+    """PostgreSQL through psycopg 3: a dedicated writer connection and a reader pool."""
+
+    name: Literal["sqlite", "postgres"] = "postgres"
+
+    def __init__(self, settings: StoreSettings) -> None:
+        super().__init__(settings)
+        self.url = settings.database_url
+        self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[tuple[Any, ...]]] | None = None
+
+    def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+        except psycopg.Error as exc:
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreOpenError(f"cannot connect to PostgreSQL: {detail}") from exc
+
+    def connect_writer(self) -> Tx:
+        """A dedicated autocommit connection; the store brackets batches in BEGIN/COMMIT."""
+        return Tx(self._connect(), "postgres")
+
+    @contextmanager
+    def reader(self) -> Iterator[Tx]:
+        """A pooled connection for the duration of one read."""
+        if self._pool is None:
+            self._pool = psycopg_pool.ConnectionPool(
+                self.url,
+                min_size=1,
+                max_size=max(1, self.settings.pool_size),
+                kwargs={"autocommit": True},
+                open=True,
+                timeout=10.0,
+            )
+        try:
+            with self._pool.connection() as conn:
+                yield Tx(conn, "postgres")
+        except psycopg_pool.PoolTimeout as exc:
+            raise UnavailableError("the database is unreachable") from exc
+        except psycopg.OperationalError as exc:
+            raise UnavailableError(f"the database is unreachable: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the reader pool."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def is_disconnect(self, exc: BaseException) -> bool:
+        """Operational errors (server gone, network) need a new connection."""
+        return isinstance(exc, psycopg.OperationalError)
+
+    def insert_keys(self, tx: Tx, rows: Sequence[tuple[int, int]]) -> None:
+        """One statement over two arrays (``executemany`` would cost a message per row)."""
+        tx.raw.execute(
+            "INSERT INTO event_keys (key_hash, event_seq)"
+            " SELECT * FROM unnest(%b::int8[], %b::int8[])",
+            ([r[0] for r in rows], [r[1] for r in rows]),
+        )
+
+    def delete_keys(self, tx: Tx, rows: Sequence[tuple[int, int]]) -> None:
+        """One statement over two arrays."""
+        tx.raw.execute(
+            "DELETE FROM event_keys WHERE (key_hash, event_seq) IN"
+            " (SELECT * FROM unnest(%s::int8[], %s::int8[]))",
+            ([r[0] for r in rows], [r[1] for r in rows]),
+        )
+
+    def insert_events(
+        self, tx: Tx, events: Sequence[NewEvent], received_at_us: Sequence[int]
+    ) -> list[EventAck]:
+        """One ``INSERT ... SELECT FROM unnest(arrays)`` per batch: a few round trips in all.
+
+        Parameters go in binary (``%b``): bytea arrays in text form would hex-escape every byte.
+        """
+        raw = tx.raw
+        first: dict[str, int] = {}
+        for i, event in enumerate(events):
+            first.setdefault(event.request_id, i)
+        unique = [events[i] for i in first.values()]
+        received = [received_at_us[i] for i in first.values()]
+        rows = raw.execute(
+            "INSERT INTO events (request_id, partner_id, kind, subject_id, event_time_us,"
+            " received_at_us, payload, response, match_keys)"
+            " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[],"
+            " %b::int8[], %b::int8[], %b::bytea[], %b::bytea[], %b::text[])"
+            " ON CONFLICT (request_id) DO NOTHING RETURNING request_id, seq",
+            (
+                [e.request_id for e in unique],
+                [e.partner_id for e in unique],
+                [e.kind for e in unique],
+                [e.subject_id for e in unique],
+                [e.event_time_us for e in unique],
+                received,
+                [e.payload for e in unique],
+                [e.response for e in unique],
+                [matchkeys.encode(e.keys) for e in unique],
+            ),
+        ).fetchall()
+        inserted = {request_id: int(seq) for request_id, seq in rows}
+        by_request: dict[str, EventAck] = {}
+        for event, recv in zip(unique, received, strict=True):
+            seq = inserted.get(event.request_id)
+            if seq is None:
+                continue
+            by_request[event.request_id] = EventAck(
+                seq, event.request_id, recv, event.response, False
+            )
+        missing = [e.request_id for e in unique if e.request_id not in inserted]
+        if missing:
+            for request_id, seq, recv, response in raw.execute(
+                "SELECT request_id, seq, received_at_us, response FROM events"
+                " WHERE request_id = ANY(%s)",
+                (missing,),
+            ).fetchall():
+                by_request[request_id] = EventAck(int(seq), request_id, int(recv), response, True)
+        acks = []
+        for i, event in enumerate(events):
+            ack = by_request[event.request_id]
+            if first[event.request_id] != i and not ack.duplicate:
+                ack = EventAck(ack.seq, ack.request_id, ack.received_at_us, ack.response, True)
+            acks.append(ack)
+        return acks
+
+
+def make_backend(settings: StoreSettings) -> Backend:
+    """The backend ``settings.database_url`` names."""
+    factories: dict[str, Callable[[StoreSettings], Backend]] = {
+        "sqlite": SqliteBackend,
+        "postgres": PostgresBackend,
+    }
+    return factories[settings.backend](settings)

@@ -1,0 +1,1015 @@
+"""The :class:`~lendgate.store.interface.Store` over SQL, shared by SQLite and PostgreSQL.
+
+Writes are closures run by the group-commit writer inside its transaction; reads run on a
+small thread pool with their own connections. The SQL here is the common subset of both
+dialects (``ON CONFLICT``, ``RETURNING``, savepoints); what differs lives in
+``backends.py`` and the migrations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from lendgate.errors import (
+    AlreadyExistsError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnavailableError,
+)
+from lendgate.store import codec, matchkeys, migrations
+from lendgate.store.backends import Backend, StoreOpenError, Tx
+from lendgate.store.interface import (
+    DEFINITION_KINDS,
+    Deal,
+    DefinitionKind,
+    DefinitionVersion,
+    Event,
+    EventAck,
+    Incident,
+    IncidentComment,
+    LedgerTransaction,
+    ModelRecord,
+    NewEvent,
+    Posting,
+    PurgeResult,
+    Report,
+    Snapshot,
+)
+from lendgate.store.settings import StoreSettings
+from lendgate.store.writer import GroupCommitWriter, OpFn, now_us
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_US_PER_DAY = 86_400 * 1_000_000
+_SNAPSHOTS_KEPT = 2
+
+_EVENT_COLUMNS = (
+    "seq, request_id, partner_id, kind, subject_id, event_time_us, received_at_us,"
+    " payload, response, match_keys"
+)
+_DEF_COLUMNS = "kind, name, version, status, body, author, reason, created_at_us, restored_from"
+
+
+class SqlStore:
+    """A store on one database (see :class:`lendgate.store.interface.Store`)."""
+
+    def __init__(self, backend: Backend, settings: StoreSettings) -> None:
+        self.backend = backend.name
+        self.settings = settings
+        self._db = backend
+        self._readers = ThreadPoolExecutor(
+            max_workers=max(1, settings.pool_size), thread_name_prefix="lendgate-store-read"
+        )
+        self._writer = GroupCommitWriter(backend, settings)
+        self._stopping = threading.Event()
+        self._retention: threading.Thread | None = None
+        self._indexer: threading.Thread | None = None
+        self.snapshots = SqlSnapshots(self)
+
+    def open(self) -> None:
+        """Connect, apply migrations, start the writer and the retention thread."""
+        tx = self._db.connect_writer()
+        try:
+            migrations.apply(tx)
+        except StoreOpenError:
+            tx.raw.close()
+            raise
+        except Exception as exc:
+            tx.raw.close()
+            raise StoreOpenError(f"cannot migrate the {self.backend} database: {exc}") from exc
+        self._writer.start(tx)
+        self._indexer = threading.Thread(
+            target=self._indexer_loop, name="lendgate-store-indexer", daemon=True
+        )
+        self._indexer.start()
+        if self.settings.retention_interval_s > 0 and self.settings.retention_days > 0:
+            self._retention = threading.Thread(
+                target=self._retention_loop, name="lendgate-store-retention", daemon=True
+            )
+            self._retention.start()
+
+    async def aclose(self) -> None:
+        """Flush pending writes, stop background work and close connections."""
+        await asyncio.to_thread(self.close)
+
+    def close(self) -> None:
+        """Blocking form of :meth:`aclose` (for scripts and shutdown hooks)."""
+        self._stopping.set()
+        for thread in (self._retention, self._indexer):
+            if thread is not None:
+                thread.join()
+        self._writer.close()
+        self._readers.shutdown(wait=True)
+        self._db.close()
+
+    # --- plumbing --------------------------------------------------------------------
+
+    async def _write(self, request_id: str | None, operation: str, fn: OpFn) -> bytes:
+        return await self._writer.submit(request_id, operation, fn)
+
+    async def _read(self, fn: Callable[[Tx], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._run_read, fn)
+
+    def _run_read(self, fn: Callable[[Tx], T]) -> T:
+        with self._db.reader() as tx:
+            return fn(tx)
+
+    # --- the event log -----------------------------------------------------------------
+
+    async def append_event(self, event: NewEvent) -> EventAck:
+        """Append one event (idempotent on ``request_id``); returns after commit."""
+        (future,) = self._writer.submit_events([event])
+        return await future
+
+    async def append_events(self, events: Sequence[NewEvent]) -> list[EventAck]:
+        """Append several events; one ack per event, in order."""
+        return list(await asyncio.gather(*self._writer.submit_events(events)))
+
+    async def get_event(self, seq: int) -> Event:
+        """The event at ``seq`` with its keys; ``NotFoundError`` if absent."""
+
+        def read(tx: Tx) -> Event:
+            row = tx.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq = ?", (seq,))
+            found = row.fetchone()
+            if found is None:
+                raise NotFoundError(f"event {seq} not found")
+            return _event(found)
+
+        return await self._read(read)
+
+    async def get_event_by_request(self, request_id: str) -> Event | None:
+        """The event appended with ``request_id``, or ``None``."""
+
+        def read(tx: Tx) -> Event | None:
+            row = tx.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE request_id = ?", (request_id,)
+            ).fetchone()
+            return None if row is None else _event(row)
+
+        return await self._read(read)
+
+    async def events_by_key(
+        self, key_kind: str, key_value: str, *, since_us: int = 0, limit: int = 1000
+    ) -> list[Event]:
+        """Events carrying the match key, newest first, with ``event_time_us >= since_us``."""
+        key = (key_kind, key_value)
+
+        def read(tx: Tx) -> list[Event]:
+            # The index covers seq <= through; the few newer events are scanned directly.
+            # Reading `through` first keeps both parts exact even while the indexer advances.
+            through = _indexed_through(tx)
+            hits = [
+                int(seq)
+                for seq, text in tx.execute(
+                    "SELECT seq, match_keys FROM events WHERE seq > ? AND event_time_us >= ?"
+                    " ORDER BY seq DESC",
+                    (through, since_us),
+                ).fetchall()
+                if key in matchkeys.decode(text)
+            ][:limit]
+            # A row may have left with retention since; skip it.
+            rows = [_row_by_seq(tx, seq) for seq in hits]
+            tail = [_event(row) for row in rows if row is not None]
+            rows = tx.execute(
+                f"SELECT {_prefixed('e.')} FROM event_keys k JOIN events e ON e.seq = k.event_seq"
+                " WHERE k.key_hash = ? AND k.event_seq <= ? AND e.event_time_us >= ?"
+                " ORDER BY k.event_seq DESC LIMIT ?",
+                (matchkeys.key_hash(key_kind, key_value), through, since_us, limit),
+            ).fetchall()
+            indexed = [e for e in map(_event, rows) if key in e.keys]  # drop hash collisions
+            return (tail + indexed)[:limit]
+
+        return await self._read(read)
+
+    async def events_by_subject(self, partner_id: str, subject_id: str) -> list[Event]:
+        """Every event about one application/transaction, in log order."""
+
+        def read(tx: Tx) -> list[Event]:
+            rows = tx.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE partner_id = ? AND subject_id = ?"
+                " ORDER BY seq",
+                (partner_id, subject_id),
+            ).fetchall()
+            return [_event(r) for r in rows]
+
+        return await self._read(read)
+
+    async def last_seq(self) -> int:
+        """The highest committed log position (0 when the log is empty)."""
+        return await self._read(
+            lambda tx: int(tx.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+        )
+
+    async def events_page(self, after: int, limit: int) -> list[Event]:
+        """Up to ``limit`` events with ``seq > after``, in log order, with their keys."""
+
+        def read(tx: Tx) -> list[Event]:
+            rows = tx.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, limit),
+            ).fetchall()
+            return [_event(r) for r in rows]
+
+        return await self._read(read)
+
+    # --- reports -----------------------------------------------------------------------
+
+    async def put_report(self, request_id: str, report: Report) -> Report:
+        """Store a report; a retry returns the first one."""
+
+        def op(tx: Tx, clock: int) -> bytes:
+            if tx.execute(
+                "SELECT 1 FROM reports WHERE report_id = ?", (report.report_id,)
+            ).fetchone():
+                raise AlreadyExistsError(f"report {report.report_id!r} exists")
+            stored = Report(
+                report.report_id,
+                report.kind,
+                report.partner_id,
+                report.subject_id,
+                report.created_at_us or clock,
+                report.payload,
+            )
+            tx.execute(
+                "INSERT INTO reports (report_id, kind, partner_id, subject_id, created_at_us,"
+                " payload) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    stored.report_id,
+                    stored.kind,
+                    stored.partner_id,
+                    stored.subject_id,
+                    stored.created_at_us,
+                    stored.payload,
+                ),
+            )
+            return codec.dumps(stored)
+
+        return codec.loads(await self._write(request_id, "put_report", op), Report)
+
+    async def get_report(self, report_id: str) -> Report:
+        """The report named ``report_id``; ``NotFoundError`` if absent."""
+
+        def read(tx: Tx) -> Report:
+            row = tx.execute(
+                "SELECT report_id, kind, partner_id, subject_id, created_at_us, payload"
+                " FROM reports WHERE report_id = ?",
+                (report_id,),
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"report {report_id!r} not found")
+            return Report(row[0], row[1], row[2], row[3], int(row[4]), bytes(row[5]))
+
+        return await self._read(read)
+
+    # --- versioned definitions ------------------------------------------------------------
+
+    async def put_definition(
+        self,
+        request_id: str,
+        kind: DefinitionKind,
+        name: str,
+        body: bytes,
+        *,
+        status: str,
+        author: str,
+        reason: str,
+        expected_version: int | None = None,
+    ) -> DefinitionVersion:
+        """Create the next version of a definition (``expected_version`` is the etag)."""
+        _check_kind(kind)
+        if not name:
+            raise InvalidArgumentError("must not be empty", field="name")
+
+        def op(tx: Tx, clock: int) -> bytes:
+            version = _bump(tx, kind, name, expected_version)
+            stored = DefinitionVersion(kind, name, version, status, body, author, reason, clock)
+            _insert_version(tx, stored)
+            return codec.dumps(stored)
+
+        data = await self._write(request_id, "put_definition", op)
+        return codec.loads(data, DefinitionVersion)
+
+    async def get_definition(
+        self, kind: DefinitionKind, name: str, version: int | None = None
+    ) -> DefinitionVersion:
+        """A version of a definition (the latest by default); ``NotFoundError`` if absent."""
+        return await self._read(lambda tx: _get_version(tx, kind, name, version))
+
+    async def list_definition_versions(
+        self, kind: DefinitionKind, name: str
+    ) -> list[DefinitionVersion]:
+        """Every version of one definition, oldest first."""
+
+        def read(tx: Tx) -> list[DefinitionVersion]:
+            rows = tx.execute(
+                f"SELECT {_DEF_COLUMNS} FROM definition_versions WHERE kind = ? AND name = ?"
+                " ORDER BY version",
+                (kind, name),
+            ).fetchall()
+            return [_definition(r) for r in rows]
+
+        return await self._read(read)
+
+    async def list_definitions(self, kind: DefinitionKind) -> list[DefinitionVersion]:
+        """The latest version of every definition of ``kind``, by name."""
+
+        def read(tx: Tx) -> list[DefinitionVersion]:
+            rows = tx.execute(
+                f"SELECT {_prefixed('v.', _DEF_COLUMNS)} FROM definitions d"
+                " JOIN definition_versions v ON v.kind = d.kind AND v.name = d.name"
+                " AND v.version = d.latest_version WHERE d.kind = ? ORDER BY d.name",
+                (kind,),
+            ).fetchall()
+            return [_definition(r) for r in rows]
+
+        return await self._read(read)
+
+    async def restore_definition(
+        self,
+        request_id: str,
+        kind: DefinitionKind,
+        name: str,
+        version: int,
+        *,
+        author: str,
+        reason: str,
+        expected_version: int | None = None,
+    ) -> DefinitionVersion:
+        """Make a new version equal to ``version`` (body, status and, for lists, entries)."""
+        _check_kind(kind)
+
+        def op(tx: Tx, clock: int) -> bytes:
+            old = _get_version(tx, kind, name, version)
+            new_version = _bump(tx, kind, name, expected_version)
+            stored = DefinitionVersion(
+                kind, name, new_version, old.status, old.body, author, reason, clock, version
+            )
+            _insert_version(tx, stored)
+            if kind == "list":
+                live = set(_entries_at(tx, name, new_version - 1))
+                target = set(_entries_at(tx, name, version))
+                _change_entries(tx, name, new_version, target - live, live - target)
+            return codec.dumps(stored)
+
+        data = await self._write(request_id, "restore_definition", op)
+        return codec.loads(data, DefinitionVersion)
+
+    async def change_list_entries(
+        self,
+        request_id: str,
+        list_name: str,
+        *,
+        add: Sequence[str] = (),
+        remove: Sequence[str] = (),
+        author: str,
+        reason: str,
+        expected_version: int | None = None,
+    ) -> DefinitionVersion:
+        """Add and remove entries of a list; the change is a new version of the list."""
+        add, remove = list(dict.fromkeys(add)), list(dict.fromkeys(remove))
+        if set(add) & set(remove):
+            raise InvalidArgumentError("a value is both added and removed", field="add")
+
+        def op(tx: Tx, clock: int) -> bytes:
+            latest = _get_version(tx, "list", list_name, None)
+            version = _bump(tx, "list", list_name, expected_version)
+            stored = DefinitionVersion(
+                "list", list_name, version, latest.status, latest.body, author, reason, clock
+            )
+            _insert_version(tx, stored)
+            live = set(_entries_at(tx, list_name, version - 1))
+            _change_entries(
+                tx, list_name, version, [v for v in add if v not in live], set(remove) & live
+            )
+            return codec.dumps(stored)
+
+        data = await self._write(request_id, "change_list_entries", op)
+        return codec.loads(data, DefinitionVersion)
+
+    async def list_entries(self, list_name: str, version: int | None = None) -> list[str]:
+        """The entries of a list at ``version`` (the latest by default), sorted."""
+
+        def read(tx: Tx) -> list[str]:
+            at = _get_version(tx, "list", list_name, version).version
+            return sorted(_entries_at(tx, list_name, at))
+
+        return await self._read(read)
+
+    async def list_contains(self, list_name: str, value: str) -> bool:
+        """Whether ``value`` is in the latest version of the list."""
+        return await self._read(
+            lambda tx: (
+                tx.execute(
+                    "SELECT 1 FROM list_entries WHERE list_name = ? AND value = ?"
+                    " AND removed_in IS NULL",
+                    (list_name, value),
+                ).fetchone()
+                is not None
+            )
+        )
+
+    # --- models ----------------------------------------------------------------------------
+
+    async def put_model(
+        self,
+        request_id: str,
+        name: str,
+        artifact: bytes,
+        *,
+        metadata: Mapping[str, Any],
+        author: str,
+        status: str = "registered",
+    ) -> ModelRecord:
+        """Register the next version of a model with its artifact bytes."""
+        meta = json.dumps(dict(metadata), sort_keys=True)
+        digest = hashlib.sha256(artifact).hexdigest()
+
+        def op(tx: Tx, clock: int) -> bytes:
+            latest = tx.execute(
+                "SELECT coalesce(max(version), 0) FROM models WHERE name = ?", (name,)
+            ).fetchone()[0]
+            record = ModelRecord(
+                name, int(latest) + 1, status, author, clock, json.loads(meta), digest, artifact
+            )
+            tx.execute(
+                "INSERT INTO models (name, version, status, author, created_at_us, metadata,"
+                " sha256, artifact) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, record.version, status, author, clock, meta, digest, artifact),
+            )
+            return codec.dumps(record)
+
+        return codec.loads(await self._write(request_id, "put_model", op), ModelRecord)
+
+    async def get_model(self, name: str, version: int | None = None) -> ModelRecord:
+        """A model version (the latest by default); ``NotFoundError`` if absent."""
+
+        def read(tx: Tx) -> ModelRecord:
+            columns = "name, version, status, author, created_at_us, metadata, sha256, artifact"
+            if version is None:
+                row = tx.execute(
+                    f"SELECT {columns} FROM models WHERE name = ? ORDER BY version DESC LIMIT 1",
+                    (name,),
+                ).fetchone()
+            else:
+                row = tx.execute(
+                    f"SELECT {columns} FROM models WHERE name = ? AND version = ?",
+                    (name, version),
+                ).fetchone()
+            if row is None:
+                raise NotFoundError(f"model {name!r} version {version or 'latest'} not found")
+            return ModelRecord(
+                row[0],
+                int(row[1]),
+                row[2],
+                row[3],
+                int(row[4]),
+                json.loads(row[5]),
+                row[6],
+                bytes(row[7]),
+            )
+
+        return await self._read(read)
+
+    # --- incidents ------------------------------------------------------------------------
+
+    async def create_incident(
+        self,
+        request_id: str,
+        incident_id: str,
+        payload: bytes,
+        *,
+        event_seq: int | None = None,
+        status: str = "open",
+        assignee: str = "",
+    ) -> Incident:
+        """Open an incident; ``AlreadyExistsError`` if ``incident_id`` is taken."""
+
+        def op(tx: Tx, clock: int) -> bytes:
+            if tx.execute(
+                "SELECT 1 FROM incidents WHERE incident_id = ?", (incident_id,)
+            ).fetchone():
+                raise AlreadyExistsError(f"incident {incident_id!r} exists")
+            tx.execute(
+                "INSERT INTO incidents (incident_id, status, assignee, created_at_us,"
+                " updated_at_us, event_seq, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (incident_id, status, assignee, clock, clock, event_seq, payload),
+            )
+            return codec.dumps(_incident(tx, incident_id))
+
+        return codec.loads(await self._write(request_id, "create_incident", op), Incident)
+
+    async def update_incident(
+        self,
+        request_id: str,
+        incident_id: str,
+        *,
+        status: str | None = None,
+        assignee: str | None = None,
+    ) -> Incident:
+        """Change an incident's status and/or assignee."""
+
+        def op(tx: Tx, clock: int) -> bytes:
+            current = _incident(tx, incident_id)
+            tx.execute(
+                "UPDATE incidents SET status = ?, assignee = ?, updated_at_us = ?"
+                " WHERE incident_id = ?",
+                (
+                    current.status if status is None else status,
+                    current.assignee if assignee is None else assignee,
+                    clock,
+                    incident_id,
+                ),
+            )
+            return codec.dumps(_incident(tx, incident_id))
+
+        return codec.loads(await self._write(request_id, "update_incident", op), Incident)
+
+    async def add_incident_comment(
+        self, request_id: str, incident_id: str, *, author: str, body: str
+    ) -> Incident:
+        """Append a comment to an incident; returns the incident with its comments."""
+
+        def op(tx: Tx, clock: int) -> bytes:
+            _incident(tx, incident_id)
+            tx.execute(
+                "INSERT INTO incident_comments (incident_id, author, created_at_us, body)"
+                " VALUES (?, ?, ?, ?)",
+                (incident_id, author, clock, body),
+            )
+            tx.execute(
+                "UPDATE incidents SET updated_at_us = ? WHERE incident_id = ?",
+                (clock, incident_id),
+            )
+            return codec.dumps(_incident(tx, incident_id))
+
+        return codec.loads(await self._write(request_id, "add_incident_comment", op), Incident)
+
+    async def get_incident(self, incident_id: str) -> Incident:
+        """An incident with its comments; ``NotFoundError`` if absent."""
+        return await self._read(lambda tx: _incident(tx, incident_id))
+
+    # --- deals and the ledger -----------------------------------------------------------------
+
+    async def record_deal(
+        self, request_id: str, deal: Deal, postings: Sequence[Posting], *, memo: str = ""
+    ) -> LedgerTransaction:
+        """Store a deal and its settlement (ledger ``txn_id = deal_id``) atomically."""
+        _check_postings(postings)
+        if not _CURRENCY.match(deal.currency):
+            raise InvalidArgumentError("must be an ISO 4217 code", field="currency")
+
+        def op(tx: Tx, clock: int) -> bytes:
+            if tx.execute("SELECT 1 FROM deals WHERE deal_id = ?", (deal.deal_id,)).fetchone():
+                raise AlreadyExistsError(f"deal {deal.deal_id!r} exists")
+            tx.execute(
+                "INSERT INTO deals (deal_id, auction_id, seller_id, buyer_id, price_minor,"
+                " currency, created_at_us, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    deal.deal_id,
+                    deal.auction_id,
+                    deal.seller_id,
+                    deal.buyer_id,
+                    deal.price_minor,
+                    deal.currency,
+                    deal.created_at_us or clock,
+                    deal.payload,
+                ),
+            )
+            return codec.dumps(_post(tx, deal.deal_id, postings, memo, clock, deal_id=deal.deal_id))
+
+        data = await self._write(request_id, "record_deal", op)
+        return codec.loads(data, LedgerTransaction)
+
+    async def get_deal(self, deal_id: str) -> Deal:
+        """A deal; ``NotFoundError`` if absent."""
+
+        def read(tx: Tx) -> Deal:
+            row = tx.execute(
+                "SELECT deal_id, auction_id, seller_id, buyer_id, price_minor, currency,"
+                " created_at_us, payload FROM deals WHERE deal_id = ?",
+                (deal_id,),
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"deal {deal_id!r} not found")
+            return Deal(
+                row[0], row[1], row[2], row[3], int(row[4]), row[5], int(row[6]), bytes(row[7])
+            )
+
+        return await self._read(read)
+
+    async def post_ledger(
+        self, request_id: str, txn_id: str, postings: Sequence[Posting], *, memo: str = ""
+    ) -> LedgerTransaction:
+        """Post a balanced double-entry transaction (``InvalidArgumentError`` if unbalanced)."""
+        _check_postings(postings)
+
+        def op(tx: Tx, clock: int) -> bytes:
+            return codec.dumps(_post(tx, txn_id, postings, memo, clock, deal_id=None))
+
+        data = await self._write(request_id, "post_ledger", op)
+        return codec.loads(data, LedgerTransaction)
+
+    async def balance(self, account: str, currency: str) -> int:
+        """An account's balance in minor units of ``currency``."""
+        return await self._read(
+            lambda tx: int(
+                tx.execute(
+                    "SELECT coalesce(sum(amount_minor), 0) FROM ledger_entries"
+                    " WHERE account = ? AND currency = ?",
+                    (account, currency),
+                ).fetchone()[0]
+            )
+        )
+
+    async def trial_balance(self) -> dict[str, int]:
+        """Sum of every posting per currency; zero for each currency when books balance."""
+        return await self._read(
+            lambda tx: {
+                currency: int(total)
+                for currency, total in tx.execute(
+                    "SELECT currency, sum(amount_minor) FROM ledger_entries GROUP BY currency"
+                ).fetchall()
+            }
+        )
+
+    # --- retention ---------------------------------------------------------------------------
+
+    async def purge_expired(self, *, now_us: int | None = None) -> PurgeResult:
+        """Delete events (and idempotency keys) older than the horizon, in small batches."""
+        return await asyncio.to_thread(self.purge_expired_blocking, now_us=now_us)
+
+    def purge_expired_blocking(self, *, now_us: int | None = None) -> PurgeResult:
+        """Blocking form of :meth:`purge_expired`, used by the retention thread."""
+        if self.settings.retention_days <= 0:
+            return PurgeResult(0, 0)
+        clock = _now() if now_us is None else now_us
+        cutoff = clock - int(self.settings.retention_days * _US_PER_DAY)
+        size = max(1, self.settings.retention_batch)
+        events = keys = 0
+        while not self._stopping.is_set():
+            # Each batch is one small writer operation, so writers queue behind it briefly.
+            future = self._writer.submit_blocking(
+                None, "purge", _purge_batch(self._db, cutoff, size)
+            )
+            removed_events, removed_keys = json.loads(future.result())
+            events += removed_events
+            keys += removed_keys
+            if removed_events < size and removed_keys < size:
+                break
+        return PurgeResult(events, keys, cutoff)
+
+    def index_keys_blocking(self) -> int:
+        """Index the match keys of every event appended so far; the events indexed.
+
+        The background indexer does this every ``key_index_interval_s``: large batches
+        write each index page once for many keys, instead of once per small commit.
+        """
+        total = 0
+        while True:
+            future = self._writer.submit_blocking(
+                None, "index_keys", _index_batch(self._db, self.settings.key_index_batch)
+            )
+            done = int(json.loads(future.result()))
+            total += done
+            if done < self.settings.key_index_batch or self._stopping.is_set():
+                return total
+
+    def _indexer_loop(self) -> None:
+        while not self._stopping.wait(self.settings.key_index_interval_s):
+            try:
+                self.index_keys_blocking()
+            except UnavailableError:
+                continue  # the writer reconnects; the next pass catches up
+            except Exception:
+                log.exception("key indexing failed")
+
+    def _retention_loop(self) -> None:
+        while not self._stopping.wait(self.settings.retention_interval_s):
+            try:
+                self.purge_expired_blocking()
+            except Exception:  # keep the loop alive; the next pass retries
+                log.exception("retention pass failed")
+
+
+class SqlSnapshots:
+    """Snapshots of the in-memory state and the log tail after them (rebuild hook)."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+
+    async def save(self, position: int, data: bytes) -> Snapshot:
+        """Store ``data`` as the state after every event with ``seq <= position``."""
+
+        def op(tx: Tx, clock: int) -> bytes:
+            tx.execute(
+                "INSERT INTO snapshots (position, created_at_us, data) VALUES (?, ?, ?)"
+                " ON CONFLICT (position) DO UPDATE SET created_at_us = excluded.created_at_us,"
+                " data = excluded.data",
+                (position, clock, data),
+            )
+            keep_from = tx.execute(
+                "SELECT position FROM snapshots ORDER BY position DESC LIMIT 1 OFFSET ?",
+                (_SNAPSHOTS_KEPT - 1,),
+            ).fetchone()
+            if keep_from is not None:
+                tx.execute("DELETE FROM snapshots WHERE position < ?", (keep_from[0],))
+            return codec.dumps(Snapshot(position, clock, b""))
+
+        stored = codec.loads(await self._store._write(None, "save_snapshot", op), Snapshot)
+        return Snapshot(stored.position, stored.created_at_us, data)
+
+    async def load_latest(self) -> Snapshot | None:
+        """The snapshot with the highest position, or ``None`` when there is none."""
+
+        def read(tx: Tx) -> Snapshot | None:
+            row = tx.execute(
+                "SELECT position, created_at_us, data FROM snapshots ORDER BY position DESC LIMIT 1"
+            ).fetchone()
+            return None if row is None else Snapshot(int(row[0]), int(row[1]), bytes(row[2]))
+
+        return await self._store._read(read)
+
+    async def events_after(self, position: int, *, page_size: int = 5000) -> AsyncIterator[Event]:
+        """Every event with ``seq > position`` in log order (read page by page)."""
+        after = position
+        while True:
+            page = await self._store.events_page(after, page_size)
+            for event in page:
+                yield event
+            if len(page) < page_size:
+                return
+            after = page[-1].seq
+
+
+# --- helpers run inside a transaction ------------------------------------------------------
+
+
+def _now() -> int:
+    return now_us()
+
+
+def _prefixed(prefix: str, columns: str = _EVENT_COLUMNS) -> str:
+    return ", ".join(prefix + c.strip() for c in columns.split(","))
+
+
+def _event(row: Sequence[Any]) -> Event:
+    return Event(
+        int(row[0]),
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        int(row[5]),
+        int(row[6]),
+        bytes(row[7]),
+        None if row[8] is None else bytes(row[8]),
+        matchkeys.decode(row[9]),
+    )
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in DEFINITION_KINDS:
+        raise InvalidArgumentError(f"unknown definition kind {kind!r}", field="kind")
+
+
+def _definition(row: Sequence[Any]) -> DefinitionVersion:
+    return DefinitionVersion(
+        row[0],
+        row[1],
+        int(row[2]),
+        row[3],
+        bytes(row[4]),
+        row[5],
+        row[6],
+        int(row[7]),
+        None if row[8] is None else int(row[8]),
+    )
+
+
+def _get_version(tx: Tx, kind: str, name: str, version: int | None) -> DefinitionVersion:
+    if version is None:
+        row = tx.execute(
+            f"SELECT {_DEF_COLUMNS} FROM definition_versions WHERE kind = ? AND name = ?"
+            " ORDER BY version DESC LIMIT 1",
+            (kind, name),
+        ).fetchone()
+    else:
+        row = tx.execute(
+            f"SELECT {_DEF_COLUMNS} FROM definition_versions"
+            " WHERE kind = ? AND name = ? AND version = ?",
+            (kind, name, version),
+        ).fetchone()
+    if row is None:
+        which = "" if version is None else f" version {version}"
+        raise NotFoundError(f"{kind} {name!r}{which} not found")
+    return _definition(row)
+
+
+def _bump(tx: Tx, kind: str, name: str, expected: int | None) -> int:
+    row = tx.execute(
+        "SELECT latest_version FROM definitions WHERE kind = ? AND name = ?", (kind, name)
+    ).fetchone()
+    latest = 0 if row is None else int(row[0])
+    if expected is not None and expected != latest:
+        raise FailedPreconditionError(
+            f"{kind} {name!r} is at version {latest}, not {expected}", reason="STALE_VERSION"
+        )
+    if row is None:
+        tx.execute(
+            "INSERT INTO definitions (kind, name, latest_version) VALUES (?, ?, 1)", (kind, name)
+        )
+    else:
+        tx.execute(
+            "UPDATE definitions SET latest_version = ? WHERE kind = ? AND name = ?",
+            (latest + 1, kind, name),
+        )
+    return latest + 1
+
+
+def _insert_version(tx: Tx, v: DefinitionVersion) -> None:
+    tx.execute(
+        f"INSERT INTO definition_versions ({_DEF_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            v.kind,
+            v.name,
+            v.version,
+            v.status,
+            v.body,
+            v.author,
+            v.reason,
+            v.created_at_us,
+            v.restored_from,
+        ),
+    )
+
+
+def _entries_at(tx: Tx, list_name: str, version: int) -> list[str]:
+    rows = tx.execute(
+        "SELECT value FROM list_entries WHERE list_name = ? AND added_in <= ?"
+        " AND (removed_in IS NULL OR removed_in > ?)",
+        (list_name, version, version),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _change_entries(
+    tx: Tx, list_name: str, version: int, add: Sequence[str] | set[str], remove: set[str]
+) -> None:
+    if add:
+        tx.executemany(
+            "INSERT INTO list_entries (list_name, value, added_in) VALUES (?, ?, ?)",
+            [(list_name, value, version) for value in sorted(add)],
+        )
+    if remove:
+        tx.executemany(
+            "UPDATE list_entries SET removed_in = ? WHERE list_name = ? AND value = ?"
+            " AND removed_in IS NULL",
+            [(version, list_name, value) for value in sorted(remove)],
+        )
+
+
+def _incident(tx: Tx, incident_id: str) -> Incident:
+    row = tx.execute(
+        "SELECT incident_id, status, assignee, created_at_us, updated_at_us, event_seq, payload"
+        " FROM incidents WHERE incident_id = ?",
+        (incident_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"incident {incident_id!r} not found")
+    comments = tuple(
+        IncidentComment(int(c[0]), c[1], int(c[2]), c[3])
+        for c in tx.execute(
+            "SELECT comment_id, author, created_at_us, body FROM incident_comments"
+            " WHERE incident_id = ? ORDER BY comment_id",
+            (incident_id,),
+        ).fetchall()
+    )
+    return Incident(
+        row[0],
+        row[1],
+        row[2],
+        int(row[3]),
+        int(row[4]),
+        None if row[5] is None else int(row[5]),
+        bytes(row[6]),
+        comments,
+    )
+
+
+def _check_postings(postings: Sequence[Posting]) -> None:
+    if len(postings) < 2:
+        raise InvalidArgumentError("a transaction needs at least two postings", field="postings")
+    totals: dict[str, int] = {}
+    for i, p in enumerate(postings):
+        if not _CURRENCY.match(p.currency):
+            raise InvalidArgumentError("must be an ISO 4217 code", field=f"postings[{i}].currency")
+        if isinstance(p.amount_minor, bool) or not isinstance(p.amount_minor, int):
+            raise InvalidArgumentError(
+                "must be an integer of minor units", field=f"postings[{i}].amount_minor"
+            )
+        if not p.account:
+            raise InvalidArgumentError("must not be empty", field=f"postings[{i}].account")
+        totals[p.currency] = totals.get(p.currency, 0) + p.amount_minor
+    unbalanced = {c: t for c, t in totals.items() if t != 0}
+    if unbalanced:
+        raise InvalidArgumentError(
+            f"postings do not balance: {unbalanced}", field="postings", reason="UNBALANCED"
+        )
+
+
+def _post(
+    tx: Tx,
+    txn_id: str,
+    postings: Sequence[Posting],
+    memo: str,
+    clock: int,
+    *,
+    deal_id: str | None,
+) -> LedgerTransaction:
+    if tx.execute("SELECT 1 FROM ledger_transactions WHERE txn_id = ?", (txn_id,)).fetchone():
+        raise AlreadyExistsError(f"ledger transaction {txn_id!r} exists")
+    tx.execute(
+        "INSERT INTO ledger_transactions (txn_id, deal_id, memo, created_at_us)"
+        " VALUES (?, ?, ?, ?)",
+        (txn_id, deal_id, memo, clock),
+    )
+    tx.executemany(
+        "INSERT INTO ledger_entries (txn_id, account, amount_minor, currency) VALUES (?, ?, ?, ?)",
+        [(txn_id, p.account, p.amount_minor, p.currency) for p in postings],
+    )
+    return LedgerTransaction(txn_id, memo, clock, tuple(postings), deal_id)
+
+
+def _row_by_seq(tx: Tx, seq: int) -> Any:
+    return tx.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq = ?", (seq,)).fetchone()
+
+
+def _indexed_through(tx: Tx) -> int:
+    return int(tx.execute("SELECT through_seq FROM event_keys_indexed WHERE id = 1").fetchone()[0])
+
+
+def _index_batch(db: Backend, size: int) -> OpFn:
+    def op(tx: Tx, clock: int) -> bytes:
+        through = _indexed_through(tx)
+        rows = tx.execute(
+            "SELECT seq, match_keys FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (through, size),
+        ).fetchall()
+        if not rows:
+            return b"0"
+        key_rows = [
+            (matchkeys.key_hash(kind, value), int(seq))
+            for seq, text in rows
+            for kind, value in matchkeys.decode(text)
+        ]
+        if key_rows:
+            db.insert_keys(tx, sorted(key_rows))
+        tx.execute(
+            "UPDATE event_keys_indexed SET through_seq = ? WHERE id = 1", (int(rows[-1][0]),)
+        )
+        return str(len(rows)).encode()
+
+    return op
+
+
+def _purge_batch(db: Backend, cutoff: int, size: int) -> OpFn:
+    def op(tx: Tx, clock: int) -> bytes:
+        rows = tx.execute(
+            "SELECT seq, match_keys FROM events WHERE event_time_us < ?"
+            " ORDER BY event_time_us, seq LIMIT ?",
+            (cutoff, size),
+        ).fetchall()
+        key_rows = [
+            (matchkeys.key_hash(kind, value), int(seq))
+            for seq, text in rows
+            for kind, value in matchkeys.decode(text)
+        ]
+        if key_rows:
+            db.delete_keys(tx, key_rows)
+        if rows:
+            # Delete exactly the selected rows: same filter, same order, same limit.
+            tx.execute(
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE event_time_us < ?"
+                " ORDER BY event_time_us, seq LIMIT ?)",
+                (cutoff, size),
+            )
+        keys = tx.execute(
+            "DELETE FROM idempotency WHERE request_id IN"
+            " (SELECT request_id FROM idempotency WHERE created_at_us < ? LIMIT ?)",
+            (cutoff, size),
+        )
+        return json.dumps([len(rows), max(keys.rowcount, 0)]).encode()
+
+    return op
