@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 import lendgate.v1
 from lendgate import core_version
 from lendgate.config import Config
+from lendgate.store import StoreOpenError, open_store
 from servers.handlers import service_handlers
 from servers.wiring import build_servicers
 
@@ -133,7 +134,15 @@ def _check_bindable(config: Config) -> None:
 
 async def serve(config: Config) -> None:
     """Run the platform until SIGTERM or SIGINT, then shut down gracefully."""
-    running = await create_server(config, build_servicers(config))
+    try:
+        store = await asyncio.to_thread(open_store, config.effective_database_url)
+    except StoreOpenError as exc:
+        raise ServerStartError(str(exc)) from None
+    try:
+        running = await create_server(config, build_servicers(config, store))
+    except BaseException:
+        await store.aclose()
+        raise
     host, _ = config.host_port
     log.info(
         "serving",
@@ -152,4 +161,5 @@ async def serve(config: Config) -> None:
     await stop.wait()
     log.info("shutting down", extra={"grace_period_s": config.grace_period_s})
     await running.stop(config.grace_period_s)
+    await store.aclose()
     log.info("stopped")

@@ -7,9 +7,10 @@ of the contract that no servicer implements answers UNIMPLEMENTED (servers.handl
 from __future__ import annotations
 
 from lendgate.config import Config
+from lendgate.store import Store
 
 
-def build_servicers(config: Config) -> dict[str, object]:
-    """Create the servicers for ``config``, keyed by full service name."""
-    del config  # no service is wired yet
+def build_servicers(config: Config, store: Store) -> dict[str, object]:
+    """Create the servicers for ``config`` over the opened ``store``, keyed by service name."""
+    del config, store  # no service is wired yet
     return {}

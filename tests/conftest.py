@@ -23,6 +23,7 @@ class ServerProcess:
 
     process: subprocess.Popen[str]
     address: str
+    data_dir: Path
     log_lines: list[str]
 
 
@@ -50,7 +51,7 @@ def start_server(data_dir: Path, *args: str, env: dict[str, str] | None = None) 
         lines.append(line)
         entry = json.loads(line)
         if entry.get("msg") == "serving":
-            return ServerProcess(process, entry["address"], lines)
+            return ServerProcess(process, entry["address"], data_dir, lines)
     process.kill()
     process.wait()
     raise AssertionError("lendgate serve did not start:\n" + "".join(lines))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -219,3 +220,18 @@ def test_second_server_on_the_same_port_refuses(server: ServerProcess, tmp_path:
     assert result.returncode == 2
     assert "cannot listen on" in result.stderr
     assert server.process.poll() is None
+
+
+def test_serve_prepares_the_embedded_store_under_the_data_dir(server: ServerProcess) -> None:
+    with sqlite3.connect(server.data_dir / "lendgate.db") as db:
+        versions = [row[0] for row in db.execute("SELECT version FROM schema_migrations")]
+    assert versions, "migrations were not applied at start"
+
+
+def test_corrupt_database_file_is_one_line_and_nonzero(tmp_path: Path) -> None:
+    (tmp_path / "lendgate.db").write_bytes(b"this is not a database" * 100)
+    result = _one_line_error([], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("lendgate: ")
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr

@@ -223,8 +223,15 @@ class Store(Protocol):
     not committed.
     """
 
-    backend: str
-    snapshots: Snapshots
+    @property
+    def backend(self) -> str:
+        """``"sqlite"`` or ``"postgres"``."""
+        ...
+
+    @property
+    def snapshots(self) -> Snapshots:
+        """Snapshots of the in-memory state, for restarts (see ``docs/STORAGE.md``)."""
+        ...
 
     async def aclose(self) -> None:
         """Flush pending writes, stop background work and close connections."""
