@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 import lendgate.v1
 from lendgate import core_version
+from lendgate.auth import authenticator_for
 from lendgate.config import Config
 from lendgate.store import StoreOpenError, open_store
 from servers.handlers import service_handlers
@@ -78,7 +79,8 @@ async def create_server(
 
     ``servicers`` maps a service's full name to the object implementing (some of) its
     methods; methods nobody implements answer UNIMPLEMENTED.
-    Raises :class:`ServerStartError` when the address cannot be bound.
+    Raises :class:`ServerStartError` when the address cannot be bound, and
+    :class:`~lendgate.config.ConfigError` for unusable authentication settings.
     """
     servicers = servicers or {}
     options: list[tuple[str, Any]] = [
@@ -87,9 +89,10 @@ async def create_server(
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
     ]
+    authenticator = authenticator_for(config)
     server = grpc.aio.server(options=options)
     for name in PLATFORM_SERVICES:
-        handlers = service_handlers(service_descriptor(name), servicers.get(name))
+        handlers = service_handlers(service_descriptor(name), servicers.get(name), authenticator)
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
 
     health = HealthServicer()
@@ -154,6 +157,10 @@ async def serve(config: Config) -> None:
             "database_url": config.effective_database_url,
         },
     )
+    if config.auth_mode == "dev":
+        log.warning(
+            "auth_mode is 'dev': any caller may act as any partner; use 'token' in production"
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

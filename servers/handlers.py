@@ -23,6 +23,7 @@ import grpc
 from google.protobuf import message, message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
+from lendgate.auth import Authenticator, Partner, acting_as
 from lendgate.errors import InvalidArgumentError, LendgateError, UnimplementedError
 from servers.errors import grpc_code, trailing_metadata
 
@@ -44,17 +45,21 @@ def raw_request(method: F) -> F:
 
 
 def service_handlers(
-    service: ServiceDescriptor, servicer: object | None
+    service: ServiceDescriptor, servicer: object | None, authenticator: Authenticator
 ) -> dict[str, grpc.RpcMethodHandler]:
-    """Handlers for every method of ``service``, served by ``servicer`` where it can."""
+    """Handlers for every method of ``service``, served by ``servicer`` where it can.
+
+    Every call is authenticated first; the servicer runs with the caller as
+    :func:`lendgate.auth.current_partner`.
+    """
     return {
-        method.name: _method_handler(method, getattr(servicer, method.name, None))
+        method.name: _method_handler(method, getattr(servicer, method.name, None), authenticator)
         for method in service.methods
     }
 
 
 def _method_handler(
-    method: MethodDescriptor, impl: Callable[..., Any] | None
+    method: MethodDescriptor, impl: Callable[..., Any] | None, authenticator: Authenticator
 ) -> grpc.RpcMethodHandler:
     full_name = f"/{method.containing_service.full_name}/{method.name}"
     request_class = message_factory.GetMessageClass(method.input_type)
@@ -66,18 +71,18 @@ def _method_handler(
         impl = _not_built(full_name)
     if method.client_streaming and method.server_streaming:
         return grpc.stream_stream_rpc_method_handler(
-            _stream_stream(full_name, impl, parse), response_serializer=_serialize
+            _stream_stream(full_name, impl, parse, authenticator), response_serializer=_serialize
         )
     if method.client_streaming:
         return grpc.stream_unary_rpc_method_handler(
-            _stream_unary(full_name, impl, parse), response_serializer=_serialize
+            _stream_unary(full_name, impl, parse, authenticator), response_serializer=_serialize
         )
     if method.server_streaming:
         return grpc.unary_stream_rpc_method_handler(
-            _unary_stream(full_name, impl, parse), response_serializer=_serialize
+            _unary_stream(full_name, impl, parse, authenticator), response_serializer=_serialize
         )
     return grpc.unary_unary_rpc_method_handler(
-        _unary_unary(full_name, impl, parse), response_serializer=_serialize
+        _unary_unary(full_name, impl, parse, authenticator), response_serializer=_serialize
     )
 
 
@@ -115,11 +120,12 @@ async def _fail(full_name: str, exc: Exception, context: Ctx) -> None:
 
 
 def _unary_unary(
-    full_name: str, impl: Callable[..., Awaitable[Any]], parse: Parse
+    full_name: str, impl: Callable[..., Awaitable[Any]], parse: Parse, auth: Authenticator
 ) -> Callable[..., Any]:
     async def handle(raw: bytes, context: Ctx) -> Any:
         try:
-            return await impl(parse(raw), context)
+            with acting_as(_caller(auth, context)):
+                return await impl(parse(raw), context)
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
@@ -129,13 +135,14 @@ def _unary_unary(
 
 
 def _unary_stream(
-    full_name: str, impl: Callable[..., AsyncIterator[Any]], parse: Parse
+    full_name: str, impl: Callable[..., AsyncIterator[Any]], parse: Parse, auth: Authenticator
 ) -> Callable[..., Any]:
     async def handle(raw: bytes, context: Ctx) -> AsyncIterator[Any]:
         try:
-            request = parse(raw)
-            async for response in _as_async_iter(impl(request, context)):
-                yield response
+            with acting_as(_caller(auth, context)):
+                request = parse(raw)
+                async for response in _as_async_iter(impl(request, context)):
+                    yield response
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
@@ -145,11 +152,12 @@ def _unary_stream(
 
 
 def _stream_unary(
-    full_name: str, impl: Callable[..., Awaitable[Any]], parse: Parse
+    full_name: str, impl: Callable[..., Awaitable[Any]], parse: Parse, auth: Authenticator
 ) -> Callable[..., Any]:
     async def handle(requests: AsyncIterator[bytes], context: Ctx) -> Any:
         try:
-            return await impl(_parsed(requests, parse), context)
+            with acting_as(_caller(auth, context)):
+                return await impl(_parsed(requests, parse), context)
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
@@ -159,18 +167,24 @@ def _stream_unary(
 
 
 def _stream_stream(
-    full_name: str, impl: Callable[..., AsyncIterator[Any]], parse: Parse
+    full_name: str, impl: Callable[..., AsyncIterator[Any]], parse: Parse, auth: Authenticator
 ) -> Callable[..., Any]:
     async def handle(requests: AsyncIterator[bytes], context: Ctx) -> AsyncIterator[Any]:
         try:
-            async for response in _as_async_iter(impl(_parsed(requests, parse), context)):
-                yield response
+            with acting_as(_caller(auth, context)):
+                async for response in _as_async_iter(impl(_parsed(requests, parse), context)):
+                    yield response
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
             await _fail(full_name, exc, context)
 
     return handle
+
+
+def _caller(auth: Authenticator, context: Ctx) -> Partner:
+    """The partner a call is made for, authenticated before anything else runs."""
+    return auth.authenticate(context.invocation_metadata() or ())
 
 
 async def _parsed(requests: AsyncIterator[bytes], parse: Parse) -> AsyncIterator[Any]:

@@ -56,7 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(serve(config))
-    except ServerStartError as exc:
+    except (ServerStartError, ConfigError) as exc:
         print(f"lendgate: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return 0

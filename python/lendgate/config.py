@@ -47,6 +47,11 @@ class Config:
     """On SIGTERM, seconds in-flight calls get to finish before they are cancelled."""
     max_message_bytes: int = 4 * 1024 * 1024
     """Largest request or response message accepted, in bytes."""
+    auth_mode: str = "dev"
+    """``dev`` (partner from the ``x-lendgate-partner`` header; never in production) or
+    ``token`` (bearer tokens checked against ``auth_tokens_file``); see ``lendgate.auth``."""
+    auth_tokens_file: str = ""
+    """File of ``<partner_id> <sha256-hex-of-token>`` lines, for ``auth_mode = "token"``."""
 
     @property
     def effective_database_url(self) -> str:
@@ -129,5 +134,7 @@ def _validate(config: Config) -> None:
         raise ConfigError("setting 'grace_period_s': must be >= 0")
     if config.max_message_bytes < 1024:
         raise ConfigError("setting 'max_message_bytes': must be >= 1024")
+    if config.auth_mode not in ("dev", "token"):
+        raise ConfigError("setting 'auth_mode': expected 'dev' or 'token'")
     if not config.effective_database_url.startswith(("sqlite:///", "postgresql://")):
         raise ConfigError("setting 'database_url': expected sqlite:///PATH or postgresql://...")

@@ -25,6 +25,8 @@ class Code(Enum):
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     UNAVAILABLE = "UNAVAILABLE"
     UNIMPLEMENTED = "UNIMPLEMENTED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,20 @@ class UnavailableError(LendgateError):
 
     code = Code.UNAVAILABLE
     reason = "UNAVAILABLE"
+
+
+class UnauthenticatedError(LendgateError):
+    """The call carries no valid credentials."""
+
+    code = Code.UNAUTHENTICATED
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(LendgateError):
+    """The caller is known but may not do this (e.g. act for another partner)."""
+
+    code = Code.PERMISSION_DENIED
+    reason = "PERMISSION_DENIED"
 
 
 class UnimplementedError(LendgateError):
