@@ -8,6 +8,7 @@
 pub mod error;
 pub mod expr;
 pub mod normalize;
+pub mod strategy;
 
 pub use error::{CoreError, CoreResult};
 

@@ -56,6 +56,9 @@ impl From<PyCoreError> for PyErr {
             CoreError::ExpressionEvaluation { reason } => {
                 CoreEvaluationError::new_err(("expression", reason))
             }
+            CoreError::NodeFailed { node_id, reason } => {
+                CoreEvaluationError::new_err((node_id, reason))
+            }
         }
     }
 }
