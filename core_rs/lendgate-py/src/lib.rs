@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 mod error;
 mod expr;
 mod normalize;
+mod strategy;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -16,5 +17,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(normalize::normalize_key, m)?)?;
     m.add_class::<expr::PyCompiledExpression>()?;
     m.add_class::<expr::PyCompiledUnaryExpression>()?;
+    m.add_class::<strategy::PyCompiledStrategy>()?;
     Ok(())
 }
