@@ -7,9 +7,11 @@ of the contract that no servicer implements answers UNIMPLEMENTED (servers.handl
 from __future__ import annotations
 
 from lendgate.config import Config
+from lendgate.strategy import StrategyService
+from servers.strategy import StrategyServicer
 
 
 def build_servicers(config: Config) -> dict[str, object]:
     """Create the servicers for ``config``, keyed by full service name."""
-    del config  # no service is wired yet
-    return {}
+    del config  # the strategy repository is in memory until the store is plugged in
+    return {"lendgate.v1.StrategyService": StrategyServicer(StrategyService())}
