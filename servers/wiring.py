@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from lendgate.config import Config
 from lendgate.store import Store
+from lendgate.strategy import StrategyService
+from servers.strategy import StrategyServicer
 
 
 def build_servicers(config: Config, store: Store) -> dict[str, object]:
     """Create the servicers for ``config`` over the opened ``store``, keyed by service name."""
-    del config, store  # no service is wired yet
-    return {}
+    del config, store  # the strategy repository is in memory until the store is plugged in
+    return {"lendgate.v1.StrategyService": StrategyServicer(StrategyService())}

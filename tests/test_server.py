@@ -78,9 +78,9 @@ def test_reflection_serves_the_contract_for_grpcurl(channel: grpc.Channel) -> No
 
 def test_unbuilt_method_answers_unimplemented_saying_so(channel: grpc.Channel) -> None:
     with pytest.raises(grpc.RpcError) as caught:
-        call_raw(channel, "/lendgate.v1.StrategyService/Evaluate", b"")
+        call_raw(channel, "/lendgate.v1.StrategyService/ExportStrategyGraph", b"")
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "StrategyService/Evaluate is not built yet" in (caught.value.details() or "")
+    assert "StrategyService/ExportStrategyGraph is not built yet" in (caught.value.details() or "")
     assert error_reason(caught.value) == "NOT_BUILT_YET"
 
 

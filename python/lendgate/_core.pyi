@@ -40,6 +40,28 @@ class CompiledUnaryExpression:
     def evaluate(self, context: dict[str, Any]) -> bool:
         """Test ``context["$"]`` (GIL released); raises :class:`CoreEvaluationError`."""
 
+class CompiledStrategy:
+    """A compiled JDM decision graph (Rust ``lendgate_core::strategy::Graph``)."""
+    @staticmethod
+    def compile(graph_json: str) -> CompiledStrategy:
+        """Compile; raises :class:`CoreInvalidArgument` naming the node or edge at fault."""
+    def sub_decisions(self) -> list[str]:
+        """Keys of the sub-strategies its decision nodes call."""
+    def custom_kinds(self) -> list[str]:
+        """Kinds of custom nodes (other than ``abTest``) the host must provide."""
+    def warnings(self) -> list[str]:
+        """Table cells and switch conditions that never match because they do not compile."""
+    def evaluate(
+        self,
+        input_json: bytes,
+        *,
+        trace: bool = False,
+        host: Any | None = None,
+        max_depth: int = 10,
+        timeout_ms: int | None = None,
+    ) -> tuple[bytes | None, str | None, str | None, bytes, list[tuple[str, str]]]:
+        """Evaluate (GIL released): ``(output, failed_node, error, trace, ab_paths)``."""
+
 def normalize_key(kind: str, value: str) -> str:
     """Normalise a key value of the given kind (``"text"``, ``"phone"`` or ``"alnum"``).
 

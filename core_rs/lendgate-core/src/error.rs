@@ -26,6 +26,11 @@ pub enum CoreError {
     /// An expression failed while evaluating (type mismatch, overflow, a limit hit).
     #[error("expression evaluation failed: {reason}")]
     ExpressionEvaluation { reason: String },
+
+    /// A node of a decision graph (strategy) failed and nothing handled the failure.
+    /// `node_id` is the JDM node id; `reason` says what happened.
+    #[error("node `{node_id}` failed: {reason}")]
+    NodeFailed { node_id: String, reason: String },
 }
 
 impl CoreError {

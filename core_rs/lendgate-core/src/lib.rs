@@ -10,6 +10,7 @@ pub mod document;
 pub mod error;
 pub mod expr;
 pub mod normalize;
+pub mod strategy;
 
 pub use error::{CoreError, CoreResult};
 

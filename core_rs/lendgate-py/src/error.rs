@@ -56,6 +56,9 @@ impl From<PyCoreError> for PyErr {
             CoreError::ExpressionEvaluation { reason } => {
                 CoreEvaluationError::new_err(("expression", reason))
             }
+            CoreError::NodeFailed { node_id, reason } => {
+                CoreEvaluationError::new_err((node_id, reason))
+            }
             // A defect of lendgate: the server reports it as INTERNAL with an incident id.
             err @ CoreError::Internal { .. } => PyRuntimeError::new_err(err.to_string()),
         }

@@ -10,6 +10,7 @@ mod document;
 mod error;
 mod expr;
 mod normalize;
+mod strategy;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -20,5 +21,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<expr::PyCompiledExpression>()?;
     m.add_class::<expr::PyCompiledUnaryExpression>()?;
     m.add_class::<aggregates::PyAggregateStore>()?;
+    m.add_class::<strategy::PyCompiledStrategy>()?;
     Ok(())
 }

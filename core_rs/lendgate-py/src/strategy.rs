@@ -1,0 +1,158 @@
+//! Bindings for `lendgate_core::strategy`: compiled JDM graphs, evaluated with the GIL
+//! released. Input and output cross the boundary as JSON bytes.
+
+use std::time::{Duration, Instant};
+
+use lendgate_core::strategy::{EvalOptions, Graph, Host};
+use lendgate_core::{CoreError, CoreResult};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::error::PyCoreError;
+
+/// A compiled decision graph; evaluate it many times, from any thread.
+#[pyclass(frozen, name = "CompiledStrategy", module = "lendgate._core")]
+pub struct PyCompiledStrategy {
+    inner: Graph,
+}
+
+/// `(output_json | None, failed_node_id | None, error | None, trace_json, ab_paths)`.
+type EvalTuple<'py> = (
+    Option<Bound<'py, PyBytes>>,
+    Option<String>,
+    Option<String>,
+    Bound<'py, PyBytes>,
+    Vec<(String, String)>,
+);
+
+#[pymethods]
+impl PyCompiledStrategy {
+    /// Compiles JDM JSON; raises `CoreInvalidArgument(field, reason)` naming the node or edge.
+    #[staticmethod]
+    fn compile(graph_json: &str) -> Result<Self, PyCoreError> {
+        Ok(Self {
+            inner: Graph::compile(graph_json)?,
+        })
+    }
+
+    /// Keys of the sub-strategies called by decision nodes.
+    fn sub_decisions(&self) -> Vec<String> {
+        self.inner.sub_decisions().to_vec()
+    }
+
+    /// Kinds of custom nodes the host must provide.
+    fn custom_kinds(&self) -> Vec<String> {
+        self.inner.custom_kinds()
+    }
+
+    /// Cells that never match because they do not compile.
+    fn warnings(&self) -> Vec<String> {
+        self.inner.warnings().to_vec()
+    }
+
+    /// Evaluates on `input_json` (bytes) with the GIL released.
+    ///
+    /// `host` (optional) has `load(key) -> CompiledStrategy` and
+    /// `custom(kind, config_json, input_json) -> bytes`; it is called with the GIL.
+    #[pyo3(signature = (input_json, *, trace=false, host=None, max_depth=10, timeout_ms=None))]
+    fn evaluate<'py>(
+        &self,
+        py: Python<'py>,
+        input_json: &[u8],
+        trace: bool,
+        host: Option<Py<PyAny>>,
+        max_depth: u8,
+        timeout_ms: Option<u64>,
+    ) -> PyResult<EvalTuple<'py>> {
+        let input: serde_json::Value = serde_json::from_slice(input_json)
+            .map_err(|e| PyValueError::new_err(format!("input is not valid JSON: {e}")))?;
+        let py_host = host.map(PyHost);
+        let eval = py.detach(|| {
+            let host: &dyn Host = match &py_host {
+                Some(h) => h,
+                None => &lendgate_core::strategy::NoHost,
+            };
+            let options = EvalOptions {
+                trace,
+                max_depth,
+                deadline: timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms)),
+                host,
+                ..EvalOptions::default()
+            };
+            self.inner.evaluate(&input, &options)
+        });
+        let trace_json = serde_json::Value::Array(eval.trace.iter().map(|t| t.to_json()).collect());
+        let trace_bytes = PyBytes::new(py, trace_json.to_string().as_bytes());
+        let ab = eval
+            .ab_paths
+            .into_iter()
+            .map(|a| (a.node_id, a.path.to_owned()))
+            .collect();
+        Ok(match eval.output {
+            Ok(out) => (
+                Some(PyBytes::new(py, out.to_string().as_bytes())),
+                None,
+                None,
+                trace_bytes,
+                ab,
+            ),
+            Err(CoreError::NodeFailed { node_id, reason }) => {
+                (None, Some(node_id), Some(reason), trace_bytes, ab)
+            }
+            Err(other) => (
+                None,
+                Some(String::new()),
+                Some(other.to_string()),
+                trace_bytes,
+                ab,
+            ),
+        })
+    }
+}
+
+/// A Python object serving sub-strategies and custom nodes.
+struct PyHost(Py<PyAny>);
+
+impl Host for PyHost {
+    fn load(&self, key: &str) -> CoreResult<Graph> {
+        Python::attach(|py| {
+            let obj =
+                self.0
+                    .bind(py)
+                    .call_method1("load", (key,))
+                    .map_err(|e| CoreError::NotFound {
+                        kind: "strategy",
+                        name: format!("{key} ({e})"),
+                    })?;
+            let compiled = obj.cast::<PyCompiledStrategy>().map_err(|_| {
+                CoreError::invalid("load", "the host's load() must return a CompiledStrategy")
+            })?;
+            Ok(compiled.get().inner.clone())
+        })
+    }
+
+    fn custom(
+        &self,
+        kind: &str,
+        config: &serde_json::Value,
+        input: &serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        Python::attach(|py| {
+            let out = self
+                .0
+                .bind(py)
+                .call_method1(
+                    "custom",
+                    (
+                        kind,
+                        PyBytes::new(py, config.to_string().as_bytes()),
+                        PyBytes::new(py, input.to_string().as_bytes()),
+                    ),
+                )
+                .map_err(|e| e.to_string())?;
+            let bytes: Vec<u8> = out.extract().map_err(|e: PyErr| e.to_string())?;
+            serde_json::from_slice(&bytes).map_err(|e| format!("the node returned bad JSON: {e}"))
+        })
+    }
+}

@@ -1,0 +1,130 @@
+"""Compiled strategies and the custom nodes the engine calls back into Python.
+
+The graph itself is evaluated by the Rust core (``core_rs/lendgate-core/src/strategy/``)
+with the GIL released; Python is entered only for sub-strategies (``load``) and for
+custom nodes other than ``abTest`` (which is built into the core).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lendgate import _core
+from lendgate.errors import core_errors
+
+PythonNode = Callable[[Mapping[str, Any], Any], Any]
+"""A ``python`` node: ``(config, input) -> output`` (JSON-like values)."""
+
+NOT_YET = frozenset({"model", "lookup", "aggregate"})
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The result of one evaluation: an output, or the node that failed and why."""
+
+    output: Any
+    failed_node: str | None = None
+    error: str | None = None
+    trace: list[dict[str, Any]] = field(default_factory=list)
+    ab_paths: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the evaluation produced an output."""
+        return self.error is None
+
+
+class CompiledStrategy:
+    """A validated, compiled JDM graph; immutable and safe to share between threads."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: _core.CompiledStrategy) -> None:
+        self._inner = inner
+
+    @classmethod
+    def compile(cls, graph_json: str) -> CompiledStrategy:
+        """Compile ``graph_json``; raises ``InvalidArgumentError`` naming the node or edge."""
+        with core_errors():
+            return cls(_core.CompiledStrategy.compile(graph_json))
+
+    @property
+    def core(self) -> _core.CompiledStrategy:
+        """The Rust object (handed to the core when this graph is a sub-strategy)."""
+        return self._inner
+
+    def sub_decisions(self) -> list[str]:
+        """Keys (strategy names) its decision nodes call."""
+        return self._inner.sub_decisions()
+
+    def custom_kinds(self) -> list[str]:
+        """Kinds of its custom nodes other than ``abTest``."""
+        return self._inner.custom_kinds()
+
+    def warnings(self) -> list[str]:
+        """Cells and conditions that never match because they do not compile (as in ZEN)."""
+        return self._inner.warnings()
+
+    def evaluate(
+        self,
+        data: Any,
+        *,
+        trace: bool = False,
+        host: Host | None = None,
+        timeout_ms: int | None = None,
+    ) -> Decision:
+        """Evaluate on ``data`` (JSON-like); a failing node gives a ``Decision`` with an error."""
+        out, node, error, trace_json, ab = self._inner.evaluate(
+            json.dumps(data).encode(), trace=trace, host=host, timeout_ms=timeout_ms
+        )
+        return Decision(
+            output=None if out is None else json.loads(out),
+            failed_node=node,
+            error=error,
+            trace=json.loads(trace_json) if trace else [],
+            ab_paths=ab,
+        )
+
+
+class PythonNodes:
+    """The registered ``python`` node functions: code deployed with the service, never
+    uploaded. A graph names one with ``{"kind": "python", "config": {"function": NAME}}``."""
+
+    def __init__(self) -> None:
+        self._functions: dict[str, PythonNode] = {}
+
+    def register(self, name: str, function: PythonNode) -> None:
+        """Register ``function`` under ``name`` (replacing any previous one)."""
+        self._functions[name] = function
+
+    def get(self, name: str) -> PythonNode | None:
+        """The function registered as ``name``, if any."""
+        return self._functions.get(name)
+
+
+class Host:
+    """Serves the core's callbacks: sub-strategies and custom nodes."""
+
+    def __init__(self, load: Callable[[str], CompiledStrategy], python: PythonNodes) -> None:
+        self._load = load
+        self._python = python
+
+    def load(self, key: str) -> _core.CompiledStrategy:
+        """The compiled sub-strategy ``key`` (called by the core, with the GIL)."""
+        return self._load(key).core
+
+    def custom(self, kind: str, config_json: bytes, input_json: bytes) -> bytes:
+        """Run custom node ``kind``; exceptions become the node's error in the trace."""
+        config = json.loads(config_json) or {}
+        if kind == "python":
+            name = str(config.get("function", ""))
+            function = self._python.get(name)
+            if function is None:
+                raise LookupError(f"no python node function is registered as {name!r}")
+            return json.dumps(function(config, json.loads(input_json))).encode()
+        if kind in NOT_YET:
+            raise NotImplementedError(f"the {kind!r} node is not available yet in this release")
+        raise LookupError(f"unknown custom node kind {kind!r}")
