@@ -5,6 +5,7 @@
 //! through that module. Every fallible function returns [`CoreError`]; nothing in
 //! this crate may panic on input that came from a request.
 
+pub mod auction;
 pub mod error;
 pub mod expr;
 pub mod normalize;

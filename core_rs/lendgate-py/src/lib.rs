@@ -5,6 +5,7 @@
 
 use pyo3::prelude::*;
 
+mod auction;
 mod error;
 mod expr;
 mod normalize;
@@ -16,5 +17,12 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(normalize::normalize_key, m)?)?;
     m.add_class::<expr::PyCompiledExpression>()?;
     m.add_class::<expr::PyCompiledUnaryExpression>()?;
+    m.add_function(wrap_pyfunction!(auction::verify_signature, m)?)?;
+    m.add_function(wrap_pyfunction!(auction::bid_commitment, m)?)?;
+    m.add_function(wrap_pyfunction!(auction::verify_bid_opening, m)?)?;
+    m.add_function(wrap_pyfunction!(auction::leaf_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(auction::merkle_root, m)?)?;
+    m.add_function(wrap_pyfunction!(auction::inclusion_proof, m)?)?;
+    m.add_function(wrap_pyfunction!(auction::verify_inclusion, m)?)?;
     Ok(())
 }
