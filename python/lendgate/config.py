@@ -47,6 +47,8 @@ class Config:
     """On SIGTERM, seconds in-flight calls get to finish before they are cancelled."""
     max_message_bytes: int = 4 * 1024 * 1024
     """Largest request or response message accepted, in bytes."""
+    auction_bidding_window_s: float = 2.0
+    """Default bidding window of an auction, in seconds (sellers may ask for another)."""
 
     @property
     def effective_database_url(self) -> str:

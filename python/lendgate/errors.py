@@ -19,6 +19,8 @@ class Code(Enum):
 
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     NOT_FOUND = "NOT_FOUND"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
     ALREADY_EXISTS = "ALREADY_EXISTS"
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
     ABORTED = "ABORTED"
@@ -93,6 +95,20 @@ class AlreadyExistsError(LendgateError):
 
     code = Code.ALREADY_EXISTS
     reason = "ALREADY_EXISTS"
+
+
+class PermissionDeniedError(LendgateError):
+    """The caller is known but may not do this (wrong role, bad signature of its own)."""
+
+    code = Code.PERMISSION_DENIED
+    reason = "PERMISSION_DENIED"
+
+
+class UnauthenticatedError(LendgateError):
+    """The call carries no valid proof of who makes it."""
+
+    code = Code.UNAUTHENTICATED
+    reason = "UNAUTHENTICATED"
 
 
 class FailedPreconditionError(LendgateError):
