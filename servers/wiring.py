@@ -6,13 +6,23 @@ of the contract that no servicer implements answers UNIMPLEMENTED (servers.handl
 
 from __future__ import annotations
 
+from lendgate.auction.coordinator import AuctionConfig, Coordinator
 from lendgate.config import Config
 from lendgate.store import Store
 from lendgate.strategy import StrategyService
+from servers.auction import AuctionServicer
 from servers.strategy import StrategyServicer
 
 
 def build_servicers(config: Config, store: Store) -> dict[str, object]:
-    """Create the servicers for ``config`` over the opened ``store``, keyed by service name."""
-    del config, store  # the strategy repository is in memory until the store is plugged in
-    return {"lendgate.v1.StrategyService": StrategyServicer(StrategyService())}
+    """Create the servicers for ``config`` over the opened ``store``, keyed by service name.
+
+    Strategies and the auction keep their state in memory until their repositories are
+    moved onto ``store``.
+    """
+    del store
+    auction = AuctionConfig(bidding_window_s=config.auction_bidding_window_s)
+    return {
+        "lendgate.v1.StrategyService": StrategyServicer(StrategyService()),
+        "lendgate.v1.AuctionService": AuctionServicer(Coordinator(auction)),
+    }

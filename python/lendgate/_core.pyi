@@ -97,3 +97,36 @@ class AggregateStore:
         """Number of keys per object name."""
     def watermark(self) -> int | None:
         """The newest event time applied (epoch ms), or None."""
+
+# Auction verification (Rust ``lendgate_core::auction``; see docs/AUCTION_PROTOCOL.md).
+
+def verify_signature(public_key: bytes, type_name: str, payload: bytes, signature: bytes) -> bool:
+    """Strict Ed25519 check over ``type_name || 0x00 || payload`` (GIL released).
+
+    Raises :class:`CoreInvalidArgument` for a malformed or small-order key or a signature
+    that is not 64 bytes; returns ``False`` for a well-formed wrong signature.
+    """
+
+def bid_commitment(
+    amount_minor: int, currency: str, nonce: bytes, bidder: str, auction: str
+) -> bytes:
+    """The 32-byte hash commitment to a bid; amount in 1..2^62, nonce 32 bytes."""
+
+def verify_bid_opening(
+    commitment: bytes, amount_minor: int, currency: str, nonce: bytes, bidder: str, auction: str
+) -> bool:
+    """Whether the opening opens ``commitment``."""
+
+def leaf_hash(commitment: bytes, encrypted_opening: bytes) -> bytes:
+    """RFC 6962 leaf hash of a bid: ``H(0x00 || commitment || H(encrypted_opening))``."""
+
+def merkle_root(leaf_hashes: list[bytes]) -> bytes:
+    """RFC 6962 root over leaf hashes in leaf order (``H("")`` when empty)."""
+
+def inclusion_proof(leaf_hashes: list[bytes], index: int) -> list[bytes]:
+    """The RFC 6962 audit path of leaf ``index``."""
+
+def verify_inclusion(
+    leaf_hash: bytes, index: int, size: int, audit_path: list[bytes], root: bytes
+) -> bool:
+    """Whether ``audit_path`` proves the leaf at ``index`` under ``root`` of ``size`` leaves."""

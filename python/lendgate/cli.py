@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from lendgate.auction import cli as auction_cli
 from lendgate.config import ConfigError, load_config
 from lendgate.logs import configure_logging
 
@@ -28,7 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--data-dir", help="directory of the embedded storage (default var)")
     serve.add_argument("--database-url", help="sqlite:///PATH or postgresql://...")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    auction_cli.register(commands)
     args = parser.parse_args(argv)
+    if args.command == "node":
+        return int(args.handler(args))
     if args.command == "serve":
         return _serve(args)
     parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse exits

@@ -52,6 +52,8 @@ class Config:
     ``token`` (bearer tokens checked against ``auth_tokens_file``); see ``lendgate.auth``."""
     auth_tokens_file: str = ""
     """File of ``<partner_id> <sha256-hex-of-token>`` lines, for ``auth_mode = "token"``."""
+    auction_bidding_window_s: float = 2.0
+    """Default bidding window of an auction, in seconds (sellers may ask for another)."""
 
     @property
     def effective_database_url(self) -> str:

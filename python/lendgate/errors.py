@@ -19,14 +19,14 @@ class Code(Enum):
 
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     NOT_FOUND = "NOT_FOUND"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
     ALREADY_EXISTS = "ALREADY_EXISTS"
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
     ABORTED = "ABORTED"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     UNAVAILABLE = "UNAVAILABLE"
     UNIMPLEMENTED = "UNIMPLEMENTED"
-    UNAUTHENTICATED = "UNAUTHENTICATED"
-    PERMISSION_DENIED = "PERMISSION_DENIED"
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,20 @@ class AlreadyExistsError(LendgateError):
     reason = "ALREADY_EXISTS"
 
 
+class PermissionDeniedError(LendgateError):
+    """The caller is known but may not do this (wrong role, bad signature of its own)."""
+
+    code = Code.PERMISSION_DENIED
+    reason = "PERMISSION_DENIED"
+
+
+class UnauthenticatedError(LendgateError):
+    """The call carries no valid proof of who makes it."""
+
+    code = Code.UNAUTHENTICATED
+    reason = "UNAUTHENTICATED"
+
+
 class FailedPreconditionError(LendgateError):
     """The system is not in a state where the request can run (e.g. a stale etag)."""
 
@@ -107,20 +121,6 @@ class UnavailableError(LendgateError):
 
     code = Code.UNAVAILABLE
     reason = "UNAVAILABLE"
-
-
-class UnauthenticatedError(LendgateError):
-    """The call carries no valid credentials."""
-
-    code = Code.UNAUTHENTICATED
-    reason = "UNAUTHENTICATED"
-
-
-class PermissionDeniedError(LendgateError):
-    """The caller is known but may not do this (e.g. act for another partner)."""
-
-    code = Code.PERMISSION_DENIED
-    reason = "PERMISSION_DENIED"
 
 
 class UnimplementedError(LendgateError):

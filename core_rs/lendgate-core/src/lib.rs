@@ -6,6 +6,7 @@
 //! this crate may panic on input that came from a request.
 
 pub mod aggregates;
+pub mod auction;
 pub mod document;
 pub mod error;
 pub mod expr;

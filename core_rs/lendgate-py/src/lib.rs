@@ -6,6 +6,7 @@
 use pyo3::prelude::*;
 
 mod aggregates;
+mod auction;
 mod document;
 mod error;
 mod expr;
@@ -22,5 +23,12 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<expr::PyCompiledUnaryExpression>()?;
     m.add_class::<aggregates::PyAggregateStore>()?;
     m.add_class::<strategy::PyCompiledStrategy>()?;
+    m.add_function(wrap_pyfunction!(auction::verify_signature, m)?)?;
+    m.add_function(wrap_pyfunction!(auction::bid_commitment, m)?)?;
+    m.add_function(wrap_pyfunction!(auction::verify_bid_opening, m)?)?;
+    m.add_function(wrap_pyfunction!(auction::leaf_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(auction::merkle_root, m)?)?;
+    m.add_function(wrap_pyfunction!(auction::inclusion_proof, m)?)?;
+    m.add_function(wrap_pyfunction!(auction::verify_inclusion, m)?)?;
     Ok(())
 }

@@ -1,0 +1,1 @@
+"""The sealed-bid auction of refused leads (docs/AUCTION_PROTOCOL.md)."""

@@ -1,0 +1,716 @@
+"""The auction coordinator: participants, auctions, sealed bids, the deadline, opening,
+the winner, proofs, the deal registry and the ledger (docs/AUCTION_PROTOCOL.md).
+
+Protobuf messages are the domain vocabulary here (they are what gets signed); no gRPC
+types. The servicer in ``servers/auction.py`` only authenticates the caller and
+delegates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from google.protobuf.message import DecodeError, Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from lendgate import _core
+from lendgate.auction import crypto
+from lendgate.auction.crypto import CryptoError, KeyPair
+from lendgate.auction.ledger import EntryType, Ledger
+from lendgate.errors import (
+    AlreadyExistsError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+)
+from lendgate.v1 import auction_pb2 as pb
+from lendgate.v1 import common_pb2
+
+PROTOCOL_VERSION = "lendgate-auction/1"
+PLATFORM = "platform"
+COORDINATOR = "coordinator"
+INNER_LABEL = "lendgate.v1 bid opening inner"
+OUTER_LABEL = "lendgate.v1 bid opening outer"
+LEAD_KEY_LABEL = "lendgate.v1 lead key"
+MAX_AMOUNT_MINOR = 1 << 62
+CALL_AUTH_SKEW_S = 30.0
+OFFER_MAX_AGE_S = 30.0
+
+
+@dataclass(frozen=True)
+class AuctionConfig:
+    """Protocol parameters of one coordinator."""
+
+    bidding_window_s: float = 2.0
+    min_bidding_window_s: float = 0.05
+    max_bidding_window_s: float = 30.0
+    unseal_timeout_s: float = 2.0
+    rejection_window_s: float = 600.0
+    duplicate_window_s: float = 30 * 86400.0
+    commission_bps: int = 1000
+    cpa_payout_minor: int = 500_000
+    refusal_fee_minor: int = 10_000
+    auto_activate: bool = True
+    """Dev/test networks: self-registered participants start ACTIVE, not PENDING."""
+
+
+@dataclass
+class Bid:
+    """An accepted bid."""
+
+    leaf_index: int
+    bidder: str
+    bid_hash: bytes
+    commitment: bytes
+    encrypted_opening: bytes
+    leaf_hash: bytes
+    amount_minor: int = 0
+    nonce: bytes = b""
+    invalid_reason: str = ""
+
+
+@dataclass
+class AuctionRecord:
+    """Everything the coordinator keeps about one auction."""
+
+    name: str
+    seller: str
+    offer: pb.LeadOffer
+    announcement: pb.SignedPayload
+    deadline: float
+    currency: str
+    min_price: int
+    state: int = pb.AUCTION_STATE_OPEN
+    bids: list[Bid] = field(default_factory=list)
+    nonces: set[bytes] = field(default_factory=set)
+    bidders: set[str] = field(default_factory=set)
+    bid_set: pb.SignedPayload | None = None
+    result: pb.SignedPayload | None = None
+    ranking: list[Bid] = field(default_factory=list)
+    award_round: int = 0
+    deal: str = ""
+    decided: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def ts(t: float) -> Timestamp:
+    out = Timestamp()
+    out.FromNanoseconds(int(t * 1e9))
+    return out
+
+
+def participant_name(participant_id: str) -> str:
+    """``participants/{id}``."""
+    return f"participants/{participant_id}"
+
+
+class Coordinator:
+    """The coordinator's domain service. One instance per process; not thread-safe
+    (runs on the server's event loop)."""
+
+    def __init__(self, config: AuctionConfig | None = None, keys: KeyPair | None = None) -> None:
+        self.config = config or AuctionConfig()
+        self.keys = keys or KeyPair.generate()
+        self.participants: dict[str, pb.Participant] = {}
+        self.auctions: dict[str, AuctionRecord] = {}
+        self.deals: dict[str, pb.Deal] = {}
+        self.ledger = Ledger()
+        self._phones: dict[bytes, float] = {}
+        self._events: dict[str, list[pb.SubscribeResponse]] = defaultdict(list)
+        self._wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self._wins_per_day: dict[tuple[str, int], int] = defaultdict(int)
+        # Test hook: a dishonest coordinator picks a different winner (see tests).
+        self.cheat_pick_second: bool = False
+
+    # --- identity ----------------------------------------------------------------
+
+    def info(self) -> pb.GetCoordinatorInfoResponse:
+        """Public keys and parameters."""
+        c = self.config
+        out = pb.GetCoordinatorInfoResponse(
+            signing_public_key=self.keys.signing_public,
+            encryption_public_key=self.keys.encryption_public,
+            protocol_version=PROTOCOL_VERSION,
+            cipher_suite=pb.CIPHER_SUITE_STANDARD,
+            commission_bps=c.commission_bps,
+        )
+        out.default_bidding_window.FromNanoseconds(int(c.bidding_window_s * 1e9))
+        out.min_bidding_window.FromNanoseconds(int(c.min_bidding_window_s * 1e9))
+        out.max_bidding_window.FromNanoseconds(int(c.max_bidding_window_s * 1e9))
+        out.lead_rejection_window.FromNanoseconds(int(c.rejection_window_s * 1e9))
+        out.duplicate_window.FromNanoseconds(int(c.duplicate_window_s * 1e9))
+        return out
+
+    def register(self, request: pb.RegisterParticipantRequest) -> pb.Participant:
+        """Register a participant after checking its proof of possession."""
+        pid = request.participant_id
+        if (
+            not pid
+            or len(pid) > 64
+            or not all(ch.isdigit() or "a" <= ch <= "z" or ch == "-" for ch in pid)
+        ):
+            raise InvalidArgumentError("1..64 of [a-z0-9-]", field="participant_id")
+        p = request.participant
+        pop = pid.encode() + b"\x00" + p.encryption_public_key
+        try:
+            ok = _core.verify_signature(
+                p.signing_public_key,
+                "lendgate.v1.ProofOfPossession",
+                pop,
+                request.proof_of_possession,
+            )
+        except _core.CoreInvalidArgument as exc:
+            raise InvalidArgumentError(exc.args[1], field=f"participant.{exc.args[0]}") from None
+        if not ok or len(p.encryption_public_key) != 32:
+            raise PermissionDeniedError("the proof of possession does not verify")
+        name = participant_name(pid)
+        existing = self.participants.get(name)
+        if existing is not None:
+            if existing.signing_public_key == p.signing_public_key:
+                return existing  # idempotent retry
+            raise AlreadyExistsError(f"{name} exists")
+        stored = pb.Participant()
+        stored.CopyFrom(p)
+        stored.name = name
+        stored.state = (
+            pb.PARTICIPANT_STATE_ACTIVE
+            if self.config.auto_activate
+            else pb.PARTICIPANT_STATE_PENDING
+        )
+        stored.create_time.CopyFrom(ts(time.time()))
+        stored.etag = uuid.uuid4().hex[:8]
+        self.participants[name] = stored
+        return stored
+
+    def participant(self, name: str) -> pb.Participant:
+        """The participant ``name``; NOT_FOUND otherwise."""
+        p = self.participants.get(name)
+        if p is None:
+            raise NotFoundError(f"{name} not found")
+        return p
+
+    def authenticate(self, participant: str, method: str, unix_ms: int, signature: bytes) -> str:
+        """Check a call's signature (see docs, "Caller identity"); returns the caller."""
+        p = self.participants.get(participant)
+        if p is None or abs(time.time() * 1000 - unix_ms) > CALL_AUTH_SKEW_S * 1000:
+            raise UnauthenticatedError("unknown participant or stale call signature")
+        payload = crypto.call_auth_payload(participant, method, unix_ms)
+        try:
+            ok = _core.verify_signature(
+                p.signing_public_key, crypto.CALL_AUTH_TYPE, payload, signature
+            )
+        except _core.CoreInvalidArgument:
+            ok = False
+        if not ok:
+            raise UnauthenticatedError("the call signature does not verify")
+        return participant
+
+    def _verify_from(self, caller: str, signed: pb.SignedPayload, cls: type[crypto.M]) -> crypto.M:
+        if signed.signer != caller:
+            raise PermissionDeniedError("the payload is not signed by the caller")
+        try:
+            return crypto.verify(signed, cls, self.participant(caller).signing_public_key)
+        except CryptoError as exc:
+            raise PermissionDeniedError(str(exc)) from None
+
+    def _active(self, name: str) -> pb.Participant:
+        p = self.participant(name)
+        if p.state != pb.PARTICIPANT_STATE_ACTIVE:
+            raise FailedPreconditionError(f"{name} is not active", reason="PARTICIPANT_NOT_ACTIVE")
+        return p
+
+    def _sign(self, message: Message) -> pb.SignedPayload:
+        return crypto.sign(self.keys.signing, message, COORDINATOR)
+
+    # --- events ------------------------------------------------------------------
+
+    def _emit(self, participant: str, event: pb.SubscribeResponse) -> None:
+        queue = self._events[participant]
+        event.sequence = len(queue) + 1
+        queue.append(event)
+        self._wakeups[participant].set()
+
+    async def subscribe(self, participant: str, after: int) -> AsyncIterator[pb.SubscribeResponse]:
+        """Events for ``participant`` after sequence ``after`` (0 = from now), forever."""
+        queue = self._events[participant]
+        position = after if after > 0 else len(queue)
+        while True:
+            while position < len(queue):
+                yield queue[position]
+                position += 1
+            wake = self._wakeups[participant]
+            wake.clear()
+            await wake.wait()
+
+    # --- auction -----------------------------------------------------------------
+
+    def _auction(self, name: str) -> AuctionRecord:
+        record = self.auctions.get(name)
+        if record is None:
+            raise NotFoundError(f"{name} not found")
+        return record
+
+    def open_auction(self, caller: str, signed_offer: pb.SignedPayload) -> pb.Auction:
+        """Open an auction for the caller's signed offer and announce it."""
+        offer = self._verify_from(caller, signed_offer, pb.LeadOffer)
+        self._active(caller)
+        if offer.seller != caller:
+            raise PermissionDeniedError("offer.seller must be the caller")
+        now = time.time()
+        if abs(now - offer.create_time.ToNanoseconds() / 1e9) > OFFER_MAX_AGE_S:
+            raise InvalidArgumentError("older than 30 s", field="offer.create_time")
+        if len(offer.lead_ref) != 16:
+            raise InvalidArgumentError("must be 16 bytes", field="offer.lead_ref")
+        if len(offer.seller_layer_public_key) != 32:
+            raise InvalidArgumentError("must be 32 bytes", field="offer.seller_layer_public_key")
+        price = offer.min_bid_price
+        if not price.currency or not 0 < price.amount_minor <= MAX_AMOUNT_MINOR:
+            raise InvalidArgumentError("must be a positive amount", field="offer.min_bid_price")
+        c = self.config
+        window = c.bidding_window_s
+        if offer.HasField("bidding_window"):
+            window = offer.bidding_window.ToNanoseconds() / 1e9
+            if not c.min_bidding_window_s <= window <= c.max_bidding_window_s:
+                raise InvalidArgumentError("out of the allowed range", field="offer.bidding_window")
+        seen = self._phones.get(offer.phone_keyed_hash)
+        if offer.phone_keyed_hash and seen is not None and now - seen < c.duplicate_window_s:
+            raise AlreadyExistsError("the client was offered recently", reason="DUPLICATE_LEAD")
+        name = f"auctions/{uuid.uuid4().hex}"
+        announcement = pb.AuctionAnnouncement(
+            auction=name,
+            offer_hash=crypto.sha256(signed_offer.payload),
+            lead_ref=offer.lead_ref,
+            features=offer.features,
+            min_bid_price=price,
+            seller_layer_public_key=offer.seller_layer_public_key,
+        )
+        announcement.open_time.CopyFrom(ts(now))
+        announcement.deadline.CopyFrom(ts(now + window))
+        signed = self._sign(announcement)
+        record = AuctionRecord(
+            name, caller, offer, signed, now + window, price.currency, price.amount_minor
+        )
+        self.auctions[name] = record
+        if offer.phone_keyed_hash:
+            self._phones[offer.phone_keyed_hash] = now
+        for buyer in self.participants.values():
+            if self._eligible(buyer, record):
+                self._emit(buyer.name, pb.SubscribeResponse(announcement=signed))
+        asyncio.get_running_loop().call_later(window, self._close, name)
+        return self._auction_view(record)
+
+    def _auction_view(self, record: AuctionRecord) -> pb.Auction:
+        out = pb.Auction(name=record.name, state=record.state, announcement=record.announcement)  # type: ignore[arg-type]
+        out.deadline.CopyFrom(ts(record.deadline))
+        return out
+
+    def _eligible(self, buyer: pb.Participant, record: AuctionRecord) -> bool:
+        if buyer.name == record.seller or buyer.state != pb.PARTICIPANT_STATE_ACTIVE:
+            return False
+        f, features = buyer.filters, record.offer.features
+        if f.segments and features.segment not in f.segments:
+            return False
+        if f.regions and features.region not in f.regions:
+            return False
+        return not (features.retro and not f.accept_retro_leads and f.ByteSize() > 0)
+
+    def place_bid(self, caller: str, signed_bid: pb.SignedPayload) -> pb.PlaceBidResponse:  # noqa: PLR0911
+        """Accept a sealed bid with a signed receipt, or reject it with a signed rejection."""
+        received = time.time()
+        bid = self._verify_from(caller, signed_bid, pb.SealedBid)
+        if bid.bidder != caller:
+            raise PermissionDeniedError("bid.bidder must be the caller")
+        if len(bid.nonce) != 16 or len(bid.commitment) != 32 or not bid.encrypted_opening:
+            raise InvalidArgumentError("nonce 16 bytes, commitment 32, opening set", field="bid")
+        record = self._auction(bid.auction)
+        bid_hash = crypto.sha256(signed_bid.payload)
+
+        def reject(reason: int) -> pb.PlaceBidResponse:
+            rejection = pb.BidRejection(
+                auction=record.name,
+                bidder=caller,
+                bid_hash=bid_hash,
+                reason=reason,  # type: ignore[arg-type]
+            )
+            rejection.receive_time.CopyFrom(ts(received))
+            rejection.deadline.CopyFrom(ts(record.deadline))
+            return pb.PlaceBidResponse(rejection=self._sign(rejection))
+
+        buyer = self.participant(caller)
+        if received >= record.deadline:
+            return reject(pb.BID_REJECTION_REASON_LATE)
+        if record.state != pb.AUCTION_STATE_OPEN:
+            return reject(pb.BID_REJECTION_REASON_AUCTION_CLOSED)
+        if buyer.state == pb.PARTICIPANT_STATE_SUSPENDED:
+            return reject(pb.BID_REJECTION_REASON_SUSPENDED)
+        if not self._eligible(buyer, record):
+            return reject(pb.BID_REJECTION_REASON_NOT_ELIGIBLE)
+        cap = buyer.caps.max_leads_per_day
+        if cap and self._wins_per_day[(caller, int(received // 86400))] >= cap:
+            return reject(pb.BID_REJECTION_REASON_CAP_EXCEEDED)
+        if caller in record.bidders or bid.nonce in record.nonces:
+            return reject(pb.BID_REJECTION_REASON_DUPLICATE)
+        leaf = _core.leaf_hash(bid.commitment, bid.encrypted_opening)
+        accepted = Bid(
+            len(record.bids), caller, bid_hash, bid.commitment, bid.encrypted_opening, leaf
+        )
+        record.bids.append(accepted)
+        record.bidders.add(caller)
+        record.nonces.add(bid.nonce)
+        receipt = pb.BidReceipt(
+            auction=record.name,
+            bidder=caller,
+            bid_hash=bid_hash,
+            leaf_index=accepted.leaf_index,
+            leaf_hash=leaf,
+        )
+        receipt.receive_time.CopyFrom(ts(received))
+        receipt.deadline.CopyFrom(ts(record.deadline))
+        return pb.PlaceBidResponse(receipt=self._sign(receipt))
+
+    def _leaves(self, record: AuctionRecord) -> list[bytes]:
+        return [b.leaf_hash for b in record.bids]
+
+    def _close(self, name: str) -> None:
+        """At the deadline: sign the root over all accepted bids; ask the seller to unseal."""
+        record = self.auctions[name]
+        if record.state != pb.AUCTION_STATE_OPEN:
+            return
+        leaves = self._leaves(record)
+        root = _core.merkle_root(leaves)
+        commitment = pb.BidSetCommitment(auction=name, merkle_root=root, leaf_count=len(leaves))
+        commitment.deadline.CopyFrom(ts(record.deadline))
+        commitment.close_time.CopyFrom(ts(time.time()))
+        record.bid_set = self._sign(commitment)
+        if not record.bids:
+            self._decide(record, [])
+            return
+        record.state = pb.AUCTION_STATE_UNSEALING
+        task = pb.UnsealTask(auction=name, bid_set=record.bid_set)
+        task.unseal_deadline.CopyFrom(ts(time.time() + self.config.unseal_timeout_s))
+        for b in record.bids:
+            task.items.add(
+                commitment=b.commitment,
+                encrypted_opening=b.encrypted_opening,
+                inclusion=self._inclusion(record, b.leaf_index),
+            )
+        self._emit(record.seller, pb.SubscribeResponse(unseal_task=task))
+        asyncio.get_running_loop().call_later(
+            self.config.unseal_timeout_s, self._unseal_timeout, name
+        )
+
+    def _inclusion(self, record: AuctionRecord, index: int) -> pb.MerkleInclusionProof:
+        leaves = self._leaves(record)
+        return pb.MerkleInclusionProof(
+            leaf_index=index,
+            leaf_count=len(leaves),
+            leaf_hash=leaves[index],
+            audit_path=_core.inclusion_proof(leaves, index),
+        )
+
+    def _unseal_timeout(self, name: str) -> None:
+        record = self.auctions[name]
+        if record.state == pb.AUCTION_STATE_UNSEALING:
+            record.state = pb.AUCTION_STATE_CANCELLED
+            self._publish_result(record, None)
+
+    def unseal(self, caller: str, signed: pb.SignedPayload) -> pb.Auction:
+        """Take the seller's unsealed bids, open them, decide and publish the result."""
+        unsealed = self._verify_from(caller, signed, pb.UnsealedBids)
+        record = self._auction(unsealed.auction)
+        if record.seller != caller:
+            raise PermissionDeniedError("only the seller unseals")
+        if record.state != pb.AUCTION_STATE_UNSEALING or record.bid_set is None:
+            return self._auction_view(record)  # idempotent after the decision
+        root = pb.BidSetCommitment.FromString(record.bid_set.payload).merkle_root
+        if unsealed.merkle_root != root or len(unsealed.bids) != len(record.bids):
+            raise InvalidArgumentError("not the signed bid set", field="unsealed.merkle_root")
+        for item in unsealed.bids:
+            if item.leaf_index >= len(record.bids):
+                raise InvalidArgumentError("no such leaf", field="unsealed.bids.leaf_index")
+            self._open(record, record.bids[item.leaf_index], item.inner_opening)
+        self._decide(record, record.bids)
+        return self._auction_view(record)
+
+    def _open(self, record: AuctionRecord, bid: Bid, inner: bytes) -> None:
+        aad = f"{record.name}\x00{bid.bidder}".encode()
+        try:
+            box = pb.SealedBox.FromString(inner)
+            opening = pb.BidOpening.FromString(
+                crypto.open_sealed(self.keys.encryption, INNER_LABEL, aad, box)
+            )
+        except (CryptoError, DecodeError):
+            bid.invalid_reason = "the opening does not decrypt"
+            return
+        amount = opening.amount
+        if opening.auction != record.name or opening.bidder != bid.bidder:
+            bid.invalid_reason = "the opening names another auction or bidder"
+        elif amount.currency != record.currency:
+            bid.invalid_reason = "wrong currency"
+        elif not 0 < amount.amount_minor <= MAX_AMOUNT_MINOR:
+            bid.invalid_reason = "absurd amount"
+        elif not _core.verify_bid_opening(
+            bid.commitment,
+            amount.amount_minor,
+            amount.currency,
+            opening.blinding,
+            bid.bidder,
+            record.name,
+        ):
+            bid.invalid_reason = "the opening does not match the commitment"
+        elif amount.amount_minor < record.min_price:
+            bid.invalid_reason = "below MinBidPrice"
+        else:
+            bid.amount_minor, bid.nonce = amount.amount_minor, opening.blinding
+
+    def _decide(self, record: AuctionRecord, bids: list[Bid]) -> None:
+        # Winner rule fixed in advance: highest amount; a tie goes to the earlier
+        # receipt (lower leaf index), which the tied bidders' signed receipts prove.
+        valid = [b for b in bids if not b.invalid_reason]
+        record.ranking = sorted(valid, key=lambda b: (-b.amount_minor, b.leaf_index))
+        if self.cheat_pick_second and len(record.ranking) > 1:
+            record.ranking = record.ranking[1:]
+        self._award(record)
+
+    def _award(self, record: AuctionRecord) -> None:
+        record.award_round += 1
+        if record.ranking:
+            record.state = pb.AUCTION_STATE_SOLD
+            winner = record.ranking[0]
+            self._make_deal(record, winner)
+        else:
+            record.state = pb.AUCTION_STATE_UNSOLD
+            winner = None
+        self._publish_result(record, winner)
+
+    def _publish_result(self, record: AuctionRecord, winner: Bid | None) -> None:
+        result = pb.AuctionResult(
+            auction=record.name,
+            leaf_count=len(record.bids),
+            state=record.state,  # type: ignore[arg-type]
+            award_round=record.award_round,
+            invalid_leaf_indexes=[b.leaf_index for b in record.bids if b.invalid_reason],
+        )
+        if record.bid_set is not None:
+            result.merkle_root = pb.BidSetCommitment.FromString(record.bid_set.payload).merkle_root
+        if winner is not None:
+            result.winning_leaf_index = winner.leaf_index
+            result.winning_commitment = winner.commitment
+        result.decide_time.CopyFrom(ts(time.time()))
+        record.result = self._sign(result)
+        record.decided.set()
+        parties = {record.seller, *(b.bidder for b in record.bids)}
+        for party in sorted(parties):
+            notice = pb.AuctionResultNotice(
+                auction=record.name, result=self.result_view(party, record.name)
+            )
+            self._emit(party, pb.SubscribeResponse(result=notice))
+
+    def _make_deal(self, record: AuctionRecord, winner: Bid) -> None:
+        deal = pb.Deal(
+            name=f"deals/{uuid.uuid4().hex}",
+            auction=record.name,
+            award_round=record.award_round,
+            seller=record.seller,
+            buyer=winner.bidder,
+            status=pb.LEAD_STATUS_SOLD,
+        )
+        commission = winner.amount_minor * self.config.commission_bps // 10_000
+        deal.price.CopyFrom(
+            common_pb2.Money(amount_minor=winner.amount_minor, currency=record.currency)
+        )
+        deal.commission.CopyFrom(
+            common_pb2.Money(amount_minor=commission, currency=record.currency)
+        )
+        now = time.time()
+        deal.create_time.CopyFrom(ts(now))
+        deal.update_time.CopyFrom(ts(now))
+        self.deals[deal.name] = deal
+        record.deal = deal.name
+        self._wins_per_day[(winner.bidder, int(now // 86400))] += 1
+        cur = record.currency
+        self.ledger.transfer(
+            EntryType.LEAD_PRICE,
+            cur,
+            winner.bidder,
+            record.seller,
+            winner.amount_minor,
+            deal=deal.name,
+        )
+        self.ledger.transfer(
+            EntryType.COMMISSION, cur, record.seller, PLATFORM, commission, deal=deal.name
+        )
+
+    # --- views and proofs --------------------------------------------------------
+
+    def result_view(self, caller: str, name: str) -> pb.GetAuctionResultResponse:
+        """The result as ``caller`` may see it (seller: winner and price; winner: the lead;
+        bidder: its own outcome)."""
+        record = self._auction(name)
+        out = pb.GetAuctionResultResponse(state=record.state)  # type: ignore[arg-type]
+        if record.result is not None:
+            out.result.CopyFrom(record.result)
+        if record.bid_set is not None:
+            out.bid_set.CopyFrom(record.bid_set)
+        winner = record.ranking[0] if record.state == pb.AUCTION_STATE_SOLD else None
+        deal = self.deals.get(record.deal)
+        if caller == record.seller and winner is not None and deal is not None:
+            buyer = self.participant(winner.bidder)
+            out.seller_view.winner = winner.bidder
+            out.seller_view.winner_encryption_public_key = buyer.encryption_public_key
+            out.seller_view.price.CopyFrom(deal.price)
+            out.seller_view.price_blinding = winner.nonce
+            out.seller_view.redirect_url = f"{buyer.landing_url}?lg_lead={deal.name.split('/')[1]}"
+        if winner is not None and caller == winner.bidder and deal is not None:
+            w = out.winner_view
+            w.price.CopyFrom(deal.price)
+            w.lead_token = deal.name.split("/")[1]
+            w.personal_data.CopyFrom(record.offer.personal_data)
+            w.lead_ref = record.offer.lead_ref
+            w.rejection_deadline.CopyFrom(
+                ts(deal.create_time.ToNanoseconds() / 1e9 + self.config.rejection_window_s)
+            )
+        own = [b for b in record.bids if b.bidder == caller]
+        if own:
+            out.bidder_view.leaf_index = own[0].leaf_index
+            out.bidder_view.outcome = self._outcome(record, own[0])  # type: ignore[assignment]
+        return out
+
+    def _outcome(self, record: AuctionRecord, bid: Bid) -> int:
+        if record.state == pb.AUCTION_STATE_CANCELLED:
+            return pb.BID_OUTCOME_CANCELLED
+        if record.state in (pb.AUCTION_STATE_OPEN, pb.AUCTION_STATE_UNSEALING):
+            return pb.BID_OUTCOME_UNSPECIFIED
+        if bid.invalid_reason:
+            return pb.BID_OUTCOME_INVALID
+        if record.state == pb.AUCTION_STATE_SOLD and record.ranking[0] is bid:
+            return pb.BID_OUTCOME_WON
+        return pb.BID_OUTCOME_LOST
+
+    def bid_proof(self, caller: str, name: str, bid_hash: bytes) -> pb.GetBidProofResponse:
+        """Inclusion proof of the caller's bid under the signed root, and its outcome."""
+        record = self._auction(name)
+        if record.bid_set is None:
+            raise FailedPreconditionError("the auction is still open", reason="AUCTION_OPEN")
+        for bid in record.bids:
+            if bid.bid_hash == bid_hash:
+                if bid.bidder != caller:
+                    raise PermissionDeniedError("not the caller's bid")
+                return pb.GetBidProofResponse(
+                    outcome=self._outcome(record, bid),  # type: ignore[arg-type]
+                    inclusion=self._inclusion(record, bid.leaf_index),
+                    invalid_reason=bid.invalid_reason,
+                )
+        raise NotFoundError("no such bid in the signed set")
+
+    def release_key(self, caller: str, signed: pb.SignedPayload) -> None:
+        """Forward the seller's data-key release to the current winner."""
+        release = self._verify_from(caller, signed, pb.LeadKeyRelease)
+        record = self._auction(release.auction)
+        if record.seller != caller:
+            raise PermissionDeniedError("only the seller releases the lead key")
+        if record.state != pb.AUCTION_STATE_SOLD or release.award_round != record.award_round:
+            raise FailedPreconditionError("not the current award round", reason="STALE_ROUND")
+        if release.winner != record.ranking[0].bidder:
+            raise PermissionDeniedError("the key may be released to the winner only")
+        self._emit(release.winner, pb.SubscribeResponse(lead_key=signed))
+
+    # --- lead tracking and money -------------------------------------------------
+
+    def report_status(
+        self, caller: str, request: pb.ReportLeadStatusRequest
+    ) -> pb.ReportLeadStatusResponse:
+        """Apply a lead status change and book its ledger entries."""
+        deal = self.deals.get(request.deal)
+        if deal is None:
+            raise NotFoundError(f"{request.deal} not found")
+        if caller != deal.buyer:
+            raise PermissionDeniedError("only the buyer reports the lead's status")
+        status = request.status
+        allowed = {
+            pb.LEAD_STATUS_SOLD: {
+                pb.LEAD_STATUS_CLIENT_ARRIVED,
+                pb.LEAD_STATUS_REJECTED_BY_BUYER,
+                pb.LEAD_STATUS_ISSUED,
+                pb.LEAD_STATUS_REFUSED,
+            },
+            pb.LEAD_STATUS_CLIENT_ARRIVED: {
+                pb.LEAD_STATUS_ISSUED,
+                pb.LEAD_STATUS_REFUSED,
+                pb.LEAD_STATUS_REJECTED_BY_BUYER,
+            },
+        }
+        if status not in allowed.get(deal.status, set()):
+            raise FailedPreconditionError(
+                f"{pb.LeadStatus.Name(deal.status)} -> {pb.LeadStatus.Name(status)} not allowed",
+                reason="BAD_TRANSITION",
+            )
+        now = time.time()
+        if (
+            status == pb.LEAD_STATUS_REJECTED_BY_BUYER
+            and now > deal.create_time.ToNanoseconds() / 1e9 + self.config.rejection_window_s
+        ):
+            raise FailedPreconditionError(
+                "the rejection window is over", reason="REJECTION_WINDOW_OVER"
+            )
+        if status == pb.LEAD_STATUS_ISSUED and request.loan_amount.amount_minor <= 0:
+            raise InvalidArgumentError("required for ISSUED", field="loan_amount")
+        cur, entries = deal.price.currency, []
+        if status == pb.LEAD_STATUS_ISSUED:
+            entries.append(
+                self.ledger.transfer(
+                    EntryType.CPA_PAYOUT,
+                    cur,
+                    deal.buyer,
+                    deal.seller,
+                    self.config.cpa_payout_minor,
+                    deal=deal.name,
+                )
+            )
+        elif status == pb.LEAD_STATUS_REFUSED:
+            entries.append(
+                self.ledger.transfer(
+                    EntryType.REFUSAL_FEE,
+                    cur,
+                    deal.buyer,
+                    deal.seller,
+                    self.config.refusal_fee_minor,
+                    deal=deal.name,
+                )
+            )
+        elif status == pb.LEAD_STATUS_REJECTED_BY_BUYER:
+            entries.extend(self.ledger.reverse_deal(deal.name, "rejected by the buyer"))
+        deal.status = status
+        change = deal.history.add(status=status, reporter=caller, reason=request.reason)
+        change.record_time.CopyFrom(ts(now))
+        deal.update_time.CopyFrom(ts(now))
+        for party in (deal.seller, deal.buyer):
+            self._emit(party, pb.SubscribeResponse(deal=deal))
+        if status == pb.LEAD_STATUS_REJECTED_BY_BUYER:
+            record = self._auction(deal.auction)
+            record.ranking = record.ranking[1:]  # the lead passes to the next-highest bid
+            self._award(record)
+        out = pb.ReportLeadStatusResponse(deal=deal)
+        for e in entries:
+            if e is not None:
+                out.ledger_entries.add(
+                    name=f"ledgerEntries/{e.sequence}", sequence=e.sequence, deal=e.deal
+                )
+        return out
+
+    def list_deals(self, caller: str) -> list[pb.Deal]:
+        """Deals the caller is a party to, newest first."""
+        mine = [d for d in self.deals.values() if caller in (d.seller, d.buyer)]
+        return sorted(mine, key=lambda d: -d.create_time.ToNanoseconds())
+
+
+def new_lead_ref() -> bytes:
+    """16 random bytes identifying one offer."""
+    return os.urandom(16)

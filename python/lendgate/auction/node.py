@@ -1,0 +1,478 @@
+"""A participant node: holds the participant's keys and runs its side of the protocol
+(selling, bidding by policy, unsealing, key release, proof checks); see
+docs/AUCTION_PROTOCOL.md. ``servers/participant.py`` exposes it as
+ParticipantNodeService; it talks to the coordinator through an AuctionService stub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from lendgate import _core
+from lendgate.auction import crypto
+from lendgate.auction.coordinator import (
+    INNER_LABEL,
+    LEAD_KEY_LABEL,
+    OUTER_LABEL,
+    participant_name,
+    ts,
+)
+from lendgate.auction.crypto import CryptoError, KeyPair
+from lendgate.auction.policy import BiddingPolicy, segment_policy
+from lendgate.errors import (
+    AlreadyExistsError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    LendgateError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from lendgate.v1 import auction_pb2 as pb
+from lendgate.v1 import common_pb2
+from lendgate.v1 import participant_pb2 as ppb
+
+log = logging.getLogger("lendgate.node")
+
+DEV_NETWORK_KEY = b"lendgate-dev-network-duplicate-key"
+SERVICE = "/lendgate.v1.AuctionService/"
+_REMOTE_ERRORS: dict[str, type[LendgateError]] = {
+    "ALREADY_EXISTS": AlreadyExistsError,
+    "PERMISSION_DENIED": PermissionDeniedError,
+    "NOT_FOUND": NotFoundError,
+    "FAILED_PRECONDITION": FailedPreconditionError,
+    "INVALID_ARGUMENT": InvalidArgumentError,
+}
+
+
+@dataclass
+class OwnBid:
+    """A bid this node placed, with what it needs to check the outcome."""
+
+    amount: int
+    nonce: bytes
+    commitment: bytes
+    receipt: pb.BidReceipt | None
+    rejection: pb.BidRejection | None
+    bid_hash: bytes
+
+
+@dataclass
+class Sale:
+    """A lead this node is selling."""
+
+    lead_id: str
+    data_key: bytes
+    layer_key: Any
+    done: asyncio.Future[ppb.SellResponse]
+    commitments: dict[int, bytes] = field(default_factory=dict)
+    released_round: int = 0
+
+
+class ParticipantNode:
+    """The node's domain service."""
+
+    def __init__(
+        self,
+        participant_id: str,
+        coordinator: Any,
+        *,
+        keys: KeyPair | None = None,
+        landing_url: str = "https://example.invalid/landing",
+        policy: BiddingPolicy | None = None,
+        filters: pb.BuyerFilters | None = None,
+        network_key: bytes = DEV_NETWORK_KEY,
+    ) -> None:
+        self.id = participant_id
+        self.name = participant_name(participant_id)
+        self.stub = coordinator
+        self.keys = keys or KeyPair.generate()
+        self.landing_url = landing_url
+        self.policy: BiddingPolicy = policy or segment_policy()
+        self.filters = filters or pb.BuyerFilters()
+        self.network_key = network_key
+        self.coordinator_key = b""
+        self.coordinator_enc_key = b""
+        self.bids: dict[str, OwnBid] = {}
+        self.sales: dict[str, Sale] = {}
+        self.notices: list[ppb.NotifyResponse] = []
+        self.evidence: list[str] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def metadata(self, method: str) -> tuple[tuple[str, str], ...]:
+        """Call metadata authenticating this node to the coordinator."""
+        ms = int(time.time() * 1000)
+        sig = crypto.sign_call(self.keys.signing, self.name, SERVICE + method, ms)
+        return (("lg-participant", self.name), ("lg-time-ms", str(ms)), ("lg-auth", sig.hex()))
+
+    async def call(self, method: str, request: Any) -> Any:
+        """Call ``method`` on the coordinator, authenticated.
+
+        The coordinator's refusals come back as the same domain errors, so the bank
+        sees ALREADY_EXISTS for a duplicate lead rather than an internal error.
+        """
+        try:
+            return await getattr(self.stub, method)(request, metadata=self.metadata(method))
+        except Exception as exc:
+            code = getattr(exc, "code", None)
+            error = _REMOTE_ERRORS.get(code().name if callable(code) else "")
+            if error is None:
+                raise
+            raise error(f"coordinator: {exc.details()}") from None  # type: ignore[attr-defined]
+
+    async def start(self) -> None:
+        """Pin the coordinator's keys, register, and start following events."""
+        info = await self.stub.GetCoordinatorInfo(pb.GetCoordinatorInfoRequest())
+        self.coordinator_key = info.signing_public_key
+        self.coordinator_enc_key = info.encryption_public_key
+        participant = pb.Participant(
+            signing_public_key=self.keys.signing_public,
+            encryption_public_key=self.keys.encryption_public,
+            landing_url=self.landing_url,
+            filters=self.filters,
+        )
+        pop = self.keys.signing.sign(
+            b"lendgate.v1.ProofOfPossession\x00"
+            + self.id.encode()
+            + b"\x00"
+            + self.keys.encryption_public
+        )
+        await self.stub.RegisterParticipant(
+            pb.RegisterParticipantRequest(
+                participant_id=self.id, participant=participant, proof_of_possession=pop
+            )
+        )
+        self._task = asyncio.create_task(self._follow())
+        await asyncio.wait_for(self._subscribed.wait(), 10)
+
+    async def stop(self) -> None:
+        """Stop following events."""
+        if self._task is not None:
+            self._task.cancel()
+
+    def _notify(self, notice: ppb.NotifyResponse) -> None:
+        notice.sequence = len(self.notices) + 1
+        self.notices.append(notice)
+        self._wake.set()
+
+    async def notifications(self, after: int) -> AsyncIterator[ppb.NotifyResponse]:
+        """Notifications after sequence ``after`` (0 = from now), forever."""
+        position = after if after > 0 else len(self.notices)
+        while True:
+            while position < len(self.notices):
+                yield self.notices[position]
+                position += 1
+            self._wake.clear()
+            await self._wake.wait()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("node task failed", exc_info=task.exception())
+
+    async def _follow(self) -> None:
+        stream = self.stub.Subscribe(pb.SubscribeRequest(), metadata=self.metadata("Subscribe"))
+        # A new participant's event queue starts empty, so nothing can be missed
+        # between registering and the stream reaching the coordinator.
+        self._subscribed.set()
+        async for event in stream:
+            kind = event.WhichOneof("event")
+            if kind == "announcement":
+                self._spawn(self._on_announcement(event.announcement))
+            elif kind == "unseal_task":
+                self._spawn(self._on_unseal(event.unseal_task))
+            elif kind == "result":
+                self._spawn(self._on_result(event.result))
+            elif kind == "lead_key":
+                self._spawn(self._on_lead_key(event.lead_key))
+            elif kind == "deal":
+                self._notify(ppb.NotifyResponse(deal_updated=event.deal))
+
+    # --- buying ------------------------------------------------------------------
+
+    def seal_bid(
+        self, announcement: pb.AuctionAnnouncement, amount: int
+    ) -> tuple[pb.SignedPayload, OwnBid]:
+        """Build and sign a sealed bid of ``amount`` (commitment + two-layer opening)."""
+        auction, currency = announcement.auction, announcement.min_bid_price.currency
+        nonce = os.urandom(32)
+        commitment = _core.bid_commitment(amount, currency, nonce, self.name, auction)
+        opening = pb.BidOpening(
+            auction=auction,
+            amount=common_pb2.Money(amount_minor=amount, currency=currency),
+            blinding=nonce,
+            bidder=self.name,
+        )
+        inner = crypto.seal(
+            self.coordinator_enc_key,
+            INNER_LABEL,
+            f"{auction}\x00{self.name}".encode(),
+            opening.SerializeToString(deterministic=True),
+        )
+        outer = crypto.seal(
+            announcement.seller_layer_public_key,
+            OUTER_LABEL,
+            auction.encode(),
+            inner.SerializeToString(deterministic=True),
+        )
+        bid = pb.SealedBid(
+            auction=auction,
+            bidder=self.name,
+            nonce=os.urandom(16),
+            commitment=commitment,
+            encrypted_opening=outer.SerializeToString(deterministic=True),
+        )
+        bid.create_time.CopyFrom(ts(time.time()))
+        signed = crypto.sign(self.keys.signing, bid, self.name)
+        own = OwnBid(amount, nonce, commitment, None, None, crypto.sha256(signed.payload))
+        return signed, own
+
+    def check_response(self, own: OwnBid, response: pb.PlaceBidResponse) -> None:
+        """Verify the coordinator's signed receipt or rejection of our bid."""
+        if response.WhichOneof("outcome") == "receipt":
+            receipt = crypto.verify(response.receipt, pb.BidReceipt, self.coordinator_key)
+            if receipt.bid_hash != own.bid_hash:
+                raise CryptoError("the receipt is for another bid")
+            own.receipt = receipt
+        else:
+            rejection = crypto.verify(response.rejection, pb.BidRejection, self.coordinator_key)
+            if rejection.bid_hash != own.bid_hash:
+                raise CryptoError("the rejection is for another bid")
+            own.rejection = rejection
+
+    async def _on_announcement(self, signed: pb.SignedPayload) -> None:
+        announcement = crypto.verify(signed, pb.AuctionAnnouncement, self.coordinator_key)
+        amount = self.policy(announcement)
+        notice = ppb.LeadOfferedNotice(
+            auction=announcement.auction,
+            features=announcement.features,
+            min_bid_price=announcement.min_bid_price,
+            deadline=announcement.deadline,
+        )
+        if amount:
+            bid, own = self.seal_bid(announcement, amount)
+            self.bids[announcement.auction] = own
+            response = await self.call("PlaceBid", pb.PlaceBidRequest(bid=bid))
+            self.check_response(own, response)
+            notice.bid.CopyFrom(
+                common_pb2.Money(amount_minor=amount, currency=announcement.min_bid_price.currency)
+            )
+            notice.bid_response.CopyFrom(response)
+        self._notify(ppb.NotifyResponse(lead_offered=notice))
+
+    async def check_own_bid(self, auction: str, result: pb.GetAuctionResultResponse) -> bool:
+        """Check that our accepted bid is under the signed root (owner's audit)."""
+        own = self.bids[auction]
+        if own.receipt is None:
+            return True
+        bid_set = crypto.verify(result.bid_set, pb.BidSetCommitment, self.coordinator_key)
+        proof = await self.call(
+            "GetBidProof", pb.GetBidProofRequest(auction=auction, bid_hash=own.bid_hash)
+        )
+        inc = proof.inclusion
+        return (
+            inc.leaf_hash == own.receipt.leaf_hash
+            and inc.leaf_index == own.receipt.leaf_index
+            and inc.leaf_count == bid_set.leaf_count
+            and _core.verify_inclusion(
+                inc.leaf_hash,
+                inc.leaf_index,
+                inc.leaf_count,
+                list(inc.audit_path),
+                bid_set.merkle_root,
+            )
+        )
+
+    async def _on_result(self, notice: pb.AuctionResultNotice) -> None:
+        auction, view = notice.auction, notice.result
+        if auction in self.sales:
+            await self._seller_result(auction, view)
+        own = self.bids.get(auction)
+        if own is None or not view.HasField("bidder_view"):
+            return
+        outcome = view.bidder_view.outcome
+        if outcome == pb.BID_OUTCOME_WON:
+            return  # LeadWonNotice comes with the key
+        ok = await self.check_own_bid(auction, view)
+        if not ok:
+            self.evidence.append(f"{auction}: own bid not under the signed root")
+        self._notify(
+            ppb.NotifyResponse(
+                bid_lost=ppb.BidLostNotice(
+                    auction=auction,
+                    outcome=outcome,
+                    bid=common_pb2.Money(amount_minor=own.amount),
+                    proofs_verified=ok,
+                )
+            )
+        )
+
+    async def _on_lead_key(self, signed: pb.SignedPayload) -> None:
+        release = pb.LeadKeyRelease.FromString(signed.payload)
+        view = await self.call(
+            "GetAuctionResult", pb.GetAuctionResultRequest(auction=release.auction)
+        )
+        w = view.winner_view
+        data_key = crypto.open_sealed(
+            self.keys.encryption, LEAD_KEY_LABEL, release.auction.encode(), release.wrapped_data_key
+        )
+        personal = pb.PersonalData.FromString(
+            crypto.decrypt_personal_data(data_key, w.lead_ref, w.personal_data)
+        )
+        result = await self.call("ListDeals", pb.ListDealsRequest())
+        deal = next(
+            (d.name for d in result.deals if d.auction == release.auction and d.buyer == self.name),
+            "",
+        )
+        self._notify(
+            ppb.NotifyResponse(
+                lead_won=ppb.LeadWonNotice(
+                    auction=release.auction,
+                    deal=deal,
+                    price=w.price,
+                    personal_data=personal,
+                    lead_token=w.lead_token,
+                    rejection_deadline=w.rejection_deadline,
+                )
+            )
+        )
+
+    # --- selling -----------------------------------------------------------------
+
+    async def sell(self, request: ppb.SellRequest) -> ppb.SellResponse:
+        """Offer a lead; returns when the auction is decided."""
+        if not request.lead_id or not request.personal_data.phone:
+            raise InvalidArgumentError(
+                "lead_id and personal_data.phone are required", field="lead_id"
+            )
+        data_key = os.urandom(32)
+        lead_ref = os.urandom(16)
+        layer = crypto.KeyPair.generate().encryption
+        layer_public = crypto.KeyPair(self.keys.signing, layer).encryption_public
+        offer = pb.LeadOffer(
+            seller=self.name,
+            lead_id=request.lead_id,
+            lead_ref=lead_ref,
+            features=request.features,
+            min_bid_price=request.min_bid_price,
+            seller_layer_public_key=layer_public,
+            personal_data=crypto.encrypt_personal_data(
+                data_key, lead_ref, request.personal_data.SerializeToString(deterministic=True)
+            ),
+            phone_keyed_hash=crypto.phone_keyed_hash(self.network_key, request.personal_data.phone),
+        )
+        if request.HasField("bidding_window"):
+            offer.bidding_window.CopyFrom(request.bidding_window)
+        offer.create_time.CopyFrom(ts(time.time()))
+        signed = crypto.sign(self.keys.signing, offer, self.name)
+        done: asyncio.Future[ppb.SellResponse] = asyncio.get_running_loop().create_future()
+        response = await self.call("OpenAuction", pb.OpenAuctionRequest(offer=signed))
+        self.sales[response.auction.name] = Sale(request.lead_id, data_key, layer, done)
+        return await done
+
+    async def _on_unseal(self, task: pb.UnsealTask) -> None:
+        sale = self.sales.get(task.auction)
+        if sale is None:
+            return
+        bid_set = crypto.verify(task.bid_set, pb.BidSetCommitment, self.coordinator_key)
+        if bid_set.auction != task.auction or len(task.items) != bid_set.leaf_count:
+            raise CryptoError("the unseal task does not match the signed bid set")
+        out = pb.UnsealedBids(auction=task.auction, merkle_root=bid_set.merkle_root)
+        for item in task.items:
+            inc = item.inclusion
+            leaf = _core.leaf_hash(item.commitment, item.encrypted_opening)
+            # Only bids provably under the signed root are unsealed.
+            if leaf != inc.leaf_hash or not _core.verify_inclusion(
+                leaf, inc.leaf_index, bid_set.leaf_count, list(inc.audit_path), bid_set.merkle_root
+            ):
+                raise CryptoError("an unseal item is not under the signed root")
+            sale.commitments[inc.leaf_index] = item.commitment
+            try:
+                inner = crypto.open_sealed(
+                    sale.layer_key,
+                    OUTER_LABEL,
+                    task.auction.encode(),
+                    pb.SealedBox.FromString(item.encrypted_opening),
+                )
+            except (CryptoError, Exception):
+                inner = b""
+            out.bids.add(leaf_index=inc.leaf_index, inner_opening=inner)
+        await self.call(
+            "UnsealBids",
+            pb.UnsealBidsRequest(unsealed=crypto.sign(self.keys.signing, out, self.name)),
+        )
+
+    async def _seller_result(self, auction: str, view: pb.GetAuctionResultResponse) -> None:
+        sale = self.sales[auction]
+        result = crypto.verify(view.result, pb.AuctionResult, self.coordinator_key)
+        sell = ppb.SellResponse(auction=auction, result=view.result)
+        if result.state == pb.AUCTION_STATE_SOLD:
+            s = view.seller_view
+            committed = sale.commitments.get(result.winning_leaf_index)
+            # The price must open the winning commitment that was under the signed root.
+            if committed != result.winning_commitment or not _core.verify_bid_opening(
+                result.winning_commitment,
+                s.price.amount_minor,
+                s.price.currency,
+                s.price_blinding,
+                s.winner,
+                auction,
+            ):
+                self.evidence.append(f"{auction}: the price does not open the winning commitment")
+                raise CryptoError("the coordinator's price does not match the winning commitment")
+            wrapped = crypto.seal(
+                s.winner_encryption_public_key, LEAD_KEY_LABEL, auction.encode(), sale.data_key
+            )
+            release = pb.LeadKeyRelease(
+                auction=auction,
+                winner=s.winner,
+                award_round=result.award_round,
+                wrapped_data_key=wrapped,
+            )
+            await self.call(
+                "ReleaseLeadKey",
+                pb.ReleaseLeadKeyRequest(
+                    release=crypto.sign(self.keys.signing, release, self.name)
+                ),
+            )
+            sell.outcome = ppb.SALE_OUTCOME_SOLD
+            sell.winner = s.winner
+            sell.price.CopyFrom(s.price)
+            sell.redirect_url = s.redirect_url
+            sell.deal = f"deals/{s.redirect_url.rsplit('lg_lead=', 1)[-1]}"
+        elif result.state == pb.AUCTION_STATE_UNSOLD:
+            sell.outcome = ppb.SALE_OUTCOME_UNSOLD
+        else:
+            sell.outcome = ppb.SALE_OUTCOME_CANCELLED
+        if not sale.done.done():
+            sale.done.set_result(sell)
+        self._notify(
+            ppb.NotifyResponse(sale_result=ppb.SaleResultNotice(lead_id=sale.lead_id, sale=sell))
+        )
+
+    async def update_status(self, request: ppb.UpdateLeadStatusRequest) -> pb.Deal:
+        """Forward a lead status change to the coordinator."""
+        if not request.deal:
+            raise FailedPreconditionError("deal is required")
+        forwarded = pb.ReportLeadStatusRequest(
+            request_id=request.request_id,
+            deal=request.deal,
+            status=request.status,
+            loan_amount=request.loan_amount,
+            reason=request.reason,
+        )
+        response = await self.call("ReportLeadStatus", forwarded)
+        return response.deal  # type: ignore[no-any-return]

@@ -1,0 +1,114 @@
+"""AuctionService servicer: authenticates the calling participant and delegates to the
+domain :class:`~lendgate.auction.coordinator.Coordinator`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from lendgate.auction.coordinator import Coordinator
+from lendgate.errors import UnauthenticatedError
+from lendgate.v1 import auction_pb2 as pb
+from servers.handlers import Ctx
+
+SERVICE = "/lendgate.v1.AuctionService/"
+
+
+class AuctionServicer:
+    """Thin proto <-> domain layer of the coordinator."""
+
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.coordinator = coordinator
+
+    def _caller(self, context: Ctx, method: str) -> str:
+        md = dict(context.invocation_metadata() or ())
+        try:
+            participant = md["lg-participant"]
+            ms = int(md["lg-time-ms"])
+            signature = bytes.fromhex(md["lg-auth"])
+        except (KeyError, ValueError):
+            raise UnauthenticatedError("missing or malformed call signature") from None
+        return self.coordinator.authenticate(participant, SERVICE + method, ms, signature)
+
+    async def GetCoordinatorInfo(
+        self, request: pb.GetCoordinatorInfoRequest, context: Ctx
+    ) -> pb.GetCoordinatorInfoResponse:
+        """Public keys and parameters (no authentication)."""
+        return self.coordinator.info()
+
+    async def RegisterParticipant(
+        self, request: pb.RegisterParticipantRequest, context: Ctx
+    ) -> pb.RegisterParticipantResponse:
+        """Register (authenticated by the proof of possession)."""
+        return pb.RegisterParticipantResponse(participant=self.coordinator.register(request))
+
+    async def GetParticipant(
+        self, request: pb.GetParticipantRequest, context: Ctx
+    ) -> pb.GetParticipantResponse:
+        """A participant may read itself only."""
+        caller = self._caller(context, "GetParticipant")
+        name = request.name or caller
+        if name != caller:
+            from lendgate.errors import PermissionDeniedError  # noqa: PLC0415
+
+            raise PermissionDeniedError("a participant may read only itself")
+        return pb.GetParticipantResponse(participant=self.coordinator.participant(name))
+
+    async def Subscribe(
+        self, request: pb.SubscribeRequest, context: Ctx
+    ) -> AsyncIterator[pb.SubscribeResponse]:
+        """The caller's event stream."""
+        caller = self._caller(context, "Subscribe")
+        async for event in self.coordinator.subscribe(caller, request.after_sequence):
+            yield event
+
+    async def OpenAuction(
+        self, request: pb.OpenAuctionRequest, context: Ctx
+    ) -> pb.OpenAuctionResponse:
+        """Open an auction for the caller's signed offer."""
+        caller = self._caller(context, "OpenAuction")
+        return pb.OpenAuctionResponse(auction=self.coordinator.open_auction(caller, request.offer))
+
+    async def PlaceBid(self, request: pb.PlaceBidRequest, context: Ctx) -> pb.PlaceBidResponse:
+        """A sealed bid: signed receipt or signed rejection."""
+        return self.coordinator.place_bid(self._caller(context, "PlaceBid"), request.bid)
+
+    async def UnsealBids(
+        self, request: pb.UnsealBidsRequest, context: Ctx
+    ) -> pb.UnsealBidsResponse:
+        """The seller's unsealing of its auction's bids."""
+        caller = self._caller(context, "UnsealBids")
+        return pb.UnsealBidsResponse(auction=self.coordinator.unseal(caller, request.unsealed))
+
+    async def GetAuctionResult(
+        self, request: pb.GetAuctionResultRequest, context: Ctx
+    ) -> pb.GetAuctionResultResponse:
+        """The result as the caller may see it."""
+        return self.coordinator.result_view(
+            self._caller(context, "GetAuctionResult"), request.auction
+        )
+
+    async def GetBidProof(
+        self, request: pb.GetBidProofRequest, context: Ctx
+    ) -> pb.GetBidProofResponse:
+        """Inclusion proof of the caller's bid."""
+        caller = self._caller(context, "GetBidProof")
+        return self.coordinator.bid_proof(caller, request.auction, request.bid_hash)
+
+    async def ReleaseLeadKey(
+        self, request: pb.ReleaseLeadKeyRequest, context: Ctx
+    ) -> pb.ReleaseLeadKeyResponse:
+        """Forward the seller's key release to the winner."""
+        self.coordinator.release_key(self._caller(context, "ReleaseLeadKey"), request.release)
+        return pb.ReleaseLeadKeyResponse()
+
+    async def ReportLeadStatus(
+        self, request: pb.ReportLeadStatusRequest, context: Ctx
+    ) -> pb.ReportLeadStatusResponse:
+        """Lead tracking: status change and its ledger entries."""
+        return self.coordinator.report_status(self._caller(context, "ReportLeadStatus"), request)
+
+    async def ListDeals(self, request: pb.ListDealsRequest, context: Ctx) -> pb.ListDealsResponse:
+        """Deals the caller is party to."""
+        return pb.ListDealsResponse(
+            deals=self.coordinator.list_deals(self._caller(context, "ListDeals"))
+        )
