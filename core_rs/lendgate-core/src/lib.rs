@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod expr;
+pub mod lists;
 pub mod normalize;
 
 pub use error::{CoreError, CoreResult};
