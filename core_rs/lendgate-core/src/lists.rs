@@ -25,6 +25,7 @@ use foldhash::fast::FixedState;
 use parking_lot::Mutex;
 
 use crate::error::{CoreError, CoreResult};
+use crate::expr::{Host, HostFunction, Value};
 use crate::normalize;
 
 /// Number of shards of a list's content (a power of two).
@@ -521,6 +522,57 @@ impl ListRegistry {
     }
 }
 
+/// The declaration of `in_list(list_id, value)` for `expr::Options::host_functions`.
+pub fn in_list_function() -> HostFunction {
+    HostFunction::new("in_list", 2, true)
+}
+
+/// The lists as seen by one event: implements `in_list(list_id, value)` for the
+/// expression engine, with expiry judged at the event time `at`.
+///
+/// `value` may be a string or a number (an INN sent as a number); `null` is in no
+/// list. An unknown list id is an error naming the list.
+#[derive(Debug, Clone, Copy)]
+pub struct ListsAt<'a> {
+    /// The partner's lists.
+    pub lists: &'a ListRegistry,
+    /// Event time, ms since the epoch.
+    pub at: i64,
+}
+
+impl Host for ListsAt<'_> {
+    fn call(&self, name: &str, args: &[Value]) -> Result<Value, String> {
+        if name != "in_list" {
+            return Err("no such host function".to_string());
+        }
+        let [id, value] = args else {
+            return Err("expected (list_id, value)".to_string());
+        };
+        let Value::String(id) = id else {
+            return Err(format!(
+                "the list id must be a string, got {}",
+                id.type_name()
+            ));
+        };
+        let lists = self.lists.lists.load();
+        let list = lists
+            .get(id.as_ref())
+            .ok_or_else(|| format!("unknown list `{id}`"))?;
+        let found = match value {
+            Value::Null => false,
+            Value::String(s) => list.contains(s, self.at),
+            Value::Number(n) => list.contains(&n.normalize().to_string(), self.at),
+            other => {
+                return Err(format!(
+                    "the value must be a string or a number, got {}",
+                    other.type_name()
+                ))
+            }
+        };
+        Ok(Value::Bool(found))
+    }
+}
+
 fn not_found(id: &str) -> CoreError {
     CoreError::NotFound {
         kind: "list",
@@ -709,6 +761,43 @@ mod tests {
         assert_eq!(entries[1].comment, "fraud ring");
         assert_eq!(rejected.len(), 1);
         assert_eq!(rejected[0].0, 3);
+    }
+
+    #[test]
+    fn in_list_in_expressions() {
+        use crate::expr::HostFunctions;
+        use crate::expr::{Context, Expression, Options};
+        let r = ListRegistry::new();
+        r.create("bad-inn", EntryKind::TaxId, ListType::Black)
+            .unwrap()
+            .write(vec![entry("7701234567", Some(100))], WriteMode::Merge);
+        let options = Options {
+            host_functions: HostFunctions::new(vec![in_list_function()]),
+            ..Options::default()
+        };
+        let e = Expression::compile_with("in_list('bad-inn', inn)", options.clone()).unwrap();
+        let run = |inn: serde_json::Value, at: i64| {
+            let host = ListsAt { lists: &r, at };
+            let ctx = Context {
+                host: Some(&host),
+                reads: None,
+            };
+            e.evaluate_in(&Value::from(&serde_json::json!({ "inn": inn })), ctx)
+        };
+        assert_eq!(run("77-01234567".into(), 0).unwrap().to_json(), true);
+        assert_eq!(run(7701234567_i64.into(), 0).unwrap().to_json(), true);
+        assert_eq!(run("7701234567".into(), 100).unwrap().to_json(), false);
+        assert_eq!(run(serde_json::Value::Null, 0).unwrap().to_json(), false);
+        let e = Expression::compile_with("in_list('missing', inn)", options).unwrap();
+        let host = ListsAt { lists: &r, at: 0 };
+        let ctx = Context {
+            host: Some(&host),
+            reads: None,
+        };
+        let err = e
+            .evaluate_in(&Value::from(&serde_json::json!({})), ctx)
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown list `missing`"), "{err}");
     }
 
     #[test]
