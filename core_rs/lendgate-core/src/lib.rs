@@ -9,6 +9,7 @@ pub mod error;
 pub mod expr;
 pub mod lists;
 pub mod normalize;
+pub mod rules;
 
 pub use error::{CoreError, CoreResult};
 
