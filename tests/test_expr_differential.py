@@ -13,6 +13,7 @@ from typing import Any
 import zen
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from lendgate import CompiledExpression, CompiledUnaryExpression, LendgateError
 
 CONTEXT = st.fixed_dictionaries(

@@ -99,6 +99,13 @@ class FailedPreconditionError(LendgateError):
     """The system is not in a state where the request can run (e.g. a stale etag)."""
 
 
+class AbortedError(LendgateError):
+    """A concurrent change won: the etag sent is stale (reason ``ETAG_MISMATCH``)."""
+
+    code = Code.ABORTED
+    reason = "ABORTED"
+
+
 class UnimplementedError(LendgateError):
     """The capability behind the method has not been built yet."""
 

@@ -1,13 +1,15 @@
 //! The private extension module `lendgate._core`: registration only.
 //!
-//! Each topic lives in its own module (`normalize.rs`, `expr.rs` ↔ `lendgate/_core.pyi`); the
+//! Each topic lives in its own module (`normalize.rs`, `expr.rs`, `lists.rs`, `rules.rs` ↔ `lendgate/_core.pyi`); the
 //! logic itself lives in the `lendgate-core` crate.
 
 use pyo3::prelude::*;
 
 mod error;
 mod expr;
+mod lists;
 mod normalize;
+mod rules;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -16,5 +18,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(normalize::normalize_key, m)?)?;
     m.add_class::<expr::PyCompiledExpression>()?;
     m.add_class::<expr::PyCompiledUnaryExpression>()?;
+    m.add_class::<lists::PyListRegistry>()?;
+    m.add_class::<rules::PyRuleSet>()?;
     Ok(())
 }
