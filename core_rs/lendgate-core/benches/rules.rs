@@ -9,7 +9,8 @@ use lendgate_core::lists::{
     parse_lines, Entry, EntryKind, List, ListRegistry, ListType, ListsAt, WriteMode,
 };
 use lendgate_core::rules::{
-    condition_options, EventKind, RuleDef, RuleSet, RuleStatus, SubRuleDef, DEFAULT_ZONE_THRESHOLD,
+    condition_options, parse_document, EventKind, RuleDef, RuleSet, RuleStatus, SubRuleDef,
+    DEFAULT_ZONE_THRESHOLD,
 };
 use serde_json::json;
 use std::hint::black_box;
@@ -278,8 +279,8 @@ fn rules(c: &mut Criterion) {
     let text = serde_json::to_vec(&document()).expect("json");
     g.bench_function("pack_of_30_from_json_bytes", |b| {
         b.iter(|| {
-            let v: serde_json::Value = serde_json::from_slice(black_box(&text)).expect("json");
-            set.evaluate(&Value::from(&v), EventKind::Application, AT, &lists)
+            let doc = parse_document(black_box(&text)).expect("json");
+            set.evaluate(&doc, EventKind::Application, AT, &lists)
         })
     });
     g.finish();

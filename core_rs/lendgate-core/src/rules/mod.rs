@@ -15,6 +15,8 @@
 //! with the values each fired condition read (the explanation trace). A rule that
 //! fails on an event is reported in that event's errors; the others still run.
 
+mod document;
+
 use std::str::FromStr;
 
 use chrono::DateTime;
@@ -517,9 +519,9 @@ pub fn parse_rules(json: &str) -> CoreResult<Vec<RuleDef>> {
 
 /// Parses an event document from JSON text.
 pub fn parse_document(json: &[u8]) -> CoreResult<Value> {
-    let v: serde_json::Value =
-        serde_json::from_slice(json).map_err(|e| CoreError::invalid("document", e.to_string()))?;
-    Ok(Value::from(&v))
+    serde_json::from_slice::<document::Document>(json)
+        .map(|d| d.0)
+        .map_err(|e| CoreError::invalid("document", e.to_string()))
 }
 
 #[cfg(test)]
