@@ -123,6 +123,13 @@ class UnavailableError(LendgateError):
     reason = "UNAVAILABLE"
 
 
+class AbortedError(LendgateError):
+    """A concurrent change won: the etag sent is stale (reason ``ETAG_MISMATCH``)."""
+
+    code = Code.ABORTED
+    reason = "ABORTED"
+
+
 class UnimplementedError(LendgateError):
     """The capability behind the method has not been built yet."""
 

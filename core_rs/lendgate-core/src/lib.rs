@@ -10,7 +10,9 @@ pub mod auction;
 pub mod document;
 pub mod error;
 pub mod expr;
+pub mod lists;
 pub mod normalize;
+pub mod rules;
 pub mod strategy;
 
 pub use error::{CoreError, CoreResult};

@@ -88,6 +88,105 @@ fn normalize_phone(value: &str) -> CoreResult<String> {
     Ok(digits)
 }
 
+/// Keeps the ASCII digits of `value` (taxpayer numbers, bank accounts).
+///
+/// Returns `InvalidArgument` (naming `field`) when fewer than `min` or more than
+/// `max` digits remain.
+pub fn normalize_digits(field: &str, value: &str, min: usize, max: usize) -> CoreResult<String> {
+    let digits: String = value.chars().filter(char::is_ascii_digit).collect();
+    if !(min..=max).contains(&digits.len()) {
+        return Err(CoreError::invalid(
+            field,
+            format!(
+                "expected {min} to {max} digits, got {} in {value:?}",
+                digits.len()
+            ),
+        ));
+    }
+    Ok(digits)
+}
+
+/// A passport series and number: letters and digits only, upper case, so
+/// "45 06 123456" and "4506-123456" agree.
+pub fn normalize_passport(value: &str) -> CoreResult<String> {
+    let out: String = value
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_uppercase)
+        .collect();
+    if out.is_empty() {
+        return Err(CoreError::invalid(
+            "passport",
+            format!("no letters or digits in {value:?}"),
+        ));
+    }
+    Ok(out)
+}
+
+/// An e-mail address: trimmed and lower-cased; it must contain `@`.
+pub fn normalize_email(value: &str) -> CoreResult<String> {
+    let out = normalize_text(value);
+    if !out.contains('@') || out.contains(' ') {
+        return Err(CoreError::invalid(
+            "email",
+            format!("not an e-mail address: {value:?}"),
+        ));
+    }
+    Ok(out)
+}
+
+/// A card number or token: spaces and dashes removed. A number of digits only is a
+/// PAN or a BIN; anything else is an opaque token, kept as sent (tokens are
+/// case-sensitive).
+pub fn normalize_card(value: &str) -> CoreResult<String> {
+    let out: String = value
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .collect();
+    if out.is_empty() {
+        return Err(CoreError::invalid("card", "an empty card number"));
+    }
+    Ok(out)
+}
+
+/// An IP address in its canonical text form (`::ffff:1.2.3.4` becomes `1.2.3.4`,
+/// IPv6 is compressed and lower-cased).
+pub fn normalize_ip(value: &str) -> CoreResult<std::net::IpAddr> {
+    let addr: std::net::IpAddr = value
+        .trim()
+        .parse()
+        .map_err(|_| CoreError::invalid("ip", format!("not an IP address: {value:?}")))?;
+    Ok(addr.to_canonical())
+}
+
+/// An IP network `addr/prefix` with the host bits cleared, or a single address
+/// (prefix = full length). Returns the network address and the prefix length.
+pub fn normalize_ip_network(value: &str) -> CoreResult<(std::net::IpAddr, u8)> {
+    use std::net::IpAddr;
+    let Some((addr, prefix)) = value.trim().split_once('/') else {
+        let addr = normalize_ip(value)?;
+        let full = if addr.is_ipv4() { 32 } else { 128 };
+        return Ok((addr, full));
+    };
+    let addr = normalize_ip(addr)?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix: u8 =
+        prefix.parse().ok().filter(|p| *p <= max).ok_or_else(|| {
+            CoreError::invalid("ip", format!("invalid network prefix in {value:?}"))
+        })?;
+    let net = match addr {
+        IpAddr::V4(a) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V4((u32::from(a) & mask).into())
+        }
+        IpAddr::V6(a) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V6((u128::from(a) & mask).into())
+        }
+    };
+    Ok((net, prefix))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +227,40 @@ mod tests {
     fn unknown_kind_is_invalid() {
         assert!("fax".parse::<KeyKind>().is_err());
         assert_eq!("phone".parse::<KeyKind>().unwrap(), KeyKind::Phone);
+    }
+
+    #[test]
+    fn digits_passport_email_card() {
+        assert_eq!(
+            normalize_digits("tax_id", " 7701-234567 ", 10, 12).unwrap(),
+            "7701234567"
+        );
+        assert!(normalize_digits("tax_id", "123", 10, 12).is_err());
+        assert_eq!(normalize_passport("45 06 № 123456").unwrap(), "4506123456");
+        assert_eq!(normalize_passport("ab-12").unwrap(), "AB12");
+        assert_eq!(normalize_email(" Ivan@Mail.RU ").unwrap(), "ivan@mail.ru");
+        assert!(normalize_email("ivan").is_err());
+        assert_eq!(
+            normalize_card("4276 1600-1234 5678").unwrap(),
+            "4276160012345678"
+        );
+    }
+
+    #[test]
+    fn ip_addresses_and_networks() {
+        assert_eq!(
+            normalize_ip("::ffff:10.1.2.3").unwrap().to_string(),
+            "10.1.2.3"
+        );
+        assert_eq!(
+            normalize_ip("2001:DB8::0001").unwrap().to_string(),
+            "2001:db8::1"
+        );
+        assert!(normalize_ip("10.1.2").is_err());
+        let (net, p) = normalize_ip_network("10.1.2.3/8").unwrap();
+        assert_eq!((net.to_string(), p), ("10.0.0.0".to_string(), 8));
+        assert_eq!(normalize_ip_network("10.1.2.3").unwrap().1, 32);
+        assert_eq!(normalize_ip_network("0.0.0.0/0").unwrap().1, 0);
+        assert!(normalize_ip_network("10.0.0.0/33").is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! The private extension module `lendgate._core`: registration only.
 //!
-//! Each topic lives in its own module (`normalize.rs`, `expr.rs` ↔ `lendgate/_core.pyi`); the
+//! Each topic lives in its own module (`rules.rs` ↔ `lendgate/rules.py` and `_core.pyi`); the
 //! logic itself lives in the `lendgate-core` crate.
 
 use pyo3::prelude::*;
@@ -10,7 +10,9 @@ mod auction;
 mod document;
 mod error;
 mod expr;
+mod lists;
 mod normalize;
+mod rules;
 mod strategy;
 
 #[pymodule]
@@ -30,5 +32,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(auction::merkle_root, m)?)?;
     m.add_function(wrap_pyfunction!(auction::inclusion_proof, m)?)?;
     m.add_function(wrap_pyfunction!(auction::verify_inclusion, m)?)?;
+    m.add_class::<lists::PyListRegistry>()?;
+    m.add_class::<rules::PyRuleSet>()?;
     Ok(())
 }

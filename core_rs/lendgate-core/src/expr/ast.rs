@@ -59,6 +59,12 @@ pub(crate) enum Node {
         args: Vec<Node>,
         regex: Option<Arc<Regex>>,
     },
+    /// A call of a host function declared in the options (`in_list(...)`).
+    HostCall {
+        name: Arc<str>,
+        args: Vec<Node>,
+        predicate: bool,
+    },
     Closure {
         func: ClosureFn,
         array: Box<Node>,

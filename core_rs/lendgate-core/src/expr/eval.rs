@@ -12,6 +12,7 @@ use rust_decimal::Decimal;
 use super::ast::{Node, Step};
 use super::date::{self, DateValue, Interval, Method, Unit};
 use super::functions::{self, ClosureFn};
+use super::host::{Host, Read};
 use super::lexer::Op;
 use super::value::{Map, Value};
 use super::{Clock, ExprError, Limits};
@@ -28,6 +29,10 @@ pub(crate) struct Cx<'a> {
     /// Read from the clock on first use, so date-free expressions never touch it.
     now: OnceCell<DateTime<Utc>>,
     pub timezone: Tz,
+    /// Implementations of host functions, if the caller gave any.
+    pub host: Option<&'a dyn Host>,
+    /// Where to record the values read, if the caller asked for it.
+    pub reads: Option<&'a mut Vec<Read>>,
 }
 
 impl<'a> Cx<'a> {
@@ -40,6 +45,21 @@ impl<'a> Cx<'a> {
             clock,
             now: OnceCell::new(),
             timezone,
+            host: None,
+            reads: None,
+        }
+    }
+
+    /// Records a value read, once per path (first value wins).
+    fn record(&mut self, path: impl FnOnce() -> String, value: &Value) {
+        if let Some(reads) = self.reads.as_deref_mut() {
+            let path = path();
+            if !reads.iter().any(|r| r.path == path) {
+                reads.push(Read {
+                    path,
+                    value: value.clone(),
+                });
+            }
         }
     }
 
@@ -229,16 +249,20 @@ pub(crate) fn eval(node: &Node, cx: &mut Cx<'_>) -> Result<Value, ExprError> {
         Node::Number(n) => Value::Number(*n),
         Node::String(s) => Value::String(s.clone()),
         Node::Root => cx.env.clone(),
-        Node::Ident(name) => match &cx.env {
-            Value::Object(o) => o.get(name.as_ref()).cloned().unwrap_or_default(),
-            Value::Null => Value::Null,
-            other => {
-                return Err(err(format!(
-                    "cannot read `{name}` of {}",
-                    other.type_name()
-                )))
-            }
-        },
+        Node::Ident(name) => {
+            let v = match &cx.env {
+                Value::Object(o) => o.get(name.as_ref()).cloned().unwrap_or_default(),
+                Value::Null => Value::Null,
+                other => {
+                    return Err(err(format!(
+                        "cannot read `{name}` of {}",
+                        other.type_name()
+                    )))
+                }
+            };
+            cx.record(|| name.to_string(), &v);
+            v
+        }
         Node::Pointer(depth) => pointer(cx, *depth)?.clone(),
         Node::Path(base, steps) => {
             let root = match base.as_ref() {
@@ -251,22 +275,28 @@ pub(crate) fn eval(node: &Node, cx: &mut Cx<'_>) -> Result<Value, ExprError> {
                 _ => None,
             };
             let mut cur = root;
+            let mut out = None;
             for (i, s) in steps.iter().enumerate() {
                 match (cur, s) {
                     (Some(Value::String(text)), Step::Index(n)) => {
                         let n = usize::try_from(*n).unwrap_or(usize::MAX);
                         let ch = n.checked_add(1).and_then(|e| text.get(n..e));
                         // A one-character string has nothing further to index.
-                        return Ok(match (ch, i + 1 == steps.len()) {
+                        out = Some(match (ch, i + 1 == steps.len()) {
                             (Some(c), true) => Value::str(c),
                             _ => Value::Null,
                         });
+                        break;
                     }
                     (Some(v), s) => cur = step(v, s),
                     (None, _) => break,
                 }
             }
-            cur.cloned().unwrap_or_default()
+            let v = out.unwrap_or_else(|| cur.cloned().unwrap_or_default());
+            if let Node::Ident(name) = base.as_ref() {
+                cx.record(|| path_text(name, steps), &v);
+            }
+            v
         }
         Node::Member(obj, key) => {
             let o = eval(obj, cx)?;
@@ -381,6 +411,27 @@ pub(crate) fn eval(node: &Node, cx: &mut Cx<'_>) -> Result<Value, ExprError> {
             }
             functions::call(*func, &values, regex.as_ref(), cx)?
         }
+        Node::HostCall { name, args, .. } => {
+            let mut values = Vec::with_capacity(args.len());
+            for a in args {
+                values.push(eval(a, cx)?);
+            }
+            let host = cx
+                .host
+                .ok_or_else(|| err(format!("`{name}` is not available in this evaluation")))?;
+            let v = host
+                .call(name, &values)
+                .map_err(|m| err(format!("{name}(): {m}")))?;
+            cx.record(
+                || {
+                    let args: Vec<String> =
+                        values.iter().map(|a| a.to_json().to_string()).collect();
+                    format!("{name}({})", args.join(", "))
+                },
+                &v,
+            );
+            v
+        }
         Node::Closure { func, array, body } => closure(*func, array, body, cx)?,
         Node::Method { method, this, args } => {
             let this = eval(this, cx)?;
@@ -406,6 +457,19 @@ pub(crate) fn eval(node: &Node, cx: &mut Cx<'_>) -> Result<Value, ExprError> {
             }
         }
     })
+}
+
+/// `a.b[0].c` for the trace.
+fn path_text(name: &str, steps: &[Step]) -> String {
+    use std::fmt::Write;
+    let mut s = name.to_string();
+    for step in steps {
+        let _ = match step {
+            Step::Key(k) => write!(s, ".{k}"),
+            Step::Index(i) => write!(s, "[{i}]"),
+        };
+    }
+    s
 }
 
 fn pointer<'c>(cx: &'c Cx<'_>, depth: u32) -> Result<&'c Value, ExprError> {

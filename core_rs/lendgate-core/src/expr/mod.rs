@@ -19,6 +19,7 @@ mod ast;
 mod date;
 mod eval;
 mod functions;
+mod host;
 mod lexer;
 mod parser;
 mod value;
@@ -27,6 +28,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 pub use date::{DateValue, Interval};
+pub use host::{Context, Host, HostFunction, HostFunctions, Read};
 pub use value::{Map, Value};
 
 use crate::error::{CoreError, CoreResult};
@@ -85,6 +87,8 @@ pub struct Options {
     /// The time zone of dates written without one (ZEN uses the host's; we default to
     /// UTC so results do not depend on where the server runs).
     pub timezone: Tz,
+    /// Functions the host provides (see [`HostFunctions`]); none by default.
+    pub host_functions: HostFunctions,
 }
 
 impl Default for Options {
@@ -93,6 +97,7 @@ impl Default for Options {
             limits: Limits::default(),
             clock: Clock::System,
             timezone: Tz::UTC,
+            host_functions: HostFunctions::default(),
         }
     }
 }
@@ -161,8 +166,8 @@ impl Expression {
 
     /// Compiles `source` with the given options.
     pub fn compile_with(source: &str, options: Options) -> CoreResult<Self> {
-        let root =
-            parser::parse_standard(source, &options.limits).map_err(|e| e.into_core(source))?;
+        let root = parser::parse_standard(source, &options.limits, &options.host_functions)
+            .map_err(|e| e.into_core(source))?;
         Ok(Self {
             source: source.into(),
             root,
@@ -186,12 +191,21 @@ impl Expression {
     /// Evaluates against an already-converted input: convert an event once with
     /// `Value::from(&json)` and evaluate many expressions against it.
     pub fn evaluate_value(&self, input: &Value) -> CoreResult<Value> {
+        self.evaluate_in(input, Context::default())
+    }
+
+    /// Evaluates with host function implementations and/or a record of the values
+    /// read (see [`Context`]). Calling a declared host function without a host is
+    /// an evaluation error.
+    pub fn evaluate_in(&self, input: &Value, context: Context<'_>) -> CoreResult<Value> {
         let mut cx = eval::Cx::new(
             input.clone(),
             &self.options.limits,
             self.options.clock,
             self.options.timezone,
         );
+        cx.host = context.host;
+        cx.reads = context.reads;
         eval::eval(&self.root, &mut cx).map_err(|e| e.into_core(&self.source))
     }
 }
@@ -204,7 +218,8 @@ impl UnaryExpression {
 
     /// Compiles a unary test with the given options.
     pub fn compile_with(source: &str, options: Options) -> CoreResult<Self> {
-        let root = parser::parse_unary(source, &options.limits).map_err(|e| e.into_core(source))?;
+        let root = parser::parse_unary(source, &options.limits, &options.host_functions)
+            .map_err(|e| e.into_core(source))?;
         Ok(Self {
             inner: Expression {
                 source: source.into(),

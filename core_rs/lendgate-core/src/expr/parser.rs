@@ -11,7 +11,7 @@ use super::ast::{Node, Step};
 use super::date::Method;
 use super::functions::{Behaviour, ClosureFn, Func};
 use super::lexer::{tokenize, Op, Tok, Token};
-use super::{ExprError, Limits};
+use super::{ExprError, HostFunctions, Limits};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Ctx {
@@ -19,17 +19,25 @@ enum Ctx {
     Closure,
 }
 
-pub(crate) fn parse_standard(src: &str, limits: &Limits) -> Result<Node, ExprError> {
+pub(crate) fn parse_standard(
+    src: &str,
+    limits: &Limits,
+    host: &HostFunctions,
+) -> Result<Node, ExprError> {
     let tokens = prepare(src, limits)?;
-    let mut p = Parser::new(src, &tokens, false, limits);
+    let mut p = Parser::new(src, &tokens, false, limits, host);
     let node = p.binary(0, Ctx::Global)?;
     p.finish()?;
     Ok(node)
 }
 
-pub(crate) fn parse_unary(src: &str, limits: &Limits) -> Result<Node, ExprError> {
+pub(crate) fn parse_unary(
+    src: &str,
+    limits: &Limits,
+    host: &HostFunctions,
+) -> Result<Node, ExprError> {
     let tokens = prepare(src, limits)?;
-    let mut p = Parser::new(src, &tokens, true, limits);
+    let mut p = Parser::new(src, &tokens, true, limits, host);
     let mut node = p.unary_pair()?;
     while let Some(tok) = p.peek() {
         let op = match tok {
@@ -74,10 +82,17 @@ struct Parser<'a> {
     aliases: Vec<Option<String>>,
     nesting: usize,
     max_depth: usize,
+    host: &'a HostFunctions,
 }
 
 impl<'a> Parser<'a> {
-    fn new(src: &'a str, toks: &'a [Token], unary: bool, limits: &Limits) -> Self {
+    fn new(
+        src: &'a str,
+        toks: &'a [Token],
+        unary: bool,
+        limits: &Limits,
+        host: &'a HostFunctions,
+    ) -> Self {
         Self {
             src,
             toks,
@@ -86,6 +101,7 @@ impl<'a> Parser<'a> {
             aliases: Vec::new(),
             nesting: 0,
             max_depth: limits.max_depth,
+            host,
         }
     }
 
@@ -402,10 +418,7 @@ impl<'a> Parser<'a> {
             return Ok(self.postfix(node)?.0);
         }
         let Some(func) = Func::from_name(name) else {
-            return Err(ExprError::syntax(
-                name_at,
-                format!("unknown function `{name}`"),
-            ));
+            return self.host_call(name, name_at);
         };
         let args = self.arguments()?;
         let (min, max) = func.arity();
@@ -426,6 +439,34 @@ impl<'a> Parser<'a> {
             _ => None,
         };
         Ok(self.postfix(Node::Call { func, args, regex })?.0)
+    }
+
+    /// A call of a declared host function, after its `(`.
+    fn host_call(&mut self, name: &str, name_at: usize) -> Result<Node, ExprError> {
+        let Some(f) = self.host.find(name) else {
+            return Err(ExprError::syntax(
+                name_at,
+                format!("unknown function `{name}`"),
+            ));
+        };
+        let (min, max, predicate, name) = (f.min_args, f.max_args, f.predicate, f.name.clone());
+        let args = self.arguments()?;
+        if args.len() < min || args.len() > max {
+            return Err(ExprError::syntax(
+                name_at,
+                format!(
+                    "`{name}` takes {}, got {}",
+                    arity_text(min, max),
+                    args.len()
+                ),
+            ));
+        }
+        let node = Node::HostCall {
+            name,
+            args,
+            predicate,
+        };
+        Ok(self.postfix(node)?.0)
     }
 
     /// Call arguments after `(`, through the closing `)`.
@@ -677,6 +718,9 @@ fn behaviour(node: &Node) -> Behaviour {
         Node::Binary(..) => Behaviour::AsBool,
         Node::Unary(_, inner) | Node::Parenthesized(inner) => behaviour(inner),
         Node::Call { func, .. } => func.behaviour(),
+        Node::HostCall {
+            predicate: true, ..
+        } => Behaviour::AsBool,
         Node::Closure { func, .. } => func.behaviour(),
         Node::Method { method, .. } => method.behaviour(),
         _ => Behaviour::Equal,

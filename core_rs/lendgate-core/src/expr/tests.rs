@@ -165,3 +165,115 @@ fn fixed_clock_drives_dates() {
     let e = Expression::compile_with("d().year()", options).unwrap();
     assert_eq!(e.evaluate(&json!({})).unwrap(), json!(2025));
 }
+
+struct Lists;
+
+impl Host for Lists {
+    fn call(&self, name: &str, args: &[Value]) -> Result<Value, String> {
+        match (name, args) {
+            ("in_list", [Value::String(list), v]) if list.as_ref() == "bad" => Ok(Value::Bool(
+                matches!(v, Value::String(s) if s.as_ref() == "x"),
+            )),
+            ("in_list", [Value::String(list), _]) => Err(format!("unknown list `{list}`")),
+            _ => Err("bad arguments".to_string()),
+        }
+    }
+}
+
+fn with_in_list() -> Options {
+    Options {
+        host_functions: HostFunctions::new(vec![HostFunction::new("in_list", 2, true)]),
+        ..Options::default()
+    }
+}
+
+#[test]
+fn host_functions_must_be_declared() {
+    let err = Expression::compile("a and in_list('bad', b)").unwrap_err();
+    assert_eq!(
+        err,
+        CoreError::ExpressionSyntax {
+            position: 6,
+            reason: "unknown function `in_list`".to_string()
+        }
+    );
+    let err = Expression::compile_with("in_list('bad')", with_in_list()).unwrap_err();
+    assert!(
+        err.to_string().contains("takes 2 arguments, got 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn host_functions_are_called_with_evaluated_arguments() {
+    let e = Expression::compile_with(
+        "in_list('bad', user.id) or in_list('bad', 'y')",
+        with_in_list(),
+    )
+    .unwrap();
+    let input = Value::from(&json!({"user": {"id": "x"}}));
+    let ctx = Context {
+        host: Some(&Lists),
+        reads: None,
+    };
+    assert_eq!(e.evaluate_in(&input, ctx).unwrap().to_json(), json!(true));
+    // Without a host the call is an evaluation error, not a panic.
+    let err = e.evaluate_value(&input).unwrap_err();
+    assert!(
+        err.to_string().contains("`in_list` is not available"),
+        "{err}"
+    );
+    // Host errors name the function.
+    let e = Expression::compile_with("in_list('nope', 1)", with_in_list()).unwrap();
+    let ctx = Context {
+        host: Some(&Lists),
+        reads: None,
+    };
+    let err = e.evaluate_in(&input, ctx).unwrap_err();
+    assert!(
+        err.to_string().contains("in_list(): unknown list `nope`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn host_predicates_work_as_unary_tests() {
+    let t = UnaryExpression::compile_with("in_list('bad', $)", with_in_list()).unwrap();
+    let input = Value::from(&json!({"$": "x"}));
+    let ctx = Context {
+        host: Some(&Lists),
+        reads: None,
+    };
+    assert_eq!(
+        t.inner.evaluate_in(&input, ctx).unwrap().to_json(),
+        json!(true)
+    );
+}
+
+#[test]
+fn reads_are_recorded_once_in_order() {
+    let e = Expression::compile_with(
+        "a.b[0] > 1 and c == 'q' and a.b[0] < 10 and in_list('bad', c) == false",
+        with_in_list(),
+    )
+    .unwrap();
+    let input = Value::from(&json!({"a": {"b": [5]}, "c": "q"}));
+    let mut reads = Vec::new();
+    let ctx = Context {
+        host: Some(&Lists),
+        reads: Some(&mut reads),
+    };
+    assert_eq!(e.evaluate_in(&input, ctx).unwrap().to_json(), json!(true));
+    let got: Vec<(String, serde_json::Value)> = reads
+        .iter()
+        .map(|r| (r.path.clone(), r.value.to_json()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("a.b[0]".to_string(), json!(5)),
+            ("c".to_string(), json!("q")),
+            ("in_list(\"bad\", \"q\")".to_string(), json!(false)),
+        ]
+    );
+}

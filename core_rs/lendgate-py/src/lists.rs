@@ -1,0 +1,155 @@
+//! Bindings for `lendgate_core::lists`: one partner's lists, shared with rule sets.
+
+use std::sync::Arc;
+
+use lendgate_core::lists::{self, Entry, EntryKind, ListRegistry, ListType, WriteMode};
+use pyo3::prelude::*;
+
+use crate::error::PyCoreError;
+
+/// (added, replaced, [(index, reason)...]) of a write.
+type WriteResult = (usize, usize, Vec<(usize, String)>);
+
+/// An entry crossing the boundary: (value, expire_ms or None, comment, create_ms, author).
+type PyEntry = (String, Option<i64>, String, i64, String);
+
+/// The lists of one partner. Lookups take no lock; every write is atomic.
+#[pyclass(frozen, name = "ListRegistry", module = "lendgate._core")]
+pub struct PyListRegistry {
+    pub(crate) inner: Arc<ListRegistry>,
+}
+
+fn mode(replace: bool) -> WriteMode {
+    if replace {
+        WriteMode::Replace
+    } else {
+        WriteMode::Merge
+    }
+}
+
+#[pymethods]
+impl PyListRegistry {
+    #[new]
+    fn new() -> Self {
+        Self {
+            inner: Arc::new(ListRegistry::new()),
+        }
+    }
+
+    /// Creates an empty list; `entry_kind` and `list_type` are proto names without prefix.
+    fn create(&self, list_id: &str, entry_kind: &str, list_type: &str) -> Result<(), PyCoreError> {
+        let kind: EntryKind = entry_kind.parse()?;
+        let list_type: ListType = list_type.parse()?;
+        self.inner.create(list_id, kind, list_type)?;
+        Ok(())
+    }
+
+    /// Deletes a list and its entries.
+    fn delete(&self, list_id: &str) -> Result<(), PyCoreError> {
+        Ok(self.inner.delete(list_id)?)
+    }
+
+    /// The ids of all lists, sorted.
+    fn ids(&self) -> Vec<String> {
+        self.inner.ids()
+    }
+
+    /// Normalises `value` as a value of `entry_kind`.
+    #[staticmethod]
+    fn normalize(entry_kind: &str, value: &str) -> Result<String, PyCoreError> {
+        let kind: EntryKind = entry_kind.parse()?;
+        Ok(kind.normalize(value)?)
+    }
+
+    /// Adds (or with `replace`, makes the whole content) `entries`, atomically.
+    #[pyo3(signature = (list_id, entries, replace=false))]
+    fn write(
+        &self,
+        py: Python<'_>,
+        list_id: &str,
+        entries: Vec<PyEntry>,
+        replace: bool,
+    ) -> Result<WriteResult, PyCoreError> {
+        let list = self.inner.require(list_id)?;
+        let entries: Vec<Entry> = entries
+            .into_iter()
+            .map(|(value, expire_time, comment, create_time, author)| Entry {
+                value,
+                expire_time,
+                comment,
+                create_time,
+                author,
+            })
+            .collect();
+        let out = py.detach(|| list.write(entries, mode(replace)));
+        Ok((out.added, out.replaced, out.rejected))
+    }
+
+    /// Bulk load from tab-separated lines `value[\texpire_ms[\tcomment]]` (GIL released).
+    /// Rejected indexes are line numbers.
+    #[pyo3(signature = (list_id, text, author, create_time_ms, replace=false))]
+    fn load_lines(
+        &self,
+        py: Python<'_>,
+        list_id: &str,
+        text: &[u8],
+        author: &str,
+        create_time_ms: i64,
+        replace: bool,
+    ) -> Result<WriteResult, PyCoreError> {
+        let list = self.inner.require(list_id)?;
+        let text = std::str::from_utf8(text)
+            .map_err(|e| lendgate_core::CoreError::invalid("text", e.to_string()))?;
+        Ok(py.detach(|| {
+            let (entries, mut rejected) = lists::parse_lines(text, author, create_time_ms);
+            // Map entry indexes back to line numbers for the rejections of `write`.
+            let lines: Vec<usize> = text
+                .lines()
+                .enumerate()
+                .filter(|(n, l)| !l.trim().is_empty() && !rejected.iter().any(|(r, _)| r == n))
+                .map(|(n, _)| n)
+                .collect();
+            let out = list.write(entries, mode(replace));
+            rejected.extend(
+                out.rejected
+                    .into_iter()
+                    .map(|(i, why)| (lines.get(i).copied().unwrap_or(i), why)),
+            );
+            rejected.sort_unstable();
+            (out.added, out.replaced, rejected)
+        }))
+    }
+
+    /// Removes values; returns how many were there.
+    fn remove(&self, list_id: &str, values: Vec<String>) -> Result<usize, PyCoreError> {
+        Ok(self.inner.require(list_id)?.remove(&values))
+    }
+
+    /// Whether `value` is a live member of the list at `at_ms` (event time).
+    fn contains(&self, list_id: &str, value: &str, at_ms: i64) -> Result<bool, PyCoreError> {
+        Ok(self.inner.contains(list_id, value, at_ms)?)
+    }
+
+    /// Number of entries live at `at_ms`.
+    fn live_count(&self, list_id: &str, at_ms: i64) -> Result<usize, PyCoreError> {
+        Ok(self.inner.require(list_id)?.live_count(at_ms))
+    }
+
+    /// Up to `limit` entries live at `at_ms` with value > `after`, ordered by value.
+    #[pyo3(signature = (list_id, at_ms, limit, after=None))]
+    fn entries(
+        &self,
+        py: Python<'_>,
+        list_id: &str,
+        at_ms: i64,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Vec<PyEntry>, PyCoreError> {
+        let list = self.inner.require(list_id)?;
+        let entries = py.detach(|| list.entries(after, limit, at_ms));
+        Ok(entries
+            .into_iter()
+            .map(|e| (e.value, e.expire_time, e.comment, e.create_time, e.author))
+            .collect())
+    }
+}
