@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lendgate.config import ConfigError, load_config
+from lendgate.datagen import cli as datagen_cli
 from lendgate.logs import configure_logging
+from lendgate.models import cli as models_cli
 
 EXIT_USAGE = 2
 
@@ -28,9 +30,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--data-dir", help="directory of the embedded storage (default var)")
     serve.add_argument("--database-url", help="sqlite:///PATH or postgresql://...")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    datagen_cli.add_parser(commands)
+    models_cli.add_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if hasattr(args, "handler"):
+        return int(args.handler(args))
     parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse exits
 
 
