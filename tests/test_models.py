@@ -90,7 +90,9 @@ def test_onnx_agrees_with_lightgbm_and_explanations_add_up(
     _, hold, _ = split_by_time(data, 0.2)
     booster = lgb.Booster(model_file=str(root / "model" / "model.txt"))
     native = booster.predict(hold.x.astype(np.float64))
-    onnx = OnnxModel((root / "model" / "model.onnx").read_bytes()).predict(hold.x)
+    card = json.loads((root / "model" / "card.json").read_text())
+    model = OnnxModel((root / "model" / "model.onnx").read_bytes(), card["input"]["nan_as_zero"])
+    onnx = model.predict(hold.x)
     assert np.max(np.abs(native - onnx)) < 1e-4
     explainer = PathExplainer.load(root / "model" / "explain.npz")
     contrib = explainer.contributions(hold.x[:200])

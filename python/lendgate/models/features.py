@@ -99,7 +99,10 @@ def build_features(
         row.extend((NAN, NAN))
     else:
         row.extend((float(rule_hits.points_total), float(rule_hits.hits_count)))
-    return row
+    # Four decimals: no two feature values are then adjacent float32 numbers, so a split
+    # threshold (a double midpoint in LightGBM, a float32 in ONNX) sends every value the
+    # same way in both, and ONNX reproduces the native model.
+    return [round(v, 4) for v in row]
 
 
 def _date(text: str) -> dt.date | None:

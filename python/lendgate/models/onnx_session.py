@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
@@ -28,7 +30,10 @@ def session_options() -> ort.SessionOptions:
 class OnnxModel:
     """A loaded ONNX fraud model: float32 rows of ``FEATURE_NAMES`` → P(fraud)."""
 
-    def __init__(self, model: bytes | str) -> None:
+    def __init__(self, model: bytes | str, nan_as_zero: Sequence[str] = ()) -> None:
+        # LightGBM reads NaN as 0.0 in features that had no missing values in training;
+        # ONNX trees would send NaN the other way, so those columns are zeroed first.
+        self._zero = np.asarray([FEATURE_NAMES.index(f) for f in nan_as_zero], np.intp)
         try:
             self.session = ort.InferenceSession(
                 model, session_options(), providers=["CPUExecutionProvider"]
@@ -52,5 +57,10 @@ class OnnxModel:
     def predict(self, x: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """P(fraud) of each row."""
         rows = np.ascontiguousarray(np.atleast_2d(np.asarray(x, dtype=np.float32)))
+        if self._zero.size and rows.shape[1] == len(FEATURE_NAMES):
+            cols = rows[:, self._zero]
+            if np.isnan(cols).any():
+                rows = rows.copy()
+                rows[:, self._zero] = np.nan_to_num(cols, nan=0.0)
         (proba,) = self.session.run(self._outputs, {self._input: rows})
         return np.asarray(proba, dtype=np.float64)[:, 1]

@@ -74,7 +74,7 @@ class LoadedModel:
         return LoadedModel(
             files.name,
             files.version,
-            OnnxModel(files.onnx.read_bytes()),
+            OnnxModel(files.onnx.read_bytes(), files.card["input"].get("nan_as_zero", ())),
             Calibration.from_dict(files.card["calibration"]),
             explainer,
         )

@@ -37,6 +37,7 @@ CARD_FILE = "card.json"
 CARD_MD_FILE = "card.md"
 EXPLAIN_FILE = "explain.npz"
 NATIVE_FILE = "model.txt"
+F32_MAX = float(np.finfo(np.float32).max)
 
 
 class TrainingError(Exception):
@@ -117,6 +118,7 @@ def _to_onnx(booster: Any) -> bytes:
         zipmap=False,
         target_opset=15,
     )
+    _floor_thresholds(model, booster.dump_model())
     # Keep only the probabilities: the label output is unused and its declared shape
     # makes onnxruntime warn on every batch.
     for output in list(model.graph.output):
@@ -125,6 +127,39 @@ def _to_onnx(booster: Any) -> bytes:
     model.doc_string = "lendgate application fraud model (LightGBM)"
     onnx.checker.check_model(model)
     return bytes(model.SerializeToString())
+
+
+def _floor_thresholds(model: Any, dump: dict[str, Any]) -> None:
+    """Round the ONNX split thresholds down to float32, not to nearest.
+
+    LightGBM compares float32-valued features with double thresholds; ONNX stores float32
+    thresholds rounded to nearest, which can round a threshold up onto a feature value and
+    send that value the other way. With the threshold rounded down, ``x <= t32`` holds
+    exactly when ``x <= t64`` for every float32 ``x``.
+    """
+    by_f32: dict[float, float] = {}
+    stack = [t["tree_structure"] for t in dump["tree_info"]]
+    while stack:
+        node = stack.pop()
+        if "split_index" in node:
+            t64 = float(node["threshold"])
+            if abs(t64) < F32_MAX:  # LightGBM writes +-1e300 for "all values" splits
+                by_f32[float(np.float32(t64))] = t64
+            stack += [node["left_child"], node["right_child"]]
+    for node in model.graph.node:
+        for attr in node.attribute:
+            if attr.name == "nodes_values":
+                values = []
+                for v in attr.floats:
+                    original = by_f32.get(float(np.float32(v)))
+                    if original is not None and float(np.float32(original)) > original:
+                        values.append(
+                            float(np.nextafter(np.float32(original), np.float32(-np.inf)))
+                        )
+                    else:
+                        values.append(v)
+                del attr.floats[:]
+                attr.floats.extend(values)
 
 
 def train(data_path: Path, out: Path, cfg: TrainConfig | None = None) -> dict[str, Any]:
@@ -158,7 +193,8 @@ def train(data_path: Path, out: Path, cfg: TrainConfig | None = None) -> dict[st
     booster = lgb.train(params, dataset, num_boost_round=cfg.rounds)
 
     onnx_bytes = _to_onnx(booster)
-    model = OnnxModel(onnx_bytes)
+    nan_as_zero = _nan_as_zero(booster.dump_model())
+    model = OnnxModel(onnx_bytes, nan_as_zero)
     native = booster.predict(hold.x.astype(np.float64), num_threads=cfg.threads)
     served = model.predict(hold.x)
     diff = float(np.max(np.abs(native - served)))
@@ -183,7 +219,12 @@ def train(data_path: Path, out: Path, cfg: TrainConfig | None = None) -> dict[st
         "created": _iso(int(time.time())),
         "kind": "application",
         "algorithm": f"LightGBM {lgb.__version__} binary, exported with onnxmltools",
-        "input": {"name": "features", "shape": [None, len(FEATURE_NAMES)], "dtype": "float32"},
+        "input": {
+            "name": "features",
+            "shape": [None, len(FEATURE_NAMES)],
+            "dtype": "float32",
+            "nan_as_zero": nan_as_zero,
+        },
         "output": {"name": "probabilities", "column": 1, "meaning": "P(fraud) per row"},
         "features": list(FEATURE_NAMES),
         "data": {
@@ -224,6 +265,19 @@ def train(data_path: Path, out: Path, cfg: TrainConfig | None = None) -> dict[st
     (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     (out / CARD_MD_FILE).write_text(card_markdown(card))
     return card
+
+
+def _nan_as_zero(dump: dict[str, Any]) -> list[str]:
+    """Features whose splits treat NaN as 0.0 (LightGBM missing type "None")."""
+    found: set[int] = set()
+    stack = [t["tree_structure"] for t in dump["tree_info"]]
+    while stack:
+        node = stack.pop()
+        if "split_index" in node:
+            if node["missing_type"] == "None":
+                found.add(int(node["split_feature"]))
+            stack += [node["left_child"], node["right_child"]]
+    return [FEATURE_NAMES[i] for i in sorted(found)]
 
 
 def _recall_by_pattern(hold: Dataset, scores: npt.NDArray[np.int32]) -> dict[str, float]:
