@@ -29,7 +29,7 @@ help: ## list the targets
 $(VENV)/.deps: pyproject.toml scripts/deps.py
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PY) scripts/deps.py dev | xargs $(PIP) install
+	$(PY) scripts/deps.py dev train | xargs $(PIP) install
 	@touch $@
 
 $(VENV)/.built: $(VENV)/.deps $(RUST_SRC) pyproject.toml

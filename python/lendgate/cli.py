@@ -14,7 +14,9 @@ from pathlib import Path
 
 from lendgate.auction import cli as auction_cli
 from lendgate.config import ConfigError, load_config
+from lendgate.datagen import cli as datagen_cli
 from lendgate.logs import configure_logging
+from lendgate.models import cli as models_cli
 
 EXIT_USAGE = 2
 
@@ -30,12 +32,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--database-url", help="sqlite:///PATH or postgresql://...")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
     auction_cli.register(commands)
+    datagen_cli.add_parser(commands)
+    models_cli.add_parser(commands)
+    serve.set_defaults(handler=_serve)
     args = parser.parse_args(argv)
-    if args.command == "node":
-        return int(args.handler(args))
-    if args.command == "serve":
-        return _serve(args)
-    parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse exits
+    return int(args.handler(args))
 
 
 def _serve(args: argparse.Namespace) -> int:

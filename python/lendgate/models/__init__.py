@@ -1,0 +1,1 @@
+"""Risk models: features, training to ONNX, calibration, registry and serving."""

@@ -1,0 +1,86 @@
+"""``lendgate train`` and ``lendgate models``: training and the model registry."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(commands: Any) -> None:
+    """Register ``train`` and ``models`` on the ``lendgate`` subcommand parser."""
+    p = commands.add_parser("train", help="train a fraud model from a gen-data file (ONNX)")
+    p.add_argument("--data", required=True, help="JSON Lines file written by gen-data")
+    p.add_argument("--out", required=True, help="output directory of the model")
+    p.add_argument("--name", default="application-gbdt", help="model name")
+    p.add_argument("--holdout", type=float, default=0.2, help="hold-out share of event time")
+    p.add_argument("--rounds", type=int, default=200, help="boosting rounds")
+    p.add_argument("--seed", type=int, default=1, help="training seed")
+    p.set_defaults(handler=run_train)
+
+    m = commands.add_parser("models", help="the model registry: list, register, promote, rollback")
+    m.add_argument("--data-dir", default="var", help="data directory (default var)")
+    actions = m.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="names, versions, champion and shadows")
+    reg = actions.add_parser("register", help="validate and add a trained model directory")
+    reg.add_argument("dir", help="directory written by lendgate train")
+    reg.add_argument("--name", default="application-gbdt", help="model name")
+    pro = actions.add_parser("promote", help="make a version the champion (or a shadow)")
+    pro.add_argument("name")
+    pro.add_argument("version")
+    pro.add_argument("--shadow", action="store_true", help="score and log only")
+    rb = actions.add_parser("rollback", help="return to the previous champion")
+    rb.add_argument("name")
+    m.set_defaults(handler=run_models)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train, write the model directory and print the headline metrics."""
+    from lendgate.models.train import TrainConfig, TrainingError, train  # noqa: PLC0415
+
+    if not 0.05 <= args.holdout <= 0.5:
+        print("lendgate: --holdout must be between 0.05 and 0.5", file=sys.stderr)
+        return 2
+    cfg = TrainConfig(name=args.name, holdout=args.holdout, rounds=args.rounds, seed=args.seed)
+    try:
+        card = train(Path(args.data), Path(args.out), cfg)
+    except (TrainingError, OSError, ValueError) as exc:
+        print(f"lendgate: {exc}", file=sys.stderr)
+        return 2
+    m = card["metrics"]
+    print(
+        f"lendgate: trained {card['name']} into {args.out}: hold-out ROC-AUC "
+        f"{m['holdout_roc_auc']:.4f}, PR-AUC {m['holdout_pr_auc']:.4f}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def run_models(args: argparse.Namespace) -> int:
+    """Registry commands; a running server picks changes up on its next reload."""
+    from lendgate.models.registry import FileSystemRegistry, RegistryError  # noqa: PLC0415
+
+    registry = FileSystemRegistry(Path(args.data_dir) / "models")
+    try:
+        if args.action == "register":
+            version = registry.register(args.name, Path(args.dir))
+            print(f"{args.name} version {version} registered")
+        elif args.action == "promote":
+            state = registry.promote(args.name, args.version, shadow=args.shadow)
+            print(f"{args.name}: champion {state.champion}, shadows {state.shadows}")
+        elif args.action == "rollback":
+            state = registry.rollback(args.name)
+            print(f"{args.name}: champion {state.champion} (rolled back)")
+        else:
+            for name in registry.names():
+                state = registry.state(name)
+                for files in registry.versions(name):
+                    role = "champion" if files.version == state.champion else ""
+                    role = "shadow" if files.version in state.shadows else role
+                    auc = files.card.get("metrics", {}).get("holdout_pr_auc", float("nan"))
+                    print(f"{name}\t{files.version}\t{role or '-'}\tPR-AUC {auc:.4f}")
+    except RegistryError as exc:
+        print(f"lendgate: {exc}", file=sys.stderr)
+        return 2
+    return 0

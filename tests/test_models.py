@@ -1,0 +1,220 @@
+"""Features, training to ONNX, calibration, explanations, registry and serving."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+
+from lendgate.datagen import GenConfig, Generator, read_events, write_events
+from lendgate.models.calibration import BANDS, Calibration, band_shares
+from lendgate.models.explain import PathExplainer
+from lendgate.models.features import FEATURE_NAMES, History, RuleHits, build_features, examples
+from lendgate.models.metrics import pr_auc, roc_auc
+from lendgate.models.onnx_session import OnnxModel
+from lendgate.models.registry import FileSystemRegistry, RegistryError
+from lendgate.models.serving import MicroBatcher, ModelService
+from lendgate.models.train import TrainConfig, load_dataset, split_by_time, train
+from lendgate.v1 import scoring_pb2 as s
+
+NAME = "application-gbdt"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """A small generated data set and a model trained on it (shared by the tests)."""
+    root = tmp_path_factory.mktemp("models")
+    data = root / "events.jsonl.gz"
+    write_events(Generator(GenConfig(seed=21, applicants=2500, days=50)), data, progress=False)
+    card = train(data, root / "model", TrainConfig(rounds=120))
+    yield root, card
+
+
+def test_features_have_stable_names_and_take_aggregates_and_rule_hits() -> None:
+    event = next(
+        r.message
+        for r in _events()
+        if isinstance(r.message, s.ApplicationEvent) and r.message.subtype == 1
+    )
+    assert isinstance(event, s.ApplicationEvent)
+    row = build_features(event, {})
+    assert len(row) == len(FEATURE_NAMES) == len(set(FEATURE_NAMES))
+    assert np.isnan(row[FEATURE_NAMES.index("ip_apps_2d")])
+    assert np.isnan(row[FEATURE_NAMES.index("rule_points_total")])
+    row = build_features(event, {"ip_apps_2d": 7.0}, RuleHits(points_total=432, hits_count=2))
+    assert row[FEATURE_NAMES.index("ip_apps_2d")] == 7.0
+    assert row[FEATURE_NAMES.index("rule_points_total")] == 432.0
+    assert set(History().aggregates(event)) <= set(FEATURE_NAMES)
+
+
+def _events() -> Iterator[Any]:
+    return iter(Generator(GenConfig(seed=2, applicants=300, days=20)))
+
+
+def test_history_sees_rings_and_identity_theft() -> None:
+    rows = list(examples(Generator(GenConfig(seed=8, applicants=2000, days=40))))
+    col = FEATURE_NAMES.index
+    ring = [r for r in rows if r.pattern == "fraud_ring"]
+    legit = [r for r in rows if r.pattern == "legit"]
+    assert np.mean([r.features[col("device_persons_30d")] for r in ring]) >= 0.5
+    assert np.mean([r.features[col("device_persons_30d")] for r in legit]) < 0.2
+
+
+def test_metrics_match_known_values() -> None:
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    assert pr_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx((1 + 2 / 3) / 2)
+    assert roc_auc([0, 1], [0.5, 0.5]) == pytest.approx(0.5)
+
+
+def test_training_beats_chance_on_the_time_holdout(trained: tuple[Path, dict[str, Any]]) -> None:
+    _, card = trained
+    assert card["metrics"]["holdout_roc_auc"] > 0.75
+    assert card["metrics"]["holdout_pr_auc"] > 3 * card["metrics"]["holdout_fraud_rate"]
+    assert card["data"]["holdout_from"] > card["data"]["period"][0]
+    assert card["onnx_check"]["max_abs_diff"] <= card["onnx_check"]["tolerance"]
+
+
+def test_onnx_agrees_with_lightgbm_and_explanations_add_up(
+    trained: tuple[Path, dict[str, Any]],
+) -> None:
+    root, _ = trained
+    data = load_dataset(root / "events.jsonl.gz")
+    _, hold, _ = split_by_time(data, 0.2)
+    booster = lgb.Booster(model_file=str(root / "model" / "model.txt"))
+    native = booster.predict(hold.x.astype(np.float64))
+    card = json.loads((root / "model" / "card.json").read_text())
+    model = OnnxModel((root / "model" / "model.onnx").read_bytes(), card["input"]["nan_as_zero"])
+    onnx = model.predict(hold.x)
+    assert np.max(np.abs(native - onnx)) < 1e-4
+    explainer = PathExplainer.load(root / "model" / "explain.npz")
+    contrib = explainer.contributions(hold.x[:200])
+    raw = booster.predict(hold.x[:200].astype(np.float64), raw_score=True)
+    assert np.allclose(explainer.bias + contrib.sum(axis=1), raw, atol=1e-6)
+
+
+def test_calibration_reproduces_band_shares_on_training_population(
+    trained: tuple[Path, dict[str, Any]],
+) -> None:
+    _, card = trained
+    achieved = card["band_shares"]["training"]
+    for low, high, share in BANDS:
+        assert achieved[f"{low}-{high}"] == pytest.approx(share, abs=0.002 + 0.05 * share)
+    rng = np.random.default_rng(0)
+    raw = rng.beta(0.5, 20, size=20000)
+    cal = Calibration.fit(raw)
+    scores = cal.score(raw)
+    assert np.all(np.diff(cal.score(np.sort(raw))) >= 0)  # monotone
+    for low, high, share in BANDS:
+        assert band_shares(scores)[f"{low}-{high}"] == pytest.approx(share, abs=0.0005)
+    with pytest.raises(ValueError, match="increasing"):
+        Calibration.from_dict({"raw": [0.5] * 11, "score": list(range(0, 1001, 100))})
+
+
+def test_registration_rejects_bad_models(
+    trained: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    root, _ = trained
+    registry = FileSystemRegistry(tmp_path / "models")
+    bad = tmp_path / "bad"
+    shutil.copytree(root / "model", bad)
+    (bad / "model.onnx").write_bytes(b"not onnx")
+    with pytest.raises(RegistryError, match="not a loadable ONNX model"):
+        registry.register(NAME, bad)
+    shutil.copy(root / "model" / "model.onnx", bad / "model.onnx")
+    card = json.loads((bad / "card.json").read_text())
+    (bad / "card.json").write_text(json.dumps({**card, "features": card["features"][:-1]}))
+    with pytest.raises(RegistryError, match="FEATURE_NAMES"):
+        registry.register(NAME, bad)
+    assert registry.names() == []
+
+
+def test_no_model_no_score_and_failing_model_degrades(
+    trained: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    root, _ = trained
+    registry = FileSystemRegistry(tmp_path / "models")
+    service = ModelService(registry)
+    row = [0.0] * len(FEATURE_NAMES)
+    assert service.score(NAME, [row])[0].score is None  # nothing registered
+    version = registry.register(NAME, root / "model")
+    service.reload(NAME)
+    assert service.score(NAME, [row])[0].score is None  # registered, not promoted
+    service.promote(NAME, version)
+    result = service.score(NAME, [row])[0]
+    assert result.score is not None and 0 <= result.score.risk_score <= 1000
+    assert result.score.model_version == version and result.score.explanation
+    short = service.score(NAME, [[0.0] * 3])[0]  # the session rejects the row
+    assert short.score is None and "no model score" in short.warnings[0]
+
+
+def test_promote_rollback_and_hot_swap_under_concurrent_scoring(
+    trained: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    root, _ = trained
+    registry = FileSystemRegistry(tmp_path / "models")
+    v1 = registry.register(NAME, root / "model")
+    v2 = registry.register(NAME, root / "model")
+    service = ModelService(registry)
+    service.promote(NAME, v1)
+    rows = load_dataset(root / "events.jsonl.gz").x[:64]
+    failures: list[str] = []
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            for r in service.score(NAME, rows[:8]):
+                if r.score is None:
+                    failures.append(str(r.warnings))
+                else:
+                    seen.add(r.score.model_version)
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for _ in range(5):
+        service.promote(NAME, v2)
+        service.rollback(NAME)
+    service.promote(NAME, v2, shadow=False)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert seen == {v1, v2}
+    assert service.active(NAME) == (v2, ())
+    state = service.promote(NAME, v1, shadow=True)
+    assert state.shadows == [v1] and service.active(NAME) == (v2, (v1,))
+
+
+def test_micro_batcher_batches_concurrent_requests(
+    trained: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    root, _ = trained
+    registry = FileSystemRegistry(tmp_path / "models")
+    service = ModelService(registry)
+    service.promote(NAME, registry.register(NAME, root / "model"))
+    rows = load_dataset(root / "events.jsonl.gz").x[:100]
+    batcher = MicroBatcher(service, NAME, max_batch=32)
+
+    async def run() -> list[Any]:
+        return await asyncio.gather(*(batcher.score(list(r)) for r in rows))
+
+    results = asyncio.run(run())
+    direct = service.score(NAME, rows)
+    assert [r.score.risk_score for r in results] == [d.score.risk_score for d in direct]  # type: ignore[union-attr]
+    assert batcher.batches == 4  # 32 + 32 + 32 + 4
+
+
+def test_read_events_round_trips_messages(tmp_path: Path) -> None:
+    path = tmp_path / "e.jsonl"
+    write_events(Generator(GenConfig(seed=1, applicants=50, days=5)), path, progress=False)
+    original = [e.message for e in Generator(GenConfig(seed=1, applicants=50, days=5))]
+    assert [r.message for r in read_events(path)] == original
