@@ -27,13 +27,17 @@ CipherSuite):
 * Public-key encryption: HPKE (RFC 9180), mode_base, suite
   DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / ChaCha20-Poly1305
   (KEM 0x0020, KDF 0x0001, AEAD 0x0003), carried as a SealedBox. Each use
-  below states its HPKE `info` and `aad`.
-* Bid commitments: Pedersen commitments on Ristretto255,
-  C = v*B + r*B_blinding with the generators of the `bulletproofs` crate's
-  PedersenGens::default(), v = the bid amount_minor as u64, r a uniformly
-  random scalar; 32-byte compressed encoding. Losers get a Bulletproofs
-  range proof that the winning bid exceeds theirs without learning either
-  value.
+  below states its `info` label and associated data; the associated data is
+  bound through HPKE's key schedule as info = label || 0x00 || aad (the
+  single-shot HPKE API has no separate AEAD aad).
+* Bid commitments: SHA-256 hash commitments,
+  C = SHA-256("lendgate.v1.BidCommitment" || 0x00 || amount_minor as u64
+  big-endian || lp(currency) || nonce (32 bytes) || lp(bidder) ||
+  lp(auction)), where lp(x) is x's UTF-8 length as u32 big-endian followed
+  by x; 32 bytes. Hiding (random 256-bit nonce) and binding (collision
+  resistance). They allow no zero-knowledge comparison: a loser checks its
+  loss by its inclusion proof and, in a dispute, by revealing its own
+  opening (see docs/AUCTION_PROTOCOL.md).
 * Merkle tree over the bids of one auction: RFC 6962 (Certificate
   Transparency) construction with SHA-256: leaf hash = SHA-256(0x00 ||
   leaf), node hash = SHA-256(0x01 || left || right), where
@@ -86,14 +90,14 @@ class _CipherSuiteEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CipherSui
     CIPHER_SUITE_UNSPECIFIED: _CipherSuite.ValueType  # 0
     """Not set."""
     CIPHER_SUITE_STANDARD: _CipherSuite.ValueType  # 1
-    """Ed25519, X25519 HPKE with ChaCha20-Poly1305, SHA-256, Ristretto255
-    Pedersen + Bulletproofs (as described in the file comment).
+    """Ed25519, X25519 HPKE with ChaCha20-Poly1305, SHA-256 hash commitments
+    and Merkle tree (as described in the file comment).
     """
     CIPHER_SUITE_GOST: _CipherSuite.ValueType  # 2
     """GOST: GOST R 34.10-2012 (256-bit) signatures, VKO key agreement,
     Kuznyechik-MGM encryption, Streebog-256 hashing in place of the
-    corresponding STANDARD primitives; commitments and range proofs stay
-    Ristretto255. Not a certified implementation.
+    corresponding STANDARD primitives. Declared only: not implemented, and
+    never a certified implementation.
     """
 
 class CipherSuite(_CipherSuite, metaclass=_CipherSuiteEnumTypeWrapper):
@@ -102,14 +106,14 @@ class CipherSuite(_CipherSuite, metaclass=_CipherSuiteEnumTypeWrapper):
 CIPHER_SUITE_UNSPECIFIED: CipherSuite.ValueType  # 0
 """Not set."""
 CIPHER_SUITE_STANDARD: CipherSuite.ValueType  # 1
-"""Ed25519, X25519 HPKE with ChaCha20-Poly1305, SHA-256, Ristretto255
-Pedersen + Bulletproofs (as described in the file comment).
+"""Ed25519, X25519 HPKE with ChaCha20-Poly1305, SHA-256 hash commitments
+and Merkle tree (as described in the file comment).
 """
 CIPHER_SUITE_GOST: CipherSuite.ValueType  # 2
 """GOST: GOST R 34.10-2012 (256-bit) signatures, VKO key agreement,
 Kuznyechik-MGM encryption, Streebog-256 hashing in place of the
-corresponding STANDARD primitives; commitments and range proofs stay
-Ristretto255. Not a certified implementation.
+corresponding STANDARD primitives. Declared only: not implemented, and
+never a certified implementation.
 """
 Global___CipherSuite: _TypeAlias = CipherSuite  # noqa: Y015
 
@@ -1362,8 +1366,8 @@ class BidOpening(_message.Message):
     auction: _builtins.str
     """The auction, "auctions/{auction_id}"."""
     blinding: _builtins.bytes
-    """Pedersen blinding scalar r, 32 bytes little-endian, canonical
-    (reduced mod the group order).
+    """The commitment nonce: 32 uniformly random bytes (see the file comment).
+    The field name is kept from the draft contract.
     """
     bidder: _builtins.str
     """The bidder, "participants/{participant_id}"; must equal
@@ -1409,7 +1413,7 @@ class SealedBid(_message.Message):
     nonce: _builtins.bytes
     """16 random bytes; a bid with a nonce already seen is rejected (replay)."""
     commitment: _builtins.bytes
-    """Pedersen commitment to the amount (32 bytes, see the file comment)."""
+    """Hash commitment to the amount (32 bytes, see the file comment)."""
     encrypted_opening: _builtins.bytes
     """The protobuf encoding of the outer SealedBox:
       inner = HPKE.Seal(coordinator encryption key,
@@ -2178,16 +2182,13 @@ class GetBidProofResponse(_message.Message):
     outcome: Global___BidOutcome.ValueType
     """Outcome of the bid."""
     range_proof: _builtins.bytes
-    """For a LOST bid: a Bulletproofs range proof (bulletproofs crate
-    serialisation, 64-bit range, transcript label
-    "lendgate.v1.WinnerExceedsBid") that the value committed by
-    winning_commitment - commitment - 1*B lies in [0, 2^64), i.e. the winning
-    bid is higher. For a tie lost by the tie-break rule the proof is over
-    winning_commitment - commitment (>= 0) and tie_break says why.
+    """Reserved for a zero-knowledge proof that the winning bid exceeds this
+    one. Always empty today: hash commitments allow no such proof (see the
+    file comment).
     """
     tie_break: _builtins.str
-    """For a lost tie: the tie-break rule applied, "lowest leaf hash wins";
-    empty otherwise.
+    """For a lost tie: the tie-break rule applied, "lower leaf index wins" (the
+    earlier receipt); empty otherwise.
     """
     invalid_reason: _builtins.str
     """For an INVALID bid: why."""

@@ -27,13 +27,17 @@ CipherSuite):
 * Public-key encryption: HPKE (RFC 9180), mode_base, suite
   DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / ChaCha20-Poly1305
   (KEM 0x0020, KDF 0x0001, AEAD 0x0003), carried as a SealedBox. Each use
-  below states its HPKE `info` and `aad`.
-* Bid commitments: Pedersen commitments on Ristretto255,
-  C = v*B + r*B_blinding with the generators of the `bulletproofs` crate's
-  PedersenGens::default(), v = the bid amount_minor as u64, r a uniformly
-  random scalar; 32-byte compressed encoding. Losers get a Bulletproofs
-  range proof that the winning bid exceeds theirs without learning either
-  value.
+  below states its `info` label and associated data; the associated data is
+  bound through HPKE's key schedule as info = label || 0x00 || aad (the
+  single-shot HPKE API has no separate AEAD aad).
+* Bid commitments: SHA-256 hash commitments,
+  C = SHA-256("lendgate.v1.BidCommitment" || 0x00 || amount_minor as u64
+  big-endian || lp(currency) || nonce (32 bytes) || lp(bidder) ||
+  lp(auction)), where lp(x) is x's UTF-8 length as u32 big-endian followed
+  by x; 32 bytes. Hiding (random 256-bit nonce) and binding (collision
+  resistance). They allow no zero-knowledge comparison: a loser checks its
+  loss by its inclusion proof and, in a dispute, by revealing its own
+  opening (see docs/AUCTION_PROTOCOL.md).
 * Merkle tree over the bids of one auction: RFC 6962 (Certificate
   Transparency) construction with SHA-256: leaf hash = SHA-256(0x00 ||
   leaf), node hash = SHA-256(0x01 || left || right), where
