@@ -47,7 +47,8 @@ free_port() {
 # Run a command as the cluster's owner: ourselves, or `postgres` when we are root.
 as_owner() {
     if [[ $(id -u) -eq 0 ]]; then
-        runuser -u postgres -- "$@"
+        # From /, so postgres is not left in a working directory it may not enter.
+        (cd / && runuser -u postgres -- "$@")
     else
         "$@"
     fi
