@@ -641,3 +641,41 @@ def test_test_rules_are_reported_apart_and_never_counted(tmp_path: Path) -> None
         assert report.provenance.rule_pack_revision == "default-1"
 
     run(tmp_path, body)
+
+
+def test_restart_keeps_every_answer_the_same(tmp_path: Path) -> None:
+    invalid = Person(series="0000", number="000001")  # rule 10: black zone, an incident
+    first = application(invalid, app_id="first")
+    later = application(
+        Person(first="Petr", series="0000", number="000001", phone="+79161110000", client="c5"),
+        minutes=5,
+    )
+
+    async def before(client: Callable[[str], Client]) -> None:
+        a = client("bank-a")
+        await a.check(first, request_id="q-1")
+        await a.outcome("first", fraud_status=scoring_pb2.FRAUD_STATUS_CONFIRMED)
+
+    async def after(client: Callable[[str], Client]) -> None:
+        a = client("bank-a")
+        reports.append(await a.check(later, request_id="q-2"))
+        listed = await a.stub.ListIncidents(scoring_pb2.ListIncidentsRequest(), metadata=a.md)
+        incidents.append(len(listed.incidents))
+
+    reports: list[scoring_pb2.Report] = []
+    incidents: list[int] = []
+    for name, restart in (("straight", False), ("restarted", True)):
+        (tmp_path / name).mkdir()
+
+        async def both(client: Callable[[str], Client], restart: bool = restart) -> None:
+            await before(client)
+            if not restart:
+                await after(client)
+
+        run(tmp_path / name, both)
+        if restart:
+            run(tmp_path / name, after)  # a new service over the same store
+    straight, restarted = reports
+    assert {"s04-passport-other-name", "s06-confirmed-fraud-applicant"} <= fired(straight)
+    assert _comparable(restarted) == _comparable(straight)
+    assert incidents[0] == incidents[1] == 2

@@ -111,10 +111,54 @@ class ScoringService:
         self._seq = 0
         self._inflight: dict[str, asyncio.Future[bytes]] = {}
         self._incidents: dict[str, list[str]] = {}
+        self._recovered = False
+        self._recovering = asyncio.Lock()
 
     def recompile(self) -> None:
         """Swap in the rule book's current rules (after an edit through the admin API)."""
         self.rules = self.book.compile(self.pack.zone_threshold)
+
+    async def recover(self) -> int:
+        """Rebuild the in-memory state (aggregates, match index, incident index) by
+        replaying the store's log in order; done once, before the first call is served.
+        Returns the number of events replayed."""
+        async with self._recovering:
+            if self._recovered:
+                return 0
+            replayed = 0
+            applications: dict[str, Mapping[str, Any]] = {}
+            async for stored in self.store.snapshots.events_after(0):
+                replayed += 1
+                if stored.kind in _REQUEST_TYPES:
+                    self._replay_check(stored, applications)
+                elif stored.kind == "outcome":
+                    request = scoring_pb2.ReportOutcomeRequest.FromString(stored.payload)
+                    app = applications.get(f"{stored.partner_id}\x1f{stored.subject_id}")
+                    outcome = scoring_pb2.Outcome.FromString(stored.response or b"")
+                    if app is not None:
+                        self._apply_outcome(app, stored.partner_id, outcome, request.outcome)
+            self._recovered = True
+            return replayed
+
+    def _replay_check(self, stored: Any, applications: dict[str, Mapping[str, Any]]) -> None:
+        kind = stored.kind
+        event = decode_document(_REQUEST_TYPES[kind], stored.payload)[kind]
+        event_time = events.parse_time(event.get("event_time")) or _from_us(stored.event_time_us)
+        agg = events.aggregate_event(event, stored.partner_id, event_time)
+        self.aggregates.apply(json.dumps(agg, separators=(",", ":")).encode())
+        self._seq += 1
+        if kind == "application":
+            record = MatchIndex.record(self._seq, stored.partner_id, event, event_time)
+            self.index.add(record, events.match_keys(event))
+            applications[f"{stored.partner_id}\x1f{stored.subject_id}"] = event
+        report = scoring_pb2.Report.FromString(stored.response or b"")
+        if report.incident:
+            incident_id = report.incident.removeprefix("incidents/")
+            self._incidents.setdefault(stored.partner_id, []).append(incident_id)
+
+    async def _ready(self) -> None:
+        if not self._recovered:
+            await self.recover()
 
     # --- checks ------------------------------------------------------------------------
 
@@ -122,6 +166,7 @@ class ScoringService:
         """Check one serialized ``Check{Application,Payment}Request`` for ``partner``;
         returns the serialized ``Report``. A retry of a ``request_id`` returns the first
         report and changes nothing."""
+        await self._ready()
         started = time.perf_counter()
         receive_time = self._clock()
         try:
@@ -272,6 +317,7 @@ class ScoringService:
 
     async def get_report(self, name: str, partner: str) -> scoring_pb2.Report:
         """A stored report with its event and outcomes; NOT_FOUND for another partner's."""
+        await self._ready()
         request_id = _request_id_of(name, "name")
         stored = await self.store.get_event_by_request(f"{partner}/{request_id}")
         if stored is None or stored.partner_id != partner or stored.response is None:
@@ -296,6 +342,7 @@ class ScoringService:
         self, request: scoring_pb2.ReportOutcomeRequest, partner: str, *, source: str = "partner"
     ) -> scoring_pb2.Outcome:
         """Record one outcome; confirmed fraud and refusals feed every later check."""
+        await self._ready()
         target = request.WhichOneof("target")
         if target is None:
             raise InvalidArgumentError("one of report, application_id, payment_id", field="target")
@@ -328,26 +375,9 @@ class ScoringService:
         outcome.source = source
         if not o.HasField("event_time"):
             outcome.event_time.FromDatetime(event_time)
-        decision = scoring_pb2.ApplicationDecision.Name(o.decision).removeprefix(
-            "APPLICATION_DECISION_"
-        )
-        fraud = scoring_pb2.FraudStatus.Name(o.fraud_status).removeprefix("FRAUD_STATUS_")
         if subject.kind == "application":
             app = decode_document(_REQUEST_TYPES["application"], subject.payload)["application"]
-            for agg in events.outcome_event(
-                app, partner, event_time, decision=decision, fraud_status=fraud
-            ):
-                self.aggregates.apply(json.dumps(agg, separators=(",", ":")).encode())
-            self.index.mark(
-                partner,
-                str(app.get("application_id") or ""),
-                result={
-                    "APPROVED": "APPROVED",
-                    "REFUSED": "REJECTED",
-                    "CANCELLED": "CANCELLED",
-                }.get(decision, ""),
-                fraud_status=fraud if fraud != "UNSPECIFIED" else "",
-            )
+            self._apply_outcome(app, partner, outcome, o)
         body = outcome.SerializeToString()
         ack = await self.store.append_event(
             NewEvent(
@@ -361,6 +391,31 @@ class ScoringService:
             )
         )
         return scoring_pb2.Outcome.FromString(ack.response) if ack.response else outcome
+
+    def _apply_outcome(
+        self,
+        app: Mapping[str, Any],
+        partner: str,
+        outcome: scoring_pb2.Outcome,
+        reported: scoring_pb2.Outcome,
+    ) -> None:
+        decision = scoring_pb2.ApplicationDecision.Name(reported.decision).removeprefix(
+            "APPLICATION_DECISION_"
+        )
+        fraud = scoring_pb2.FraudStatus.Name(reported.fraud_status).removeprefix("FRAUD_STATUS_")
+        event_time = outcome.event_time.ToDatetime(UTC)
+        for agg in events.outcome_event(
+            app, partner, event_time, decision=decision, fraud_status=fraud
+        ):
+            self.aggregates.apply(json.dumps(agg, separators=(",", ":")).encode())
+        self.index.mark(
+            partner,
+            str(app.get("application_id") or ""),
+            result={"APPROVED": "APPROVED", "REFUSED": "REJECTED", "CANCELLED": "CANCELLED"}.get(
+                decision, ""
+            ),
+            fraud_status=fraud if fraud != "UNSPECIFIED" else "",
+        )
 
     async def _subject(
         self, request: scoring_pb2.ReportOutcomeRequest, target: str, partner: str
@@ -472,6 +527,7 @@ class ScoringService:
     ) -> tuple[list[scoring_pb2.Incident], str]:
         """The caller's incidents, newest first, filtered by ``field = "VALUE"`` clauses
         joined with AND (state, zone, assignee, event_kind, recommended_action)."""
+        await self._ready()
         wanted = _parse_filter(filter_text)
         size = 50 if page_size <= 0 else min(page_size, 1000)
         try:
