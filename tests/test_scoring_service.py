@@ -18,7 +18,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from lendgate.scoring import ScoringService, report_name
 from lendgate.store import StoreSettings, open_store
-from lendgate.v1 import scoring_pb2, scoring_pb2_grpc
+from lendgate.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
 from servers.scoring import ScoringServicer
 from tests.test_scoring import T0, Person, application, next_id
 from tests.test_server import serve_in_process
@@ -679,3 +679,31 @@ def test_restart_keeps_every_answer_the_same(tmp_path: Path) -> None:
     assert {"s04-passport-other-name", "s06-confirmed-fraud-applicant"} <= fired(straight)
     assert _comparable(restarted) == _comparable(straight)
     assert incidents[0] == incidents[1] == 2
+
+
+def test_payment_is_checked_and_validated(tmp_path: Path) -> None:
+    async def body(client: Callable[[str], Client]) -> None:
+        a = client("bank-a")
+        payment = scoring_pb2.PaymentEvent(
+            payment_id="pay-1",
+            type=scoring_pb2.PAYMENT_TYPE_CARD_TRANSFER,
+            amount=common_pb2.Money(amount_minor=150_000, currency="RUB"),
+        )
+        payment.event_time.FromDatetime(T0)
+        request = scoring_pb2.CheckPaymentRequest(request_id="p-1", payment=payment)
+        answer = await a.stub.CheckPayment(request, metadata=a.md, timeout=20)
+        assert answer.report.event_kind == common_pb2.EVENT_KIND_PAYMENT
+        assert answer.report.event_id == "pay-1" and answer.report.fraud_score == 0
+        full = await a.stub.GetReport(
+            scoring_pb2.GetReportRequest(name=answer.report.name), metadata=a.md
+        )
+        assert full.report.payment.payment_id == "pay-1"
+        payment.amount.amount_minor = -1
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await a.stub.CheckPayment(
+                scoring_pb2.CheckPaymentRequest(request_id="p-2", payment=payment), metadata=a.md
+            )
+        assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert violations(exc.value) == ["payment.amount.amount_minor"]
+
+    run(tmp_path, body)
