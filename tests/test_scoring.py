@@ -202,3 +202,20 @@ def test_rejected_request_changes_nothing(tmp_path: Path) -> None:
             assert await svc.store.last_seq() == 0
 
     asyncio.run(main())
+
+
+def test_a_request_id_cannot_serve_two_operations(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with service(tmp_path) as svc:
+            event = application(Person())
+            await svc.check("application", _request("one", event), "p")
+            outcome = scoring_pb2.ReportOutcomeRequest(
+                request_id="one",
+                application_id=event.application_id,
+                outcome=scoring_pb2.Outcome(decision=scoring_pb2.APPLICATION_DECISION_APPROVED),
+            )
+            with pytest.raises(InvalidArgumentError) as caught:
+                await svc.report_outcome(outcome, "p")
+            assert caught.value.reason == "REQUEST_ID_REUSED"
+
+    asyncio.run(main())

@@ -18,7 +18,6 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,10 +80,12 @@ def _request_id_of(name: str, field: str) -> str:
     return request_id
 
 
-@dataclass
-class _IncidentView:
-    partner: str
-    payload: dict[str, Any]
+def _reused(request_id: str) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"request_id {request_id!r} was used for another operation",
+        field="request_id",
+        reason="REQUEST_ID_REUSED",
+    )
 
 
 class ScoringService:
@@ -216,6 +217,8 @@ class ScoringService:
         try:
             stored = await self.store.get_event_by_request(key)
             if stored is not None and stored.response is not None:
+                if stored.kind != kind:
+                    raise _reused(request_id)
                 future.set_result(stored.response)
                 return stored.response
             violations = events.validate(kind, event, receive_time)
@@ -320,7 +323,12 @@ class ScoringService:
         await self._ready()
         request_id = _request_id_of(name, "name")
         stored = await self.store.get_event_by_request(f"{partner}/{request_id}")
-        if stored is None or stored.partner_id != partner or stored.response is None:
+        if (
+            stored is None
+            or stored.partner_id != partner
+            or stored.kind not in _REQUEST_TYPES
+            or stored.response is None
+        ):
             raise NotFoundError(f"{name} not found")
         report = scoring_pb2.Report.FromString(stored.response)
         if stored.kind == "application":
@@ -365,6 +373,8 @@ class ScoringService:
         key = f"{partner}/{request_id}"
         stored = await self.store.get_event_by_request(key)
         if stored is not None and stored.response is not None:
+            if stored.kind != "outcome":
+                raise _reused(request_id)
             return scoring_pb2.Outcome.FromString(stored.response)
         now = self._clock()
         event_time = o.event_time.ToDatetime(UTC) if o.HasField("event_time") else now
