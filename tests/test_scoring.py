@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from lendgate.aggregates import AggregateStore
-from lendgate.errors import InvalidArgumentError, PermissionDeniedError
+from lendgate.errors import InvalidArgumentError, PermissionDeniedError, ResourceExhaustedError
 from lendgate.lists import Lists
 from lendgate.rules import InMemoryRuleRepository, RuleBook
 from lendgate.scoring import ScoringService, install, load_pack
@@ -217,5 +217,26 @@ def test_a_request_id_cannot_serve_two_operations(tmp_path: Path) -> None:
             with pytest.raises(InvalidArgumentError) as caught:
                 await svc.report_outcome(outcome, "p")
             assert caught.value.reason == "REQUEST_ID_REUSED"
+
+    asyncio.run(main())
+
+
+def test_overload_is_refused_at_once_not_queued(tmp_path: Path) -> None:
+    async def main() -> None:
+        settings = StoreSettings(
+            database_url=f"sqlite:///{tmp_path / 'o.db'}", retention_interval_s=0
+        )
+        store = await asyncio.to_thread(open_store, None, settings)
+        try:
+            svc = ScoringService(store, max_in_flight=1)
+            requests = [_request(f"o{i}", application(Person(), minutes=i)) for i in range(2)]
+            results = await asyncio.gather(
+                *(svc.check("application", r, "p") for r in requests), return_exceptions=True
+            )
+            assert isinstance(results[0], bytes)
+            assert isinstance(results[1], ResourceExhaustedError)
+            await svc.check("application", requests[1], "p")  # admitted once the first is done
+        finally:
+            await store.aclose()
 
     asyncio.run(main())

@@ -29,6 +29,7 @@ from lendgate.errors import (
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
+    ResourceExhaustedError,
 )
 from lendgate.lists import Lists
 from lendgate.rules import CompiledRuleSet, EventKind, InMemoryRuleRepository, RuleBook
@@ -48,6 +49,9 @@ _REQUEST_TYPES = {
     "payment": "lendgate.v1.CheckPaymentRequest",
 }
 MAX_REQUEST_ID = 128
+MAX_CHECKS_IN_FLIGHT = 2048
+"""Checks admitted at once per process; more are refused RESOURCE_EXHAUSTED at once
+rather than queued behind the store (where their latency would grow without bound)."""
 RESOLUTION_AUTHOR = "$resolution"
 
 
@@ -98,6 +102,7 @@ class ScoringService:
         *,
         model: ModelScorer | None = None,
         clock: Callable[[], datetime] = _now,
+        max_in_flight: int = MAX_CHECKS_IN_FLIGHT,
     ) -> None:
         self.store = store
         self.pack = pack or load_pack()
@@ -113,6 +118,8 @@ class ScoringService:
         self._inflight: dict[str, asyncio.Future[bytes]] = {}
         self._incidents: dict[str, list[str]] = {}
         self._recovered = False
+        self._in_flight = 0
+        self._max_in_flight = max_in_flight
         self._recovering = asyncio.Lock()
 
     def recompile(self) -> None:
@@ -166,7 +173,17 @@ class ScoringService:
     async def check(self, kind: str, request: bytes, partner: str) -> bytes:
         """Check one serialized ``Check{Application,Payment}Request`` for ``partner``;
         returns the serialized ``Report``. A retry of a ``request_id`` returns the first
-        report and changes nothing."""
+        report and changes nothing. Over ``max_in_flight`` checks at once, the call is
+        refused with :class:`ResourceExhaustedError`."""
+        if self._in_flight >= self._max_in_flight:
+            raise ResourceExhaustedError("too many checks in flight; retry later")
+        self._in_flight += 1
+        try:
+            return await self._check(kind, request, partner)
+        finally:
+            self._in_flight -= 1
+
+    async def _check(self, kind: str, request: bytes, partner: str) -> bytes:
         await self._ready()
         started = time.perf_counter()
         receive_time = self._clock()
