@@ -707,3 +707,23 @@ def test_payment_is_checked_and_validated(tmp_path: Path) -> None:
         assert violations(exc.value) == ["payment.amount.amount_minor"]
 
     run(tmp_path, body)
+
+
+S01_CASES = {
+    "passport-before-birth": (Person(issued="1985-01-01"), None),
+    "under-18": (Person(birth="2010-01-01", issued="2024-02-01"), None),
+    "shared-passport": (Person(), Person(last="Twin", phone="+79164440000")),
+}
+
+
+@pytest.mark.parametrize("sub_rule", sorted(S01_CASES))
+def test_each_internal_contradiction(sub_rule: str, tmp_path: Path) -> None:
+    applicant, co_borrower = S01_CASES[sub_rule]
+
+    async def body(client: Callable[[str], Client]) -> None:
+        report = await client("bank-a").check(application(applicant, co_borrower=co_borrower))
+        s01 = rule(report, "s01-internal-contradiction")
+        assert [s.sub_rule_id for s in s01.sub_rules] == [sub_rule]
+        assert s01.points == s01.sub_rules[0].points > 0
+
+    run(tmp_path, body)
