@@ -8,21 +8,24 @@ from __future__ import annotations
 
 from lendgate.auction.coordinator import AuctionConfig, Coordinator
 from lendgate.config import Config
+from lendgate.scoring import ScoringService
 from lendgate.store import Store
 from lendgate.strategy import StrategyService
 from servers.auction import AuctionServicer
+from servers.scoring import ScoringServicer
 from servers.strategy import StrategyServicer
 
 
 def build_servicers(config: Config, store: Store) -> dict[str, object]:
     """Create the servicers for ``config`` over the opened ``store``, keyed by service name.
 
-    Strategies and the auction keep their state in memory until their repositories are
-    moved onto ``store``.
+    Scoring keeps its events, reports, outcomes and incidents in ``store`` (its
+    aggregates and match index are in memory); strategies and the auction keep their
+    state in memory until their repositories are moved onto ``store``.
     """
-    del store
     auction = AuctionConfig(bidding_window_s=config.auction_bidding_window_s)
     return {
+        "lendgate.v1.ScoringService": ScoringServicer(ScoringService(store)),
         "lendgate.v1.StrategyService": StrategyServicer(StrategyService()),
         "lendgate.v1.AuctionService": AuctionServicer(Coordinator(auction)),
     }

@@ -16,7 +16,5 @@ def test_python_example_reaches_the_server(server: ServerProcess) -> None:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, "README.md", "exec"), {})
-    # A real report once scoring is built; until then UNIMPLEMENTED, never a made-up report.
-    assert re.fullmatch(
-        r"\d+ ZONE_(BLACK|GREY)\n|StatusCode\.UNIMPLEMENTED .*not built yet.*\n", out.getvalue()
-    ), out.getvalue()
+    # A real report from the default rule pack.
+    assert re.fullmatch(r"\d+ ZONE_(BLACK|GREY)\n", out.getvalue()), out.getvalue()

@@ -123,6 +123,13 @@ class UnavailableError(LendgateError):
     reason = "UNAVAILABLE"
 
 
+class ResourceExhaustedError(LendgateError):
+    """Too much work is in flight: the call is shed before latency collapses; retry later."""
+
+    code = Code.RESOURCE_EXHAUSTED
+    reason = "OVERLOADED"
+
+
 class AbortedError(LendgateError):
     """A concurrent change won: the etag sent is stale (reason ``ETAG_MISMATCH``)."""
 

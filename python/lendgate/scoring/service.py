@@ -1,0 +1,684 @@
+"""The scoring service: check an event, record outcomes, manage incidents.
+
+One check (``docs/SCORING.md``): the Rust core decodes the request bytes; the event is
+validated completely (nothing changes for a rejected one); then, in one synchronous
+section that never awaits — so the event loop runs checks one at a time through it, in
+arrival order — the aggregates are updated at the event's time, the rules evaluated,
+the consortium matches collected and the event indexed; the report is then stored with
+the event (``request_id`` idempotency: a retry returns the first report) and an incident
+opened when the action is not APPROVE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from lendgate.aggregates import AggregateStore
+from lendgate.document import decode_document
+from lendgate.errors import (
+    AbortedError,
+    FieldViolation,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+)
+from lendgate.lists import Lists
+from lendgate.rules import CompiledRuleSet, EventKind, InMemoryRuleRepository, RuleBook
+from lendgate.scoring import events
+from lendgate.scoring.matching import MatchIndex
+from lendgate.scoring.pack import Pack, install, load_pack
+from lendgate.scoring.report import CheckFacts, build_report
+from lendgate.store import NewEvent, Store
+from lendgate.v1 import scoring_pb2
+
+ModelScorer = Callable[[Mapping[str, Any], Mapping[str, Any]], tuple[int, str, str] | None]
+"""(event, params) -> (risk score 0..1000, model name, model version), or ``None`` when
+no model is active. Never called to make up a score: ``None`` means no score."""
+
+_REQUEST_TYPES = {
+    "application": "lendgate.v1.CheckApplicationRequest",
+    "payment": "lendgate.v1.CheckPaymentRequest",
+}
+MAX_REQUEST_ID = 128
+MAX_CHECKS_IN_FLIGHT = 2048
+"""Checks admitted at once per process; more are refused RESOURCE_EXHAUSTED at once
+rather than queued behind the store (where their latency would grow without bound)."""
+RESOLUTION_AUTHOR = "$resolution"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _us(t: datetime) -> int:
+    return int(t.timestamp() * 1_000_000)
+
+
+def _from_us(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, tz=UTC)
+
+
+def report_name(request_id: str) -> str:
+    """``reports/{id}``: the id encodes the caller's request id (unpadded base64url)."""
+    return "reports/" + base64.urlsafe_b64encode(request_id.encode()).decode().rstrip("=")
+
+
+def _request_id_of(name: str, field: str) -> str:
+    prefix = "reports/"
+    token = name[len(prefix) :] if name.startswith(prefix) else ""
+    try:
+        request_id = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        request_id = ""
+    if not token or not request_id:
+        raise InvalidArgumentError("a report name reports/{report_id}", field=field)
+    return request_id
+
+
+def _reused(request_id: str) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"request_id {request_id!r} was used for another operation",
+        field="request_id",
+        reason="REQUEST_ID_REUSED",
+    )
+
+
+class ScoringService:
+    """Consortium application and payment scoring over one store (seed 001, seed 003)."""
+
+    def __init__(
+        self,
+        store: Store,
+        pack: Pack | None = None,
+        *,
+        model: ModelScorer | None = None,
+        clock: Callable[[], datetime] = _now,
+        max_in_flight: int = MAX_CHECKS_IN_FLIGHT,
+    ) -> None:
+        self.store = store
+        self.pack = pack or load_pack()
+        self.book = RuleBook(InMemoryRuleRepository())
+        self.lists = Lists()
+        install(self.pack, self.book, self.lists)
+        self.rules: CompiledRuleSet = self.book.compile(self.pack.zone_threshold)
+        self.aggregates = AggregateStore(self.pack.aggregates)
+        self.index = MatchIndex()
+        self._model = model
+        self._clock = clock
+        self._seq = 0
+        self._inflight: dict[str, asyncio.Future[bytes]] = {}
+        self._incidents: dict[str, list[str]] = {}
+        self._recovered = False
+        self._in_flight = 0
+        self._max_in_flight = max_in_flight
+        self._recovering = asyncio.Lock()
+
+    def recompile(self) -> None:
+        """Swap in the rule book's current rules (after an edit through the admin API)."""
+        self.rules = self.book.compile(self.pack.zone_threshold)
+
+    async def recover(self) -> int:
+        """Rebuild the in-memory state (aggregates, match index, incident index) by
+        replaying the store's log in order; done once, before the first call is served.
+        Returns the number of events replayed."""
+        async with self._recovering:
+            if self._recovered:
+                return 0
+            replayed = 0
+            applications: dict[str, Mapping[str, Any]] = {}
+            async for stored in self.store.snapshots.events_after(0):
+                replayed += 1
+                if stored.kind in _REQUEST_TYPES:
+                    self._replay_check(stored, applications)
+                elif stored.kind == "outcome":
+                    request = scoring_pb2.ReportOutcomeRequest.FromString(stored.payload)
+                    app = applications.get(f"{stored.partner_id}\x1f{stored.subject_id}")
+                    outcome = scoring_pb2.Outcome.FromString(stored.response or b"")
+                    if app is not None:
+                        self._apply_outcome(app, stored.partner_id, outcome, request.outcome)
+            self._recovered = True
+            return replayed
+
+    def _replay_check(self, stored: Any, applications: dict[str, Mapping[str, Any]]) -> None:
+        kind = stored.kind
+        event = decode_document(_REQUEST_TYPES[kind], stored.payload)[kind]
+        event_time = events.parse_time(event.get("event_time")) or _from_us(stored.event_time_us)
+        agg = events.aggregate_event(event, stored.partner_id, event_time)
+        self.aggregates.apply(json.dumps(agg, separators=(",", ":")).encode())
+        self._seq += 1
+        if kind == "application":
+            record = MatchIndex.record(self._seq, stored.partner_id, event, event_time)
+            self.index.add(record, events.match_keys(event))
+            applications[f"{stored.partner_id}\x1f{stored.subject_id}"] = event
+        report = scoring_pb2.Report.FromString(stored.response or b"")
+        if report.incident:
+            incident_id = report.incident.removeprefix("incidents/")
+            self._incidents.setdefault(stored.partner_id, []).append(incident_id)
+
+    async def _ready(self) -> None:
+        if not self._recovered:
+            await self.recover()
+
+    # --- checks ------------------------------------------------------------------------
+
+    async def check(self, kind: str, request: bytes, partner: str) -> bytes:
+        """Check one serialized ``Check{Application,Payment}Request`` for ``partner``;
+        returns the serialized ``Report``. A retry of a ``request_id`` returns the first
+        report and changes nothing. Over ``max_in_flight`` checks at once, the call is
+        refused with :class:`ResourceExhaustedError`."""
+        if self._in_flight >= self._max_in_flight:
+            raise ResourceExhaustedError("too many checks in flight; retry later")
+        self._in_flight += 1
+        try:
+            return await self._check(kind, request, partner)
+        finally:
+            self._in_flight -= 1
+
+    async def _check(self, kind: str, request: bytes, partner: str) -> bytes:
+        await self._ready()
+        started = time.perf_counter()
+        receive_time = self._clock()
+        try:
+            doc = decode_document(_REQUEST_TYPES[kind], request)
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(
+                f"the request is not a valid {_REQUEST_TYPES[kind]} message: {exc.message}",
+                reason="MALFORMED_MESSAGE",
+            ) from None
+        request_id = str(doc.get("request_id") or "") or uuid.uuid4().hex
+        if len(request_id) > MAX_REQUEST_ID:
+            raise InvalidArgumentError(f"at most {MAX_REQUEST_ID} characters", field="request_id")
+        event = doc.get(kind)
+        if not event:
+            raise InvalidArgumentError("required", field=kind)
+        return await self._check_event(
+            kind,
+            event,
+            request,
+            request_id=request_id,
+            partner=partner,
+            receive_time=receive_time,
+            started=started,
+        )
+
+    async def _check_event(
+        self,
+        kind: str,
+        event: Mapping[str, Any],
+        payload: bytes,
+        *,
+        request_id: str,
+        partner: str,
+        receive_time: datetime,
+        started: float,
+    ) -> bytes:
+        claimed = event.get("partner_id") or ""
+        if claimed and claimed != partner:
+            raise PermissionDeniedError(f"{kind}.partner_id: not the caller's partner id")
+        key = f"{partner}/{request_id}"
+        first = self._inflight.get(key)
+        if first is not None:
+            return await asyncio.shield(first)
+        # Registered before the first await, so a concurrent retry waits for this one.
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            stored = await self.store.get_event_by_request(key)
+            if stored is not None and stored.response is not None:
+                if stored.kind != kind:
+                    raise _reused(request_id)
+                future.set_result(stored.response)
+                return stored.response
+            violations = events.validate(kind, event, receive_time)
+            if violations:
+                raise InvalidArgumentError(
+                    "; ".join(f"{v.field}: {v.description}" for v in violations[:5]),
+                    violations=violations,
+                )
+            report, incident, keys, event_time = self._score(
+                kind,
+                event,
+                request_id=request_id,
+                partner=partner,
+                receive_time=receive_time,
+                started=started,
+            )
+            body = report.SerializeToString()
+            ack = await self.store.append_event(
+                NewEvent(
+                    key,
+                    partner,
+                    kind,
+                    _us(event_time),
+                    payload,
+                    subject_id=f"{kind}:{report.event_id}",
+                    keys=keys,
+                    response=body,
+                )
+            )
+            if ack.duplicate and ack.response is not None:
+                body = ack.response
+            elif incident is not None:
+                await self._open_incident(incident, partner, report, ack.seq)
+            future.set_result(body)
+            return body
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: a lone caller must not log "never retrieved"
+            raise
+        finally:
+            del self._inflight[key]
+
+    def _score(
+        self,
+        kind: str,
+        event: Mapping[str, Any],
+        *,
+        request_id: str,
+        partner: str,
+        receive_time: datetime,
+        started: float,
+    ) -> tuple[scoring_pb2.Report, str | None, list[tuple[str, str]], datetime]:
+        # The one synchronous section: no await from the aggregates' apply to the index
+        # update, so concurrent checks pass through it one at a time, in arrival order.
+        event_time = events.parse_time(event.get("event_time")) or receive_time
+        agg_event = events.aggregate_event(event, partner, event_time)
+        params = self.aggregates.apply(json.dumps(agg_event, separators=(",", ":")).encode())
+        model = self._model(event, params) if self._model is not None else None
+        score = model[0] if model else None
+        doc = json.dumps(
+            {kind: event, "params": params, "model": {"risk_score": score}},
+            separators=(",", ":"),
+        ).encode()
+        evaluation = self.rules.evaluate(doc, EventKind(kind.upper()), event_time, self.lists)
+        self._seq += 1
+        name = report_name(request_id)
+        keys = events.match_keys(event) if kind == "application" else []
+        current = MatchIndex.record(self._seq, partner, event, event_time)
+        matches = {
+            rule.rule_id: self.index.matches(
+                self.pack.matches.get(rule.rule_id, ()), keys, current, partner, name
+            )
+            for rule in evaluation.fired_rules
+            if self.pack.matches.get(rule.rule_id)
+        }
+        if kind == "application":
+            self.index.add(current, keys)
+        event_id = str(event.get("application_id") or event.get("payment_id") or "")
+        facts = CheckFacts(
+            name=name,
+            event_kind=kind,
+            event_id=event_id,
+            subtype=str(event.get("subtype") or "") if kind == "application" else "",
+            request_id=request_id,
+            event_time=event_time,
+            receive_time=receive_time,
+            model_risk_score=score,
+            rule_pack_revision=self.pack.revision,
+            model_name=model[1] if model else "",
+            model_version=model[2] if model else "",
+        )
+        report = build_report(facts, evaluation, matches)
+        incident = None
+        if report.recommended_action != scoring_pb2.RECOMMENDED_ACTION_APPROVE:
+            incident = uuid.uuid4().hex
+            report.incident = f"incidents/{incident}"
+        report.processing_time.FromNanoseconds(int((time.perf_counter() - started) * 1e9))
+        return report, incident, keys, event_time
+
+    async def get_report(self, name: str, partner: str) -> scoring_pb2.Report:
+        """A stored report with its event and outcomes; NOT_FOUND for another partner's."""
+        await self._ready()
+        request_id = _request_id_of(name, "name")
+        stored = await self.store.get_event_by_request(f"{partner}/{request_id}")
+        if (
+            stored is None
+            or stored.partner_id != partner
+            or stored.kind not in _REQUEST_TYPES
+            or stored.response is None
+        ):
+            raise NotFoundError(f"{name} not found")
+        report = scoring_pb2.Report.FromString(stored.response)
+        if stored.kind == "application":
+            report.application.CopyFrom(
+                scoring_pb2.CheckApplicationRequest.FromString(stored.payload).application
+            )
+        else:
+            report.payment.CopyFrom(
+                scoring_pb2.CheckPaymentRequest.FromString(stored.payload).payment
+            )
+        for ev in await self.store.events_by_subject(partner, stored.subject_id):
+            if ev.kind == "outcome":
+                report.outcomes.append(scoring_pb2.Outcome.FromString(ev.response or b""))
+        return report
+
+    # --- outcomes ----------------------------------------------------------------------
+
+    async def report_outcome(
+        self, request: scoring_pb2.ReportOutcomeRequest, partner: str, *, source: str = "partner"
+    ) -> scoring_pb2.Outcome:
+        """Record one outcome; confirmed fraud and refusals feed every later check."""
+        await self._ready()
+        target = request.WhichOneof("target")
+        if target is None:
+            raise InvalidArgumentError("one of report, application_id, payment_id", field="target")
+        if not request.HasField("outcome"):
+            raise InvalidArgumentError("required", field="outcome")
+        o = request.outcome
+        if not (o.decision or o.fraud_status or o.HasField("performance")):
+            raise InvalidArgumentError(
+                "at least one of decision, fraud_status, performance", field="outcome"
+            )
+        for field, enum, v in (
+            ("outcome.decision", scoring_pb2.ApplicationDecision, o.decision),
+            ("outcome.fraud_status", scoring_pb2.FraudStatus, o.fraud_status),
+            ("outcome.fraud_type", scoring_pb2.FraudType, o.fraud_type),
+        ):
+            if v not in enum.values():
+                raise InvalidArgumentError(f"unknown enum value {v}", field=field)
+        subject = await self._subject(request, target, partner)
+        request_id = request.request_id or uuid.uuid4().hex
+        key = f"{partner}/{request_id}"
+        stored = await self.store.get_event_by_request(key)
+        if stored is not None and stored.response is not None:
+            if stored.kind != "outcome":
+                raise _reused(request_id)
+            return scoring_pb2.Outcome.FromString(stored.response)
+        now = self._clock()
+        event_time = o.event_time.ToDatetime(UTC) if o.HasField("event_time") else now
+        outcome = scoring_pb2.Outcome()
+        outcome.CopyFrom(o)
+        outcome.name = f"{report_name(subject.request_id.split('/', 1)[1])}/outcomes/{request_id}"
+        outcome.record_time.FromDatetime(now)
+        outcome.source = source
+        if not o.HasField("event_time"):
+            outcome.event_time.FromDatetime(event_time)
+        if subject.kind == "application":
+            app = decode_document(_REQUEST_TYPES["application"], subject.payload)["application"]
+            self._apply_outcome(app, partner, outcome, o)
+        body = outcome.SerializeToString()
+        ack = await self.store.append_event(
+            NewEvent(
+                key,
+                partner,
+                "outcome",
+                _us(event_time),
+                request.SerializeToString(),
+                subject_id=subject.subject_id,
+                response=body,
+            )
+        )
+        return scoring_pb2.Outcome.FromString(ack.response) if ack.response else outcome
+
+    def _apply_outcome(
+        self,
+        app: Mapping[str, Any],
+        partner: str,
+        outcome: scoring_pb2.Outcome,
+        reported: scoring_pb2.Outcome,
+    ) -> None:
+        decision = scoring_pb2.ApplicationDecision.Name(reported.decision).removeprefix(
+            "APPLICATION_DECISION_"
+        )
+        fraud = scoring_pb2.FraudStatus.Name(reported.fraud_status).removeprefix("FRAUD_STATUS_")
+        event_time = outcome.event_time.ToDatetime(UTC)
+        for agg in events.outcome_event(
+            app, partner, event_time, decision=decision, fraud_status=fraud
+        ):
+            self.aggregates.apply(json.dumps(agg, separators=(",", ":")).encode())
+        self.index.mark(
+            partner,
+            str(app.get("application_id") or ""),
+            result={"APPROVED": "APPROVED", "REFUSED": "REJECTED", "CANCELLED": "CANCELLED"}.get(
+                decision, ""
+            ),
+            fraud_status=fraud if fraud != "UNSPECIFIED" else "",
+        )
+
+    async def _subject(
+        self, request: scoring_pb2.ReportOutcomeRequest, target: str, partner: str
+    ) -> Any:
+        if target == "report":
+            request_id = _request_id_of(request.report, "report")
+            stored = await self.store.get_event_by_request(f"{partner}/{request_id}")
+            if stored is None or stored.partner_id != partner or stored.kind == "outcome":
+                raise NotFoundError(f"{request.report} not found")
+            return stored
+        kind = "application" if target == "application_id" else "payment"
+        event_id = getattr(request, target)
+        found = [
+            e
+            for e in await self.store.events_by_subject(partner, f"{kind}:{event_id}")
+            if e.kind == kind
+        ]
+        if not found:
+            raise NotFoundError(f"{kind} {event_id!r} not found")
+        return found[-1]
+
+    async def batch_report_outcomes(
+        self, requests: list[scoring_pb2.ReportOutcomeRequest], partner: str
+    ) -> list[scoring_pb2.Outcome | Exception]:
+        """Record outcomes one by one, in order; each item succeeds or fails alone."""
+        if len(requests) > 10_000:
+            raise InvalidArgumentError("at most 10,000 items", field="requests")
+        results: list[scoring_pb2.Outcome | Exception] = []
+        for item in requests:
+            try:
+                results.append(await self.report_outcome(item, partner))
+            except (InvalidArgumentError, NotFoundError, PermissionDeniedError) as exc:
+                results.append(exc)
+        return results
+
+    # --- incidents ---------------------------------------------------------------------
+
+    async def _open_incident(
+        self, incident_id: str, partner: str, report: scoring_pb2.Report, seq: int
+    ) -> None:
+        payload = {
+            "partner": partner,
+            "report": report.name,
+            "event_kind": report.event_kind,
+            "event_id": report.event_id,
+            "fraud_score": report.fraud_score,
+            "zone": report.zone,
+            "model_risk_score": report.model_risk_score
+            if report.HasField("model_risk_score")
+            else None,
+            "recommended_action": report.recommended_action,
+            "fired_rule_names": [r.display_name for r in report.fired_rules],
+        }
+        await self.store.create_incident(
+            f"incident/{incident_id}", incident_id, json.dumps(payload).encode(), event_seq=seq
+        )
+        self._incidents.setdefault(partner, []).append(incident_id)
+
+    async def get_incident(self, name: str, partner: str) -> scoring_pb2.Incident:
+        """One of the caller's incidents with its comments; NOT_FOUND otherwise."""
+        return self._incident_proto(await self._stored_incident(name, partner))
+
+    async def _stored_incident(self, name: str, partner: str) -> Any:
+        incident_id = name.removeprefix("incidents/")
+        if not name.startswith("incidents/") or not incident_id:
+            raise InvalidArgumentError("an incident name incidents/{incident_id}", field="name")
+        try:
+            stored = await self.store.get_incident(incident_id)
+        except NotFoundError:
+            raise NotFoundError(f"{name} not found") from None
+        if json.loads(stored.payload).get("partner") != partner:
+            raise NotFoundError(f"{name} not found")
+        return stored
+
+    @staticmethod
+    def _incident_proto(stored: Any, *, comments: bool = True) -> scoring_pb2.Incident:
+        p = json.loads(stored.payload)
+        out = scoring_pb2.Incident(
+            name=f"incidents/{stored.incident_id}",
+            report=p["report"],
+            event_kind=p["event_kind"],
+            event_id=p["event_id"],
+            state=scoring_pb2.IncidentState.Value(f"INCIDENT_STATE_{stored.status.upper()}"),
+            fraud_score=p["fraud_score"],
+            zone=p["zone"],
+            recommended_action=p["recommended_action"],
+            fired_rule_names=p["fired_rule_names"],
+            assignee=stored.assignee,
+            etag=str(stored.updated_at_us),
+        )
+        if p.get("model_risk_score") is not None:
+            out.model_risk_score = p["model_risk_score"]
+        out.create_time.FromDatetime(_from_us(stored.created_at_us))
+        out.update_time.FromDatetime(_from_us(stored.updated_at_us))
+        for c in stored.comments:
+            if c.author == RESOLUTION_AUTHOR:
+                out.resolution.CopyFrom(
+                    scoring_pb2.IncidentResolution.FromString(bytes.fromhex(c.body))
+                )
+            elif comments:
+                comment = out.comments.add(
+                    name=f"{out.name}/comments/{c.comment_id}", author=c.author, text=c.body
+                )
+                comment.create_time.FromDatetime(_from_us(c.created_at_us))
+        return out
+
+    async def list_incidents(
+        self, partner: str, *, page_size: int, page_token: str, filter_text: str
+    ) -> tuple[list[scoring_pb2.Incident], str]:
+        """The caller's incidents, newest first, filtered by ``field = "VALUE"`` clauses
+        joined with AND (state, zone, assignee, event_kind, recommended_action)."""
+        await self._ready()
+        wanted = _parse_filter(filter_text)
+        size = 50 if page_size <= 0 else min(page_size, 1000)
+        try:
+            offset = int(page_token or "0")
+        except ValueError:
+            raise InvalidArgumentError("not a page token", field="page_token") from None
+        selected = []
+        for incident_id in reversed(self._incidents.get(partner, [])):
+            incident = self._incident_proto(
+                await self.store.get_incident(incident_id), comments=False
+            )
+            if all(_field_text(incident, f) == v for f, v in wanted):
+                selected.append(incident)
+        page = selected[offset : offset + size]
+        more = offset + size < len(selected)
+        return page, str(offset + size) if more else ""
+
+    async def assign_incident(
+        self, request_id: str, name: str, assignee: str, etag: str, partner: str
+    ) -> scoring_pb2.Incident:
+        """Assign (or unassign) an incident; an OPEN one becomes IN_PROGRESS."""
+        stored = await self._stored_incident(name, partner)
+        if etag and etag != str(stored.updated_at_us):
+            raise AbortedError(f"{name}: etag is stale", reason="ETAG_MISMATCH")
+        status = "in_progress" if stored.status == "open" and assignee else stored.status
+        updated = await self.store.update_incident(
+            request_id or uuid.uuid4().hex, stored.incident_id, status=status, assignee=assignee
+        )
+        return self._incident_proto(updated)
+
+    async def comment_incident(
+        self, request_id: str, name: str, text: str, partner: str
+    ) -> scoring_pb2.IncidentComment:
+        """Add a comment by the caller."""
+        if not 1 <= len(text) <= 10_000:
+            raise InvalidArgumentError("1..10,000 characters", field="text")
+        stored = await self._stored_incident(name, partner)
+        updated = await self.store.add_incident_comment(
+            request_id or uuid.uuid4().hex, stored.incident_id, author=partner, body=text
+        )
+        return self._incident_proto(updated).comments[-1]
+
+    async def resolve_incident(
+        self,
+        request_id: str,
+        name: str,
+        resolution: scoring_pb2.IncidentResolution,
+        etag: str,
+        partner: str,
+    ) -> tuple[scoring_pb2.Incident, scoring_pb2.Outcome]:
+        """Resolve an incident; the verdict is recorded as an outcome of its event."""
+        verdicts = {
+            scoring_pb2.INCIDENT_VERDICT_CONFIRMED_FRAUD: scoring_pb2.FRAUD_STATUS_CONFIRMED,
+            scoring_pb2.INCIDENT_VERDICT_FALSE_POSITIVE: scoring_pb2.FRAUD_STATUS_NOT_FRAUD,
+            scoring_pb2.INCIDENT_VERDICT_SUSPECTED: scoring_pb2.FRAUD_STATUS_SUSPECTED,
+        }
+        if resolution.verdict not in verdicts:
+            raise InvalidArgumentError("required", field="resolution.verdict")
+        stored = await self._stored_incident(name, partner)
+        if etag and etag != str(stored.updated_at_us):
+            raise AbortedError(f"{name}: etag is stale", reason="ETAG_MISMATCH")
+        if stored.status == "resolved":
+            raise AbortedError(f"{name} is already resolved", reason="ALREADY_RESOLVED")
+        request_id = request_id or uuid.uuid4().hex
+        done = scoring_pb2.IncidentResolution()
+        done.CopyFrom(resolution)
+        done.resolved_by = partner
+        done.resolve_time.FromDatetime(self._clock())
+        outcome_request = scoring_pb2.ReportOutcomeRequest(
+            request_id=f"{request_id}/outcome",
+            report=json.loads(stored.payload)["report"],
+            outcome=scoring_pb2.Outcome(
+                fraud_status=verdicts[resolution.verdict],
+                fraud_type=resolution.fraud_type,
+                decision=resolution.decision,
+                comment=resolution.comment,
+            ),
+        )
+        outcome = await self.report_outcome(outcome_request, partner, source=partner)
+        await self.store.add_incident_comment(
+            f"{request_id}/resolution",
+            stored.incident_id,
+            author=RESOLUTION_AUTHOR,
+            body=done.SerializeToString().hex(),
+        )
+        updated = await self.store.update_incident(
+            request_id, stored.incident_id, status="resolved"
+        )
+        return self._incident_proto(updated), outcome
+
+
+_FILTER_FIELDS = {
+    "state": ("state", scoring_pb2.IncidentState, "INCIDENT_STATE_"),
+    "zone": ("zone", scoring_pb2.Zone, "ZONE_"),
+    "recommended_action": (
+        "recommended_action",
+        scoring_pb2.RecommendedAction,
+        "RECOMMENDED_ACTION_",
+    ),
+    "assignee": ("assignee", None, ""),
+}
+
+
+def _parse_filter(text: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    if not text.strip():
+        return out
+    for clause in text.split(" AND "):
+        name, sep, raw = clause.partition("=")
+        name, raw = name.strip(), raw.strip()
+        if not sep or name not in _FILTER_FIELDS or len(raw) < 2 or raw[0] != '"' or raw[-1] != '"':
+            raise InvalidArgumentError(
+                f'unsupported clause {clause.strip()!r}: use field = "VALUE" joined by AND '
+                f"over {', '.join(sorted(_FILTER_FIELDS))}",
+                field="filter",
+            )
+        out.append((name, raw[1:-1]))
+    return out
+
+
+def _field_text(incident: scoring_pb2.Incident, name: str) -> str:
+    attr, enum, prefix = _FILTER_FIELDS[name]
+    v = getattr(incident, attr)
+    return enum.Name(v).removeprefix(prefix) if enum is not None else str(v)
+
+
+__all__ = ["FieldViolation", "ModelScorer", "ScoringService", "report_name"]

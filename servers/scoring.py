@@ -1,0 +1,164 @@
+"""ScoringService servicer: thin routing between the contract and lendgate.scoring.
+
+CheckApplication and CheckPayment take the raw request bytes (the Rust core decodes
+them) and answer with bytes: the domain returns the serialized ``Report`` and the
+response (``Report report = 1``) is that message behind its field tag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from google.rpc import code_pb2
+
+from lendgate.auth import current_partner
+from lendgate.errors import InvalidArgumentError, LendgateError
+from lendgate.scoring import ScoringService
+from lendgate.v1 import common_pb2, scoring_pb2
+from servers.errors import grpc_code
+from servers.handlers import Ctx, raw_request
+
+
+def _field_1(message: bytes) -> bytes:
+    """``message`` as field 1 (length-delimited) of its enclosing message."""
+    size = len(message)
+    prefix = bytearray(b"\x0a")
+    while True:
+        byte = size & 0x7F
+        size >>= 7
+        if size:
+            prefix.append(byte | 0x80)
+        else:
+            prefix.append(byte)
+            return bytes(prefix) + message
+
+
+def item_error(exc: LendgateError) -> common_pb2.ItemError:
+    """What a stream or batch item reports instead of the unary call's status."""
+    err = common_pb2.ItemError(
+        code=code_pb2.Code.Value(grpc_code(exc).name), reason=exc.reason, message=exc.message
+    )
+    if isinstance(exc, InvalidArgumentError):
+        for v in exc.violations:
+            err.field_violations.add(field=v.field, description=v.description)
+    return err
+
+
+class ScoringServicer:
+    """Implements ``lendgate.v1.ScoringService`` over a :class:`ScoringService`."""
+
+    def __init__(self, service: ScoringService) -> None:
+        self.service = service
+
+    @raw_request
+    async def CheckApplication(self, request: bytes, context: Ctx) -> bytes:
+        return _field_1(
+            await self.service.check("application", request, current_partner().partner_id)
+        )
+
+    @raw_request
+    async def CheckPayment(self, request: bytes, context: Ctx) -> bytes:
+        return _field_1(await self.service.check("payment", request, current_partner().partner_id))
+
+    async def CheckStream(
+        self, requests: AsyncIterator[scoring_pb2.CheckStreamRequest], context: Ctx
+    ) -> AsyncIterator[scoring_pb2.CheckStreamResponse]:
+        # Items are answered one at a time, in order: the next item is read only after
+        # the previous answer was produced, so gRPC flow control reaches the client.
+        partner = current_partner().partner_id
+        async for item in requests:
+            out = scoring_pb2.CheckStreamResponse(correlation_id=item.correlation_id)
+            try:
+                kind = item.WhichOneof("event")
+                if not item.correlation_id:
+                    raise InvalidArgumentError("required", field="correlation_id")
+                if kind == "application":
+                    unary = scoring_pb2.CheckApplicationRequest(
+                        request_id=item.request_id, application=item.application
+                    ).SerializeToString()
+                elif kind == "payment":
+                    unary = scoring_pb2.CheckPaymentRequest(
+                        request_id=item.request_id, payment=item.payment
+                    ).SerializeToString()
+                else:
+                    raise InvalidArgumentError("one of application, payment", field="event")
+                out.report.ParseFromString(await self.service.check(kind, unary, partner))
+            except LendgateError as exc:
+                out.error.CopyFrom(item_error(exc))
+            yield out
+
+    async def ReportOutcome(
+        self, request: scoring_pb2.ReportOutcomeRequest, context: Ctx
+    ) -> scoring_pb2.ReportOutcomeResponse:
+        outcome = await self.service.report_outcome(request, current_partner().partner_id)
+        return scoring_pb2.ReportOutcomeResponse(outcome=outcome)
+
+    async def BatchReportOutcomes(
+        self, request: scoring_pb2.BatchReportOutcomesRequest, context: Ctx
+    ) -> scoring_pb2.BatchReportOutcomesResponse:
+        results = await self.service.batch_report_outcomes(
+            list(request.requests), current_partner().partner_id
+        )
+        out = scoring_pb2.BatchReportOutcomesResponse()
+        for i, result in enumerate(results):
+            item = out.results.add(index=i)
+            if isinstance(result, LendgateError):
+                item.error.CopyFrom(item_error(result))
+            elif isinstance(result, scoring_pb2.Outcome):
+                item.outcome.CopyFrom(result)
+        return out
+
+    async def GetReport(
+        self, request: scoring_pb2.GetReportRequest, context: Ctx
+    ) -> scoring_pb2.GetReportResponse:
+        report = await self.service.get_report(request.name, current_partner().partner_id)
+        return scoring_pb2.GetReportResponse(report=report)
+
+    async def ListIncidents(
+        self, request: scoring_pb2.ListIncidentsRequest, context: Ctx
+    ) -> scoring_pb2.ListIncidentsResponse:
+        incidents, token = await self.service.list_incidents(
+            current_partner().partner_id,
+            page_size=request.page_size,
+            page_token=request.page_token,
+            filter_text=request.filter,
+        )
+        return scoring_pb2.ListIncidentsResponse(incidents=incidents, next_page_token=token)
+
+    async def GetIncident(
+        self, request: scoring_pb2.GetIncidentRequest, context: Ctx
+    ) -> scoring_pb2.GetIncidentResponse:
+        incident = await self.service.get_incident(request.name, current_partner().partner_id)
+        return scoring_pb2.GetIncidentResponse(incident=incident)
+
+    async def AssignIncident(
+        self, request: scoring_pb2.AssignIncidentRequest, context: Ctx
+    ) -> scoring_pb2.AssignIncidentResponse:
+        incident = await self.service.assign_incident(
+            request.request_id,
+            request.name,
+            request.assignee,
+            request.etag,
+            current_partner().partner_id,
+        )
+        return scoring_pb2.AssignIncidentResponse(incident=incident)
+
+    async def CommentIncident(
+        self, request: scoring_pb2.CommentIncidentRequest, context: Ctx
+    ) -> scoring_pb2.CommentIncidentResponse:
+        comment = await self.service.comment_incident(
+            request.request_id, request.name, request.text, current_partner().partner_id
+        )
+        return scoring_pb2.CommentIncidentResponse(comment=comment)
+
+    async def ResolveIncident(
+        self, request: scoring_pb2.ResolveIncidentRequest, context: Ctx
+    ) -> scoring_pb2.ResolveIncidentResponse:
+        incident, outcome = await self.service.resolve_incident(
+            request.request_id,
+            request.name,
+            request.resolution,
+            request.etag,
+            current_partner().partner_id,
+        )
+        return scoring_pb2.ResolveIncidentResponse(incident=incident, outcome=outcome)
