@@ -418,6 +418,41 @@ def test_snapshot_plus_tail_covers_the_log(store: SqlStore) -> None:
     run(scenario())
 
 
+def test_key_index_resumes_after_restart_from_log_then_backlog(database_url: str) -> None:
+    """Unindexed events of a previous run are read back; new ones come from the backlog."""
+    quiet = settings_for(database_url, key_index_interval_s=3600)
+
+    async def first() -> None:
+        s = open_store(None, quiet)
+        try:
+            await s.append_events([event(f"a{i}") for i in range(5)])
+            # A duplicate adds no keys.
+            await s.append_event(event("a0"))
+        finally:
+            await s.aclose()
+
+    async def second() -> None:
+        s = open_store(None, quiet)
+        try:
+            await s.append_events([event(f"b{i}") for i in range(3)])
+            assert await asyncio.to_thread(s.index_keys_blocking) == 8
+            assert await asyncio.to_thread(s.index_keys_blocking) == 0
+            keys = s._run_read(
+                lambda tx: tx.execute("SELECT count(*) FROM event_keys").fetchone()[0]
+            )
+            assert int(keys) == 2 * 8
+            found = await s.events_by_key("phone", "79990001122", limit=100)
+            assert len(found) == 8
+            await s.append_event(event("c0"))
+            assert await asyncio.to_thread(s.index_keys_blocking) == 1
+            assert len(await s.events_by_key("phone", "79990001122", limit=100)) == 9
+        finally:
+            await s.aclose()
+
+    run(first())
+    run(second())
+
+
 # --- retention -----------------------------------------------------------------------------
 
 

@@ -17,10 +17,97 @@ _PAIR = "\x1f"  # between a key's kind and value
 _KEY = "\x1e"  # between keys
 
 
+_blake2b = hashlib.blake2b
+_from_bytes = int.from_bytes
+
+
 def key_hash(kind: str, value: str) -> int:
     """The signed 64-bit index value of one key (stable across processes and machines)."""
-    digest = hashlib.blake2b(f"{kind}{_PAIR}{value}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+    digest = _blake2b(f"{kind}{_PAIR}{value}".encode(), digest_size=8).digest()
+    return _from_bytes(digest, "big", signed=True)
+
+
+class KeyBacklog:
+    """Hashed keys of committed events the index does not cover yet (writer thread only).
+
+    The writer hashes an event's keys when it inserts the event, so the indexer does not
+    read the rows back and decode them. What a batch adds is *staged* and joins the backlog
+    only when that batch commits (a rolled-back batch leaves no trace); the index operation
+    likewise empties the backlog only when its own transaction commits. The backlog covers
+    the log from ``start`` (``None`` after a restart, until the first commit) to ``end``:
+    the indexer reads the events before ``start`` from the database, the rest from here.
+    """
+
+    __slots__ = (
+        "_limit",
+        "_staged",
+        "_staged_events",
+        "_staged_first",
+        "_staged_last",
+        "_taken",
+        "end",
+        "events",
+        "rows",
+        "start",
+    )
+
+    def __init__(self, limit: int = 4_000_000) -> None:
+        self.start: int | None = None
+        self.end = 0
+        self.events = 0
+        self.rows: list[tuple[int, int]] = []
+        self._limit = limit
+        self._taken = False
+        self._staged: list[tuple[int, int]] = []
+        self._staged_events = 0
+        self._staged_first = 0
+        self._staged_last = 0
+
+    def stage(self, seq: int, keys: Iterable[tuple[str, str]]) -> None:
+        """Record the keys of one event the running batch inserted."""
+        if not self._staged_events:
+            self._staged_first = self._staged_last = seq
+        elif seq < self._staged_first:
+            self._staged_first = seq
+        elif seq > self._staged_last:
+            self._staged_last = seq
+        self._staged_events += 1
+        append = self._staged.append
+        for kind, value in dict.fromkeys(keys):
+            append((key_hash(kind, value), seq))
+
+    def take(self) -> None:
+        """The running batch indexes the whole backlog (it empties on commit)."""
+        self._taken = True
+
+    def commit(self) -> None:
+        """The batch committed: apply what it took and staged."""
+        if self._taken and self.start is not None:
+            self.rows = []
+            self.events = 0
+            self.start = self.end + 1
+        if self._staged_events:
+            if self.start is None:
+                self.start = self._staged_first
+            self.rows.extend(self._staged)
+            self.events += self._staged_events
+            self.end = self._staged_last
+        self.rollback()
+        if len(self.rows) > self._limit:  # nobody indexes: stop holding keys in memory
+            self.clear()
+
+    def rollback(self) -> None:
+        """The batch is over without effect (or its effect was applied): reset the staging."""
+        self._taken = False
+        self._staged = []
+        self._staged_events = 0
+
+    def clear(self) -> None:
+        """Forget everything (the indexer then reads the log from the database)."""
+        self.start = None
+        self.end = 0
+        self.events = 0
+        self.rows = []
 
 
 def encode(keys: Iterable[tuple[str, str]]) -> str:

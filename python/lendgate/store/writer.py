@@ -82,6 +82,7 @@ class GroupCommitWriter:
         self._retry_at = 0.0
         self._backoff_s = 0.05
         self._closed = False
+        self.key_backlog = matchkeys.KeyBacklog()
         self._thread = threading.Thread(target=self._run, name="lendgate-store-writer", daemon=True)
 
     def start(self, tx: Tx) -> None:
@@ -192,6 +193,7 @@ class GroupCommitWriter:
             results = self._apply(tx, batch)
             tx.execute("COMMIT")
         except BaseException as exc:
+            self.key_backlog.rollback()
             with contextlib.suppress(Exception):
                 tx.execute("ROLLBACK")
             if self._backend.is_disconnect(exc):
@@ -206,6 +208,7 @@ class GroupCommitWriter:
             else:
                 _fail(batch, exc)
             return
+        self.key_backlog.commit()
         _settle(batch, results)
 
     def _apply(self, tx: Tx, batch: list[_Write]) -> list[object]:
@@ -215,8 +218,11 @@ class GroupCommitWriter:
             acks = self._backend.insert_events(
                 tx, [w.event for _, w in events], [w.received_at_us for _, w in events]
             )
-            for (i, _), ack in zip(events, acks, strict=True):
+            stage = self.key_backlog.stage
+            for (i, event_write), ack in zip(events, acks, strict=True):
                 results[i] = ack
+                if not ack.duplicate:
+                    stage(ack.seq, event_write.event.keys)
         clock = now_us()
         for i, write in enumerate(batch):
             if isinstance(write, _OpWrite):
