@@ -133,7 +133,7 @@ def test_migrations_apply_once_and_are_idempotent_on_restart(database_url: str) 
         versions = s._run_read(
             lambda tx: tx.execute("SELECT version FROM schema_migrations").fetchall()
         )
-        assert [int(v[0]) for v in versions] == [1]
+        assert [int(v[0]) for v in versions] == [1, 2]
     finally:
         s.close()
 

@@ -9,6 +9,7 @@ pub mod aggregates;
 pub mod document;
 pub mod error;
 pub mod expr;
+pub mod matchkeys;
 pub mod normalize;
 
 pub use error::{CoreError, CoreResult};
