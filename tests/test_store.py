@@ -9,6 +9,7 @@ schema. Nothing here mocks the database.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 
+from bench.synthetic import probes
 from lendgate.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
@@ -33,6 +35,7 @@ from lendgate.errors import (
     NotFoundError,
     UnavailableError,
 )
+from lendgate.recovery import StateKeeper, answers
 from lendgate.store import (
     Deal,
     NewEvent,
@@ -43,6 +46,7 @@ from lendgate.store import (
     StoreSettings,
     open_store,
 )
+from tests.recovery_crash_child import machine
 
 T = TypeVar("T")
 DAY_US = 86_400 * 1_000_000
@@ -651,3 +655,55 @@ def test_settings_come_from_the_environment(
     finally:
         s.close()
     assert (tmp_path / "var" / "lendgate.db").exists()
+
+
+# --- recovery of the in-memory state -------------------------------------------------------
+
+RECOVERY_CHILD = Path(__file__).with_name("recovery_crash_child.py")
+
+
+def test_state_after_kill_9_and_restart_answers_as_before(database_url: str) -> None:
+
+    open_store(None, settings_for(database_url)).close()
+    child = subprocess.Popen(
+        [sys.executable, str(RECOVERY_CHILD), database_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    states: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = child.stdout.readline()
+        if not line:
+            break
+        states.append(line.decode())
+        if int(line.split()[1]) >= 3000:
+            break
+    child.send_signal(signal.SIGKILL)
+    rest, err = child.communicate(timeout=10)
+    assert child.returncode == -signal.SIGKILL, err.decode()
+    states += [line.decode() + "\n" for line in rest.split(b"\n")[:-1]]
+    _, position, before = states[-1].split(" ", 2)
+    assert int(position) >= 3000, err.decode()
+
+    s = open_store(None, settings_for(database_url))
+    try:
+
+        async def restart() -> None:
+            snapshot = await s.snapshots.load_latest()
+            assert snapshot is not None and 0 < snapshot.position <= int(position)
+            keeper = StateKeeper(s, machine())
+            report = await keeper.recover(until=int(position))
+            assert report.snapshot_position == snapshot.position
+            assert report.position == int(position)
+            assert 0 <= report.replayed <= int(position) - snapshot.position
+            after = json.loads(json.dumps(answers(keeper.machine, probes())))  # type: ignore[arg-type]
+            assert after == json.loads(before)
+            # And the whole log: every acknowledged event is in the state after restart.
+            full = StateKeeper(s, machine())
+            assert (await full.recover()).position == await s.last_seq()
+
+        run(restart())
+    finally:
+        s.close()
