@@ -110,7 +110,7 @@ class KeyBacklog:
 
 def encode(keys: Iterable[tuple[str, str]]) -> str:
     """The keys, without duplicates, as the row's ``match_keys`` string."""
-    return _KEY.join(f"{kind}{_PAIR}{value}" for kind, value in dict.fromkeys(keys))
+    return _KEY.join(map(_PAIR.join, dict.fromkeys(keys)))
 
 
 def decode(text: str) -> tuple[tuple[str, str], ...]:
