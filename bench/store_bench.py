@@ -20,6 +20,7 @@ import random
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import replace
@@ -77,8 +78,33 @@ async def ingest(
             latencies.append((time.perf_counter() - start) * 1000)
 
     start, cpu = time.perf_counter(), time.process_time()
+    threads_before = store_thread_cpu()
     await asyncio.gather(*(caller() for _ in range(concurrency)))
+    # The store's own threads (writer, indexer...): what storage costs per event, whoever calls.
+    threads_after = store_thread_cpu()
+    THREAD_CPU.clear()
+    THREAD_CPU.update({k: v - threads_before.get(k, 0.0) for k, v in threads_after.items()})
     return time.perf_counter() - start, time.process_time() - cpu, latencies
+
+
+THREAD_CPU: dict[str, float] = {}
+
+
+def store_thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of each live ``lendgate-store-*`` thread, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    result: dict[str, float] = {}
+    for thread in threading.enumerate():
+        if not thread.name.startswith("lendgate-store") or thread.native_id is None:
+            continue
+        try:
+            stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        name = thread.name.removeprefix("lendgate-store-").split("_")[0]
+        result[name] = result.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return result
 
 
 CLUSTER_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "pg_test_cluster.sh"
@@ -148,6 +174,10 @@ def main() -> None:
     print(
         f"process CPU        {cpu / args.events * 1e6:.1f} us/event (load {os.getloadavg()[0]:.1f})"
     )
+    per_thread = ", ".join(
+        f"{name} {cpu_s / args.events * 1e6:.1f}" for name, cpu_s in sorted(THREAD_CPU.items())
+    )
+    print(f"store threads CPU  {per_thread} us/event")
     print(
         f"call latency (ms)  p50 {statistics.median(latencies):.2f}"
         f"  p99 {latencies[int(len(latencies) * 0.99)]:.2f}  max {latencies[-1]:.2f}"

@@ -9,6 +9,7 @@ schema. Nothing here mocks the database.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 
+from bench.synthetic import probes
 from lendgate.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
@@ -33,6 +35,7 @@ from lendgate.errors import (
     NotFoundError,
     UnavailableError,
 )
+from lendgate.recovery import StateKeeper, answers
 from lendgate.store import (
     Deal,
     NewEvent,
@@ -43,6 +46,7 @@ from lendgate.store import (
     StoreSettings,
     open_store,
 )
+from tests.recovery_crash_child import machine
 
 T = TypeVar("T")
 DAY_US = 86_400 * 1_000_000
@@ -133,7 +137,7 @@ def test_migrations_apply_once_and_are_idempotent_on_restart(database_url: str) 
         versions = s._run_read(
             lambda tx: tx.execute("SELECT version FROM schema_migrations").fetchall()
         )
-        assert [int(v[0]) for v in versions] == [1]
+        assert [int(v[0]) for v in versions] == [1, 2]
     finally:
         s.close()
 
@@ -418,6 +422,41 @@ def test_snapshot_plus_tail_covers_the_log(store: SqlStore) -> None:
     run(scenario())
 
 
+def test_key_index_resumes_after_restart_from_log_then_backlog(database_url: str) -> None:
+    """Unindexed events of a previous run are read back; new ones come from the backlog."""
+    quiet = settings_for(database_url, key_index_interval_s=3600)
+
+    async def first() -> None:
+        s = open_store(None, quiet)
+        try:
+            await s.append_events([event(f"a{i}") for i in range(5)])
+            # A duplicate adds no keys.
+            await s.append_event(event("a0"))
+        finally:
+            await s.aclose()
+
+    async def second() -> None:
+        s = open_store(None, quiet)
+        try:
+            await s.append_events([event(f"b{i}") for i in range(3)])
+            assert await asyncio.to_thread(s.index_keys_blocking) == 8
+            assert await asyncio.to_thread(s.index_keys_blocking) == 0
+            keys = s._run_read(
+                lambda tx: tx.execute("SELECT count(*) FROM event_keys").fetchone()[0]
+            )
+            assert int(keys) == 2 * 8
+            found = await s.events_by_key("phone", "79990001122", limit=100)
+            assert len(found) == 8
+            await s.append_event(event("c0"))
+            assert await asyncio.to_thread(s.index_keys_blocking) == 1
+            assert len(await s.events_by_key("phone", "79990001122", limit=100)) == 9
+        finally:
+            await s.aclose()
+
+    run(first())
+    run(second())
+
+
 # --- retention -----------------------------------------------------------------------------
 
 
@@ -616,3 +655,55 @@ def test_settings_come_from_the_environment(
     finally:
         s.close()
     assert (tmp_path / "var" / "lendgate.db").exists()
+
+
+# --- recovery of the in-memory state -------------------------------------------------------
+
+RECOVERY_CHILD = Path(__file__).with_name("recovery_crash_child.py")
+
+
+def test_state_after_kill_9_and_restart_answers_as_before(database_url: str) -> None:
+
+    open_store(None, settings_for(database_url)).close()
+    child = subprocess.Popen(
+        [sys.executable, str(RECOVERY_CHILD), database_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    states: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = child.stdout.readline()
+        if not line:
+            break
+        states.append(line.decode())
+        if int(line.split()[1]) >= 3000:
+            break
+    child.send_signal(signal.SIGKILL)
+    rest, err = child.communicate(timeout=10)
+    assert child.returncode == -signal.SIGKILL, err.decode()
+    states += [line.decode() + "\n" for line in rest.split(b"\n")[:-1]]
+    _, position, before = states[-1].split(" ", 2)
+    assert int(position) >= 3000, err.decode()
+
+    s = open_store(None, settings_for(database_url))
+    try:
+
+        async def restart() -> None:
+            snapshot = await s.snapshots.load_latest()
+            assert snapshot is not None and 0 < snapshot.position <= int(position)
+            keeper = StateKeeper(s, machine())
+            report = await keeper.recover(until=int(position))
+            assert report.snapshot_position == snapshot.position
+            assert report.position == int(position)
+            assert 0 <= report.replayed <= int(position) - snapshot.position
+            after = json.loads(json.dumps(answers(keeper.machine, probes())))  # type: ignore[arg-type]
+            assert after == json.loads(before)
+            # And the whole log: every acknowledged event is in the state after restart.
+            full = StateKeeper(s, machine())
+            assert (await full.recover()).position == await s.last_seq()
+
+        run(restart())
+    finally:
+        s.close()

@@ -3,6 +3,7 @@
 Private: import the curated names from :mod:`lendgate` instead.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 __version__: str
@@ -191,3 +192,9 @@ class RuleSet:
         lists: ListRegistry,
     ) -> list[bytes]:
         """Evaluate on many documents in one call; one JSON result each."""
+
+def key_hash(kind: str, value: str) -> int:
+    """The store's signed 64-bit index value of one match key (SipHash-1-3, stable)."""
+
+def key_rows(seq: int, keys: Sequence[tuple[str, str]]) -> list[tuple[int, int]]:
+    """``(key_hash, seq)`` index rows for one event's keys, without duplicate keys."""

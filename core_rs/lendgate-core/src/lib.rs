@@ -11,6 +11,7 @@ pub mod document;
 pub mod error;
 pub mod expr;
 pub mod lists;
+pub mod matchkeys;
 pub mod normalize;
 pub mod rules;
 pub mod strategy;

@@ -11,6 +11,7 @@ mod document;
 mod error;
 mod expr;
 mod lists;
+mod matchkeys;
 mod normalize;
 mod rules;
 mod strategy;
@@ -20,6 +21,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", lendgate_core::VERSION)?;
     error::register(m)?;
     m.add_function(wrap_pyfunction!(normalize::normalize_key, m)?)?;
+    m.add_function(wrap_pyfunction!(matchkeys::key_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(matchkeys::key_rows, m)?)?;
     m.add_function(wrap_pyfunction!(document::decode_document, m)?)?;
     m.add_class::<expr::PyCompiledExpression>()?;
     m.add_class::<expr::PyCompiledUnaryExpression>()?;

@@ -210,27 +210,35 @@ class SqliteBackend(Backend):
         seq = 0 if row is None else int(row[0])
         rows: list[tuple[Any, ...]] = []
         result: list[EventAck] = []
+        first: dict[str, int] = {}  # request_id -> index in result, for repeats in the batch
+        encode = matchkeys.encode
         for event, received in zip(events, received_at_us, strict=True):
-            ack = acks.get(event.request_id)
+            request_id = event.request_id
+            ack = acks.get(request_id)
             if ack is None:
-                seq += 1
-                ack = EventAck(seq, event.request_id, received, event.response, False)
-                acks[event.request_id] = EventAck(
-                    seq, event.request_id, received, event.response, True
-                )
-                rows.append(
-                    (
-                        seq,
-                        event.request_id,
-                        event.partner_id,
-                        event.kind,
-                        event.subject_id,
-                        event.event_time_us,
-                        received,
-                        event.payload,
-                        event.response,
-                        matchkeys.encode(event.keys),
+                at = first.get(request_id)
+                if at is None:
+                    seq += 1
+                    first[request_id] = len(result)
+                    result.append(EventAck(seq, request_id, received, event.response, False))
+                    rows.append(
+                        (
+                            seq,
+                            request_id,
+                            event.partner_id,
+                            event.kind,
+                            event.subject_id,
+                            event.event_time_us,
+                            received,
+                            event.payload,
+                            event.response,
+                            encode(event.keys),
+                        )
                     )
+                    continue
+                new = result[at]
+                ack = acks[request_id] = EventAck(
+                    new.seq, request_id, new.received_at_us, new.response, True
                 )
             result.append(ack)
         if rows:

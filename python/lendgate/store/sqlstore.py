@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import operator
 import re
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -53,6 +54,8 @@ log = logging.getLogger(__name__)
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _US_PER_DAY = 86_400 * 1_000_000
 _SNAPSHOTS_KEPT = 2
+_MAX_SEQ = 2**63 - 1
+_first = operator.itemgetter(0)
 
 _EVENT_COLUMNS = (
     "seq, request_id, partner_id, kind, subject_id, event_time_us, received_at_us,"
@@ -679,7 +682,9 @@ class SqlStore:
         total = 0
         while True:
             future = self._writer.submit_blocking(
-                None, "index_keys", _index_batch(self._db, self.settings.key_index_batch)
+                None,
+                "index_keys",
+                _index_batch(self._db, self.settings.key_index_batch, self._writer.key_backlog),
             )
             done = int(json.loads(future.result()))
             total += done
@@ -960,36 +965,53 @@ def _indexed_through(tx: Tx) -> int:
     return int(tx.execute("SELECT through_seq FROM event_keys_indexed WHERE id = 1").fetchone()[0])
 
 
-def _index_batch(db: Backend, size: int) -> OpFn:
+def _index_batch(db: Backend, size: int, backlog: matchkeys.KeyBacklog) -> OpFn:
     def op(tx: Tx, clock: int) -> bytes:
-        through = _indexed_through(tx)
-        rows = tx.execute(
-            "SELECT seq, match_keys FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            (through, size),
-        ).fetchall()
-        if not rows:
-            return b"0"
-        key_rows = [
-            (matchkeys.key_hash(kind, value), int(seq))
-            for seq, text in rows
-            for kind, value in matchkeys.decode(text)
-        ]
-        if key_rows:
-            db.insert_keys(tx, sorted(key_rows))
-        tx.execute(
-            "UPDATE event_keys_indexed SET through_seq = ? WHERE id = 1", (int(rows[-1][0]),)
-        )
-        return str(len(rows)).encode()
+        start = through = _indexed_through(tx)
+        done = 0
+        if backlog.start is None or backlog.start > through + 1:
+            # After a restart: the events before the backlog are read back from the log.
+            before = _MAX_SEQ if backlog.start is None else backlog.start
+            rows = tx.execute(
+                "SELECT seq, match_keys FROM events WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?",
+                (through, before, size),
+            ).fetchall()
+            key_rows = [
+                (matchkeys.key_hash(kind, value), int(seq))
+                for seq, text in rows
+                for kind, value in matchkeys.decode(text)
+            ]
+            if key_rows:
+                db.insert_keys(tx, sorted(key_rows, key=_first))
+            done = len(rows)
+            if rows and (len(rows) == size or backlog.start is None):
+                through = int(rows[-1][0])
+            elif backlog.start is not None:
+                through = backlog.start - 1  # the log has nothing else before the backlog
+        if backlog.start is not None and backlog.start <= through + 1 < backlog.end + 1:
+            # The writer hashed these keys when it inserted the events: nothing to read back.
+            if backlog.rows:
+                # By hash only (an int key: much faster than comparing tuples); the sort is
+                # stable and the backlog is in log order, so each hash's seqs stay ascending.
+                db.insert_keys(tx, sorted(backlog.rows, key=_first))
+            through = backlog.end
+            done += backlog.events
+            backlog.take()
+        if through != start:
+            tx.execute("UPDATE event_keys_indexed SET through_seq = ? WHERE id = 1", (through,))
+        return str(done).encode()
 
     return op
 
 
 def _purge_batch(db: Backend, cutoff: int, size: int) -> OpFn:
     def op(tx: Tx, clock: int) -> bytes:
+        # Only indexed events: the keys of newer ones are still in the writer's backlog.
+        through = _indexed_through(tx)
         rows = tx.execute(
-            "SELECT seq, match_keys FROM events WHERE event_time_us < ?"
+            "SELECT seq, match_keys FROM events WHERE event_time_us < ? AND seq <= ?"
             " ORDER BY event_time_us, seq LIMIT ?",
-            (cutoff, size),
+            (cutoff, through, size),
         ).fetchall()
         key_rows = [
             (matchkeys.key_hash(kind, value), int(seq))
@@ -1002,8 +1024,8 @@ def _purge_batch(db: Backend, cutoff: int, size: int) -> OpFn:
             # Delete exactly the selected rows: same filter, same order, same limit.
             tx.execute(
                 "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE event_time_us < ?"
-                " ORDER BY event_time_us, seq LIMIT ?)",
-                (cutoff, size),
+                " AND seq <= ? ORDER BY event_time_us, seq LIMIT ?)",
+                (cutoff, through, size),
             )
         keys = tx.execute(
             "DELETE FROM idempotency WHERE request_id IN"

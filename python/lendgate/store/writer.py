@@ -20,9 +20,9 @@ uncommitted) and the writer reconnects with backoff.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -77,11 +77,15 @@ class GroupCommitWriter:
         self._backend = backend
         self._delay_s = settings.commit_delay_ms / 1000.0
         self._max_batch = max(1, settings.max_batch)
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # A deque and an Event rather than a queue.Queue: the writer takes a whole batch in
+        # one pass (popleft is ~50 ns; a timed Queue.get is ~1 µs per write).
+        self._queue: collections.deque[Any] = collections.deque()
+        self._wake = threading.Event()
         self._tx: Tx | None = None
         self._retry_at = 0.0
         self._backoff_s = 0.05
         self._closed = False
+        self.key_backlog = matchkeys.KeyBacklog()
         self._thread = threading.Thread(target=self._run, name="lendgate-store-writer", daemon=True)
 
     def start(self, tx: Tx) -> None:
@@ -115,14 +119,17 @@ class GroupCommitWriter:
     def _put(self, write: _Write) -> None:
         if self._closed:
             raise UnavailableError("the store is closed")
-        self._queue.put(write)
+        self._queue.append(write)
+        if not self._wake.is_set():
+            self._wake.set()
 
     def close(self) -> None:
         """Commit what is queued, then stop the thread and close the connection."""
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)
+        self._queue.append(_STOP)
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join()
         if self._tx is not None:
@@ -133,36 +140,33 @@ class GroupCommitWriter:
     # --- the writer thread -------------------------------------------------------------
 
     def _run(self) -> None:
+        pending, wake, max_batch = self._queue, self._wake, self._max_batch
         stopping = False
         while not stopping:
-            item = self._queue.get()
-            if item is _STOP:
-                break
-            batch: list[_Write] = [item]
+            if not pending:
+                wake.wait()
+            wake.clear()  # before taking: a write appended after this sets it again
+            batch: list[_Write] = []
             deadline = time.monotonic() + self._delay_s
-            while len(batch) < self._max_batch:
+            while True:
+                while pending and len(batch) < max_batch:
+                    item = pending.popleft()
+                    if item is _STOP:
+                        stopping = True
+                        break
+                    batch.append(item)
+                if stopping or len(batch) >= max_batch:
+                    break
                 timeout = deadline - time.monotonic()
-                try:
-                    item = (
-                        self._queue.get(timeout=timeout)
-                        if timeout > 0
-                        else self._queue.get_nowait()
-                    )
-                except queue.Empty:
+                if timeout <= 0 or not wake.wait(timeout):
                     break
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.append(item)
+                wake.clear()
             live = [w for w in batch if _still_wanted(w.future)]
             if live:
                 self._commit(live)
         # Writes that raced with close(): refuse them rather than leave callers hanging.
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
+        while pending:
+            item = pending.popleft()
             if item is not _STOP and _still_wanted(item.future):
                 _settle([item], [UnavailableError("the store is closed")])
 
@@ -192,6 +196,7 @@ class GroupCommitWriter:
             results = self._apply(tx, batch)
             tx.execute("COMMIT")
         except BaseException as exc:
+            self.key_backlog.rollback()
             with contextlib.suppress(Exception):
                 tx.execute("ROLLBACK")
             if self._backend.is_disconnect(exc):
@@ -206,6 +211,7 @@ class GroupCommitWriter:
             else:
                 _fail(batch, exc)
             return
+        self.key_backlog.commit()
         _settle(batch, results)
 
     def _apply(self, tx: Tx, batch: list[_Write]) -> list[object]:
@@ -215,8 +221,11 @@ class GroupCommitWriter:
             acks = self._backend.insert_events(
                 tx, [w.event for _, w in events], [w.received_at_us for _, w in events]
             )
-            for (i, _), ack in zip(events, acks, strict=True):
+            stage = self.key_backlog.stage
+            for (i, event_write), ack in zip(events, acks, strict=True):
                 results[i] = ack
+                if not ack.duplicate:
+                    stage(ack.seq, event_write.event.keys)
         clock = now_us()
         for i, write in enumerate(batch):
             if isinstance(write, _OpWrite):
