@@ -20,5 +20,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<expr::PyCompiledExpression>()?;
     m.add_class::<expr::PyCompiledUnaryExpression>()?;
     m.add_class::<aggregates::PyAggregateStore>()?;
+    m.add_function(wrap_pyfunction!(aggregates::compare_fl, m)?)?;
     Ok(())
 }
