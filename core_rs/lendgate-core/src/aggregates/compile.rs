@@ -331,6 +331,11 @@ impl Definitions {
         self.needs_document = needs_document;
     }
 
+    /// Number of elements of each object, in the order of `AggregateStore::key_counts`.
+    pub fn objects_elements(&self) -> Vec<usize> {
+        self.objects.iter().map(|o| o.elements.len()).collect()
+    }
+
     /// Names of the parameters, in output order.
     pub fn param_names(&self) -> impl Iterator<Item = &str> {
         self.params.iter().map(|p| p.name.as_str())
