@@ -90,8 +90,9 @@ proto: $(VENV)/.deps ## regenerate python/lendgate/v1 from proto/
 
 # --- bench --------------------------------------------------------------------------
 
-bench: setup ## criterion benches of the Rust core
+bench: setup ## criterion benches of the Rust core, then the Python aggregates bench
 	cd $(CARGO_DIR) && $(CARGO) bench -p lendgate-core
+	$(PY) -m bench.aggregates_bench
 
 clean: ## remove build outputs (keeps .venv and var/)
 	rm -rf $(CARGO_DIR)/target $(VENV)/.built

@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from lendgate import AggregateStore, InvalidArgumentError
+from lendgate.aggregates import compare_fl
+from lendgate.v1 import scoring_pb2
 
 SEED_PACK = (
     Path(__file__).resolve().parent.parent / "testdata" / "aggregates" / "seed003_rules.json"
@@ -248,3 +251,56 @@ def test_parallel_threads_share_one_store(store: AggregateStore) -> None:
         t.join()
     assert store.key_counts()["Client"] == 40
     assert store.evaluate(pay(T0 + 600, 0, client="c0-0"))["sum_before"] == 50
+
+
+def test_bad_events_name_the_field_and_change_nothing(store: AggregateStore) -> None:
+    store.apply(pay(T0, 10))
+    before = store.snapshot()
+    bad = [
+        (event(T0 + 1, client={"id": "c1"}, amount="ten", device="d1"), "amount"),
+        (event(T0 + 1, client={"id": ["c1"]}, amount=1), "client.id"),
+        (event(T0 + 1, client={"id": "c1"}, amount=1, device="x" * 5000), "device"),
+        (json.dumps({"t": "1900-01-01T00:00:00Z", "client": {"id": "c1"}}).encode(), "t"),
+        (json.dumps({"t": 95_617_584_000_000, "client": {"id": "c1"}}).encode(), "t"),
+        (json.dumps({"client": {"id": "c1"}}).encode(), "t"),
+        (b"[]", "event"),
+        (b"", "event"),
+    ]
+    for ev, field in bad:
+        with pytest.raises(InvalidArgumentError) as err:
+            store.apply(ev)
+        assert err.value.violations[0].field == field, ev
+    assert store.snapshot() == before
+
+
+def test_protobuf_events_and_compare_fl() -> None:
+    s = AggregateStore(
+        {
+            "time_attr": "event_time",
+            "objects": [
+                {
+                    "name": "Partner",
+                    "key": [{"attr": "partner_id", "kind": "text"}],
+                    "elements": [{"name": "n", "kind": "count"}],
+                }
+            ],
+            "params": [
+                {
+                    "fn": "calc_aggregate",
+                    "name": "n",
+                    "object": "Partner",
+                    "element": "n",
+                    "agg": "value",
+                }
+            ],
+        }
+    )
+    msg = scoring_pb2.ApplicationEvent(
+        partner_id="P1", event_time=Timestamp(seconds=T0 // 1000)
+    ).SerializeToString()
+    assert s.apply_proto("lendgate.v1.ApplicationEvent", msg) == {"n": 1}
+    assert s.evaluate_proto("lendgate.v1.ApplicationEvent", msg) == {"n": 2}
+    with pytest.raises(InvalidArgumentError):
+        s.apply_proto("lendgate.v1.ApplicationEvent", b"\xff\xff\xff")
+    assert compare_fl("4510123456", "4510123456") == 0.0
+    assert 0 < compare_fl("4510123456", "4510123465") < 10

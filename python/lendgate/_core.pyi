@@ -69,6 +69,9 @@ def normalize_key(kind: str, value: str) -> str:
     Raises :class:`CoreInvalidArgument` for an unknown kind or an impossible phone.
     """
 
+def compare_fl(a: str, b: str) -> float:
+    """Jaro-Winkler mismatch percentage ``(1 - jw) * 100`` (the seed's CompareFL)."""
+
 def decode_document(message_type: str, data: bytes) -> str:
     """Decode a serialized ``lendgate.v1`` message; return its expression document as JSON.
 
@@ -90,6 +93,14 @@ class AggregateStore:
         """Apply one JSON event and return every parameter's value for it."""
     def evaluate(self, event: bytes) -> dict[str, bool | int | float | str | None]:
         """What ``apply`` would return, without changing the state."""
+    def apply_proto(
+        self, message_type: str, data: bytes
+    ) -> dict[str, bool | int | float | str | None]:
+        """Apply one serialized ``lendgate.v1`` message (decoded in Rust)."""
+    def evaluate_proto(
+        self, message_type: str, data: bytes
+    ) -> dict[str, bool | int | float | str | None]:
+        """What ``apply_proto`` would return, without changing the state."""
     def expire_step(self, max_shards: int) -> tuple[int, int, bool]:
         """Prune up to ``max_shards`` shards: ``(shards, keys_dropped, pass_complete)``."""
     def snapshot(self) -> bytes:

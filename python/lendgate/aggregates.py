@@ -47,6 +47,11 @@ def _event_bytes(event: bytes | str) -> bytes:
     return event.encode() if isinstance(event, str) else event
 
 
+def compare_fl(a: str, b: str) -> float:
+    """Jaro-Winkler mismatch percentage of two strings, ``(1 - jw) * 100`` (seed ``CompareFL``)."""
+    return _core.compare_fl(a, b)
+
+
 class AggregateStore:
     """An in-memory store of dynamic calculation objects, safe to share across threads."""
 
@@ -96,6 +101,21 @@ class AggregateStore:
         """
         with core_errors():
             return self._core.apply(_event_bytes(event))
+
+    def apply_proto(self, message_type: str, data: bytes) -> dict[str, ParamValue]:
+        """Apply one serialized ``lendgate.v1`` message (e.g. ``lendgate.v1.ApplicationEvent``).
+
+        The bytes are decoded in Rust into the event document (``document.rs``
+        convention: proto field names, enums by name, timestamps as RFC 3339), with the
+        GIL released; attribute paths in the definitions use the proto field names.
+        """
+        with core_errors():
+            return self._core.apply_proto(message_type, data)
+
+    def evaluate_proto(self, message_type: str, data: bytes) -> dict[str, ParamValue]:
+        """Return what :meth:`apply_proto` would return, without changing the state."""
+        with core_errors():
+            return self._core.evaluate_proto(message_type, data)
 
     def evaluate(self, event: bytes | str) -> dict[str, ParamValue]:
         """Return what :meth:`apply` would return for ``event``, without changing the state."""

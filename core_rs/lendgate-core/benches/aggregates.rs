@@ -7,7 +7,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use lendgate_core::aggregates::{AggregateStore, Definitions};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -36,50 +36,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-const T0: i64 = 1_709_251_200_000;
-
-fn pack() -> Definitions {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../testdata/aggregates/seed003_rules.json"
-    );
-    let text = std::fs::read_to_string(path).expect("seed pack");
-    Definitions::from_json(&text).expect("seed pack compiles")
-}
-
-/// A loan-application / payment event of a synthetic population (deterministic).
-fn event(i: u64, clients: u64) -> Value {
-    let r = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let client = r % clients;
-    let sub = [
-        "LOAN_APP_CREATE",
-        "LOAN_APP_RESULT",
-        "LOAN_APP_SPECIAL_CHECK",
-        "PAYMENT",
-        "PAYMENT",
-        "LOAN_APP_BKI_CHECK",
-        "PAYMENT",
-        "LOAN_APP_CREATE",
-    ][(r >> 20) as usize % 8];
-    json!({
-        "common": {"eventTime": T0 + (i as i64) * 50, "subtype": sub,
-                   "partnerId": format!("partner-{}", (r >> 8) % 40)},
-        "consumer": {"userId": format!("user-{client}"), "fio": format!("Name{} Surname{}", client % 997, client),
-                     "mobile": format!("+7 912 {:07}", client), "birthdate": "1990-01-01",
-                     "idDocumentNumber": format!("45{:08}", client), "passportIssueRegion": format!("region-{}", client % 85)},
-        // One application in ten has a co-borrower; co-borrowers rarely repeat.
-        "coBorrower": if (r >> 40) % 10 == 0 {
-            json!({"idDocumentNumber": format!("46{:08}", (r >> 16) % (clients * 10))})
-        } else {
-            Value::Null
-        },
-        "employer": {"inn": format!("77{:08}", (r >> 12) % 20_000)},
-        "device": {"ip": format!("10.{}.{}.{}", (r >> 3) % 4, (r >> 5) % 256, (r >> 7) % 256), "id": format!("dev-{}", client * 2 + (r >> 30) % 2)},
-        "ext": {"requestResult": if r % 3 == 0 { "REJECTED" } else { "APPROVED" },
-                "checkResultSpecial": if r % 5 == 0 { "REJECTED" } else { "OK" }, "bkiDefault90and12": r % 7},
-        "tx": {"amount": (r % 100_000) as f64 / 10.0, "currency": "RUB", "cardNumber": "4276123456789012"},
-    })
-}
+#[path = "agg_workload.rs"]
+mod workload;
+use workload::{event, event_at, pack, T0};
 
 fn memory_report() {
     let clients = 100_000u64;
@@ -160,8 +119,71 @@ fn memory_report() {
     );
 }
 
+/// Heap of the seed pack's state for `clients` clients with 180 days of history
+/// (`per_client` events each, spread evenly over the 180 days), after an expiry pass,
+/// scaled linearly to 1,000,000 clients.
+fn projection(clients: u64, per_client: u64) {
+    let n = clients * per_client;
+    let span = 180 * 86_400_000i64;
+    let before = LIVE.load(Ordering::Relaxed);
+    let store = AggregateStore::new(pack());
+    for i in 0..n {
+        let t = T0 + (i as i64) * span / n as i64;
+        store.apply_value(&event_at(i, clients, t)).expect("apply");
+    }
+    while !store.expire_step(1024).pass_complete {}
+    let bytes = (LIVE.load(Ordering::Relaxed) - before) as f64;
+    let keys: usize = store.key_counts().iter().map(|(_, n)| n).sum();
+    let elems: usize = store
+        .key_counts()
+        .iter()
+        .zip(pack().objects_elements())
+        .map(|((_, n), e)| n * e)
+        .sum();
+    eprintln!(
+        "projection: {clients} clients x {per_client} events over 180 days = {n} events -> {keys} keys, \
+         {elems} entity-elements, {:.1} MB heap = {:.0} B/client, {:.0} B per entity per element; \
+         x{} -> {:.2} GiB for 1,000,000 clients",
+        bytes / 1e6,
+        bytes / clients as f64,
+        bytes / elems as f64,
+        1_000_000 / clients,
+        bytes * (1_000_000.0 / clients as f64) / (1u64 << 30) as f64
+    );
+}
+
+/// Element updates per second: one `time_and_value` element and one `count`, keyed by
+/// client, so each event is two element updates plus one key lookup.
+fn element_updates(c: &mut Criterion) {
+    let defs = Definitions::from_json(
+        &json!({"time_attr": "t", "objects": [{"name": "C", "key": [{"attr": "k"}],
+                "elements": [{"name": "v", "kind": "time_and_value", "attr": "a", "type": "decimal", "max_records": 50},
+                             {"name": "n", "kind": "count"}]}]})
+        .to_string(),
+    )
+    .expect("defs");
+    let store = AggregateStore::new(defs);
+    let keys: Vec<String> = (0..10_000).map(|i| format!("client-{i}")).collect();
+    let mut i = 0u64;
+    let mut g = c.benchmark_group("aggregates/element_updates");
+    g.throughput(Throughput::Elements(2));
+    g.bench_function("time_and_value+count", |b| {
+        b.iter_batched(
+            || {
+                i += 1;
+                json!({"t": T0 + i as i64, "k": keys[(i % 10_000) as usize], "a": 1.5})
+            },
+            |ev| store.apply_value(&ev).expect("apply"),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
 fn aggregates(c: &mut Criterion) {
     memory_report();
+    projection(20_000, 30);
+    element_updates(c);
     // 10,000 clients fit the caches far better than 100,000: the difference is the
     // cost of cache misses on the per-key state.
     for clients in [10_000u64, 100_000] {
@@ -223,7 +245,7 @@ fn apply_and_query(c: &mut Criterion, clients: u64) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(3));
+    config = Criterion::default().sample_size(20).warm_up_time(std::time::Duration::from_secs(1)).measurement_time(std::time::Duration::from_secs(3));
     targets = aggregates
 }
 criterion_main!(benches);

@@ -40,6 +40,76 @@ impl std::str::FromStr for KeyKind {
     }
 }
 
+/// [`normalize_key`] appended to `out` (no allocation of its own). On error, `out`
+/// may hold part of the value.
+pub fn normalize_key_into(kind: KeyKind, value: &str, out: &mut String) -> CoreResult<()> {
+    let base = out.len();
+    let bytes = value.as_bytes();
+    match kind {
+        // Fast paths: already-clean ASCII is copied and lowercased in place.
+        KeyKind::Text
+            if bytes.first().is_some_and(|b| *b != b' ')
+                && bytes.last().is_some_and(|b| *b != b' ')
+                && !value.contains("  ")
+                && bytes.iter().all(|b| b.is_ascii_graphic() || *b == b' ') =>
+        {
+            out.push_str(value);
+            out[base..].make_ascii_lowercase();
+            Ok(())
+        }
+        KeyKind::Alnum if bytes.iter().all(u8::is_ascii_alphanumeric) => {
+            out.push_str(value);
+            out[base..].make_ascii_lowercase();
+            Ok(())
+        }
+        KeyKind::Text => {
+            for word in value.split_whitespace() {
+                if out.len() > base {
+                    out.push(' ');
+                }
+                if word.is_ascii() {
+                    out.extend(word.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+                } else {
+                    out.extend(word.chars().flat_map(char::to_lowercase));
+                }
+            }
+            Ok(())
+        }
+        KeyKind::Alnum => {
+            if value.is_ascii() {
+                out.extend(
+                    value
+                        .bytes()
+                        .filter(u8::is_ascii_alphanumeric)
+                        .map(|b| char::from(b.to_ascii_lowercase())),
+                );
+            } else {
+                out.extend(
+                    value
+                        .chars()
+                        .filter(|c| c.is_alphanumeric())
+                        .flat_map(char::to_lowercase),
+                );
+            }
+            Ok(())
+        }
+        KeyKind::Phone => {
+            out.extend(value.chars().filter(char::is_ascii_digit));
+            let n = out.len() - base;
+            if !(5..=15).contains(&n) {
+                return Err(CoreError::invalid(
+                    "phone",
+                    format!("a phone number has 5 to 15 digits, got {n} in {value:?}"),
+                ));
+            }
+            if n == 11 && out.as_bytes()[base] == b'8' {
+                out.replace_range(base..base + 1, "7");
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Normalises `value` as a key of the given kind.
 ///
 /// Returns `InvalidArgument` for a phone with no digits, or with fewer than 5 or

@@ -79,6 +79,33 @@ impl PyAggregateStore {
         self.results(py, values)
     }
 
+    /// Applies one serialized `lendgate.v1` message of type `message_type`, decoded in
+    /// Rust (no Python objects on the way), and returns every parameter's value.
+    fn apply_proto<'py>(
+        &self,
+        py: Python<'py>,
+        message_type: &str,
+        data: &[u8],
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let values = py
+            .detach(|| self.inner.apply_proto(message_type, data))
+            .map_err(PyCoreError)?;
+        self.results(py, values)
+    }
+
+    /// The values `apply_proto` would return, without changing the state.
+    fn evaluate_proto<'py>(
+        &self,
+        py: Python<'py>,
+        message_type: &str,
+        data: &[u8],
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let values = py
+            .detach(|| self.inner.evaluate_proto(message_type, data))
+            .map_err(PyCoreError)?;
+        self.results(py, values)
+    }
+
     /// Drops expired data from up to `max_shards` shards; returns
     /// `(shards_visited, keys_dropped, pass_complete)`.
     fn expire_step(&self, py: Python<'_>, max_shards: usize) -> (usize, usize, bool) {
@@ -111,4 +138,10 @@ fn compile(definitions: &[u8]) -> Result<Definitions, PyCoreError> {
         ))
     })?;
     Ok(Definitions::from_json(text)?)
+}
+
+/// Jaro–Winkler mismatch percentage `(1 - jw) * 100` of two strings (seed `CompareFL`).
+#[pyfunction]
+pub fn compare_fl(a: &str, b: &str) -> f64 {
+    lendgate_core::aggregates::query::compare_fl(a, b)
 }

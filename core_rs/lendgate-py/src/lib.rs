@@ -37,5 +37,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(auction::verify_inclusion, m)?)?;
     m.add_class::<lists::PyListRegistry>()?;
     m.add_class::<rules::PyRuleSet>()?;
+    m.add_function(wrap_pyfunction!(aggregates::compare_fl, m)?)?;
     Ok(())
 }

@@ -5,7 +5,7 @@ use super::spec::{
     AggKind, BucketSpec, DefinitionsSpec, ElementKind, ElementSpec, ExceptSpec, KeyPartSpec,
     ObjectSpec, OperandSpec, ParamSpec, SearchSpec, WhichSpec, WindowSpec,
 };
-use super::value::{AttrPath, Millis, ValueType};
+use super::value::{AttrPath, Millis, PathTable, ValueType};
 use crate::error::{CoreError, CoreResult};
 use crate::normalize::KeyKind;
 use serde_json::Value;
@@ -32,6 +32,12 @@ pub struct Definitions {
     pub(crate) objects: Vec<Object>,
     pub(crate) params: Vec<Param>,
     pub(crate) layout: String,
+    /// Every distinct attribute path read, each with its slot in an event view.
+    pub(crate) paths: PathTable,
+    /// Some filter needs the whole document (an expression filter), not only slots.
+    pub(crate) needs_document: bool,
+    /// Per object, the index of its first element in the flat per-event arrays.
+    pub(crate) elem_base: Vec<usize>,
 }
 
 #[derive(Debug)]
@@ -265,13 +271,69 @@ impl Definitions {
             }
         }
         let layout = layout(&objects);
-        Ok(Self {
+        let mut defs = Self {
             time_attr,
             lateness_ms,
             objects,
             params,
             layout,
-        })
+            paths: PathTable::default(),
+            needs_document: false,
+            elem_base: Vec::new(),
+        };
+        defs.index_paths();
+        Ok(defs)
+    }
+
+    /// Gives every attribute path a slot, so each is resolved once per event.
+    fn index_paths(&mut self) {
+        let mut table = PathTable::default();
+        let mut needs_document = false;
+        let mut filter = |f: &mut Option<Box<dyn EventFilter>>, table: &mut PathTable| {
+            if let Some(f) = f {
+                needs_document |= f.needs_document();
+                f.visit_paths(&mut |p| table.intern(p));
+            }
+        };
+        table.intern(&mut self.time_attr);
+        let mut base = 0;
+        for o in &mut self.objects {
+            self.elem_base.push(base);
+            base += o.elements.len();
+            for (p, _) in &mut o.key {
+                table.intern(p);
+            }
+            for e in &mut o.elements {
+                if let Some(p) = &mut e.attr {
+                    table.intern(p);
+                }
+                filter(&mut e.filter, &mut table);
+            }
+        }
+        self.elem_base.push(base);
+        for p in &mut self.params {
+            let ops: Vec<&mut Operand> = match &mut p.body {
+                ParamBody::CompareFl(a, b) | ParamBody::Ratio(a, b) | ParamBody::Multiple(a, b) => {
+                    vec![a, b]
+                }
+                ParamBody::Sum(ops) => ops.iter_mut().collect(),
+                ParamBody::Substring { of, .. } => vec![of],
+                _ => Vec::new(),
+            };
+            for o in ops {
+                if let Operand::Attr(p) = o {
+                    table.intern(p);
+                }
+            }
+        }
+        table.finish();
+        self.paths = table;
+        self.needs_document = needs_document;
+    }
+
+    /// Number of elements of each object, in the order of `AggregateStore::key_counts`.
+    pub fn objects_elements(&self) -> Vec<usize> {
+        self.objects.iter().map(|o| o.elements.len()).collect()
     }
 
     /// Names of the parameters, in output order.

@@ -5,7 +5,7 @@
 //! built-in [`FieldFilter`] covers the seed's filters: a conjunction (or disjunction)
 //! of comparisons of one attribute with literals, given as structured data.
 
-use super::value::AttrPath;
+use super::value::{AttrPath, EventView};
 use crate::error::{CoreError, CoreResult};
 use serde::Deserialize;
 use serde_json::Value;
@@ -15,6 +15,27 @@ use std::fmt::Debug;
 pub trait EventFilter: Send + Sync + Debug {
     /// `true` when `event` passes. Errors are reported to the caller of `apply`.
     fn matches(&self, event: &Value) -> CoreResult<bool>;
+
+    /// `true` when the event seen through `view` passes. The default needs the whole
+    /// document (see [`Self::needs_document`]).
+    fn matches_view(&self, view: &EventView<'_>) -> CoreResult<bool> {
+        match view.document() {
+            Some(doc) => self.matches(doc),
+            None => Err(CoreError::Internal {
+                reason: "a filter needs the whole event document, which was not kept".into(),
+            }),
+        }
+    }
+
+    /// Whether [`Self::matches_view`] needs the whole document (not just the slots
+    /// of the paths given to [`Self::visit_paths`]).
+    fn needs_document(&self) -> bool {
+        true
+    }
+
+    /// Calls `f` on every attribute path the filter reads, so the store can give
+    /// each a slot in the event view.
+    fn visit_paths(&mut self, _f: &mut dyn FnMut(&mut AttrPath)) {}
 }
 
 /// A filter as written in a definition: `{all: [...]}` or `{any: [...]}`.
@@ -177,7 +198,11 @@ fn as_number(v: &Value) -> Option<f64> {
 
 impl Cond {
     fn holds(&self, event: &Value) -> bool {
-        let v = self.path.get(event);
+        self.holds_value(self.path.get(event))
+    }
+
+    #[inline]
+    fn holds_value(&self, v: Option<&Value>) -> bool {
         match (&self.op, v) {
             (Op::Exists(want), v) => v.is_some() == *want,
             (Op::Ne(lit), v) => v.map_or(true, |v| !json_eq(v, lit)),
@@ -197,6 +222,21 @@ impl EventFilter for FieldFilter {
     fn matches(&self, event: &Value) -> CoreResult<bool> {
         Ok(self.all.iter().all(|c| c.holds(event))
             && (self.any.is_empty() || self.any.iter().any(|c| c.holds(event))))
+    }
+
+    fn matches_view(&self, view: &EventView<'_>) -> CoreResult<bool> {
+        let holds = |c: &Cond| c.holds_value(c.path.at(view));
+        Ok(self.all.iter().all(holds) && (self.any.is_empty() || self.any.iter().any(holds)))
+    }
+
+    fn needs_document(&self) -> bool {
+        false
+    }
+
+    fn visit_paths(&mut self, f: &mut dyn FnMut(&mut AttrPath)) {
+        for c in self.all.iter_mut().chain(self.any.iter_mut()) {
+            f(&mut c.path);
+        }
     }
 }
 

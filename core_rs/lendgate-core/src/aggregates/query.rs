@@ -243,8 +243,65 @@ pub(crate) fn previous(state: &ElemState, e: &Element, t: Millis, w: Window, nth
 }
 
 /// Jaro–Winkler mismatch percentage: `(1 - similarity) * 100`, 0 for equal strings.
+///
+/// ASCII strings of up to 64 bytes (passports, INNs, phones, names) take a fast path
+/// with bit-mask match flags and no allocation; it computes exactly what `strsim`
+/// computes (same matching order, same arithmetic), which the other strings use.
 pub fn compare_fl(a: &str, b: &str) -> f64 {
-    (1.0 - strsim::jaro_winkler(a, b)) * 100.0
+    let sim = if a.is_ascii() && b.is_ascii() && a.len() <= 64 && b.len() <= 64 {
+        jaro_winkler_ascii(a.as_bytes(), b.as_bytes())
+    } else {
+        strsim::jaro_winkler(a, b)
+    };
+    (1.0 - sim) * 100.0
+}
+
+fn jaro_winkler_ascii(a: &[u8], b: &[u8]) -> f64 {
+    let (al, bl) = (a.len(), b.len());
+    if al == 0 && bl == 0 {
+        return 1.0;
+    }
+    if al == 0 || bl == 0 {
+        return 0.0;
+    }
+    let range = (al.max(bl) / 2).saturating_sub(1);
+    let (mut af, mut bf) = (0u64, 0u64);
+    let mut matches = 0usize;
+    for (i, &c) in a.iter().enumerate() {
+        let lo = i.saturating_sub(range);
+        let hi = bl.min(i + range + 1);
+        for (j, &d) in b.iter().enumerate().take(hi).skip(lo) {
+            if bf & (1 << j) == 0 && d == c {
+                af |= 1 << i;
+                bf |= 1 << j;
+                matches += 1;
+                break;
+            }
+        }
+    }
+    if matches == 0 {
+        return 0.0;
+    }
+    let mut transpositions = 0usize;
+    let mut rest = bf;
+    for (i, &c) in a.iter().enumerate() {
+        if af & (1 << i) != 0 {
+            let j = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            if b[j] != c {
+                transpositions += 1;
+            }
+        }
+    }
+    transpositions /= 2;
+    let m = matches as f64;
+    let sim = ((m / al as f64) + (m / bl as f64) + ((matches - transpositions) as f64 / m)) / 3.0;
+    if sim > 0.7 {
+        let prefix = a.iter().take(4).zip(b).take_while(|(x, y)| x == y).count();
+        sim + 0.1 * prefix as f64 * (1.0 - sim)
+    } else {
+        sim
+    }
 }
 
 /// Characters `start..start+len` of `s` (by characters, not bytes).
@@ -318,6 +375,28 @@ mod tests {
         let d = compare_fl("4510123456", "4510123465");
         assert!(d > 0.0 && d < 10.0, "{d}");
         assert!((compare_fl("abc", "xyz") - 100.0).abs() < 1e-9);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_ascii_jaro_winkler_is_strsim_exactly(
+            a in "[0-9a-c ]{0,66}", b in "[0-9a-c ]{0,66}"
+        ) {
+            let want = (1.0 - strsim::jaro_winkler(&a, &b)) * 100.0;
+            proptest::prop_assert_eq!(compare_fl(&a, &b).to_bits(), want.to_bits());
+        }
+
+        #[test]
+        fn the_ascii_jaro_winkler_is_strsim_on_near_copies(
+            a in "[0-9]{1,12}", i in 0usize..12, c in "[0-9]"
+        ) {
+            let mut b: Vec<char> = a.chars().collect();
+            let i = i % b.len();
+            b[i] = c.chars().next().unwrap_or('0');
+            let b: String = b.into_iter().collect();
+            let want = (1.0 - strsim::jaro_winkler(&a, &b)) * 100.0;
+            proptest::prop_assert_eq!(compare_fl(&a, &b).to_bits(), want.to_bits());
+        }
     }
 
     #[test]

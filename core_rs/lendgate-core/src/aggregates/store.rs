@@ -4,9 +4,9 @@ use super::compile::{Definitions, Element, Object, Operand, ParamBody};
 use super::query;
 use super::spec::ExceptSpec;
 use super::state::{ElemState, Entity};
-use super::value::{check_len, convert, Millis, Scalar};
+use super::value::{check_len, convert, EventView, Millis, Scalar};
 use crate::error::{CoreError, CoreResult};
-use crate::normalize::normalize_key;
+use crate::normalize::{normalize_key_into, KeyKind};
 use parking_lot::Mutex;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -68,18 +68,30 @@ pub struct AggregateStore {
     expire_cursor: AtomicUsize,
 }
 
-/// One event, read and checked before anything is changed.
+/// One event, read and checked before anything is changed. Per-object data sits in
+/// flat arrays (one allocation each per event, not per object).
 struct Prepared {
     t: Millis,
-    objects: Vec<Option<PreparedObject>>,
+    /// All objects' normalised keys, back to back.
+    keys: String,
+    /// Per object: the range of its key in `keys`, or `None` when the event lacks it.
+    objects: Vec<Option<(u32, u32)>>,
+    /// Per element (flat, `Definitions::elem_base`): the value to apply (`Some` when
+    /// the filter passed).
+    updates: Vec<Option<Scalar>>,
+    /// Per element (flat): this event's value of the element's attribute, when a
+    /// parameter needs it.
+    current: Vec<Option<Scalar>>,
 }
 
-struct PreparedObject {
-    key: String,
-    /// Per element: the value to apply (`Some` when the filter passed).
-    updates: Vec<Option<Scalar>>,
-    /// Per element: this event's value of the element's attribute.
-    current: Vec<Option<Scalar>>,
+/// A one-part key already built for this event: path slot, kind, range in `keys`.
+type KeyCache = (u32, KeyKind, Option<(u32, u32)>);
+
+/// One object's part of a [`Prepared`] event.
+struct PreparedObject<'p> {
+    key: &'p str,
+    updates: &'p [Option<Scalar>],
+    current: &'p [Option<Scalar>],
 }
 
 impl AggregateStore {
@@ -125,13 +137,57 @@ impl AggregateStore {
 
     /// Applies one event (a JSON document) to every object and returns every
     /// parameter's value for it. The event is applied entirely or not at all.
+    ///
+    /// Only the attributes the definitions read are taken out of the JSON (unless an
+    /// expression filter needs the whole document).
     pub fn apply(&self, event: &[u8]) -> CoreResult<ParamValues> {
-        let event = parse_event(event)?;
-        self.apply_value(&event)
+        self.with_json(event, |view| self.apply_view(view))
     }
 
     /// [`Self::apply`] for an already parsed event.
     pub fn apply_value(&self, event: &Value) -> CoreResult<ParamValues> {
+        self.apply_view(&EventView::from_document(event, &self.defs.paths))
+    }
+
+    /// [`Self::apply`] for a serialized protobuf message of type `full_name` (a
+    /// `lendgate.v1` message), decoded in Rust into the event document.
+    pub fn apply_proto(&self, full_name: &str, bytes: &[u8]) -> CoreResult<ParamValues> {
+        let doc = crate::document::decode_document(full_name, bytes)?;
+        self.apply_value(&doc)
+    }
+
+    /// [`Self::evaluate`] for a serialized protobuf message of type `full_name`.
+    pub fn evaluate_proto(&self, full_name: &str, bytes: &[u8]) -> CoreResult<ParamValues> {
+        let doc = crate::document::decode_document(full_name, bytes)?;
+        self.evaluate_value(&doc)
+    }
+
+    /// The values [`Self::apply`] would return for this event, without changing
+    /// anything.
+    pub fn evaluate(&self, event: &[u8]) -> CoreResult<ParamValues> {
+        self.with_json(event, |view| self.evaluate_view(view))
+    }
+
+    /// [`Self::evaluate`] for an already parsed event.
+    pub fn evaluate_value(&self, event: &Value) -> CoreResult<ParamValues> {
+        self.evaluate_view(&EventView::from_document(event, &self.defs.paths))
+    }
+
+    fn with_json<R>(
+        &self,
+        event: &[u8],
+        f: impl FnOnce(&EventView<'_>) -> CoreResult<R>,
+    ) -> CoreResult<R> {
+        if self.defs.needs_document {
+            let doc = parse_event(event)?;
+            f(&EventView::from_document(&doc, &self.defs.paths))
+        } else {
+            let values = self.defs.paths.extract_json(event)?;
+            f(&EventView::from_extracted(&values))
+        }
+    }
+
+    fn apply_view(&self, event: &EventView<'_>) -> CoreResult<ParamValues> {
         let prepared = self.prepare(event)?;
         let w = self
             .watermark
@@ -140,20 +196,17 @@ impl AggregateStore {
         self.run(event, &prepared, w - self.defs.lateness_ms, true)
     }
 
-    /// The values [`Self::apply`] would return for this event, without changing
-    /// anything.
-    pub fn evaluate(&self, event: &[u8]) -> CoreResult<ParamValues> {
-        let event = parse_event(event)?;
-        let prepared = self.prepare(&event)?;
+    fn evaluate_view(&self, event: &EventView<'_>) -> CoreResult<ParamValues> {
+        let prepared = self.prepare(event)?;
         let w = self.watermark.load(Ordering::Acquire).max(prepared.t);
-        self.run(&event, &prepared, w - self.defs.lateness_ms, false)
+        self.run(event, &prepared, w - self.defs.lateness_ms, false)
     }
 
-    fn prepare(&self, event: &Value) -> CoreResult<Prepared> {
+    fn prepare(&self, event: &EventView<'_>) -> CoreResult<Prepared> {
         let defs = &self.defs;
         let tv = defs
             .time_attr
-            .get(event)
+            .at(event)
             .ok_or_else(|| CoreError::invalid(defs.time_attr.as_str(), "the event has no time"))?;
         let t = super::value::parse_time(tv, defs.time_attr.as_str())?;
         let w = self.watermark.load(Ordering::Acquire);
@@ -168,31 +221,51 @@ impl AggregateStore {
                 ),
             ));
         }
-        let objects = defs
-            .objects
-            .iter()
-            .map(|o| prepare_object(o, event))
-            .collect::<CoreResult<_>>()?;
-        Ok(Prepared { t, objects })
+        let n_elems = defs.elem_base.last().copied().unwrap_or(0);
+        let mut p = Prepared {
+            t,
+            keys: String::with_capacity(256),
+            objects: Vec::with_capacity(defs.objects.len()),
+            updates: Vec::with_capacity(n_elems),
+            current: Vec::with_capacity(n_elems),
+        };
+        let mut seen = Vec::new();
+        for o in &defs.objects {
+            prepare_object(o, event, &mut p, &mut seen)?;
+        }
+        Ok(p)
+    }
+
+    fn object<'p>(&self, p: &'p Prepared, oi: usize) -> Option<PreparedObject<'p>> {
+        let (lo, hi) = p.objects[oi]?;
+        let (a, b) = (self.defs.elem_base[oi], self.defs.elem_base[oi + 1]);
+        Some(PreparedObject {
+            key: &p.keys[lo as usize..hi as usize],
+            updates: &p.updates[a..b],
+            current: &p.current[a..b],
+        })
     }
 
     fn run(
         &self,
-        event: &Value,
+        event: &EventView<'_>,
         p: &Prepared,
         cut: Millis,
         commit: bool,
     ) -> CoreResult<ParamValues> {
         let defs = &self.defs;
         let mut out = vec![Scalar::Null; defs.params.len()];
-        for (oi, (obj, prep)) in defs.objects.iter().zip(&p.objects).enumerate() {
-            let Some(prep) = prep else { continue };
+        for (oi, obj) in defs.objects.iter().enumerate() {
+            let Some(prep) = self.object(p, oi) else {
+                continue;
+            };
+            let prep = &prep;
             let changes = prep.updates.iter().any(Option::is_some);
             if !changes && obj.params_before.is_empty() && obj.params_after.is_empty() {
                 continue;
             }
-            let mut shard = self.objects[oi].shard(&prep.key).lock();
-            let existing = shard.get_mut(prep.key.as_str());
+            let mut shard = self.objects[oi].shard(prep.key).lock();
+            let existing = shard.get_mut(prep.key);
             for &pi in &obj.params_before {
                 out[pi] = eval_stateful(&defs.params[pi].body, obj, existing.as_deref(), p.t, prep);
             }
@@ -206,8 +279,8 @@ impl AggregateStore {
                 (true, true, None) => {
                     let mut ent = Entity::new(obj.elements.len());
                     apply_updates(&mut ent, obj, p.t, prep, cut);
-                    shard.insert(prep.key.as_str().into(), ent);
-                    shard.get(prep.key.as_str())
+                    shard.insert(prep.key.into(), ent);
+                    shard.get(prep.key)
                 }
                 (true, false, existing) => {
                     scratch = existing
@@ -369,38 +442,39 @@ fn take<T: serde::de::DeserializeOwned>(rest: &mut &[u8]) -> CoreResult<T> {
     Ok(v)
 }
 
-fn prepare_object(o: &Object, event: &Value) -> CoreResult<Option<PreparedObject>> {
-    let mut key = String::new();
-    for (i, (path, kind)) in o.key.iter().enumerate() {
-        let raw = match path.get(event) {
-            Some(Value::String(s)) => std::borrow::Cow::Borrowed(s.as_str()),
-            Some(v @ (Value::Number(_) | Value::Bool(_))) => std::borrow::Cow::Owned(v.to_string()),
-            Some(_) => {
-                return Err(CoreError::invalid(
-                    path.as_str(),
-                    "a key attribute must be a string or a number",
-                ))
+fn prepare_object(
+    o: &Object,
+    event: &EventView<'_>,
+    p: &mut Prepared,
+    seen: &mut Vec<KeyCache>,
+) -> CoreResult<()> {
+    // A one-part key read by several objects (a client id) is normalised once.
+    let cached = match o.key.as_slice() {
+        [(path, kind)] => seen
+            .iter()
+            .find(|(slot, k, _)| *k == *kind && *slot == path.slot())
+            .map(|(_, _, range)| *range),
+        _ => None,
+    };
+    let range = match cached {
+        Some(range) => range,
+        None => {
+            let range = build_key(o, event, &mut p.keys)?;
+            if let [(path, kind)] = o.key.as_slice() {
+                seen.push((path.slot(), *kind, range));
             }
-            None => return Ok(None),
-        };
-        check_len(&raw, path.as_str())?;
-        let part = normalize_key(*kind, &raw).map_err(|e| match e {
-            CoreError::InvalidArgument { reason, .. } => CoreError::invalid(path.as_str(), reason),
-            other => other,
-        })?;
-        if part.is_empty() {
-            return Ok(None);
+            range
         }
-        if i > 0 {
-            key.push(KEY_SEP);
-        }
-        key.push_str(&part);
-    }
-    let mut updates = Vec::with_capacity(o.elements.len());
-    let mut current = Vec::with_capacity(o.elements.len());
+    };
+    let Some(range) = range else {
+        p.objects.push(None);
+        p.updates.extend(o.elements.iter().map(|_| None));
+        p.current.extend(o.elements.iter().map(|_| None));
+        return Ok(());
+    };
     for el in &o.elements {
         let passes = match &el.filter {
-            Some(f) => f.matches(event)?,
+            Some(f) => f.matches_view(event)?,
             None => true,
         };
         let (update, cur) = match (&el.attr, passes) {
@@ -408,7 +482,7 @@ fn prepare_object(o: &Object, event: &Value) -> CoreResult<Option<PreparedObject
             (None, false) => (None, None),
             (Some(path), true) => {
                 let v = path
-                    .get(event)
+                    .at(event)
                     .map(|v| convert(el.ty, v, path))
                     .transpose()?;
                 let cur = if el.needs_current { v.clone() } else { None };
@@ -418,22 +492,65 @@ fn prepare_object(o: &Object, event: &Value) -> CoreResult<Option<PreparedObject
             // business: it only serves `except: value` and `search: current`.
             (Some(path), false) if el.needs_current => (
                 None,
-                path.get(event).and_then(|v| convert(el.ty, v, path).ok()),
+                path.at(event).and_then(|v| convert(el.ty, v, path).ok()),
             ),
             (Some(_), false) => (None, None),
         };
-        updates.push(update);
-        current.push(cur);
+        p.updates.push(update);
+        p.current.push(cur);
     }
-    Ok(Some(PreparedObject {
-        key,
-        updates,
-        current,
-    }))
+    p.objects.push(Some(range));
+    Ok(())
 }
 
-fn apply_updates(ent: &mut Entity, obj: &Object, t: Millis, prep: &PreparedObject, cut: Millis) {
-    for ((st, el), up) in ent.elems.iter_mut().zip(&obj.elements).zip(&prep.updates) {
+/// Appends the normalised key of `o` to `keys`; its range, or `None` (and nothing
+/// appended) when the event lacks a part of it.
+fn build_key(
+    o: &Object,
+    event: &EventView<'_>,
+    keys: &mut String,
+) -> CoreResult<Option<(u32, u32)>> {
+    let start = keys.len();
+    for (i, (path, kind)) in o.key.iter().enumerate() {
+        let raw = match path.at(event) {
+            Some(Value::String(s)) => std::borrow::Cow::Borrowed(s.as_str()),
+            Some(v @ (Value::Number(_) | Value::Bool(_))) => std::borrow::Cow::Owned(v.to_string()),
+            Some(_) => {
+                return Err(CoreError::invalid(
+                    path.as_str(),
+                    "a key attribute must be a string or a number",
+                ));
+            }
+            None => {
+                keys.truncate(start);
+                return Ok(None);
+            }
+        };
+        check_len(&raw, path.as_str())?;
+        if i > 0 {
+            keys.push(KEY_SEP);
+        }
+        let part_start = keys.len();
+        normalize_key_into(*kind, &raw, keys).map_err(|e| match e {
+            CoreError::InvalidArgument { reason, .. } => CoreError::invalid(path.as_str(), reason),
+            other => other,
+        })?;
+        if keys.len() == part_start {
+            keys.truncate(start);
+            return Ok(None);
+        }
+    }
+    Ok(Some((start as u32, keys.len() as u32)))
+}
+
+fn apply_updates(
+    ent: &mut Entity,
+    obj: &Object,
+    t: Millis,
+    prep: &PreparedObject<'_>,
+    cut: Millis,
+) {
+    for ((st, el), up) in ent.elems.iter_mut().zip(&obj.elements).zip(prep.updates) {
         if let Some(v) = up {
             st.update(el, t, v.clone(), cut);
         }
@@ -445,7 +562,7 @@ fn eval_stateful(
     obj: &Object,
     ent: Option<&Entity>,
     t: Millis,
-    prep: &PreparedObject,
+    prep: &PreparedObject<'_>,
 ) -> Scalar {
     static EMPTY: ElemState = ElemState::Empty;
     let state = |elem: usize| ent.and_then(|e| e.elems.get(elem)).unwrap_or(&EMPTY);
@@ -497,9 +614,9 @@ fn eval_stateful(
     }
 }
 
-fn operand(o: &Operand, event: &Value, done: &[Scalar]) -> Scalar {
+fn operand(o: &Operand, event: &EventView<'_>, done: &[Scalar]) -> Scalar {
     match o {
-        Operand::Attr(p) => p.get(event).map_or(Scalar::Null, json_scalar),
+        Operand::Attr(p) => p.at(event).map_or(Scalar::Null, json_scalar),
         Operand::Param(i) => done.get(*i).cloned().unwrap_or(Scalar::Null),
         Operand::Value(v) => json_scalar(v),
     }
@@ -533,7 +650,7 @@ fn as_number(s: &Scalar) -> Option<f64> {
     }
 }
 
-fn eval_transform(body: &ParamBody, event: &Value, done: &[Scalar]) -> Scalar {
+fn eval_transform(body: &ParamBody, event: &EventView<'_>, done: &[Scalar]) -> Scalar {
     let num = |o: &Operand| as_number(&operand(o, event, done));
     let finite = |x: f64| {
         if x.is_finite() {

@@ -81,11 +81,19 @@ impl Scalar {
 }
 
 /// A dotted attribute path (`applicant.passport.number`), split once at compile time.
+///
+/// Once definitions are compiled, every path carries a *slot*: the index of its value
+/// in an [`EventView`], where each distinct path of the definitions is resolved once
+/// per event (not once per element, filter or key that reads it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttrPath {
     text: Box<str>,
     parts: Box<[Box<str>]>,
+    slot: u32,
 }
+
+/// A path without a slot (resolved by walking the document).
+const NO_SLOT: u32 = u32::MAX;
 
 impl AttrPath {
     /// Parses a dotted path; `field` names the definition field for errors.
@@ -99,7 +107,22 @@ impl AttrPath {
         Ok(Self {
             text: text.into(),
             parts: text.split('.').map(Box::from).collect(),
+            slot: NO_SLOT,
         })
+    }
+
+    /// The slot of this path in its definitions' event views.
+    pub(crate) fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// The value at this path in an event view, or `None` when missing or null.
+    #[inline]
+    pub fn at<'a>(&self, ev: &EventView<'a>) -> Option<&'a Value> {
+        match ev.slots.get(self.slot as usize) {
+            Some(v) => *v,
+            None => ev.doc.and_then(|d| self.get(d)),
+        }
     }
 
     /// The path as written.
@@ -114,6 +137,288 @@ impl AttrPath {
             cur = cur.as_object()?.get(&**part)?;
         }
         (!cur.is_null()).then_some(cur)
+    }
+
+    /// The value at this path inside `v`, the value at `prefix` (a prefix of this path).
+    fn get_suffix<'a>(&self, v: &'a Value, prefix: &AttrPath) -> Option<&'a Value> {
+        let mut cur = v;
+        for part in self.parts.get(prefix.parts.len()..)?.iter() {
+            cur = cur.as_object()?.get(&**part)?;
+        }
+        Some(cur)
+    }
+}
+
+/// One event as the aggregates read it: the value of every distinct attribute path of
+/// the definitions, resolved once (by slot), and the whole document when there is one.
+#[derive(Debug)]
+pub struct EventView<'a> {
+    pub(crate) doc: Option<&'a Value>,
+    pub(crate) slots: Vec<Option<&'a Value>>,
+}
+
+impl<'a> EventView<'a> {
+    /// Resolves every path of `paths` (slot order) against a parsed document.
+    pub fn from_document(doc: &'a Value, paths: &PathTable) -> Self {
+        Self {
+            doc: Some(doc),
+            slots: paths.paths.iter().map(|p| p.get(doc)).collect(),
+        }
+    }
+
+    /// A view of values extracted by [`PathTable::extract_json`] (no whole document).
+    pub fn from_extracted(values: &'a [Option<Value>]) -> Self {
+        Self {
+            doc: None,
+            slots: values
+                .iter()
+                .map(|v| v.as_ref().filter(|v| !v.is_null()))
+                .collect(),
+        }
+    }
+
+    /// The whole document, when the view was made from one.
+    pub fn document(&self) -> Option<&'a Value> {
+        self.doc
+    }
+}
+
+/// The distinct attribute paths of a set of definitions, in slot order, and a trie of
+/// them that extracts exactly those values from JSON bytes without building the rest
+/// of the document.
+#[derive(Debug, Default)]
+pub struct PathTable {
+    paths: Vec<AttrPath>,
+    index: std::collections::HashMap<Box<str>, u32>,
+    nodes: Vec<TrieNode>,
+}
+
+#[derive(Debug, Default)]
+struct TrieNode {
+    children: Vec<(Box<str>, u32)>,
+    /// The slot of the path ending here.
+    slot: Option<u32>,
+    /// The slots of this node and every node below it.
+    below: Box<[u32]>,
+}
+
+impl PathTable {
+    /// Registers `path` and stores its slot in it.
+    pub(crate) fn intern(&mut self, path: &mut AttrPath) {
+        let next = self.paths.len() as u32;
+        let slot = *self.index.entry(path.as_str().into()).or_insert(next);
+        if slot == next {
+            let mut p = path.clone();
+            p.slot = slot;
+            self.paths.push(p);
+        }
+        path.slot = slot;
+    }
+
+    /// Number of slots.
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    /// Whether there are no paths.
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// Builds the trie of the interned paths.
+    pub(crate) fn finish(&mut self) {
+        let mut nodes = vec![TrieNode::default()];
+        for (slot, p) in self.paths.iter().enumerate() {
+            let mut n = 0usize;
+            for part in p.parts.iter() {
+                n = match nodes[n].children.iter().find(|(k, _)| k == part) {
+                    Some((_, c)) => *c as usize,
+                    None => {
+                        nodes.push(TrieNode::default());
+                        let c = nodes.len() - 1;
+                        nodes[n].children.push((part.clone(), c as u32));
+                        c
+                    }
+                };
+            }
+            nodes[n].slot = Some(slot as u32);
+        }
+        self.nodes = nodes;
+        for n in 0..self.nodes.len() {
+            let mut below = Vec::new();
+            self.subtree_slots(n, &mut below);
+            self.nodes[n].below = below.into();
+        }
+    }
+
+    /// Slots under node `n` (for clearing on a repeated JSON key).
+    fn subtree_slots(&self, n: usize, out: &mut Vec<u32>) {
+        let node = &self.nodes[n];
+        out.extend(node.slot);
+        for (_, c) in &node.children {
+            self.subtree_slots(*c as usize, out);
+        }
+    }
+
+    /// Parses JSON bytes, keeping only the values at the table's paths (by slot).
+    /// Errors as parsing the whole document would: not JSON, or not an object.
+    pub fn extract_json(&self, bytes: &[u8]) -> CoreResult<Vec<Option<Value>>> {
+        use serde::de::DeserializeSeed;
+        let mut out = vec![None; self.paths.len()];
+        let mut seen = vec![false; self.nodes.len()];
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let mut not_object = false;
+        NodeSeed {
+            table: self,
+            node: 0,
+            out: &mut out,
+            seen: &mut seen,
+            root_not_object: Some(&mut not_object),
+        }
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
+        .map_err(|e| CoreError::invalid("event", format!("not a JSON document: {e}")))?;
+        if not_object {
+            return Err(CoreError::invalid(
+                "event",
+                "the event must be a JSON object",
+            ));
+        }
+        Ok(out)
+    }
+}
+
+struct NodeSeed<'t, 's> {
+    table: &'t PathTable,
+    node: usize,
+    out: &'s mut Vec<Option<Value>>,
+    seen: &'s mut Vec<bool>,
+    root_not_object: Option<&'s mut bool>,
+}
+
+impl NodeSeed<'_, '_> {
+    fn clear(&mut self) {
+        if std::mem::replace(&mut self.seen[self.node], true) {
+            for &s in self.table.nodes[self.node].below.iter() {
+                self.out[s as usize] = None;
+            }
+        }
+    }
+
+    fn not_object<E>(self) -> Result<(), E> {
+        if let Some(flag) = self.root_not_object {
+            *flag = true;
+        }
+        Ok(())
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for NodeSeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(mut self, d: D) -> Result<(), D::Error> {
+        use serde::Deserialize;
+        if self.node != 0 {
+            // A repeated key replaces what an earlier occurrence set (last wins, as
+            // when the whole document is parsed).
+            self.clear();
+        }
+        let node = &self.table.nodes[self.node];
+        if let (Some(slot), false) = (node.slot, self.node == 0) {
+            let v = Value::deserialize(d)?;
+            if !node.children.is_empty() {
+                for &s in node.below.iter() {
+                    if s != slot {
+                        self.out[s as usize] = self.table.paths[s as usize]
+                            .get_suffix(&v, &self.table.paths[slot as usize])
+                            .cloned();
+                    }
+                }
+            }
+            self.out[slot as usize] = Some(v);
+            return Ok(());
+        }
+        d.deserialize_any(self)
+    }
+}
+
+struct KeySeed<'t> {
+    children: &'t [(Box<str>, u32)],
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Option<u32>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<u32>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeySeed<'_> {
+    type Value = Option<u32>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_str<E>(self, k: &str) -> Result<Option<u32>, E> {
+        Ok(self
+            .children
+            .iter()
+            .find(|(name, _)| &**name == k)
+            .map(|(_, c)| *c))
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NodeSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let table = self.table;
+        let children = &table.nodes[self.node].children;
+        while let Some(child) = map.next_key_seed(KeySeed { children })? {
+            match child {
+                Some(c) => map.next_value_seed(NodeSeed {
+                    table,
+                    node: c as usize,
+                    out: &mut *self.out,
+                    seen: &mut *self.seen,
+                    root_not_object: None,
+                })?,
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        self.not_object()
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        self.not_object()
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        self.not_object()
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        self.not_object()
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        self.not_object()
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        self.not_object()
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.not_object()
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        self.not_object()
     }
 }
 
@@ -343,6 +648,41 @@ mod tests {
             convert(ValueType::String, &json!(4510), &p).unwrap(),
             Scalar::Str("4510".into())
         );
+    }
+
+    #[test]
+    fn extraction_from_bytes_matches_the_parsed_document() {
+        let mut table = PathTable::default();
+        let mut paths: Vec<AttrPath> = ["a.b", "a.b.c", "x", "y.z", "n", "a.d"]
+            .iter()
+            .map(|p| AttrPath::parse(p, "attr").unwrap())
+            .collect();
+        for p in &mut paths {
+            table.intern(p);
+        }
+        table.finish();
+        for doc in [
+            r#"{"a": {"b": {"c": 1}, "d": "s"}, "x": [1, 2], "y": {"z": null}, "n": 2.5}"#,
+            r#"{"a": {"b": 5, "d": "first"}, "a": {"d": "second"}, "x": "t\u00e9"}"#,
+            r#"{"y": 3, "y": {"z": true}, "a": null, "other": {"deep": [{"a": 1}]}}"#,
+            r#"{"a": {"b": {"c": 1}}, "a": 7}"#,
+        ] {
+            let parsed: Value = serde_json::from_str(doc).unwrap();
+            let whole = EventView::from_document(&parsed, &table);
+            let values = table.extract_json(doc.as_bytes()).unwrap();
+            let extracted = EventView::from_extracted(&values);
+            for p in &paths {
+                assert_eq!(p.at(&whole), p.at(&extracted), "{doc} at {}", p.as_str());
+            }
+        }
+        for bad in ["[1]", "3", "\"s\"", "{", "{} x", "null"] {
+            let parsed = serde_json::from_str::<Value>(bad);
+            let err = table.extract_json(bad.as_bytes()).unwrap_err();
+            assert!(
+                matches!(err, CoreError::InvalidArgument { ref field, .. } if field == "event"),
+                "{bad}: {err:?} (parsed: {parsed:?})"
+            );
+        }
     }
 
     #[test]

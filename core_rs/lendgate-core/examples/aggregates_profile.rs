@@ -1,0 +1,66 @@
+//! A fixed aggregate workload for instruction counting:
+//!
+//! ```text
+//! cargo build --release -p lendgate-core --example aggregates_profile
+//! valgrind --tool=callgrind --toggle-collect='*measured*' \
+//!     target/release/examples/aggregates_profile [json|value] [clients] [events]
+//! ```
+//!
+//! It warms a store with the seed-003 pack (3 events per client), then applies
+//! `events` more inside `measured`, so callgrind's total is the cost of those events.
+
+#[path = "../benches/agg_workload.rs"]
+mod workload;
+
+use lendgate_core::aggregates::AggregateStore;
+use serde_json::Value;
+use std::hint::black_box;
+
+#[inline(never)]
+fn measured_json(store: &AggregateStore, events: &[Vec<u8>]) -> usize {
+    let mut n = 0;
+    for ev in events {
+        n += store.apply(ev).expect("apply").len();
+    }
+    n
+}
+
+#[inline(never)]
+fn measured_value(store: &AggregateStore, events: &[Value]) -> usize {
+    let mut n = 0;
+    for ev in events {
+        n += store.apply_value(ev).expect("apply").len();
+    }
+    n
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args.get(1).map_or("json", String::as_str);
+    let clients: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let n: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let store = AggregateStore::new(workload::pack());
+    let warm = clients * 3;
+    for i in 0..warm {
+        store
+            .apply_value(&workload::event(i, clients))
+            .expect("warm");
+    }
+    let values: Vec<Value> = (warm..warm + n)
+        .map(|i| workload::event(i, clients))
+        .collect();
+    let start = std::time::Instant::now();
+    let out = match mode {
+        "value" => measured_value(&store, &values),
+        _ => {
+            let bytes: Vec<Vec<u8>> = values.iter().map(|v| v.to_string().into_bytes()).collect();
+            measured_json(&store, &bytes)
+        }
+    };
+    let secs = start.elapsed().as_secs_f64();
+    black_box(out);
+    eprintln!(
+        "{mode}: {n} events over {clients} clients in {secs:.3}s = {:.2} us/event",
+        secs * 1e6 / n as f64
+    );
+}
