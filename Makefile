@@ -95,6 +95,11 @@ proto: $(VENV)/.deps ## regenerate python/lendgate/v1 from proto/
 BENCH_OUT   := bench/out
 BENCH_SWEEP ?= 50,100,200,300,400,600,800,1000,1200,1600
 
+GHZ_VERSION := v0.93.0
+
+$(TOOLS)/bin/ghz: # the gRPC load tool of the cross-check, from the Go module proxy
+	GOBIN=$(abspath $(TOOLS))/bin go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
+
 bench: setup ## the standard suite: seed target, rate sweeps, h2load cross-check, micro benches
 	@mkdir -p $(BENCH_OUT)
 	$(PY) -m bench scoring --rate 100 --duration 60 --warmup 5 --target-p99-ms 200 \
@@ -107,6 +112,7 @@ bench: setup ## the standard suite: seed target, rate sweeps, h2load cross-check
 	  --json $(BENCH_OUT)/strategy-sweep.json
 	$(PY) -m bench sweep echo --rates $(BENCH_SWEEP) --duration 15 --slo-ms 10 \
 	  --json $(BENCH_OUT)/echo-sweep.json
+	-$(MAKE) --no-print-directory $(TOOLS)/bin/ghz
 	-$(PY) -m bench.crosscheck --seconds 10
 	$(PY) -m bench.rules_vs_zen
 	$(PY) -m bench.strategy_vs_zen
