@@ -16,7 +16,7 @@ CARGO_DIR   := core_rs
 RUST_SRC    := $(shell find core_rs -path core_rs/target -prune -o \( -name '*.rs' -o -name 'Cargo.*' \) -print)
 PY_OWN      := python/lendgate servers tests bench scripts
 
-.PHONY: all help setup build run test test-rust test-python lint fmt proto bench clean
+.PHONY: all help setup build run test test-rust test-python lint fmt proto bench bench-quick clean
 
 all: fmt build lint test ## format, build, lint and test (the default)
 
@@ -90,9 +90,45 @@ proto: $(VENV)/.deps ## regenerate python/lendgate/v1 from proto/
 
 # --- bench --------------------------------------------------------------------------
 
-bench: setup ## criterion benches of the Rust core, then the Python aggregates bench
+# Load figures depend on the machine and its load: every run prints the load average and
+# the transport floor measured alongside (docs/BENCHMARKS.md). Results go to bench/out/.
+BENCH_OUT   := bench/out
+BENCH_SWEEP ?= 50,100,200,300,400,600,800,1000,1200,1600
+
+GHZ_VERSION := v0.93.0
+
+$(TOOLS)/bin/ghz: # the gRPC load tool of the cross-check, from the Go module proxy
+	GOBIN=$(abspath $(TOOLS))/bin go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
+
+bench: setup ## the standard suite: seed target, rate sweeps, h2load cross-check, micro benches
+	@mkdir -p $(BENCH_OUT)
+	$(PY) -m bench scoring --rate 100 --duration 60 --warmup 5 --target-p99-ms 200 \
+	  --json $(BENCH_OUT)/scoring-seed.json
+	$(PY) -m bench strategy --rate 100 --duration 60 --warmup 5 --target-p99-ms 200 \
+	  --json $(BENCH_OUT)/strategy-seed.json
+	$(PY) -m bench sweep scoring --rates $(BENCH_SWEEP) --duration 15 --slo-ms 10 \
+	  --json $(BENCH_OUT)/scoring-sweep.json
+	$(PY) -m bench sweep strategy --rates $(BENCH_SWEEP) --duration 15 --slo-ms 10 \
+	  --json $(BENCH_OUT)/strategy-sweep.json
+	$(PY) -m bench sweep echo --rates $(BENCH_SWEEP) --duration 15 --slo-ms 10 \
+	  --json $(BENCH_OUT)/echo-sweep.json
+	-$(MAKE) --no-print-directory $(TOOLS)/bin/ghz
+	-$(PY) -m bench.crosscheck --seconds 10
+	$(PY) -m bench.rules_vs_zen
+	$(PY) -m bench.strategy_vs_zen
+	$(PY) -m bench.store_bench --backend sqlite --events 50000
+	$(PY) -m bench.models_bench
+	$(PY) -m bench.auction_bench
 	cd $(CARGO_DIR) && $(CARGO) bench -p lendgate-core
 	$(PY) -m bench.aggregates_bench
+
+bench-quick: setup ## one-minute smoke run of the load harness (no figures to keep)
+	@mkdir -p $(BENCH_OUT)
+	$(PY) -m bench echo --rate 100 --duration 5 --warmup 1 --floor-seconds 2
+	$(PY) -m bench strategy --rate 50 --duration 5 --warmup 1 --floor-seconds 0
+	$(PY) -m bench scoring --rate 20 --duration 5 --warmup 1 --history 200 --floor-seconds 0 \
+	  --json $(BENCH_OUT)/quick-scoring.json
+	-$(PY) -m bench.crosscheck --seconds 3
 
 clean: ## remove build outputs (keeps .venv and var/)
 	rm -rf $(CARGO_DIR)/target $(VENV)/.built

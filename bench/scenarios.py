@@ -1,0 +1,183 @@
+"""The scenarios ``python -m bench`` can drive: what each sends and how it prepares.
+
+A scenario's ``prepare`` runs once, before measuring, over a plain channel to the
+target: it creates what the traffic needs through the public API (a published
+strategy; for scoring, a pre-loaded history) and returns the :class:`~bench.load.Traffic`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from google.protobuf import struct_pb2
+from google.protobuf.message import Message
+
+from bench.echo_server import METHOD as ECHO_METHOD
+from bench.load import Request, Traffic
+from lendgate.auth import PARTNER_HEADER
+from lendgate.datagen import GenConfig, generate
+from lendgate.v1 import auction_pb2, scoring_pb2, strategy_pb2
+
+ZEN_BENCHMARK = Path(__file__).resolve().parent.parent / "testdata" / "zen" / "benchmark"
+STRATEGY_GRAPH = "credit-limit-adjustment"
+ECHO_PAYLOAD_BYTES = 600
+PRELOAD_CONCURRENCY = 32
+PARTNER = (("x-lendgate-partner", "bench"),)
+assert PARTNER[0][0] == PARTNER_HEADER
+
+
+@dataclass(frozen=True)
+class Options:
+    """Scenario settings from the command line."""
+
+    history: int = 2000
+    """Scoring: events of generated history sent before measuring."""
+    seed: int = 1
+
+
+@dataclass
+class Prepared:
+    """The traffic and what preparing it did (reported in the results)."""
+
+    traffic: Traffic
+    notes: dict[str, object] = field(default_factory=dict)
+
+
+Prepare = Callable[[grpc.aio.Channel, Options], Awaitable[Prepared]]
+
+
+async def _unary(channel: grpc.aio.Channel, method: str, request: Message) -> bytes:
+    call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+    response: bytes = await call(request.SerializeToString(), metadata=PARTNER, timeout=10)
+    return response
+
+
+async def prepare_echo(channel: grpc.aio.Channel, options: Options) -> Prepared:
+    """A 600-byte payload to the empty echo handler."""
+    del channel, options
+    body = Request(b"\x0a" + bytes([0xD5, 0x04]) + b"x" * (ECHO_PAYLOAD_BYTES - 3))
+    return Prepared(Traffic(ECHO_METHOD, (body,), request_id=False))
+
+
+async def prepare_strategy(channel: grpc.aio.Channel, options: Options) -> Prepared:
+    """Publish zen's credit-limit-adjustment graph as a fresh strategy; Evaluate it."""
+    del options
+    manifest = json.loads((ZEN_BENCHMARK / "manifest.json").read_text())
+    entry = next(e for e in manifest if e["name"] == STRATEGY_GRAPH)
+    graph = (ZEN_BENCHMARK / entry["file"]).read_text()
+    sid = f"bench-{uuid.uuid4().hex[:12]}"
+    service = "/lendgate.v1.StrategyService/"
+    await _unary(
+        channel,
+        service + "RegisterStrategy",
+        strategy_pb2.RegisterStrategyRequest(request_id=sid, strategy_id=sid),
+    )
+    await _unary(
+        channel,
+        service + "CreateStrategyVersion",
+        strategy_pb2.CreateStrategyVersionRequest(
+            parent=f"strategies/{sid}",
+            strategy_version=strategy_pb2.StrategyVersion(graph_json=graph),
+        ),
+    )
+    await _unary(
+        channel,
+        service + "PublishStrategyVersion",
+        strategy_pb2.PublishStrategyVersionRequest(name=f"strategies/{sid}/versions/1"),
+    )
+    doc = struct_pb2.Struct()
+    doc.update(entry["input"])
+    body = strategy_pb2.EvaluateRequest(strategy=f"strategies/{sid}", input=doc)
+    request = Request(body.SerializeToString(), PARTNER)
+    return Prepared(
+        Traffic(service + "Evaluate", (request,)),
+        {"strategy": f"strategies/{sid}", "graph": STRATEGY_GRAPH},
+    )
+
+
+async def prepare_auction(channel: grpc.aio.Channel, options: Options) -> Prepared:
+    """GetCoordinatorInfo: the auction service's read path.
+
+    An auction lasts a bidding window (seconds), so auctions per second are measured by
+    ``bench/auction_bench.py``, not by this open-loop unary load.
+    """
+    del channel, options
+    body = auction_pb2.GetCoordinatorInfoRequest().SerializeToString()
+    method = "/lendgate.v1.AuctionService/GetCoordinatorInfo"
+    return Prepared(Traffic(method, (Request(body, PARTNER),), request_id=False))
+
+
+def _scoring_call(message: Message, request_id: str) -> tuple[str, Message]:
+    service = "/lendgate.v1.ScoringService/"
+    if isinstance(message, scoring_pb2.ApplicationEvent):
+        req: Message = scoring_pb2.CheckApplicationRequest(
+            request_id=request_id, application=message
+        )
+        return service + "CheckApplication", req
+    if isinstance(message, scoring_pb2.PaymentEvent):
+        return service + "CheckPayment", scoring_pb2.CheckPaymentRequest(
+            request_id=request_id, payment=message
+        )
+    return service + "ReportOutcome", message
+
+
+async def prepare_scoring(channel: grpc.aio.Channel, options: Options) -> Prepared:
+    """Send ``history`` generated events (applications, payments, outcomes, in time
+    order), then measure CheckApplication on the applications that come after them.
+
+    The history goes through the public API, so it works against any server; calls it
+    refuses are counted by status code in ``notes["preload_codes"]``.
+    """
+    history: list[Message] = []
+    applications: list[scoring_pb2.ApplicationEvent] = []
+    applicants = max(200, options.history // 2)
+    for event in generate(GenConfig(seed=options.seed, applicants=applicants)):
+        if len(history) < options.history:
+            history.append(event.message)
+        elif isinstance(event.message, scoring_pb2.ApplicationEvent):
+            applications.append(event.message)
+            if len(applications) >= 2000:
+                break
+    if not applications:  # a history as long as the data: measure on its applications
+        applications = [m for m in history if isinstance(m, scoring_pb2.ApplicationEvent)]
+    codes: Counter[str] = Counter()
+    queue = list(enumerate(history))
+    run = uuid.uuid4().hex[:8]
+
+    async def preloader() -> None:
+        while queue:
+            n, message = queue.pop(0)
+            method, request = _scoring_call(message, f"h-{run}-{n}")
+            try:
+                await _unary(channel, method, request)
+                codes["OK"] += 1
+            except grpc.aio.AioRpcError as exc:
+                codes[exc.code().name] += 1
+
+    await asyncio.gather(*(preloader() for _ in range(PRELOAD_CONCURRENCY)))
+    requests = tuple(
+        Request(
+            scoring_pb2.CheckApplicationRequest(application=a).SerializeToString(),
+            ((PARTNER_HEADER, a.partner_id or "bench"),),
+        )
+        for a in applications
+    )
+    return Prepared(
+        Traffic("/lendgate.v1.ScoringService/CheckApplication", requests),
+        {"preload_events": len(history), "preload_codes": dict(codes)},
+    )
+
+
+SCENARIOS: dict[str, Prepare] = {
+    "scoring": prepare_scoring,
+    "strategy": prepare_strategy,
+    "auction": prepare_auction,
+    "echo": prepare_echo,
+}
