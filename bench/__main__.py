@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -67,7 +69,10 @@ def _config(args: argparse.Namespace, rate: float) -> harness.RunConfig:
         channels=args.channels,
         timeout_s=args.timeout,
         floor_s=args.floor_seconds,
-        options=Options(history=args.history),
+        options=Options(
+            history=args.history,
+            calls=max(2000, math.ceil(rate * (args.duration + args.warmup) * 1.05)),
+        ),
     )
 
 
@@ -114,7 +119,14 @@ def sweep(argv: Sequence[str]) -> int:
     best: float | None = None
     with harness.server_for(args.scenario, args.target) as address:
         for rate in rates:
-            result = harness.run(replace(base, rate=rate, floor_s=0), address)
+            step = len(steps)
+            options = replace(
+                base.options,
+                seed=base.options.seed + step,
+                start=base.options.start + timedelta(days=130 * step),
+                calls=max(2000, math.ceil(rate * (args.duration + args.warmup) * 1.05)),
+            )
+            result = harness.run(replace(base, rate=rate, floor_s=0, options=options), address)
             ok = (
                 result["p99_ms"] is not None
                 and result["p99_ms"] <= args.slo_ms

@@ -8,6 +8,7 @@ strategy; for scoring, a pre-loaded history) and returns the :class:`~bench.load
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import uuid
 from collections import Counter
@@ -40,6 +41,13 @@ class Options:
     history: int = 2000
     """Scoring: events of generated history sent before measuring."""
     seed: int = 1
+    start: dt.date = dt.date(2025, 1, 1)
+    """Scoring: first day of the generated history. A sweep moves it forward at every step
+    against the same server, so each step's events are newer than the last step's."""
+    calls: int = 2000
+    """Scoring: distinct applications to measure with (at least the calls the run sends).
+    Events are never sent twice: a replayed old event would be older than the aggregates'
+    watermark and refused as too late, which measures the harness, not the service."""
 
 
 @dataclass
@@ -53,10 +61,31 @@ class Prepared:
 Prepare = Callable[[grpc.aio.Channel, Options], Awaitable[Prepared]]
 
 
-async def _unary(channel: grpc.aio.Channel, method: str, request: Message) -> bytes:
+async def _unary(
+    channel: grpc.aio.Channel,
+    method: str,
+    request: Message,
+    metadata: tuple[tuple[str, str], ...] = PARTNER,
+) -> bytes:
     call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
-    response: bytes = await call(request.SerializeToString(), metadata=PARTNER, timeout=10)
+    response: bytes = await call(request.SerializeToString(), metadata=metadata, timeout=10)
     return response
+
+
+def _partner_of(message: Message, owners: dict[str, str]) -> str:
+    """The partner an event belongs to; an outcome belongs to its application's partner.
+
+    ``owners`` maps application and payment ids seen so far to their partner.
+    """
+    if isinstance(message, scoring_pb2.ApplicationEvent):
+        owners[message.application_id] = message.partner_id
+        return message.partner_id or "bench"
+    if isinstance(message, scoring_pb2.PaymentEvent):
+        owners[message.payment_id] = message.partner_id
+        return message.partner_id or "bench"
+    if isinstance(message, scoring_pb2.ReportOutcomeRequest):
+        return owners.get(message.application_id or message.payment_id, "bench")
+    return "bench"
 
 
 async def prepare_echo(channel: grpc.aio.Channel, options: Options) -> Prepared:
@@ -137,26 +166,29 @@ async def prepare_scoring(channel: grpc.aio.Channel, options: Options) -> Prepar
     """
     history: list[Message] = []
     applications: list[scoring_pb2.ApplicationEvent] = []
-    applicants = max(200, options.history // 2)
-    for event in generate(GenConfig(seed=options.seed, applicants=applicants)):
+    applicants = max(200, options.history // 2, options.calls)
+    config = GenConfig(seed=options.seed, applicants=applicants, start=options.start)
+    for event in generate(config):
         if len(history) < options.history:
             history.append(event.message)
         elif isinstance(event.message, scoring_pb2.ApplicationEvent):
             applications.append(event.message)
-            if len(applications) >= 2000:
+            if len(applications) >= options.calls:
                 break
     if not applications:  # a history as long as the data: measure on its applications
         applications = [m for m in history if isinstance(m, scoring_pb2.ApplicationEvent)]
     codes: Counter[str] = Counter()
-    queue = list(enumerate(history))
+    owners: dict[str, str] = {}
+    # Each event is sent as its own partner (dev auth mode), so the history is accepted.
+    queue = [(n, m, _partner_of(m, owners)) for n, m in enumerate(history)]
     run = uuid.uuid4().hex[:8]
 
     async def preloader() -> None:
         while queue:
-            n, message = queue.pop(0)
+            n, message, partner = queue.pop(0)
             method, request = _scoring_call(message, f"h-{run}-{n}")
             try:
-                await _unary(channel, method, request)
+                await _unary(channel, method, request, ((PARTNER_HEADER, partner),))
                 codes["OK"] += 1
             except grpc.aio.AioRpcError as exc:
                 codes[exc.code().name] += 1
