@@ -12,6 +12,7 @@ from lendgate.scoring import ScoringService
 from lendgate.store import Store
 from lendgate.strategy import StrategyService
 from servers.auction import AuctionServicer
+from servers.rule_admin import RuleAdminServicer
 from servers.scoring import ScoringServicer
 from servers.strategy import StrategyServicer
 
@@ -19,13 +20,17 @@ from servers.strategy import StrategyServicer
 def build_servicers(config: Config, store: Store) -> dict[str, object]:
     """Create the servicers for ``config`` over the opened ``store``, keyed by service name.
 
+    RuleAdminService edits the scoring service's rule book and lists (in memory).
     Scoring keeps its events, reports, outcomes and incidents in ``store`` (its
     aggregates and match index are in memory); strategies and the auction keep their
     state in memory until their repositories are moved onto ``store``.
     """
     auction = AuctionConfig(bidding_window_s=config.auction_bidding_window_s)
+    scoring = ScoringService(store)
     return {
-        "lendgate.v1.ScoringService": ScoringServicer(ScoringService(store)),
+        "lendgate.v1.ScoringService": ScoringServicer(scoring),
+        # Shares the ScoringService: rule and list edits apply to the next check.
+        "lendgate.v1.RuleAdminService": RuleAdminServicer(scoring),
         "lendgate.v1.StrategyService": StrategyServicer(StrategyService()),
         "lendgate.v1.AuctionService": AuctionServicer(Coordinator(auction)),
     }
