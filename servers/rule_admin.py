@@ -41,6 +41,7 @@ from lendgate.errors import (
     FieldViolation,
     InvalidArgumentError,
     NotFoundError,
+    PermissionDeniedError,
 )
 from lendgate.lists import ListDefinition, ListEntry, ListEntryKind, ListType
 from lendgate.rules import (
@@ -340,9 +341,22 @@ class FirstAnswers:
 class RuleAdminServicer:
     """Implements the rule and list methods of ``lendgate.v1.RuleAdminService``."""
 
-    def __init__(self, scoring: ScoringService) -> None:
+    def __init__(self, scoring: ScoringService, admins: frozenset[str] | None = None) -> None:
+        """``admins``: the partners allowed to change the consortium's rules and lists;
+        ``None`` lets every authenticated partner (development mode only)."""
         self.scoring = scoring
         self.answers = FirstAnswers()
+        self.admins = admins
+
+    def _require_admin(self) -> None:
+        # One rule pack serves the whole consortium: a change affects every partner's
+        # checks, so only its administrators (the bureau operator) may make one.
+        partner = current_partner().partner_id
+        if self.admins is not None and partner not in self.admins:
+            raise PermissionDeniedError(
+                f"partner {partner!r} may not change the consortium rule pack"
+                " (setting 'rule_admins')"
+            )
 
     @staticmethod
     def _author() -> str:
@@ -353,6 +367,8 @@ class RuleAdminServicer:
     async def CreateRule(
         self, request: rules_pb2.CreateRuleRequest, context: Ctx
     ) -> rules_pb2.CreateRuleResponse:
+        self._require_admin()
+
         def make() -> rules_pb2.CreateRuleResponse:
             rule_id = _required_id(request.rule_id, "rule_id")
             rule = rule_from_proto(rule_id, request.rule)
@@ -390,6 +406,8 @@ class RuleAdminServicer:
     async def UpdateRule(
         self, request: rules_pb2.UpdateRuleRequest, context: Ctx
     ) -> rules_pb2.UpdateRuleResponse:
+        self._require_admin()
+
         def make() -> rules_pb2.UpdateRuleResponse:
             rule_id = _id_from(request.rule.name, "rules", "rule.name")
             if not request.rule.etag:
@@ -416,6 +434,8 @@ class RuleAdminServicer:
     async def DeleteRule(
         self, request: rules_pb2.DeleteRuleRequest, context: Ctx
     ) -> rules_pb2.DeleteRuleResponse:
+        self._require_admin()
+
         def make() -> rules_pb2.DeleteRuleResponse:
             rule_id = _id_from(request.name, "rules", "name")
             if not request.etag:
@@ -456,6 +476,8 @@ class RuleAdminServicer:
     async def RestoreRuleVersion(
         self, request: rules_pb2.RestoreRuleVersionRequest, context: Ctx
     ) -> rules_pb2.RestoreRuleVersionResponse:
+        self._require_admin()
+
         def make() -> rules_pb2.RestoreRuleVersionResponse:
             rule_id, number = _version_from(request.name, "name")
             restored = self.scoring.book.restore(
@@ -479,6 +501,8 @@ class RuleAdminServicer:
     async def CreateList(
         self, request: rules_pb2.CreateListRequest, context: Ctx
     ) -> rules_pb2.CreateListResponse:
+        self._require_admin()
+
         def make() -> rules_pb2.CreateListResponse:
             list_id = _required_id(request.list_id, "list_id")
             definition = list_from_proto(list_id, request.list)
@@ -511,6 +535,8 @@ class RuleAdminServicer:
     async def AddListEntries(
         self, request: rules_pb2.AddListEntriesRequest, context: Ctx
     ) -> rules_pb2.AddListEntriesResponse:
+        self._require_admin()
+
         def make() -> rules_pb2.AddListEntriesResponse:
             list_id = _id_from(request.name, "lists", "name")
             lists = self.scoring.lists
@@ -555,6 +581,8 @@ class RuleAdminServicer:
     async def RemoveListEntries(
         self, request: rules_pb2.RemoveListEntriesRequest, context: Ctx
     ) -> rules_pb2.RemoveListEntriesResponse:
+        self._require_admin()
+
         def make() -> rules_pb2.RemoveListEntriesResponse:
             list_id = _id_from(request.name, "lists", "name")
             if not 1 <= len(request.values) <= MAX_ENTRIES_PER_CALL:

@@ -30,7 +30,7 @@ def build_servicers(config: Config, store: Store) -> dict[str, object]:
     return {
         "lendgate.v1.ScoringService": ScoringServicer(scoring),
         # Shares the ScoringService: rule and list edits apply to the next check.
-        "lendgate.v1.RuleAdminService": RuleAdminServicer(scoring),
+        "lendgate.v1.RuleAdminService": RuleAdminServicer(scoring, config.rule_admin_partners),
         "lendgate.v1.StrategyService": StrategyServicer(StrategyService()),
         "lendgate.v1.AuctionService": AuctionServicer(Coordinator(auction)),
     }

@@ -43,3 +43,11 @@ def test_bad_files_name_the_problem(tmp_path: Path, content: str, message: str) 
 def test_missing_file_is_reported() -> None:
     with pytest.raises(ConfigError, match=r"config file /nonexistent\.toml"):
         load_config("/nonexistent.toml", env={})
+
+
+def test_rule_admins_default_to_everyone_only_in_dev_mode() -> None:
+    assert load_config(env={}).rule_admin_partners is None
+    token = load_config(env={"LENDGATE_AUTH_MODE": "token"})
+    assert token.rule_admin_partners == frozenset()
+    listed = load_config(env={"LENDGATE_RULE_ADMINS": "bureau, ops"})
+    assert listed.rule_admin_partners == frozenset({"bureau", "ops"})

@@ -81,7 +81,7 @@ class Admin:
 
 
 @asynccontextmanager
-async def admin(tmp: Path) -> AsyncIterator[Admin]:
+async def admin(tmp: Path, admins: frozenset[str] | None = None) -> AsyncIterator[Admin]:
     """A fresh ScoringService served with a RuleAdminService over it, in process."""
     settings = StoreSettings(
         database_url=f"sqlite:///{tmp / 'scoring.db'}",
@@ -94,7 +94,7 @@ async def admin(tmp: Path) -> AsyncIterator[Admin]:
         service = ScoringService(store)
         servicers = {
             "lendgate.v1.ScoringService": ScoringServicer(service),
-            "lendgate.v1.RuleAdminService": RuleAdminServicer(service),
+            "lendgate.v1.RuleAdminService": RuleAdminServicer(service, admins),
         }
         async with serve_in_process(servicers) as ch:
             yield Admin(
@@ -402,5 +402,31 @@ def test_bad_fields_are_named(tmp_path: Path) -> None:
                     await a.rules.CreateRule(req, metadata=MD)
                 assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
                 assert field in details(caught.value)[1], field
+
+    asyncio.run(scenario())
+
+
+def test_only_rule_admins_change_the_consortium_pack(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with admin(tmp_path, admins=frozenset({"bureau"})) as a:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await a.create("t-intruder", amount_is(1))
+            assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert "rule_admins" in (caught.value.details() or "")
+            assert "t-intruder" not in {r.rule_id for r in a.service.book.rules()}
+            request = rules_pb2.CreateRuleRequest(
+                request_id="by-bureau",
+                rule_id="t-bureau",
+                rule=rules_pb2.Rule(
+                    display_name="bureau rule",
+                    event_kind=common_pb2.EVENT_KIND_APPLICATION,
+                    condition=amount_is(5),
+                    points=10,
+                ),
+            )
+            created = await a.rules.CreateRule(
+                request, metadata=(("x-lendgate-partner", "bureau"),), timeout=10
+            )
+            assert created.rule.name == "rules/t-bureau"
 
     asyncio.run(scenario())

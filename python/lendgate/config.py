@@ -52,6 +52,18 @@ class Config:
     ``token`` (bearer tokens checked against ``auth_tokens_file``); see ``lendgate.auth``."""
     auth_tokens_file: str = ""
     """File of ``<partner_id> <sha256-hex-of-token>`` lines, for ``auth_mode = "token"``."""
+    rule_admins: str = ""
+    """Comma-separated partner ids allowed to change the consortium's rules and lists.
+    Empty: every partner in ``dev`` auth mode, nobody in ``token`` mode."""
+
+    @property
+    def rule_admin_partners(self) -> frozenset[str] | None:
+        """The rule administrators; ``None`` means every partner (dev mode, none set)."""
+        admins = frozenset(p.strip() for p in self.rule_admins.split(",") if p.strip())
+        if not admins and self.auth_mode == "dev":
+            return None
+        return admins
+
     auction_bidding_window_s: float = 2.0
     """Default bidding window of an auction, in seconds (sellers may ask for another)."""
 
