@@ -430,3 +430,26 @@ def test_only_rule_admins_change_the_consortium_pack(tmp_path: Path) -> None:
             assert created.rule.name == "rules/t-bureau"
 
     asyncio.run(scenario())
+
+
+def test_reports_name_the_rule_revision_that_evaluated_them(tmp_path: Path) -> None:
+    async def revision(a: Admin, amount: int) -> str:
+        req = scoring_pb2.CheckApplicationRequest(
+            request_id=f"r-{next_id()}", application=application(amount=amount)
+        )
+        response = await a.scoring.CheckApplication(req, metadata=MD, timeout=20)
+        return str(response.report.provenance.rule_pack_revision)
+
+    async def scenario() -> None:
+        async with admin(tmp_path) as a:
+            assert await revision(a, 1_001) == "default-1"
+            rule = await a.create("t-rev", amount_is(1_002))
+            edited = await revision(a, 1_003)
+            assert edited.startswith("default-1+") and len(edited) == len("default-1+") + 12
+            await a.rules.DeleteRule(
+                rules_pb2.DeleteRuleRequest(name=rule.name, etag=rule.etag), metadata=MD
+            )
+            # Back to the shipped content: back to the shipped revision.
+            assert await revision(a, 1_004) == "default-1"
+
+    asyncio.run(scenario())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
 import time
 import uuid
@@ -110,6 +111,10 @@ class ScoringService:
         self.lists = Lists()
         install(self.pack, self.book, self.lists)
         self.rules: CompiledRuleSet = self.book.compile(self.pack.zone_threshold)
+        self._shipped_digest = self._rules_digest()
+        self.rule_pack_revision = self.pack.revision
+        """Reported in every report's provenance: the shipped pack's revision, suffixed
+        with a digest of the live rules once they differ from what the pack shipped."""
         self.aggregates = AggregateStore(self.pack.aggregates)
         self.index = MatchIndex()
         self._model = model
@@ -125,6 +130,17 @@ class ScoringService:
     def recompile(self) -> None:
         """Swap in the rule book's current rules (after an edit through the admin API)."""
         self.rules = self.book.compile(self.pack.zone_threshold)
+        digest = self._rules_digest()
+        self.rule_pack_revision = (
+            self.pack.revision
+            if digest == self._shipped_digest
+            else f"{self.pack.revision}+{digest[:12]}"
+        )
+
+    def _rules_digest(self) -> str:
+        """SHA-256 of the live rules' content: equal rules, equal revision."""
+        content = json.dumps([r.to_core() for r in self.book.rules()], sort_keys=True)
+        return hashlib.sha256(content.encode()).hexdigest()
 
     async def recover(self) -> int:
         """Rebuild the in-memory state (aggregates, match index, incident index) by
@@ -323,7 +339,7 @@ class ScoringService:
             event_time=event_time,
             receive_time=receive_time,
             model_risk_score=score,
-            rule_pack_revision=self.pack.revision,
+            rule_pack_revision=self.rule_pack_revision,
             model_name=model[1] if model else "",
             model_version=model[2] if model else "",
         )
