@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
@@ -119,17 +120,24 @@ async def _fail(full_name: str, exc: Exception, context: Ctx) -> None:
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error (incident {incident})")
 
 
+@asynccontextmanager
+async def _guarded(full_name: str, auth: Authenticator, context: Ctx) -> AsyncIterator[None]:
+    """Run the block as the authenticated caller; map any failure to the call's status."""
+    try:
+        with acting_as(_caller(auth, context)):
+            yield
+    except grpc.aio.AbortError:
+        raise
+    except Exception as exc:
+        await _fail(full_name, exc, context)
+
+
 def _unary_unary(
     full_name: str, impl: Callable[..., Awaitable[Any]], parse: Parse, auth: Authenticator
 ) -> Callable[..., Any]:
     async def handle(raw: bytes, context: Ctx) -> Any:
-        try:
-            with acting_as(_caller(auth, context)):
-                return await impl(parse(raw), context)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            await _fail(full_name, exc, context)
+        async with _guarded(full_name, auth, context):
+            return await impl(parse(raw), context)
 
     return handle
 
@@ -138,15 +146,9 @@ def _unary_stream(
     full_name: str, impl: Callable[..., AsyncIterator[Any]], parse: Parse, auth: Authenticator
 ) -> Callable[..., Any]:
     async def handle(raw: bytes, context: Ctx) -> AsyncIterator[Any]:
-        try:
-            with acting_as(_caller(auth, context)):
-                request = parse(raw)
-                async for response in _as_async_iter(impl(request, context)):
-                    yield response
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            await _fail(full_name, exc, context)
+        async with _guarded(full_name, auth, context):
+            async for response in _as_async_iter(impl(parse(raw), context)):
+                yield response
 
     return handle
 
@@ -155,13 +157,8 @@ def _stream_unary(
     full_name: str, impl: Callable[..., Awaitable[Any]], parse: Parse, auth: Authenticator
 ) -> Callable[..., Any]:
     async def handle(requests: AsyncIterator[bytes], context: Ctx) -> Any:
-        try:
-            with acting_as(_caller(auth, context)):
-                return await impl(_parsed(requests, parse), context)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            await _fail(full_name, exc, context)
+        async with _guarded(full_name, auth, context):
+            return await impl(_parsed(requests, parse), context)
 
     return handle
 
@@ -170,14 +167,9 @@ def _stream_stream(
     full_name: str, impl: Callable[..., AsyncIterator[Any]], parse: Parse, auth: Authenticator
 ) -> Callable[..., Any]:
     async def handle(requests: AsyncIterator[bytes], context: Ctx) -> AsyncIterator[Any]:
-        try:
-            with acting_as(_caller(auth, context)):
-                async for response in _as_async_iter(impl(_parsed(requests, parse), context)):
-                    yield response
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            await _fail(full_name, exc, context)
+        async with _guarded(full_name, auth, context):
+            async for response in _as_async_iter(impl(_parsed(requests, parse), context)):
+                yield response
 
     return handle
 

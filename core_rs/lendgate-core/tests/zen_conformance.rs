@@ -7,39 +7,15 @@
 //! `cargo test -p lendgate-core --test zen_conformance -- --nocapture` prints the
 //! pass counts per file.
 
-use std::path::PathBuf;
+mod common;
 
-use lendgate_core::expr::{Clock, Expression, Options, UnaryExpression};
+use common::{options, same, zen_data};
+use lendgate_core::expr::{Expression, UnaryExpression};
 use serde_json::Value;
 
 /// Cases we deliberately evaluate differently (file, expression, why). Each is
 /// documented in `docs/EXPRESSIONS.md`.
 const KNOWN_DIFFERENCES: &[(&str, &str, &str)] = &[];
-
-fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/zen/expression")
-}
-
-fn options() -> Options {
-    Options {
-        clock: Clock::Fixed("2025-08-19T16:55:02.078Z".parse().expect("valid instant")),
-        ..Options::default()
-    }
-}
-
-/// JSON equality with numbers compared by value (JSON5 reads `1` as a float).
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
-        }
-        _ => a == b,
-    }
-}
 
 struct Case {
     expression: String,
@@ -48,7 +24,7 @@ struct Case {
 }
 
 fn cases(file: &str) -> Vec<Case> {
-    let path = data_dir().join(file);
+    let path = zen_data("expression").join(file);
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(b';')
         .from_path(&path)

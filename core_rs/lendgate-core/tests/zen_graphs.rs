@@ -5,39 +5,14 @@
 //! is embedded) and are counted as skipped; every other case must pass.
 //! `cargo test -p lendgate-core --test zen_graphs -- --nocapture` prints the counts.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use lendgate_core::expr::{Clock, Options};
+use common::{options, same, zen_data};
 use lendgate_core::strategy::{EvalOptions, Graph, Host};
 use lendgate_core::{CoreError, CoreResult};
 use serde_json::{json, Value};
-
-fn data_dir(sub: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/zen")
-        .join(sub)
-}
-
-fn options() -> Options {
-    Options {
-        clock: Clock::Fixed("2025-08-19T16:55:02.078Z".parse().expect("valid instant")),
-        ..Options::default()
-    }
-}
-
-/// JSON equality with numbers compared by value.
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
-        }
-        _ => a == b,
-    }
-}
 
 fn read(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -52,7 +27,7 @@ fn has_function_node(doc: &Value) -> bool {
 
 #[test]
 fn zen_public_graphs() {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(data_dir("graphs"))
+    let mut files: Vec<PathBuf> = std::fs::read_dir(zen_data("graphs"))
         .expect("graphs dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
@@ -110,7 +85,7 @@ struct EdgeCases;
 
 impl Host for EdgeCases {
     fn load(&self, key: &str) -> CoreResult<Graph> {
-        let path = data_dir("edge-cases").join(key);
+        let path = zen_data("edge-cases").join(key);
         if !path.exists() {
             return Err(CoreError::NotFound {
                 kind: "strategy",
@@ -122,7 +97,7 @@ impl Host for EdgeCases {
 }
 
 fn edge(name: &str) -> CoreResult<Graph> {
-    Graph::from_json(&read(&data_dir("edge-cases").join(name)), &options())
+    Graph::from_json(&read(&zen_data("edge-cases").join(name)), &options())
 }
 
 fn eval_edge(name: &str, input: Value) -> CoreResult<Value> {
