@@ -1,5 +1,8 @@
 """The Rust <-> Python round trip through ``lendgate._core``."""
 
+import tomllib
+from pathlib import Path
+
 import pytest
 
 import lendgate
@@ -7,7 +10,9 @@ from lendgate import InvalidArgumentError, normalize_key
 
 
 def test_core_version_is_the_crate_version() -> None:
-    assert lendgate.core_version.count(".") == 2
+    cargo = Path(__file__).resolve().parent.parent / "core_rs" / "Cargo.toml"
+    workspace = tomllib.loads(cargo.read_text())["workspace"]["package"]
+    assert lendgate.core_version == workspace["version"]
 
 
 def test_phone_spellings_normalise_to_one_key() -> None:
