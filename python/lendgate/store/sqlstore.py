@@ -140,6 +140,17 @@ class SqlStore:
         """Append several events; one ack per event, in order."""
         return list(await asyncio.gather(*self._writer.submit_events(events)))
 
+    def fence(self) -> asyncio.Future[int]:
+        """A future for the log position that covers every event appended so far.
+
+        Enqueued at the call (not at the first await), behind every write submitted
+        before it: it resolves once those have committed (or failed), to the highest log
+        position among them, or the last committed position when there were none. Whoever
+        changed in-memory state for each event it appended, synchronously with the append,
+        labels a snapshot taken at the call with this position.
+        """
+        return self._writer.submit_fence()
+
     async def get_event(self, seq: int) -> Event:
         """The event at ``seq`` with its keys; ``NotFoundError`` if absent."""
 
