@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -89,7 +89,9 @@ async def history(client: Callable[[str], Client], start: int, stop: int) -> Non
 
 def outcome(i: int) -> scoring_pb2.Outcome:
     out = scoring_pb2.Outcome(
-        fraud_status=scoring_pb2.FRAUD_STATUS_CONFIRMED if i % 3 else 0,
+        fraud_status=scoring_pb2.FRAUD_STATUS_CONFIRMED
+        if i % 3
+        else scoring_pb2.FRAUD_STATUS_UNSPECIFIED,
         decision=scoring_pb2.APPLICATION_DECISION_REFUSED,
     )
     out.event_time.FromDatetime(T0 + timedelta(minutes=i, seconds=30))
@@ -106,7 +108,7 @@ async def probes(client: Callable[[str], Client]) -> list[scoring_pb2.Report]:
     return reports
 
 
-def run(body: Callable[[], Awaitable[None]]) -> None:
+def run(body: Callable[[], Coroutine[None, None, None]]) -> None:
     asyncio.run(body())
 
 
@@ -150,7 +152,8 @@ def test_restart_answers_like_a_service_never_restarted_with_and_without_a_snaps
     run(whole_log)
     fired = {r.rule for report in answers["straight"] for r in report.fired_rules}
     assert {"rules/s02-phone-other-name", "rules/s06-confirmed-fraud-applicant"} <= fired
-    assert any(m.fraud_status for r in answers["straight"] for f in r.fired_rules for m in f.matches)
+    marks = [m.fraud_status for r in answers["straight"] for f in r.fired_rules for m in f.matches]
+    assert scoring_pb2.FRAUD_STATUS_CONFIRMED in marks
     assert states["snap"] == states["full"]
     assert answers["snap"] == answers["straight"]
     assert answers["full"] == answers["straight"]
@@ -198,7 +201,7 @@ def test_match_index_snapshot_round_trip_keeps_order_marks_and_sharing() -> None
     index = MatchIndex()
     t = datetime(2026, 1, 1, tzinfo=UTC)
     for seq in range(1, 120):
-        event = {"application_id": f"a{seq % 30}", "subtype": "LOAN_APP_CREATE"}
+        event: dict[str, object] = {"application_id": f"a{seq % 30}", "subtype": "X"}
         event["applicant"] = {"last_name": f"N{seq % 7}", "birth_date": "1990-01-01"}
         record = MatchIndex.record(seq, f"bank-{seq % 3}", event, t + timedelta(minutes=seq))
         index.add(record, [("phone", f"7{seq % 4}"), ("passport", f"p{seq % 9}")])
