@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from lendgate.scoring.matching import MatchIndex
 from lendgate.store import StoreSettings, open_store
 from lendgate.v1 import scoring_pb2, scoring_pb2_grpc
 from servers.scoring import ScoringServicer
+from tests.conftest import clean_env
 from tests.test_scoring import T0, Person, application
 from tests.test_scoring_service import Client, _comparable
 from tests.test_server import serve_in_process
@@ -247,3 +250,59 @@ def test_retention_prunes_the_match_index_by_event_time() -> None:
     assert len(index) == 7
     assert sorted(h.seq for h in index._by_key[("phone", "7")]) == list(range(4, 11))
     assert index.prune(t + timedelta(days=99)) == 7 and not index._by_key
+
+
+def test_load_history_answers_like_the_same_history_sent_over_grpc(tmp_path: Path) -> None:
+    from lendgate.datagen import GenConfig, Generator  # noqa: PLC0415
+    from lendgate.datagen.output import read_events, write_events  # noqa: PLC0415
+
+    data = tmp_path / "history.jsonl"
+    start = (datetime.now(UTC) - timedelta(days=12)).date()
+    write_events(Generator(GenConfig(seed=3, applicants=150, days=10, start=start)), data, False)
+    records = list(read_events(data))
+    history, later = records[:-40], [r for r in records[-40:] if r.kind == "application"][:6]
+    assert len(history) > 300 and later
+    loaded = tmp_path / "loaded"
+    cmd = [sys.executable, "-m", "lendgate.cli", "load-history", str(data), "--quiet"]
+    cmd += ["--data-dir", str(loaded), "--limit", str(len(history)), "--batch", "64"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("lendgate: loaded ") and result.stderr.count("\n") == 1
+    again = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), check=False)
+    assert again.returncode == 1 and "already loaded" in again.stderr
+
+    async def probe(s: Served) -> list[scoring_pb2.Report]:
+        reports = []
+        for n, r in enumerate(later):
+            assert isinstance(r.message, scoring_pb2.ApplicationEvent)
+            c = s.client(r.message.partner_id)
+            reports.append(_comparable(await c.check(r.message, request_id=f"probe-{n}")))
+        return reports
+
+    async def over_grpc() -> list[scoring_pb2.Report]:
+        async with served(tmp_path / "grpc.db") as s:
+            owners: dict[str, str] = {}
+            for n, r in enumerate(history):
+                m = r.message
+                if isinstance(m, scoring_pb2.ReportOutcomeRequest):
+                    m.request_id = f"history-{n}"
+                    c = s.client(owners[m.application_id])
+                    await c.stub.ReportOutcome(m, metadata=c.md, timeout=20)
+                elif isinstance(m, scoring_pb2.ApplicationEvent):
+                    owners[m.application_id] = m.partner_id
+                    await s.client(m.partner_id).check(m, request_id=f"history-{n}")
+                else:
+                    assert isinstance(m, scoring_pb2.PaymentEvent)
+                    c = s.client(m.partner_id)
+                    request = scoring_pb2.CheckPaymentRequest(request_id=f"history-{n}", payment=m)
+                    await c.stub.CheckPayment(request, metadata=c.md, timeout=20)
+            return await probe(s)
+
+    async def from_loaded_store() -> list[scoring_pb2.Report]:
+        async with served(loaded / "lendgate.db") as s:
+            recovery = s.service.last_recovery
+            assert recovery is not None and recovery.replayed == 0  # the load's snapshot
+            assert recovery.position == len(history)
+            return await probe(s)
+
+    assert asyncio.run(from_loaded_store()) == asyncio.run(over_grpc())

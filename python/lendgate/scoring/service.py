@@ -21,7 +21,7 @@ import logging
 import struct
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -107,6 +107,25 @@ class RecoveryReport:
     replayed: int
     restore_s: float
     replay_s: float
+
+
+@dataclass(frozen=True)
+class HistoryLoad:
+    """What :meth:`ScoringService.load_history` did: checks and outcomes stored, events
+    refused by validation (or duplicates of stored ones), outcomes whose application was not
+    in the history, the snapshot's log position and the seconds it took."""
+
+    checks: int
+    outcomes: int
+    refused: int
+    orphan_outcomes: int
+    position: int
+    seconds: float
+
+
+HistoryItem = tuple[str, Any]
+"""(kind, message): ``("application", ApplicationEvent)``, ``("payment", PaymentEvent)`` or
+``("outcome", ReportOutcomeRequest)`` naming its application by ``application_id``."""
 
 
 def _now() -> datetime:
@@ -282,6 +301,152 @@ class ScoringService:
             "application"
         ]
         return app
+
+    async def load_history(
+        self,
+        items: Iterable[HistoryItem],
+        *,
+        request_prefix: str = "history",
+        batch: int = 2000,
+        progress: Callable[[int], None] | None = None,
+    ) -> HistoryLoad:
+        """Feed prior events, in event-time order, into the store and the state in process.
+
+        Each check goes through the live path's validation and :meth:`_score` (aggregates,
+        rules, matches, index) and is stored with its report; outcomes go through
+        :meth:`_apply_outcome`. Appends are batched (``batch`` events, one batch committing
+        while the next is scored); a request id is ``{request_prefix}-{n}`` for the n-th
+        item, the partner the event's own. History opens no incident. Ends with a snapshot,
+        so a server started on the store replays nothing. Loading the same items twice is
+        refused (:class:`AbortedError`) before anything changes.
+        """
+        await self._ready()
+        started = time.perf_counter()
+        checks = outcomes = refused = orphans = 0
+        apps: dict[str, tuple[str, Mapping[str, Any], str, str]] = {}
+        pending: list[NewEvent] = []
+        committing: asyncio.Future[list[Any]] | None = None
+
+        async def flush() -> None:
+            nonlocal committing, refused
+            if committing is not None:
+                refused += sum(1 for ack in await committing if ack.duplicate)
+            committing = None
+            if pending:
+                committing = asyncio.ensure_future(self.store.append_events(list(pending)))
+                pending.clear()
+                await asyncio.sleep(0)  # let it enqueue (in order) before scoring goes on
+
+        for n, (kind, message) in enumerate(items):
+            request_id = f"{request_prefix}-{n}"
+            if n == 0 and await self.store.get_event_by_request(
+                f"{_partner_of(kind, message, apps)}/{request_id}"
+            ):
+                raise AbortedError(
+                    f"history {request_prefix!r} is already loaded ({request_id} is stored);"
+                    " use another request prefix",
+                    reason="HISTORY_LOADED",
+                )
+            event = (
+                self._history_check(kind, message, request_id, apps)
+                if kind in _REQUEST_TYPES
+                else self._history_outcome(message, request_id, apps)
+            )
+            if event is None:
+                if kind == "outcome":
+                    orphans += 1
+                else:
+                    refused += 1
+                continue
+            pending.append(event)
+            if kind == "outcome":
+                outcomes += 1
+            else:
+                checks += 1
+            if len(pending) >= batch:
+                await flush()
+                if progress is not None:
+                    progress(n + 1)
+        await flush()
+        await flush()
+        position = await self.snapshot_now()
+        return HistoryLoad(
+            checks, outcomes, refused, orphans, position, time.perf_counter() - started
+        )
+
+    def _history_check(
+        self,
+        kind: str,
+        message: Any,
+        request_id: str,
+        apps: dict[str, tuple[str, Mapping[str, Any], str, str]],
+    ) -> NewEvent | None:
+        request = (
+            scoring_pb2.CheckApplicationRequest(request_id=request_id, application=message)
+            if kind == "application"
+            else scoring_pb2.CheckPaymentRequest(request_id=request_id, payment=message)
+        ).SerializeToString()
+        event = decode_document(_REQUEST_TYPES[kind], request)[kind]
+        partner = str(event.get("partner_id") or "")
+        receive_time = self._clock()
+        if not partner or events.validate(kind, event, receive_time):
+            return None
+        report, _, keys, event_time = self._score(
+            kind,
+            event,
+            request_id=request_id,
+            partner=partner,
+            receive_time=receive_time,
+            started=time.perf_counter(),
+        )
+        report.ClearField("incident")  # history opens no incident
+        subject_id = f"{kind}:{report.event_id}"
+        if kind == "application":
+            apps[report.event_id] = (partner, event, subject_id, request_id)
+        return NewEvent(
+            f"{partner}/{request_id}",
+            partner,
+            kind,
+            _us(event_time),
+            request,
+            subject_id=subject_id,
+            keys=keys,
+            response=report.SerializeToString(),
+        )
+
+    def _history_outcome(
+        self,
+        request: scoring_pb2.ReportOutcomeRequest,
+        request_id: str,
+        apps: dict[str, tuple[str, Mapping[str, Any], str, str]],
+    ) -> NewEvent | None:
+        found = apps.get(request.application_id)
+        if found is None or not request.HasField("outcome"):
+            return None
+        partner, app, subject_id, app_request_id = found
+        stored = scoring_pb2.ReportOutcomeRequest()
+        stored.CopyFrom(request)
+        stored.request_id = request_id
+        o = stored.outcome
+        now = self._clock()
+        event_time = o.event_time.ToDatetime(UTC) if o.HasField("event_time") else now
+        outcome = scoring_pb2.Outcome()
+        outcome.CopyFrom(o)
+        outcome.name = f"{report_name(app_request_id)}/outcomes/{request_id}"
+        outcome.record_time.FromDatetime(now)
+        outcome.source = "history"
+        if not o.HasField("event_time"):
+            outcome.event_time.FromDatetime(event_time)
+        self._apply_outcome(app, partner, outcome, o)
+        return NewEvent(
+            f"{partner}/{request_id}",
+            partner,
+            "outcome",
+            _us(event_time),
+            stored.SerializeToString(),
+            subject_id=subject_id,
+            response=outcome.SerializeToString(),
+        )
 
     # --- snapshots of the in-memory state ----------------------------------------------
 
@@ -918,6 +1083,14 @@ class ScoringService:
         return self._incident_proto(updated), outcome
 
 
+def _partner_of(kind: str, message: Any, apps: Mapping[str, tuple[str, Any, str, str]]) -> str:
+    """The partner a history item belongs to (an outcome's: its application's)."""
+    if kind == "outcome":
+        found = apps.get(message.application_id)
+        return found[0] if found else ""
+    return str(message.partner_id)
+
+
 _FILTER_FIELDS = {
     "state": ("state", scoring_pb2.IncidentState, "INCIDENT_STATE_"),
     "zone": ("zone", scoring_pb2.Zone, "ZONE_"),
@@ -955,6 +1128,8 @@ def _field_text(incident: scoring_pb2.Incident, name: str) -> str:
 
 __all__ = [
     "FieldViolation",
+    "HistoryItem",
+    "HistoryLoad",
     "ModelScorer",
     "RecoveryReport",
     "ScoringService",
