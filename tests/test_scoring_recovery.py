@@ -5,6 +5,7 @@ real SQLite file."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from lendgate.errors import InvalidArgumentError
 from lendgate.scoring import ScoringService, StateSettings
@@ -256,15 +259,48 @@ def test_load_history_answers_like_the_same_history_sent_over_grpc(tmp_path: Pat
     from lendgate.datagen import GenConfig, Generator  # noqa: PLC0415
     from lendgate.datagen.output import read_events, write_events  # noqa: PLC0415
 
+    fired: set[str] = set()
+
     data = tmp_path / "history.jsonl"
     start = (datetime.now(UTC) - timedelta(days=12)).date()
     write_events(Generator(GenConfig(seed=3, applicants=150, days=10, start=start)), data, False)
     records = list(read_events(data))
-    history, later = records[:-40], [r for r in records[-40:] if r.kind == "application"][:6]
-    assert len(history) > 300 and later
+    history: list[Message] = [r.message for r in records[:-40]]
+    later = [m for r in records[-40:] if isinstance(m := r.message, scoring_pb2.ApplicationEvent)]
+    later = later[:4]  # the next events (no outcome of theirs is known yet)
+    created = [
+        m
+        for m in history
+        if isinstance(m, scoring_pb2.ApplicationEvent) and m.applicant.passport.number
+    ]
+    # Six applicants apply once more, are confirmed as fraud, then apply again: the marks
+    # (aggregates and match index) must count the same way on both paths.
+    for n, m in enumerate(created[-6:]):
+        victim = scoring_pb2.ApplicationEvent()
+        victim.CopyFrom(m)
+        victim.application_id = f"victim-{n}"
+        victim.event_time.CopyFrom(later[0].event_time)
+        fraud = scoring_pb2.Outcome(fraud_status=scoring_pb2.FRAUD_STATUS_CONFIRMED)
+        fraud.event_time.CopyFrom(later[0].event_time)
+        history += [
+            victim,
+            scoring_pb2.ReportOutcomeRequest(application_id=f"victim-{n}", outcome=fraud),
+        ]
+        reapply = scoring_pb2.ApplicationEvent()
+        reapply.CopyFrom(victim)
+        reapply.application_id = f"again-{n}"
+        reapply.event_time.CopyFrom(later[-1].event_time)
+        later.append(reapply)
+    assert len(history) > 300 and len(later) == 10
+    kinds = {"ApplicationEvent": "application", "PaymentEvent": "payment"}
+    with data.open("w") as out:  # the history as a gen-data file
+        for m in history:
+            kind = kinds.get(m.DESCRIPTOR.name, "outcome")
+            doc = {"kind": kind, "time": 0, "event": json_format.MessageToDict(m), "label": {}}
+            out.write(json.dumps(doc) + "\n")
     loaded = tmp_path / "loaded"
     cmd = [sys.executable, "-m", "lendgate.cli", "load-history", str(data), "--quiet"]
-    cmd += ["--data-dir", str(loaded), "--limit", str(len(history)), "--batch", "64"]
+    cmd += ["--data-dir", str(loaded), "--batch", "64"]
     result = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), check=False)
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith("lendgate: loaded ") and result.stderr.count("\n") == 1
@@ -273,17 +309,16 @@ def test_load_history_answers_like_the_same_history_sent_over_grpc(tmp_path: Pat
 
     async def probe(s: Served) -> list[scoring_pb2.Report]:
         reports = []
-        for n, r in enumerate(later):
-            assert isinstance(r.message, scoring_pb2.ApplicationEvent)
-            c = s.client(r.message.partner_id)
-            reports.append(_comparable(await c.check(r.message, request_id=f"probe-{n}")))
+        for n, m in enumerate(later):
+            c = s.client(m.partner_id)
+            reports.append(_comparable(await c.check(m, request_id=f"probe-{n}")))
+            fired.update(r.rule for r in reports[-1].fired_rules)
         return reports
 
     async def over_grpc() -> list[scoring_pb2.Report]:
         async with served(tmp_path / "grpc.db") as s:
             owners: dict[str, str] = {}
-            for n, r in enumerate(history):
-                m = r.message
+            for n, m in enumerate(history):
                 if isinstance(m, scoring_pb2.ReportOutcomeRequest):
                     m.request_id = f"history-{n}"
                     c = s.client(owners[m.application_id])
@@ -306,3 +341,4 @@ def test_load_history_answers_like_the_same_history_sent_over_grpc(tmp_path: Pat
             return await probe(s)
 
     assert asyncio.run(from_loaded_store()) == asyncio.run(over_grpc())
+    assert "rules/s06-confirmed-fraud-applicant" in fired
