@@ -526,14 +526,21 @@ class ScoringService:
         async with self._snapshotting:
             applied = self._applied()
             fence = self.store.fence()
+            paused = time.perf_counter()
             data = self._capture()
+            paused = time.perf_counter() - paused
             position = await fence
             await self.store.snapshots.save(position, data)
             self._applied_at_snapshot = applied
             self._snapshot_time = time.monotonic()
             log.info(
                 "state snapshot stored",
-                extra={"position": position, "bytes": len(data), "events_applied": applied},
+                extra={
+                    "position": position,
+                    "bytes": len(data),
+                    "events_applied": applied,
+                    "capture_s": round(paused, 3),
+                },
             )
             return position
 
