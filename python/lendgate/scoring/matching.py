@@ -179,8 +179,15 @@ class MatchIndex:
             )
             for h in items
         ]
-        keys = [(k[0], k[1], [h.seq for h in q]) for k, q in self._by_key.items()]
-        return SNAPSHOT_MAGIC + bytes([SNAPSHOT_VERSION]) + marshal.dumps((records, keys))
+        # Keys flat (kinds, values, sizes and one list of every key's seqs): a few large
+        # lists marshal and load much faster than one small list per key.
+        by_key = self._by_key
+        kinds = [k[0] for k in by_key]
+        values = [k[1] for k in by_key]
+        sizes = [len(q) for q in by_key.values()]
+        seqs = [h.seq for q in by_key.values() for h in q]
+        image = marshal.dumps((records, kinds, values, sizes, seqs))
+        return SNAPSHOT_MAGIC + bytes([SNAPSHOT_VERSION]) + image
 
     def restore(self, data: bytes) -> None:
         """Replace the contents with a :meth:`snapshot`; a foreign, newer or damaged
@@ -195,7 +202,7 @@ class MatchIndex:
             )
         try:
             # Our own bytes from our own database; marshal builds plain values, runs nothing.
-            records, keys = marshal.loads(data[5:])  # noqa: S302
+            records, kinds, values, sizes, seqs = marshal.loads(data[5:])  # noqa: S302
             by_seq: dict[int, Historical] = {}
             by_app: dict[tuple[str, str], list[Historical]] = {}
             for seq, partner, app, subtype, us, phone, name, birth, passport, res, fraud in records:
@@ -214,10 +221,14 @@ class MatchIndex:
                 )
                 by_seq[h.seq] = h
                 by_app.setdefault((h.partner_id, h.application_id), []).append(h)
-            by_key = {
-                (str(kind), str(value)): deque((by_seq[s] for s in seqs), maxlen=MAX_PER_KEY)
-                for kind, value, seqs in keys
-            }
+            if not len(kinds) == len(values) == len(sizes) or sum(sizes) != len(seqs):
+                raise ValueError("key lists of different lengths")
+            items = list(map(by_seq.__getitem__, seqs))
+            by_key: dict[tuple[str, str], deque[Historical]] = {}
+            at = 0
+            for kind, value, size in zip(kinds, values, sizes, strict=True):
+                by_key[(kind, value)] = deque(items[at : at + size], maxlen=MAX_PER_KEY)
+                at += size
         except (ValueError, TypeError, EOFError, KeyError, OverflowError) as exc:
             raise InvalidArgumentError(
                 f"damaged match index snapshot: {exc}", field="snapshot"
