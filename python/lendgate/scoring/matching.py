@@ -205,20 +205,12 @@ class MatchIndex:
             records, kinds, values, sizes, seqs = marshal.loads(data[5:])  # noqa: S302
             by_seq: dict[int, Historical] = {}
             by_app: dict[tuple[str, str], list[Historical]] = {}
+            epoch, micro = _EPOCH, timedelta(microseconds=1)
             for seq, partner, app, subtype, us, phone, name, birth, passport, res, fraud in records:
                 h = Historical(
-                    int(seq),
-                    str(partner),
-                    str(app),
-                    str(subtype),
-                    _EPOCH + timedelta(microseconds=int(us)),
-                    str(phone),
-                    str(name),
-                    str(birth),
-                    str(passport),
-                    result=str(res),
-                    fraud_status=str(fraud),
+                    seq, partner, app, subtype, epoch + us * micro, phone, name, birth, passport
                 )
+                h.result, h.fraud_status = res, fraud
                 by_seq[h.seq] = h
                 by_app.setdefault((h.partner_id, h.application_id), []).append(h)
             if not len(kinds) == len(values) == len(sizes) or sum(sizes) != len(seqs):
