@@ -565,9 +565,10 @@ class ScoringService:
                     await self.snapshot_now()
                 if time.monotonic() - self._pruned_at >= s.retention_interval_s:
                     self._prune()
-            except Exception:  # the store is unreachable...: the next tick retries
+            except Exception:  # the store is unreachable...: retry after another interval
                 log.exception("background state maintenance failed")
-                self._snapshot_time = time.monotonic()
+                self._snapshot_time = time.monotonic()  # (each try costs a capture pause)
+                self._applied_at_snapshot = self._applied()
 
     def _prune(self) -> None:
         """Retention of the hot state: the match index forgets events older than the
