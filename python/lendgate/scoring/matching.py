@@ -21,16 +21,22 @@ Disclosure policy (the consortium's, applied to every match):
 from __future__ import annotations
 
 import hashlib
+import marshal
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from lendgate.errors import InvalidArgumentError
 from lendgate.scoring.events import full_name, mobile, passport_number
 
 MAX_PER_KEY = 50
 MAX_PER_RULE = 20
+
+SNAPSHOT_MAGIC = b"LGMI"
+SNAPSHOT_VERSION = 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -143,6 +149,105 @@ class MatchIndex:
                 item.result = result
             if fraud_status:
                 item.fraud_status = fraud_status
+
+    def __len__(self) -> int:
+        """Number of application events held."""
+        return sum(len(items) for items in self._by_app.values())
+
+    def snapshot(self) -> bytes:
+        """The whole index as compact, versioned bytes (:meth:`restore` reads them back).
+
+        Layout: ``b"LGMI"``, one version byte, then a :mod:`marshal` image (plain tuples,
+        strings and integers only; nothing is executed on load) of every held event in
+        ``seq`` order and, per key, the ``seq`` of its events oldest first. Event times are
+        microseconds since the epoch (UTC). Outcome marks travel with their events.
+        """
+        items = sorted((h for group in self._by_app.values() for h in group), key=lambda h: h.seq)
+        records = [
+            (
+                h.seq,
+                h.partner_id,
+                h.application_id,
+                h.subtype,
+                (h.event_time - _EPOCH) // timedelta(microseconds=1),
+                h.phone,
+                h.name,
+                h.birth_date,
+                h.passport,
+                h.result,
+                h.fraud_status,
+            )
+            for h in items
+        ]
+        # Keys flat (kinds, values, sizes and one list of every key's seqs): a few large
+        # lists marshal and load much faster than one small list per key.
+        by_key = self._by_key
+        kinds = [k[0] for k in by_key]
+        values = [k[1] for k in by_key]
+        sizes = [len(q) for q in by_key.values()]
+        seqs = [h.seq for q in by_key.values() for h in q]
+        image = marshal.dumps((records, kinds, values, sizes, seqs))
+        return SNAPSHOT_MAGIC + bytes([SNAPSHOT_VERSION]) + image
+
+    def restore(self, data: bytes) -> None:
+        """Replace the contents with a :meth:`snapshot`; a foreign, newer or damaged
+        snapshot raises :class:`InvalidArgumentError` (field ``snapshot``) and changes
+        nothing."""
+        if data[:4] != SNAPSHOT_MAGIC or len(data) < 5:
+            raise InvalidArgumentError("not a match index snapshot", field="snapshot")
+        if data[4] != SNAPSHOT_VERSION:
+            raise InvalidArgumentError(
+                f"match index snapshot version {data[4]}, this build reads {SNAPSHOT_VERSION}",
+                field="snapshot",
+            )
+        try:
+            # Our own bytes from our own database; marshal builds plain values, runs nothing.
+            records, kinds, values, sizes, seqs = marshal.loads(data[5:])  # noqa: S302
+            by_seq: dict[int, Historical] = {}
+            by_app: dict[tuple[str, str], list[Historical]] = {}
+            epoch, micro = _EPOCH, timedelta(microseconds=1)
+            for seq, partner, app, subtype, us, phone, name, birth, passport, res, fraud in records:
+                h = Historical(
+                    seq, partner, app, subtype, epoch + us * micro, phone, name, birth, passport
+                )
+                h.result, h.fraud_status = res, fraud
+                by_seq[h.seq] = h
+                by_app.setdefault((h.partner_id, h.application_id), []).append(h)
+            if not len(kinds) == len(values) == len(sizes) or sum(sizes) != len(seqs):
+                raise ValueError("key lists of different lengths")
+            items = list(map(by_seq.__getitem__, seqs))
+            by_key: dict[tuple[str, str], deque[Historical]] = {}
+            at = 0
+            for kind, value, size in zip(kinds, values, sizes, strict=True):
+                by_key[(kind, value)] = deque(items[at : at + size], maxlen=MAX_PER_KEY)
+                at += size
+        except (ValueError, TypeError, EOFError, KeyError, OverflowError) as exc:
+            raise InvalidArgumentError(
+                f"damaged match index snapshot: {exc}", field="snapshot"
+            ) from None
+        self._by_key, self._by_app = by_key, by_app
+
+    def prune(self, before: datetime) -> int:
+        """Forget every event older than ``before`` (event time): retention of the hot
+        state. Returns how many were dropped."""
+        dropped = 0
+        for app, items in list(self._by_app.items()):
+            kept = [h for h in items if h.event_time >= before]
+            if len(kept) != len(items):
+                dropped += len(items) - len(kept)
+                if kept:
+                    self._by_app[app] = kept
+                else:
+                    del self._by_app[app]
+        if dropped:
+            for key, queue in list(self._by_key.items()):
+                if any(h.event_time < before for h in queue):
+                    fresh = [h for h in queue if h.event_time >= before]
+                    if fresh:
+                        self._by_key[key] = deque(fresh, maxlen=MAX_PER_KEY)
+                    else:
+                        del self._by_key[key]
+        return dropped
 
     def matches(
         self,

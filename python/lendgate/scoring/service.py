@@ -14,12 +14,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
+import logging
+import struct
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lendgate.aggregates import AggregateStore
@@ -38,8 +42,10 @@ from lendgate.scoring import events
 from lendgate.scoring.matching import MatchIndex
 from lendgate.scoring.pack import Pack, install, load_pack
 from lendgate.scoring.report import CheckFacts, build_report
-from lendgate.store import NewEvent, Store
+from lendgate.store import NewEvent, Store, StoreSettings
 from lendgate.v1 import scoring_pb2
+
+log = logging.getLogger(__name__)
 
 ModelScorer = Callable[[Mapping[str, Any], Mapping[str, Any]], tuple[int, str, str] | None]
 """(event, params) -> (risk score 0..1000, model name, model version), or ``None`` when
@@ -54,6 +60,72 @@ MAX_CHECKS_IN_FLIGHT = 2048
 """Checks admitted at once per process; more are refused RESOURCE_EXHAUSTED at once
 rather than queued behind the store (where their latency would grow without bound)."""
 RESOLUTION_AUTHOR = "$resolution"
+
+STATE_MAGIC = b"LGSS"
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    """When the service snapshots and trims its in-memory state (``docs/STORAGE.md``).
+
+    - ``snapshot_every_events``: take a snapshot once this many events (checks and
+      outcomes) were applied since the last one (0: never by count);
+    - ``snapshot_every_seconds``: take one when this much time has passed and at least one
+      event was applied (0: never by time);
+    - ``retention_days``: events older than this (event time) leave the match index, as
+      they leave the store (0 keeps everything); checked every ``retention_interval_s``;
+    - ``tick_s``: how often the background task looks.
+    """
+
+    snapshot_every_events: int = 100_000
+    snapshot_every_seconds: float = 300.0
+    retention_days: float = 180.0
+    retention_interval_s: float = 60.0
+    tick_s: float = 1.0
+
+    @classmethod
+    def for_store(cls, store: Store, **overrides: Any) -> StateSettings:
+        """Defaults with the store's retention horizon (an :class:`SqlStore`'s settings)."""
+        settings = getattr(store, "settings", None)
+        if isinstance(settings, StoreSettings):
+            # The hot state forgets what the store forgets, and only when it does.
+            purging = settings.retention_interval_s > 0
+            overrides.setdefault("retention_days", settings.retention_days if purging else 0)
+            overrides.setdefault("retention_interval_s", settings.retention_interval_s)
+        return cls(**overrides)
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """What :meth:`ScoringService.recover` did: the snapshot it started from (0: none),
+    the log position reached, the events replayed after the snapshot, and the time each
+    part took (seconds)."""
+
+    snapshot_position: int
+    position: int
+    replayed: int
+    restore_s: float
+    replay_s: float
+
+
+@dataclass(frozen=True)
+class HistoryLoad:
+    """What :meth:`ScoringService.load_history` did: checks and outcomes stored, events
+    refused by validation (or duplicates of stored ones), outcomes whose application was not
+    in the history, the snapshot's log position and the seconds it took."""
+
+    checks: int
+    outcomes: int
+    refused: int
+    orphan_outcomes: int
+    position: int
+    seconds: float
+
+
+HistoryItem = tuple[str, Any]
+"""(kind, message): ``("application", ApplicationEvent)``, ``("payment", PaymentEvent)`` or
+``("outcome", ReportOutcomeRequest)`` naming its application by ``application_id``."""
 
 
 def _now() -> datetime:
@@ -104,6 +176,7 @@ class ScoringService:
         model: ModelScorer | None = None,
         clock: Callable[[], datetime] = _now,
         max_in_flight: int = MAX_CHECKS_IN_FLIGHT,
+        state: StateSettings | None = None,
     ) -> None:
         self.store = store
         self.pack = pack or load_pack()
@@ -126,6 +199,14 @@ class ScoringService:
         self._in_flight = 0
         self._max_in_flight = max_in_flight
         self._recovering = asyncio.Lock()
+        self._state = state or StateSettings.for_store(store)
+        self._outcomes_applied = 0
+        self._applied_at_snapshot = 0
+        self._snapshot_time = time.monotonic()
+        self._pruned_at = time.monotonic()
+        self._snapshotting = asyncio.Lock()
+        self._maintenance: asyncio.Task[None] | None = None
+        self.last_recovery: RecoveryReport | None = None
 
     def recompile(self) -> None:
         """Swap in the rule book's current rules (after an edit through the admin API)."""
@@ -143,26 +224,373 @@ class ScoringService:
         return hashlib.sha256(content.encode()).hexdigest()
 
     async def recover(self) -> int:
-        """Rebuild the in-memory state (aggregates, match index, incident index) by
-        replaying the store's log in order; done once, before the first call is served.
-        Returns the number of events replayed."""
+        """Rebuild the in-memory state (aggregates, match index, sequence counter, incident
+        index): restore the latest snapshot, then replay the log after it in order (the
+        whole log when there is no usable snapshot). Done once, before the first call is
+        served; starts the background snapshots. Returns the number of events replayed."""
         async with self._recovering:
             if self._recovered:
                 return 0
-            replayed = 0
-            applications: dict[str, Mapping[str, Any]] = {}
-            async for stored in self.store.snapshots.events_after(0):
-                replayed += 1
-                if stored.kind in _REQUEST_TYPES:
-                    self._replay_check(stored, applications)
-                elif stored.kind == "outcome":
-                    request = scoring_pb2.ReportOutcomeRequest.FromString(stored.payload)
-                    app = applications.get(f"{stored.partner_id}\x1f{stored.subject_id}")
-                    outcome = scoring_pb2.Outcome.FromString(stored.response or b"")
-                    if app is not None:
-                        self._apply_outcome(app, stored.partner_id, outcome, request.outcome)
+            t0 = time.perf_counter()
+            position = 0
+            snapshot = await self.store.snapshots.load_latest()
+            if snapshot is not None:
+                try:
+                    self._restore_state(snapshot.data)
+                    position = snapshot.position
+                except InvalidArgumentError as exc:
+                    log.warning(
+                        "snapshot at log position %d not usable (%s); replaying the whole log",
+                        snapshot.position,
+                        exc.message,
+                    )
+                    self._reset_state()
+            t1 = time.perf_counter()
+            replayed, last = await self._replay(position)
+            self._prune()
+            self._applied_at_snapshot = self._applied()
+            self._snapshot_time = time.monotonic()
             self._recovered = True
+            self.last_recovery = RecoveryReport(
+                position, max(position, last), replayed, t1 - t0, time.perf_counter() - t1
+            )
+            log.info(
+                "scoring state recovered",
+                extra={
+                    "snapshot_position": position,
+                    "replayed": replayed,
+                    "restore_s": round(t1 - t0, 3),
+                    "replay_s": round(self.last_recovery.replay_s, 3),
+                },
+            )
+            self._start_maintenance()
             return replayed
+
+    async def _replay(self, after: int) -> tuple[int, int]:
+        """Apply every event after log position ``after``; (events replayed, last seq)."""
+        replayed, last = 0, after
+        applications: dict[str, Mapping[str, Any]] = {}
+        async for stored in self.store.snapshots.events_after(after):
+            replayed += 1
+            last = stored.seq
+            if stored.kind in _REQUEST_TYPES:
+                self._replay_check(stored, applications)
+            elif stored.kind == "outcome":
+                request = scoring_pb2.ReportOutcomeRequest.FromString(stored.payload)
+                subject = f"{stored.partner_id}\x1f{stored.subject_id}"
+                app = applications.get(subject)
+                if app is None and after > 0:  # its application may be before the snapshot
+                    app = await self._application_before(stored)
+                outcome = scoring_pb2.Outcome.FromString(stored.response or b"")
+                if app is not None:
+                    self._apply_outcome(app, stored.partner_id, outcome, request.outcome)
+        return replayed, last
+
+    async def _application_before(self, outcome: Any) -> Mapping[str, Any] | None:
+        """The latest application event of an outcome's subject logged before it (what a
+        whole-log replay would hold for it), or ``None`` (gone with retention)."""
+        found = [
+            e
+            for e in await self.store.events_by_subject(outcome.partner_id, outcome.subject_id)
+            if e.kind == "application" and e.seq < outcome.seq
+        ]
+        if not found:
+            return None
+        latest = max(found, key=lambda e: e.seq)
+        app: Mapping[str, Any] = decode_document(_REQUEST_TYPES["application"], latest.payload)[
+            "application"
+        ]
+        return app
+
+    async def load_history(
+        self,
+        items: Iterable[HistoryItem],
+        *,
+        request_prefix: str = "history",
+        batch: int = 2000,
+        progress: Callable[[int], None] | None = None,
+    ) -> HistoryLoad:
+        """Feed prior events, in event-time order, into the store and the state in process.
+
+        Each check goes through the live path's validation and :meth:`_score` (aggregates,
+        rules, matches, index) and is stored with its report; outcomes go through
+        :meth:`_apply_outcome`. Appends are batched (``batch`` events, one batch committing
+        while the next is scored); a request id is ``{request_prefix}-{n}`` for the n-th
+        item, the partner the event's own. History opens no incident. Ends with a snapshot,
+        so a server started on the store replays nothing. Loading the same items twice is
+        refused (:class:`AbortedError`) before anything changes.
+        """
+        await self._ready()
+        started = time.perf_counter()
+        checks = outcomes = refused = orphans = 0
+        apps: dict[str, tuple[str, Mapping[str, Any], str, str]] = {}
+        pending: list[NewEvent] = []
+        committing: asyncio.Future[list[Any]] | None = None
+
+        async def flush() -> None:
+            nonlocal committing, refused
+            if committing is not None:
+                refused += sum(1 for ack in await committing if ack.duplicate)
+            committing = None
+            if pending:
+                committing = asyncio.ensure_future(self.store.append_events(list(pending)))
+                pending.clear()
+                await asyncio.sleep(0)  # let it enqueue (in order) before scoring goes on
+
+        for n, (kind, message) in enumerate(items):
+            request_id = f"{request_prefix}-{n}"
+            if n == 0 and await self.store.get_event_by_request(
+                f"{_partner_of(kind, message, apps)}/{request_id}"
+            ):
+                raise AbortedError(
+                    f"history {request_prefix!r} is already loaded ({request_id} is stored);"
+                    " use another request prefix",
+                    reason="HISTORY_LOADED",
+                )
+            event = (
+                self._history_check(kind, message, request_id, apps)
+                if kind in _REQUEST_TYPES
+                else self._history_outcome(message, request_id, apps)
+            )
+            if event is None:
+                if kind == "outcome":
+                    orphans += 1
+                else:
+                    refused += 1
+                continue
+            pending.append(event)
+            if kind == "outcome":
+                outcomes += 1
+            else:
+                checks += 1
+            if len(pending) >= batch:
+                await flush()
+                if progress is not None:
+                    progress(n + 1)
+        await flush()
+        await flush()
+        position = await self.snapshot_now()
+        return HistoryLoad(
+            checks, outcomes, refused, orphans, position, time.perf_counter() - started
+        )
+
+    def _history_check(
+        self,
+        kind: str,
+        message: Any,
+        request_id: str,
+        apps: dict[str, tuple[str, Mapping[str, Any], str, str]],
+    ) -> NewEvent | None:
+        request = (
+            scoring_pb2.CheckApplicationRequest(request_id=request_id, application=message)
+            if kind == "application"
+            else scoring_pb2.CheckPaymentRequest(request_id=request_id, payment=message)
+        ).SerializeToString()
+        event = decode_document(_REQUEST_TYPES[kind], request)[kind]
+        partner = str(event.get("partner_id") or "")
+        receive_time = self._clock()
+        if not partner or events.validate(kind, event, receive_time):
+            return None
+        report, _, keys, event_time = self._score(
+            kind,
+            event,
+            request_id=request_id,
+            partner=partner,
+            receive_time=receive_time,
+            started=time.perf_counter(),
+        )
+        report.ClearField("incident")  # history opens no incident
+        subject_id = f"{kind}:{report.event_id}"
+        if kind == "application":
+            apps[report.event_id] = (partner, event, subject_id, request_id)
+        return NewEvent(
+            f"{partner}/{request_id}",
+            partner,
+            kind,
+            _us(event_time),
+            request,
+            subject_id=subject_id,
+            keys=keys,
+            response=report.SerializeToString(),
+        )
+
+    def _history_outcome(
+        self,
+        request: scoring_pb2.ReportOutcomeRequest,
+        request_id: str,
+        apps: dict[str, tuple[str, Mapping[str, Any], str, str]],
+    ) -> NewEvent | None:
+        found = apps.get(request.application_id)
+        if found is None or not request.HasField("outcome"):
+            return None
+        partner, app, subject_id, app_request_id = found
+        stored = scoring_pb2.ReportOutcomeRequest()
+        stored.CopyFrom(request)
+        stored.request_id = request_id
+        o = stored.outcome
+        now = self._clock()
+        event_time = o.event_time.ToDatetime(UTC) if o.HasField("event_time") else now
+        outcome = scoring_pb2.Outcome()
+        outcome.CopyFrom(o)
+        outcome.name = f"{report_name(app_request_id)}/outcomes/{request_id}"
+        outcome.record_time.FromDatetime(now)
+        outcome.source = "history"
+        if not o.HasField("event_time"):
+            outcome.event_time.FromDatetime(event_time)
+        self._apply_outcome(app, partner, outcome, o)
+        return NewEvent(
+            f"{partner}/{request_id}",
+            partner,
+            "outcome",
+            _us(event_time),
+            stored.SerializeToString(),
+            subject_id=subject_id,
+            response=outcome.SerializeToString(),
+        )
+
+    # --- snapshots of the in-memory state ----------------------------------------------
+
+    def _applied(self) -> int:
+        return self._seq + self._outcomes_applied
+
+    def _capture(self) -> bytes:
+        """The whole in-memory state as versioned bytes; synchronous, so no check or
+        outcome is applied while it is taken (the aggregates' snapshot is consistent only
+        between applies)."""
+        meta = json.dumps(
+            {
+                "seq": self._seq,
+                "outcomes": self._outcomes_applied,
+                "incidents": self._incidents,
+                "pack": self.pack.revision,
+            },
+            separators=(",", ":"),
+        ).encode()
+        aggregates = self.aggregates.snapshot()
+        index = self.index.snapshot()
+        return b"".join(
+            (
+                STATE_MAGIC,
+                bytes([STATE_VERSION]),
+                struct.pack("<IQ", len(meta), len(aggregates)),
+                meta,
+                aggregates,
+                index,
+            )
+        )
+
+    def _restore_state(self, data: bytes) -> None:
+        """Replace the in-memory state with a :meth:`_capture`; raises
+        :class:`InvalidArgumentError` for a foreign, newer or damaged snapshot."""
+        head = len(STATE_MAGIC) + 1 + 12
+        if len(data) < head or data[:4] != STATE_MAGIC:
+            raise InvalidArgumentError("not a scoring state snapshot", field="snapshot")
+        if data[4] != STATE_VERSION:
+            raise InvalidArgumentError(
+                f"scoring snapshot version {data[4]}, this build reads {STATE_VERSION}",
+                field="snapshot",
+            )
+        meta_len, agg_len = struct.unpack_from("<IQ", data, 5)
+        if head + meta_len + agg_len > len(data):
+            raise InvalidArgumentError("truncated scoring snapshot", field="snapshot")
+        try:
+            meta = json.loads(data[head : head + meta_len])
+            seq, outcomes = int(meta["seq"]), int(meta["outcomes"])
+            incidents = {str(p): [str(i) for i in ids] for p, ids in meta["incidents"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InvalidArgumentError(
+                f"damaged scoring snapshot: {exc}", field="snapshot"
+            ) from None
+        at = head + meta_len
+        aggregates = AggregateStore.restore(self.pack.aggregates, data[at : at + agg_len])
+        index = MatchIndex()
+        index.restore(data[at + agg_len :])
+        self.aggregates, self.index = aggregates, index
+        self._seq, self._outcomes_applied, self._incidents = seq, outcomes, incidents
+
+    def _reset_state(self) -> None:
+        self.aggregates = AggregateStore(self.pack.aggregates)
+        self.index = MatchIndex()
+        self._seq = self._outcomes_applied = 0
+        self._incidents = {}
+
+    async def snapshot_now(self) -> int:
+        """Take a snapshot of the in-memory state and store it; returns its log position.
+
+        The store's fence is enqueued at the moment of the capture, behind the append of
+        every event applied so far (each check and outcome is applied and enqueued in one
+        synchronous step), so the position it resolves to is exactly what the state holds.
+        The capture pauses the event loop for its duration; storing it does not.
+        """
+        await self._ready()
+        async with self._snapshotting:
+            applied = self._applied()
+            fence = self.store.fence()
+            paused = time.perf_counter()
+            data = self._capture()
+            paused = time.perf_counter() - paused
+            position = await fence
+            await self.store.snapshots.save(position, data)
+            self._applied_at_snapshot = applied
+            self._snapshot_time = time.monotonic()
+            log.info(
+                "state snapshot stored",
+                extra={
+                    "position": position,
+                    "bytes": len(data),
+                    "events_applied": applied,
+                    "capture_s": round(paused, 3),
+                },
+            )
+            return position
+
+    def _start_maintenance(self) -> None:
+        if self._maintenance is None:
+            self._maintenance = asyncio.get_running_loop().create_task(
+                self._maintain(), name="lendgate-scoring-state"
+            )
+
+    async def _maintain(self) -> None:
+        """Background: snapshots by count or time, retention of the match index."""
+        s = self._state
+        while True:
+            await asyncio.sleep(s.tick_s)
+            since = self._applied() - self._applied_at_snapshot
+            elapsed = time.monotonic() - self._snapshot_time
+            due = (s.snapshot_every_events > 0 and since >= s.snapshot_every_events) or (
+                s.snapshot_every_seconds > 0 and since > 0 and elapsed >= s.snapshot_every_seconds
+            )
+            try:
+                if due:
+                    await self.snapshot_now()
+                if time.monotonic() - self._pruned_at >= s.retention_interval_s:
+                    self._prune()
+            except Exception:  # the store is unreachable...: retry after another interval
+                log.exception("background state maintenance failed")
+                self._snapshot_time = time.monotonic()  # (each try costs a capture pause)
+                self._applied_at_snapshot = self._applied()
+
+    def _prune(self) -> None:
+        """Retention of the hot state: the match index forgets events older than the
+        store's horizon; the aggregates expire what left their windows."""
+        self._pruned_at = time.monotonic()
+        if self._state.retention_days > 0:
+            self.index.prune(self._clock() - timedelta(days=self._state.retention_days))
+        self.aggregates.expire_all()
+
+    async def aclose(self, *, snapshot: bool = True) -> None:
+        """Stop the background task; with ``snapshot``, store a last snapshot so the next
+        start replays nothing (call after the server stopped taking calls)."""
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+            self._maintenance = None
+        if snapshot and self._recovered and self._applied() != self._applied_at_snapshot:
+            try:
+                await self.snapshot_now()
+            except Exception:  # shutting down: the log still has everything
+                log.exception("final state snapshot failed")
 
     def _replay_check(self, stored: Any, applications: dict[str, Mapping[str, Any]]) -> None:
         kind = stored.kind
@@ -447,6 +875,7 @@ class ScoringService:
         )
         fraud = scoring_pb2.FraudStatus.Name(reported.fraud_status).removeprefix("FRAUD_STATUS_")
         event_time = outcome.event_time.ToDatetime(UTC)
+        self._outcomes_applied += 1  # counted for the snapshot policy
         for agg in events.outcome_event(
             app, partner, event_time, decision=decision, fraud_status=fraud
         ):
@@ -662,6 +1091,14 @@ class ScoringService:
         return self._incident_proto(updated), outcome
 
 
+def _partner_of(kind: str, message: Any, apps: Mapping[str, tuple[str, Any, str, str]]) -> str:
+    """The partner a history item belongs to (an outcome's: its application's)."""
+    if kind == "outcome":
+        found = apps.get(message.application_id)
+        return found[0] if found else ""
+    return str(message.partner_id)
+
+
 _FILTER_FIELDS = {
     "state": ("state", scoring_pb2.IncidentState, "INCIDENT_STATE_"),
     "zone": ("zone", scoring_pb2.Zone, "ZONE_"),
@@ -697,4 +1134,13 @@ def _field_text(incident: scoring_pb2.Incident, name: str) -> str:
     return enum.Name(v).removeprefix(prefix) if enum is not None else str(v)
 
 
-__all__ = ["FieldViolation", "ModelScorer", "ScoringService", "report_name"]
+__all__ = [
+    "FieldViolation",
+    "HistoryItem",
+    "HistoryLoad",
+    "ModelScorer",
+    "RecoveryReport",
+    "ScoringService",
+    "StateSettings",
+    "report_name",
+]
