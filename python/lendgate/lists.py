@@ -281,7 +281,10 @@ class Lists:
             None
             if row is None
             else ListEntry(
-                row[0], from_ms(row[1]) if row[1] is not None else None, row[2], from_ms(row[3]),
+                row[0],
+                from_ms(row[1]) if row[1] is not None else None,
+                row[2],
+                from_ms(row[3]),
                 row[4],
             )
             for row in rows

@@ -298,9 +298,7 @@ class RuleBook:
         evaluated; its versions stay readable and :meth:`restore` brings it back."""
         return self.commit(self.plan_delete(rule_id, etag=etag, author=author, reason=reason))
 
-    def plan_delete(
-        self, rule_id: str, *, etag: str, author: str, reason: str = ""
-    ) -> RuleVersion:
+    def plan_delete(self, rule_id: str, *, etag: str, author: str, reason: str = "") -> RuleVersion:
         """The version :meth:`delete` would append (see :meth:`plan_create`)."""
         current = self._checked(rule_id, etag)
         return RuleVersion(

@@ -352,7 +352,7 @@ class RuleAdmin:
     async def create_rule(self, scope: str, rule: Rule, *, author: str, reason: str) -> Rule:
         """Create a rule in ``scope`` (compiled first; nothing changes if it fails)."""
         async with self._lock:
-            self._check_new_rule_id(scope, rule.rule_id)
+            self.check_new_rule_id(scope, rule.rule_id)
             book = self._scope(scope, create=True).book
             version = book.plan_create(rule, author=author, reason=reason)
             await self._put_rule_version(scope, version, expected=0)
@@ -388,7 +388,8 @@ class RuleAdmin:
             await self._put_rule_version(scope, version, expected=version.version - 1)
             return book.commit(version).rule
 
-    def _check_new_rule_id(self, scope: str, rule_id: str) -> None:
+    def check_new_rule_id(self, scope: str, rule_id: str) -> None:
+        """``AlreadyExistsError`` if ``rule_id`` is used in a scope that would clash."""
         owners = [CONSORTIUM] if scope != CONSORTIUM else list(self.private)
         for other in owners:
             if _has_rule(self.book(other), rule_id):
@@ -485,7 +486,9 @@ class RuleAdmin:
                 at=_from_us(stored.created_at_us),
             )
 
-    async def delete_list(self, scope: str, list_id: str, *, etag: str, author: str, reason: str) -> None:
+    async def delete_list(
+        self, scope: str, list_id: str, *, etag: str, author: str, reason: str
+    ) -> None:
         """Delete a list and its entries; ``FailedPreconditionError`` while a working
         rule that can see it refers to it."""
         async with self._lock:
@@ -516,7 +519,9 @@ class RuleAdmin:
             version = current.version
             if live:
                 version = (
-                    await self._change_entries(name, [], live, version, author, reason)
+                    await self._change_entries(
+                        name, add=[], remove=live, expected=version, author=author, reason=reason
+                    )
                 ).version
             await self.store.put_definition(
                 _request_id(),
@@ -537,13 +542,13 @@ class RuleAdmin:
         self,
         scope: str,
         list_id: str,
-        rows: Iterable[tuple[str, datetime | int | None, str]],
+        rows: Iterable[tuple[str, int | None, str]],
         *,
         author: str,
         reason: str = "",
         replace_all: bool = False,
     ) -> WriteResult:
-        """Add ``(value, expire_time, comment)`` entries (an existing value gets the new
+        """Add ``(value, expire_ms, comment)`` entries (an existing value gets the new
         expiry and comment), or with ``replace_all`` make them the whole content, as one
         new version. Values invalid for the list's kind are rejected one by one (index,
         reason) and the rest applied. Entries without expiry get the default TTL."""
@@ -563,8 +568,6 @@ class RuleAdmin:
                 except _core.CoreInvalidArgument as exc:
                     rejected.append((i, str(exc.args[-1])))
                     continue
-                if isinstance(expire, datetime):
-                    expire = to_ms(expire)
                 keyed[key] = (key, default if expire is None else expire, comment, now_ms, author)
             registry = lists.registry
             if replace_all:
@@ -578,7 +581,12 @@ class RuleAdmin:
             remove = [e for e in old if e not in same]
             if add or remove:
                 stored = await self._change_entries(
-                    store_name(scope, list_id), add, remove, d.version, author, reason
+                    store_name(scope, list_id),
+                    add=add,
+                    remove=remove,
+                    expected=d.version,
+                    author=author,
+                    reason=reason,
                 )
                 lists.stamp(
                     list_id,
@@ -608,11 +616,11 @@ class RuleAdmin:
                 return 0
             stored = await self._change_entries(
                 store_name(scope, list_id),
-                [],
-                [encode_entry(r) for r in found],
-                d.version,
-                author,
-                reason,
+                add=[],
+                remove=[encode_entry(r) for r in found],
+                expected=d.version,
+                author=author,
+                reason=reason,
             )
             lists.stamp(
                 list_id,
@@ -645,6 +653,7 @@ class RuleAdmin:
     async def _change_entries(
         self,
         name: str,
+        *,
         add: Sequence[str],
         remove: Sequence[str],
         expected: int,
@@ -662,7 +671,9 @@ class RuleAdmin:
                 expected_version=expected,
             )
         except FailedPreconditionError:
-            raise AbortedError(f"list {name!r} changed concurrently", reason="ETAG_MISMATCH") from None
+            raise AbortedError(
+                f"list {name!r} changed concurrently", reason="ETAG_MISMATCH"
+            ) from None
 
     # --- settings --------------------------------------------------------------------
 
@@ -676,9 +687,7 @@ class RuleAdmin:
                     "the scoring settings changed since they were read", reason="ETAG_MISMATCH"
                 )
             if settings.zone_threshold < 1:
-                raise InvalidArgumentError(
-                    "must be >= 1", field="scoring_settings.zone_threshold"
-                )
+                raise InvalidArgumentError("must be >= 1", field="scoring_settings.zone_threshold")
             try:
                 stored = await self.store.put_definition(
                     _request_id(),

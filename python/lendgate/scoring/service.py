@@ -34,8 +34,8 @@ from lendgate.errors import (
 )
 from lendgate.lists import Lists
 from lendgate.rules import CompiledRuleSet, EventKind, RuleBook
-from lendgate.scoring.admin import RuleAdmin
 from lendgate.scoring import events
+from lendgate.scoring.admin import RuleAdmin
 from lendgate.scoring.matching import MatchIndex
 from lendgate.scoring.pack import Pack, load_pack
 from lendgate.scoring.report import CheckFacts, build_report
