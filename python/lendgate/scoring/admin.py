@@ -9,9 +9,10 @@ each rule and list.
 Scopes. The **consortium** scope holds the pack every partner's checks run (edited by
 the consortium's rule administrators). Each partner may also keep **private** rules and
 lists: only that partner sees or changes them, and they are evaluated only on its own
-checks, together with the consortium's. Ids are unique across the consortium and every
-partner, so ``rules/{id}`` always names one rule for a caller. Store names are
-``consortium/{id}`` and ``partner/{partner_id}/{id}``.
+checks, together with the consortium's. A private id may not repeat a consortium id, so
+``rules/{id}`` always names one rule for a caller; partners' private ids are separate
+namespaces (two partners may both have a list "watch", and neither learns of the other's).
+Store names are ``consortium/{id}`` and ``partner/{partner_id}/{id}``.
 """
 
 from __future__ import annotations

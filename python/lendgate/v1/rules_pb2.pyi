@@ -77,7 +77,8 @@ class _DefinitionScopeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Defin
     DEFINITION_SCOPE_PARTNER: _DefinitionScope.ValueType  # 2
     """Private to the partner that created it: evaluated only on its own checks
     (with the consortium's pack), invisible to and unchangeable by any other
-    partner. Ids are unique across the consortium and all partners.
+    partner. A private id may not repeat a consortium id; two partners'
+    private ids are independent.
     """
 
 class DefinitionScope(_DefinitionScope, metaclass=_DefinitionScopeEnumTypeWrapper):
@@ -92,7 +93,8 @@ the consortium's rule administrators (server setting `rule_admins`).
 DEFINITION_SCOPE_PARTNER: DefinitionScope.ValueType  # 2
 """Private to the partner that created it: evaluated only on its own checks
 (with the consortium's pack), invisible to and unchangeable by any other
-partner. Ids are unique across the consortium and all partners.
+partner. A private id may not repeat a consortium id; two partners'
+private ids are independent.
 """
 Global___DefinitionScope: _TypeAlias = DefinitionScope  # noqa: Y015
 
