@@ -27,6 +27,7 @@ Limits, said plainly:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections import OrderedDict
@@ -58,6 +59,13 @@ from lendgate.rules import (
 )
 from lendgate.scoring import ScoringService
 from lendgate.scoring.admin import CONSORTIUM, ScoringSettings
+from lendgate.scoring.backtest import (
+    BacktestOutcome,
+    Counts,
+    TestedRule,
+    history_item,
+    run_backtest,
+)
 from lendgate.scoring.report import MODEL_DECLINE_SCORE, MODEL_REVIEW_SCORE, REVIEW_THRESHOLD
 from lendgate.v1 import common_pb2, rules_pb2
 from servers.handlers import Ctx
@@ -831,6 +839,153 @@ class RuleAdminServicer:
             )
 
         return await self._run("UpdateScoringSettings", request, make)
+
+    # back-test
+
+    async def BacktestRules(
+        self, request: rules_pb2.BacktestRulesRequest, context: Ctx
+    ) -> AsyncIterator[rules_pb2.BacktestRulesResponse]:
+        """Progress every 10,000 events, then the result; the replay runs in a worker
+        thread so the server keeps answering other calls meanwhile."""
+        partner = await self._ready()
+        tested = self._tested_rules(partner, request)
+        kind, start_us, end_us = _backtest_period(request)
+        threshold = (
+            request.zone_threshold
+            if request.HasField("zone_threshold")
+            else self.admin.settings.zone_threshold
+        )
+        if threshold < 1:
+            raise InvalidArgumentError("must be >= 1", field="zone_threshold")
+        operator = self.admins is None or partner in self.admins
+        history = [
+            history_item(e)
+            async for e in self.scoring.store.snapshots.events_after(0)
+            if e.kind in ("application", "payment", "outcome")
+        ]
+        _, lists = self.scoring.evaluator(partner)
+        revision = self.scoring.rule_pack_revision
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
+
+        def report(done: int, total: int) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, (done, total))
+
+        job = asyncio.ensure_future(
+            asyncio.to_thread(
+                run_backtest,
+                history,
+                tested,
+                aggregates=self.scoring.pack.aggregates,
+                lists=lists,
+                event_kind=kind,
+                start_us=start_us,
+                end_us=end_us,
+                zone_threshold=threshold,
+                exclude_unlabelled=request.exclude_unlabelled,
+                # A partner learns only about its own events; the operator about all.
+                partners=None if operator else frozenset({partner}),
+                progress=report,
+            )
+        )
+        try:
+            while not job.done() or not queue.empty():
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, job}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    done, total = getter.result()
+                    yield rules_pb2.BacktestRulesResponse(
+                        progress=rules_pb2.BacktestProgress(events_done=done, events_total=total)
+                    )
+                else:
+                    getter.cancel()
+            outcome = job.result()
+        finally:
+            job.cancel()
+        yield rules_pb2.BacktestRulesResponse(result=backtest_result_proto(outcome, revision))
+
+    def _tested_rules(
+        self, partner: str, request: rules_pb2.BacktestRulesRequest
+    ) -> list[TestedRule]:
+        tested: list[TestedRule] = []
+        for i, name in enumerate(request.rules):
+            field = f"rules[{i}]"
+            match = re.fullmatch(r"rules/([a-z0-9_-]{1,64})(?:/versions/([1-9][0-9]{0,17}))?", name)
+            if not match:
+                raise InvalidArgumentError(
+                    "must be rules/{rule_id} or rules/{rule_id}/versions/{version}", field=field
+                )
+            rule_id, number = match.group(1), match.group(2)
+            book = self.admin.book(self.admin.rule_scope(partner, rule_id))
+            rule = book.version(rule_id, int(number)).rule if number else book.get(rule_id)
+            tested.append(TestedRule(name, rule))
+        for i, draft in enumerate(request.draft_rules):
+            label = draft.name or f"draft_rules[{i}]"
+            try:
+                rule = rule_from_proto("draft", draft)
+                validate(rule)
+            except InvalidArgumentError as exc:
+                raise InvalidArgumentError(
+                    exc.message,
+                    violations=[
+                        FieldViolation(
+                            v.field.replace("rule.", f"draft_rules[{i}].", 1), v.description
+                        )
+                        for v in exc.violations
+                    ],
+                ) from None
+            tested.append(TestedRule(label, rule))
+        if not tested:
+            tested = [
+                TestedRule(f"rules/{r.rule_id}", r)
+                for _, r in self.admin.visible_rules(partner)
+                if r.status.value == "WORKING"
+            ]
+        return tested
+
+
+def _backtest_period(request: rules_pb2.BacktestRulesRequest) -> tuple[EventKind, int, int]:
+    if request.event_kind == common_pb2.EVENT_KIND_UNSPECIFIED:
+        raise InvalidArgumentError("required", field="event_kind")
+    kind = EventKind(
+        _enum_suffix(request.event_kind, common_pb2.EventKind, "EVENT_KIND_", "event_kind")
+    )
+    for name in ("start_time", "end_time"):
+        if not request.HasField(name):
+            raise InvalidArgumentError("required", field=name)
+    start_us = request.start_time.ToMicroseconds()
+    end_us = request.end_time.ToMicroseconds()
+    if end_us <= start_us:
+        raise InvalidArgumentError("must be after start_time", field="end_time")
+    return kind, start_us, end_us
+
+
+def _counts_proto(label: str, display: str, c: Counts) -> rules_pb2.RuleBacktestResult:
+    return rules_pb2.RuleBacktestResult(
+        rule=label,
+        display_name=display,
+        fraud_stopped=c.fraud_stopped,
+        legit_excluded=c.legit_excluded,
+        legit_stopped=c.legit_stopped,
+        fraud_missed=c.fraud_missed,
+        precision=c.precision,
+        recall=c.recall,
+        alert_rate=c.alert_rate,
+        error_count=c.errors,
+    )
+
+
+def backtest_result_proto(outcome: BacktestOutcome, revision: str) -> rules_pb2.BacktestResult:
+    """The proto of a back-test's result."""
+    out = rules_pb2.BacktestResult(
+        rules=[_counts_proto(t.label, t.rule.display_name, c) for t, c in outcome.rules],
+        set_result=_counts_proto("", "the set", outcome.set_counts),
+        events_evaluated=outcome.events_evaluated,
+        events_unlabelled=outcome.events_unlabelled,
+        rule_pack_revision=revision,
+    )
+    out.elapsed.FromNanoseconds(int(outcome.elapsed_s * 1e9))
+    return out
 
 
 def _entry_rows(
