@@ -5,14 +5,16 @@ agrees with what live scoring reported; bad requests are refused naming the fiel
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import timestamp_pb2
+from google.protobuf import json_format, timestamp_pb2
 
+from lendgate.cli import main
 from lendgate.v1 import common_pb2, rules_pb2, scoring_pb2
 from tests.test_rule_admin_persistence import MD_A, MD_B, scoring_request, serving
 from tests.test_rule_admin_service import Admin, amount_is, details
@@ -78,8 +80,7 @@ def counts(r: rules_pb2.RuleBacktestResult) -> tuple[int, int, int, int]:
     return (r.fraud_stopped, r.legit_excluded, r.legit_stopped, r.fraud_missed)
 
 
-def period() -> dict[str, timestamp_pb2.Timestamp]:
-    return {"start_time": ts(-60), "end_time": ts(24 * 60)}
+START, END = ts(-60), ts(24 * 60)
 
 
 def test_counts_per_rule_and_for_the_set(tmp_path: Path) -> None:
@@ -93,7 +94,8 @@ def test_counts_per_rule_and_for_the_set(tmp_path: Path) -> None:
                 ],
                 event_kind=APP,
                 zone_threshold=100,
-                **period(),
+                start_time=START,
+                end_time=END,
             )
             progress, result = await backtest(a, request)
             assert progress[-1].events_done == progress[-1].events_total == 6
@@ -125,7 +127,10 @@ def test_counts_per_rule_and_for_the_set(tmp_path: Path) -> None:
             _, versions = await backtest(
                 a,
                 rules_pb2.BacktestRulesRequest(
-                    rules=["rules/t-bt", "rules/t-bt/versions/1"], event_kind=APP, **period()
+                    rules=["rules/t-bt", "rules/t-bt/versions/1"],
+                    event_kind=APP,
+                    start_time=START,
+                    end_time=END,
                 ),
             )
             now, old = versions.rules
@@ -159,7 +164,7 @@ def test_the_replay_agrees_with_live_scoring(tmp_path: Path) -> None:
                 live.update(r.rule.removeprefix("rules/") for r in response.report.fired_rules)
             assert live, "the history should fire some pack rules"
             _, result = await backtest(
-                a, rules_pb2.BacktestRulesRequest(event_kind=APP, **period())
+                a, rules_pb2.BacktestRulesRequest(event_kind=APP, start_time=START, end_time=END)
             )
             replayed = {
                 r.rule.removeprefix("rules/"): r.legit_stopped
@@ -176,21 +181,22 @@ def test_bad_back_test_requests_name_the_field(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with serving(f"sqlite:///{tmp_path}/bad.db") as a:
             cases = {
-                "event_kind": rules_pb2.BacktestRulesRequest(**period()),
+                "event_kind": rules_pb2.BacktestRulesRequest(start_time=START, end_time=END),
                 "end_time": rules_pb2.BacktestRulesRequest(
                     event_kind=APP, start_time=ts(10), end_time=ts(5)
                 ),
                 "start_time": rules_pb2.BacktestRulesRequest(event_kind=APP, end_time=ts(5)),
                 "rules[0]": rules_pb2.BacktestRulesRequest(
-                    rules=["rule/x"], event_kind=APP, **period()
+                    rules=["rule/x"], event_kind=APP, start_time=START, end_time=END
                 ),
                 "draft_rules[1].condition": rules_pb2.BacktestRulesRequest(
                     draft_rules=[draft("ok", "true", 1), draft("bad", "1 +", 1)],
                     event_kind=APP,
-                    **period(),
+                    start_time=START,
+                    end_time=END,
                 ),
                 "zone_threshold": rules_pb2.BacktestRulesRequest(
-                    event_kind=APP, zone_threshold=0, **period()
+                    event_kind=APP, zone_threshold=0, start_time=START, end_time=END
                 ),
             }
             for field, request in cases.items():
@@ -202,9 +208,42 @@ def test_bad_back_test_requests_name_the_field(tmp_path: Path) -> None:
                 await backtest(
                     a,
                     rules_pb2.BacktestRulesRequest(
-                        rules=["rules/no-such-rule"], event_kind=APP, **period()
+                        rules=["rules/no-such-rule"], event_kind=APP, start_time=START, end_time=END
                     ),
                 )
             assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
     asyncio.run(scenario())
+
+
+def test_the_cli_back_tests_an_exported_event_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lendgate rules backtest --events FILE` replays a gen-data file with the pack."""
+    events = tmp_path / "events.jsonl"
+    assert main(["gen-data", "--applicants", "150", "--days", "4", "--out", str(events)]) == 0
+    applications = sum('"kind":"application"' in line for line in events.read_text().splitlines())
+    capsys.readouterr()
+    draft_file = tmp_path / "drafts.json"
+    draft_file.write_text(json.dumps([{"rule_id": "every", "condition": "true", "points": 1}]))
+    argv = ["rules", "backtest", "--events", str(events), "--draft", str(draft_file)]
+    assert main([*argv, "--rule", "r01-phone-name-other-birth-date", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "backtest [" in captured.err  # the progress bar
+    result = json_format.Parse(captured.out, rules_pb2.BacktestResult())
+    assert result.events_evaluated == applications > 0
+    assert [r.rule for r in result.rules] == ["rules/r01-phone-name-other-birth-date", "every"]
+    every = result.rules[1]
+    # A rule that always fires stops every event: its alert rate is 1, it misses nothing.
+    assert (every.alert_rate, every.fraud_missed, every.legit_excluded) == (1.0, 0, 0)
+    assert every.fraud_stopped + every.legit_stopped == applications
+    for r in result.rules:
+        assert r.fraud_stopped + r.legit_excluded + r.legit_stopped + r.fraud_missed == (
+            applications
+        )
+
+    assert main([*argv, "--quiet"]) == 0
+    table = capsys.readouterr().out
+    assert "(the set)" in table and "every" in table
+    assert main(["rules", "backtest", "--events", str(tmp_path / "nope.jsonl")]) == 2
+    assert "lendgate:" in capsys.readouterr().err
