@@ -273,23 +273,6 @@ class Lists:
         self._definitions[list_id] = stamped
         return stamped
 
-    def lookup(self, list_id: str, keys: Sequence[str]) -> list[ListEntry | None]:
-        """The stored entries (live or expired) of normalised values, in order."""
-        with core_errors():
-            rows = self.registry.lookup(list_id, list(keys))
-        return [
-            None
-            if row is None
-            else ListEntry(
-                row[0],
-                from_ms(row[1]) if row[1] is not None else None,
-                row[2],
-                from_ms(row[3]),
-                row[4],
-            )
-            for row in rows
-        ]
-
     def _checked(self, list_id: str, etag: str) -> ListDefinition:
         current = self.get(list_id)
         if etag != current.etag:

@@ -1116,8 +1116,8 @@ class List(_message.Message):
     """Opaque version tag for optimistic concurrency. Output only."""
     scope: Global___DefinitionScope.ValueType
     """Whose list it is. Read on create (unset = the consortium's); output only
-    afterwards. A partner's rules see its private lists and the consortium's;
-    the consortium's rules see only the consortium's lists.
+    afterwards. A partner's private rules see its private lists and the
+    consortium's lists.
     """
     @_builtins.property
     def default_entry_ttl(self) -> _duration_pb2.Duration:
