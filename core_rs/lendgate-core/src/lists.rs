@@ -782,7 +782,10 @@ mod tests {
         assert!(partner.contains("bad-phones", "79991234567", 0).unwrap());
         let key = EntryKind::Phone.normalize("89991234567").unwrap();
         let found = list.lookup(&[key.clone(), "nothing".to_string()]);
-        assert_eq!(found[0].as_ref().map(|e| e.value.as_str()), Some(key.as_str()));
+        assert_eq!(
+            found[0].as_ref().map(|e| e.value.as_str()),
+            Some(key.as_str())
+        );
         assert!(found[1].is_none());
         consortium.delete("bad-phones").unwrap();
         assert!(partner.contains("bad-phones", "79991234567", 0).unwrap());
