@@ -5,9 +5,7 @@
 
 use criterion::{criterion_group, Criterion, Throughput};
 use lendgate_core::expr::{Context, Expression, Value};
-use lendgate_core::lists::{
-    parse_lines, Entry, EntryKind, List, ListRegistry, ListType, ListsAt, WriteMode,
-};
+use lendgate_core::lists::{parse_lines, Entry, EntryKind, List, ListType, ListsAt, WriteMode};
 use lendgate_core::rules::{
     condition_options, parse_document, EventKind, RuleSet, DEFAULT_ZONE_THRESHOLD,
 };

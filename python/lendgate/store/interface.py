@@ -19,9 +19,7 @@ DefinitionKind = Literal["rule", "list", "aggregate", "strategy", "settings"]
 """What a versioned definition is: a rule, a list (with entries), an aggregate, a strategy,
 or a singleton of settings (e.g. the scoring thresholds)."""
 
-DEFINITION_KINDS: frozenset[str] = frozenset(
-    {"rule", "list", "aggregate", "strategy", "settings"}
-)
+DEFINITION_KINDS: frozenset[str] = frozenset({"rule", "list", "aggregate", "strategy", "settings"})
 
 
 @dataclass(frozen=True)
