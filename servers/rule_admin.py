@@ -750,12 +750,21 @@ class RuleAdminServicer:
     async def ImportListEntries(
         self, requests: AsyncIterator[rules_pb2.ImportListEntriesRequest], context: Ctx
     ) -> rules_pb2.ImportListEntriesResponse:
-        """Collect the whole stream, then apply it as one change (one new version)."""
+        """Collect the whole stream, then apply it as one change (one new version).
+        The list, the caller's right to change it and the mode are checked on the first
+        message, before the rest is read."""
         first: rules_pb2.ImportListEntriesRequest | None = None
         rows: list[tuple[str, int | None, str]] = []
+        scope, list_id = CONSORTIUM, ""
         async for chunk in requests:
             if first is None:
                 first = chunk
+                scope, list_id = await self._list_scope(first.name, "name")
+                self._may_change(scope)
+                if first.mode not in rules_pb2.ImportMode.values():
+                    raise InvalidArgumentError(
+                        f"unknown ImportMode value {first.mode}", field="mode"
+                    )
             if len(chunk.entries) > MAX_ENTRIES_PER_CALL:
                 raise InvalidArgumentError(
                     f"at most {MAX_ENTRIES_PER_CALL} entries per message", field="entries"
@@ -763,10 +772,6 @@ class RuleAdminServicer:
             rows.extend(_entry_rows(chunk.entries))
         if first is None:
             raise InvalidArgumentError("the stream carried no message", field="name")
-        scope, list_id = await self._list_scope(first.name, "name")
-        self._may_change(scope)
-        if first.mode not in rules_pb2.ImportMode.values():
-            raise InvalidArgumentError(f"unknown ImportMode value {first.mode}", field="mode")
         replace_all = first.mode == rules_pb2.IMPORT_MODE_REPLACE
         request = rules_pb2.ImportListEntriesRequest(
             request_id=first.request_id, name=first.name, mode=first.mode

@@ -277,6 +277,11 @@ def test_update_and_delete_a_list(database_url: str) -> None:  # noqa: F811
             assert await code_of(a.rules.UpdateList(stale, metadata=MD_B)) == (
                 grpc.StatusCode.PERMISSION_DENIED
             )
+            # A partner that may not change the list is refused on the import's first
+            # message, and nothing changes.
+            denied = import_entries(a, "edit-inns", [[entry("7709990012")]], md=MD_B)
+            assert await code_of(denied) == grpc.StatusCode.PERMISSION_DENIED
+            assert await all_entries(a, "edit-inns") == []
             missing = rules_pb2.DeleteListRequest(name="lists/no-such-list", etag="v1")
             assert await code_of(a.rules.DeleteList(missing, metadata=MD_A)) == (
                 grpc.StatusCode.NOT_FOUND
