@@ -16,6 +16,7 @@ from google.protobuf import json_format, timestamp_pb2
 
 from lendgate.cli import main
 from lendgate.v1 import common_pb2, rules_pb2, scoring_pb2
+from tests.conftest import ServerProcess
 from tests.test_rule_admin_persistence import MD_A, MD_B, scoring_request, serving
 from tests.test_rule_admin_service import Admin, amount_is, details
 from tests.test_scoring import T0, Person, application
@@ -247,3 +248,20 @@ def test_the_cli_back_tests_an_exported_event_file(
     assert "(the set)" in table and "every" in table
     assert main(["rules", "backtest", "--events", str(tmp_path / "nope.jsonl")]) == 2
     assert "lendgate:" in capsys.readouterr().err
+
+
+def test_the_cli_back_tests_on_a_running_server(
+    server: ServerProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lendgate rules backtest --server` streams BacktestRules from `lendgate serve`."""
+    argv = ["rules", "backtest", "--server", server.address, "--partner", "bank-a"]
+    assert main([*argv, "--rule", "r09-one-day-employer@1", "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json_format.Parse(captured.out, rules_pb2.BacktestResult())
+    assert [r.rule for r in result.rules] == ["rules/r09-one-day-employer/versions/1"]
+    r = result.rules[0]
+    assert r.fraud_stopped + r.legit_excluded + r.legit_stopped + r.fraud_missed == (
+        result.events_evaluated
+    )
+    assert main([*argv, "--rule", "no-such-rule"]) == 2
+    assert "NOT_FOUND" in capsys.readouterr().err
