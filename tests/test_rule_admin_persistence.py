@@ -563,3 +563,26 @@ def test_private_rules_and_lists_are_the_partners_own(two_partners: str) -> None
             )
 
     asyncio.run(scenario())
+
+
+def test_two_servers_starting_together_write_the_pack_once(tmp_path: Path) -> None:
+    """The first start writes the shipped pack with version checks: two servers on one
+    empty database never make a rule's version 1 twice, and neither fails to start."""
+    url = f"sqlite:///{tmp_path}/twice.db"
+
+    async def scenario() -> None:
+        settings = settings_for(url, commit_delay_ms=0)
+        stores = [await asyncio.to_thread(open_store, None, settings) for _ in range(2)]
+        try:
+            services = [ScoringService(s) for s in stores]
+            await asyncio.gather(*(s.recover() for s in services))
+            for rule in services[0].pack.rules:
+                versions = await stores[0].list_definition_versions(
+                    "rule", f"consortium/{rule.rule_id}"
+                )
+                assert [v.version for v in versions] == [1], rule.rule_id
+        finally:
+            for s in stores:
+                await s.aclose()
+
+    asyncio.run(scenario())

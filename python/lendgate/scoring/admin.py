@@ -201,7 +201,16 @@ class RuleAdmin:
             if not any(
                 (parse_store_name(d.name) or ("?", ""))[0] == CONSORTIUM for d in (*rules, *lists)
             ):
-                await self._write_pack()
+                try:
+                    await self._write_pack()
+                except AbortedError:
+                    # Another server wrote the pack first (versions are checked, so it
+                    # is never written twice): serve what the store holds. Said plainly:
+                    # if that server is still writing, this one may load part of it.
+                    await self._read_all(
+                        await self.store.list_definitions("rule"),
+                        await self.store.list_definitions("list"),
+                    )
             else:
                 await self._read_all(rules, lists)
             try:
@@ -216,28 +225,25 @@ class RuleAdmin:
         ws = self.consortium
         for rule in ws.book.rules():
             for v in reversed(ws.book.versions(rule.rule_id)):
-                await self._put_rule_version(CONSORTIUM, v)
+                await self._put_rule_version(CONSORTIUM, v, expected=v.version - 1)
         for d in ws.lists.all():
             name = store_name(CONSORTIUM, d.list_id)
-            await self.store.put_definition(
-                _request_id(),
-                "list",
-                name,
-                _list_body(d),
-                status="active",
-                author=d.update_author or PACK_AUTHOR,
-                reason=d.change_reason or f"{self.pack.name} pack {self.pack.revision}",
-                expected_version=0,
+            await self._put_list(
+                CONSORTIUM,
+                d,
+                0,
+                d.update_author or PACK_AUTHOR,
+                d.change_reason or f"{self.pack.name} pack {self.pack.revision}",
             )
             rows = ws.lists.registry.entries(d.list_id, _NEVER, _ALL)
             if rows:
-                stored = await self.store.change_list_entries(
-                    _request_id(),
+                stored = await self._change_entries(
                     name,
                     add=[encode_entry(r) for r in rows],
+                    remove=[],
+                    expected=1,
                     author=PACK_AUTHOR,
                     reason=f"{self.pack.name} pack {self.pack.revision}",
-                    expected_version=1,
                 )
                 ws.lists.stamp(
                     d.list_id,
