@@ -20,7 +20,7 @@ from servers.strategy import StrategyServicer
 def build_servicers(config: Config, store: Store) -> dict[str, object]:
     """Create the servicers for ``config`` over the opened ``store``, keyed by service name.
 
-    RuleAdminService edits the scoring service's rule book and lists (in memory).
+    RuleAdminService edits the scoring service's rules, lists and settings (stored).
     Scoring keeps its events, reports, outcomes and incidents in ``store`` (its
     aggregates and match index are in memory); strategies and the auction keep their
     state in memory until their repositories are moved onto ``store``.

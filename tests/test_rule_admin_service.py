@@ -355,8 +355,9 @@ def test_methods_not_built_answer_unimplemented(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with admin(tmp_path) as a:
             with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await a.rules.GetScoringSettings(
-                    rules_pb2.GetScoringSettingsRequest(name="scoringSettings"), metadata=MD
+                await a.rules.GetAggregateDefinition(
+                    rules_pb2.GetAggregateDefinitionRequest(name="aggregateDefinitions/x"),
+                    metadata=MD,
                 )
             assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
 

@@ -172,6 +172,12 @@ class ListRegistry:
         """Bulk load tab-separated ``value[\\texpire_ms[\\tcomment]]`` lines (GIL released)."""
     def remove(self, list_id: str, values: list[str]) -> int:
         """Remove values; returns how many were there."""
+    def lookup(
+        self, list_id: str, values: list[str]
+    ) -> list[tuple[str, int | None, str, int, str] | None]:
+        """Stored entries (live or expired) of normalised values; ``None`` if absent."""
+    def link(self, source: ListRegistry, list_id: str) -> None:
+        """Share ``source``'s list ``list_id`` into this registry (same content)."""
     def contains(self, list_id: str, value: str, at_ms: int) -> bool:
         """Whether ``value`` is a live member at event time ``at_ms``."""
     def live_count(self, list_id: str, at_ms: int) -> int:

@@ -238,6 +238,41 @@ class Lists:
             for value, exp, comment, ct, who in rows
         ]
 
+    def install(self, definition: ListDefinition) -> None:
+        """Put a stored definition (with its version and times) and an empty list in
+        place, as loaded from the store; ``AlreadyExistsError`` if the id is taken."""
+        if definition.list_id in self._definitions:
+            raise AlreadyExistsError(f"list {definition.list_id!r} already exists")
+        with core_errors():
+            self.registry.create(definition.list_id, definition.entry_kind, definition.type)
+        self._definitions[definition.list_id] = definition
+
+    def link(self, source: Lists, list_id: str) -> None:
+        """Let this registry's ``in_list`` see ``source``'s list ``list_id`` (shared
+        content, definition kept by ``source``): a partner sees the consortium's lists."""
+        with core_errors():
+            self.registry.link(source.registry, list_id)
+
+    def unlink(self, list_id: str) -> None:
+        """Drop a list linked with :meth:`link` (its owner deleted it)."""
+        if list_id not in self._definitions and list_id in self.registry.ids():
+            with core_errors():
+                self.registry.delete(list_id)
+
+    def stamp(
+        self, list_id: str, *, version: int, author: str, reason: str, at: datetime
+    ) -> ListDefinition:
+        """Record that a change (of entries) made ``version`` of the list."""
+        stamped = replace(
+            self.get(list_id),
+            version=version,
+            update_author=author,
+            change_reason=reason,
+            update_time=at,
+        )
+        self._definitions[list_id] = stamped
+        return stamped
+
     def _checked(self, list_id: str, etag: str) -> ListDefinition:
         current = self.get(list_id)
         if etag != current.etag:

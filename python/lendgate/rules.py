@@ -157,6 +157,85 @@ class InMemoryRuleRepository:
         return sorted(self._versions)
 
 
+def _time(t: datetime | None) -> str | None:
+    return t.isoformat() if t else None
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def rule_to_json(rule: Rule) -> dict[str, Any]:
+    """The whole rule (output-only fields included) as a JSON object."""
+    out = rule.to_core()
+    out.update(
+        source_pack=rule.source_pack,
+        create_time=_time(rule.create_time),
+        update_time=_time(rule.update_time),
+    )
+    return out
+
+
+def rule_from_json(raw: Mapping[str, Any]) -> Rule:
+    """The rule of :func:`rule_to_json`."""
+    return Rule(
+        rule_id=raw["rule_id"],
+        event_kind=EventKind(raw["event_kind"]),
+        condition=raw.get("condition", ""),
+        points=int(raw.get("points", 0)),
+        status=RuleStatus(raw.get("status", "WORKING")),
+        display_name=raw.get("display_name", ""),
+        description=raw.get("description", ""),
+        recommendation=raw.get("recommendation", ""),
+        sub_rules=tuple(
+            SubRule(
+                s["sub_rule_id"], s["condition"], int(s.get("points", 0)), s.get("display_name", "")
+            )
+            for s in raw.get("sub_rules", [])
+        ),
+        valid_from=_parse_time(raw.get("valid_from")),
+        valid_until=_parse_time(raw.get("valid_until")),
+        tags=tuple(raw.get("tags", [])),
+        source_pack=raw.get("source_pack", ""),
+        version=int(raw.get("version", 0)),
+        create_time=_parse_time(raw.get("create_time")),
+        update_time=_parse_time(raw.get("update_time")),
+    )
+
+
+def version_to_json(v: RuleVersion) -> bytes:
+    """A rule version as the JSON body the store keeps (who and when are the store's
+    columns too; they are kept here so that a version reads back exactly)."""
+    return json.dumps(
+        {
+            "version": v.version,
+            "change": v.change.value,
+            "restored_from_version": v.restored_from_version,
+            "author": v.author,
+            "create_time": v.create_time.isoformat(),
+            "change_reason": v.change_reason,
+            "rule": rule_to_json(v.rule),
+        },
+        sort_keys=True,
+    ).encode()
+
+
+def version_from_json(body: bytes) -> RuleVersion:
+    """The rule version of :func:`version_to_json`."""
+    raw = json.loads(body)
+    rule = rule_from_json(raw["rule"])
+    return RuleVersion(
+        rule.rule_id,
+        int(raw["version"]),
+        rule,
+        VersionChange(raw["change"]),
+        raw["author"],
+        datetime.fromisoformat(raw["create_time"]),
+        raw.get("change_reason", ""),
+        int(raw.get("restored_from_version", 0)),
+    )
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -172,15 +251,22 @@ class RuleBook:
         """Create a rule (version 1). Its conditions are compiled first: a rule that
         does not compile raises ``InvalidArgumentError`` (field, position, reason)
         and nothing changes. ``AlreadyExistsError`` if the id was ever used."""
+        return self.commit(self.plan_create(rule, author=author, reason=reason)).rule
+
+    def plan_create(self, rule: Rule, *, author: str, reason: str = "") -> RuleVersion:
+        """The version :meth:`create` would append, compiled and checked, not yet
+        appended: a caller that persists versions stores it, then passes it to :meth:`commit`."""
         if self._repo.versions(rule.rule_id):
             raise AlreadyExistsError(f"rule {rule.rule_id!r} already exists")
         now = self._clock()
         content = replace(rule, version=1, create_time=now, update_time=now)
         validate(content)
-        self._repo.append(
-            RuleVersion(rule.rule_id, 1, content, VersionChange.CREATED, author, now, reason)
-        )
-        return content
+        return RuleVersion(rule.rule_id, 1, content, VersionChange.CREATED, author, now, reason)
+
+    def commit(self, version: RuleVersion) -> RuleVersion:
+        """Append a version made by one of the ``plan_*`` methods."""
+        self._repo.append(version)
+        return version
 
     def get(self, rule_id: str) -> Rule:
         """The current version of a live rule; ``NotFoundError`` if none or deleted."""
@@ -200,14 +286,22 @@ class RuleBook:
 
     def update(self, rule: Rule, *, etag: str, author: str, reason: str = "") -> Rule:
         """Replace a rule's content with ``rule``'s, as a new version."""
+        return self.commit(self.plan_update(rule, etag=etag, author=author, reason=reason)).rule
+
+    def plan_update(self, rule: Rule, *, etag: str, author: str, reason: str = "") -> RuleVersion:
+        """The version :meth:`update` would append (see :meth:`plan_create`)."""
         current = self._checked(rule.rule_id, etag)
         return self._new_version(rule, current, VersionChange.UPDATED, author=author, reason=reason)
 
     def delete(self, rule_id: str, *, etag: str, author: str, reason: str = "") -> RuleVersion:
         """Delete a rule: a DELETED version holding its last content. It stops being
         evaluated; its versions stay readable and :meth:`restore` brings it back."""
+        return self.commit(self.plan_delete(rule_id, etag=etag, author=author, reason=reason))
+
+    def plan_delete(self, rule_id: str, *, etag: str, author: str, reason: str = "") -> RuleVersion:
+        """The version :meth:`delete` would append (see :meth:`plan_create`)."""
         current = self._checked(rule_id, etag)
-        version = RuleVersion(
+        return RuleVersion(
             rule_id,
             current.version + 1,
             current,
@@ -216,8 +310,6 @@ class RuleBook:
             self._clock(),
             reason,
         )
-        self._repo.append(version)
-        return version
 
     def versions(self, rule_id: str) -> list[RuleVersion]:
         """All versions of a rule, newest first."""
@@ -238,6 +330,14 @@ class RuleBook:
     ) -> Rule:
         """Make an old version's content current again, as a new version. ``etag``
         is the current version's, or empty when the rule is deleted."""
+        return self.commit(
+            self.plan_restore(rule_id, version, etag=etag, author=author, reason=reason)
+        ).rule
+
+    def plan_restore(
+        self, rule_id: str, version: int, *, etag: str, author: str, reason: str = ""
+    ) -> RuleVersion:
+        """The version :meth:`restore` would append (see :meth:`plan_create`)."""
         old = self.version(rule_id, version)
         last = self._last(rule_id)
         expected = "" if last.change is VersionChange.DELETED else last.rule.etag
@@ -281,7 +381,7 @@ class RuleBook:
         author: str,
         reason: str,
         restored_from: int = 0,
-    ) -> Rule:
+    ) -> RuleVersion:
         now = self._clock()
         number = len(self._repo.versions(current.rule_id)) + 1
         new = replace(
@@ -292,10 +392,7 @@ class RuleBook:
             update_time=now,
         )
         validate(new)
-        self._repo.append(
-            RuleVersion(new.rule_id, number, new, change, author, now, reason, restored_from)
-        )
-        return new
+        return RuleVersion(new.rule_id, number, new, change, author, now, reason, restored_from)
 
 
 def validate(rule: Rule) -> None:

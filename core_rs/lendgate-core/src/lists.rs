@@ -412,6 +412,24 @@ impl List {
         removed
     }
 
+    /// The stored entries (live or expired) of already normalised `keys`, in order;
+    /// `None` where a key is absent. For callers that persist a change and must know
+    /// what it replaces.
+    pub fn lookup(&self, keys: &[String]) -> Vec<Option<Entry>> {
+        let snap = self.content.load();
+        keys.iter()
+            .map(|k| {
+                snap.get(k).map(|e| Entry {
+                    value: k.clone(),
+                    expire_time: (e.expire_ms != NEVER).then_some(e.expire_ms),
+                    comment: e.comment.to_string(),
+                    create_time: e.create_ms,
+                    author: e.author.to_string(),
+                })
+            })
+            .collect()
+    }
+
     /// Number of entries live at `at`.
     pub fn live_count(&self, at: i64) -> usize {
         let snap = self.content.load();
@@ -492,6 +510,25 @@ impl ListRegistry {
         }
         let mut next = (*current).clone();
         next.remove(id);
+        self.lists.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// Makes `list` (usually another registry's) a list of this one under its own id,
+    /// sharing its content: a write through either registry is seen by both. A
+    /// partner's registry links the consortium's lists this way. `InvalidArgument` if
+    /// the id is taken.
+    pub fn link(&self, list: Arc<List>) -> CoreResult<()> {
+        let _guard = self.writer.lock();
+        let current = self.lists.load_full();
+        if current.contains_key(list.id()) {
+            return Err(CoreError::invalid(
+                "list_id",
+                format!("list `{}` already exists", list.id()),
+            ));
+        }
+        let mut next = (*current).clone();
+        next.insert(list.id.clone(), list);
         self.lists.store(Arc::new(next));
         Ok(())
     }
@@ -730,6 +767,28 @@ mod tests {
             .map(|e| e.value)
             .collect();
         assert_eq!(page, ["c", "d", "e"]);
+    }
+
+    #[test]
+    fn linked_lists_share_content_and_lookup_reads_entries() {
+        let consortium = ListRegistry::new();
+        let list = consortium
+            .create("bad-phones", EntryKind::Phone, ListType::Black)
+            .unwrap();
+        let partner = ListRegistry::new();
+        partner.link(list.clone()).unwrap();
+        assert!(partner.link(list.clone()).is_err());
+        list.write(vec![entry("+7 999 123-45-67", None)], WriteMode::Merge);
+        assert!(partner.contains("bad-phones", "79991234567", 0).unwrap());
+        let key = EntryKind::Phone.normalize("89991234567").unwrap();
+        let found = list.lookup(&[key.clone(), "nothing".to_string()]);
+        assert_eq!(
+            found[0].as_ref().map(|e| e.value.as_str()),
+            Some(key.as_str())
+        );
+        assert!(found[1].is_none());
+        consortium.delete("bad-phones").unwrap();
+        assert!(partner.contains("bad-phones", "79991234567", 0).unwrap());
     }
 
     #[test]

@@ -120,6 +120,29 @@ impl PyListRegistry {
         }))
     }
 
+    /// The stored entries (live or expired) of already normalised values, in order;
+    /// `None` where a value is absent.
+    fn lookup(
+        &self,
+        py: Python<'_>,
+        list_id: &str,
+        values: Vec<String>,
+    ) -> Result<Vec<Option<PyEntry>>, PyCoreError> {
+        let list = self.inner.require(list_id)?;
+        let found = py.detach(|| list.lookup(&values));
+        Ok(found
+            .into_iter()
+            .map(|o| o.map(|e| (e.value, e.expire_time, e.comment, e.create_time, e.author)))
+            .collect())
+    }
+
+    /// Shares list `list_id` of `source` into this registry under the same id (a
+    /// partner's registry sees the consortium's lists this way).
+    fn link(&self, source: &PyListRegistry, list_id: &str) -> Result<(), PyCoreError> {
+        let list = source.inner.require(list_id)?;
+        Ok(self.inner.link(list)?)
+    }
+
     /// Removes values; returns how many were there.
     fn remove(&self, list_id: &str, values: Vec<String>) -> Result<usize, PyCoreError> {
         Ok(self.inner.require(list_id)?.remove(&values))

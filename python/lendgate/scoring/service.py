@@ -37,10 +37,11 @@ from lendgate.errors import (
     ResourceExhaustedError,
 )
 from lendgate.lists import Lists
-from lendgate.rules import CompiledRuleSet, EventKind, InMemoryRuleRepository, RuleBook
+from lendgate.rules import CompiledRuleSet, EventKind, RuleBook
 from lendgate.scoring import events
+from lendgate.scoring.admin import RuleAdmin
 from lendgate.scoring.matching import MatchIndex
-from lendgate.scoring.pack import Pack, install, load_pack
+from lendgate.scoring.pack import Pack, load_pack
 from lendgate.scoring.report import CheckFacts, build_report
 from lendgate.store import NewEvent, Store, StoreSettings
 from lendgate.v1 import scoring_pb2
@@ -180,10 +181,12 @@ class ScoringService:
     ) -> None:
         self.store = store
         self.pack = pack or load_pack()
-        self.book = RuleBook(InMemoryRuleRepository())
-        self.lists = Lists()
-        install(self.pack, self.book, self.lists)
+        self.admin = RuleAdmin(store, self.pack, clock=clock)
+        """The consortium's and the partners' rules, lists and settings (persisted)."""
+        self.book: RuleBook = self.admin.consortium.book
+        self.lists: Lists = self.admin.consortium.lists
         self.rules: CompiledRuleSet = self.book.compile(self.pack.zone_threshold)
+        self._private_rules: dict[str, CompiledRuleSet] = {}
         self._shipped_digest = self._rules_digest()
         self.rule_pack_revision = self.pack.revision
         """Reported in every report's provenance: the shipped pack's revision, suffixed
@@ -209,8 +212,11 @@ class ScoringService:
         self.last_recovery: RecoveryReport | None = None
 
     def recompile(self) -> None:
-        """Swap in the rule book's current rules (after an edit through the admin API)."""
-        self.rules = self.book.compile(self.pack.zone_threshold)
+        """Swap in the current rules, lists and settings (after a load or an edit
+        through the admin API)."""
+        self.book = self.admin.consortium.book
+        self.lists = self.admin.consortium.lists
+        self.rules, self._private_rules = self.admin.compile()
         digest = self._rules_digest()
         self.rule_pack_revision = (
             self.pack.revision
@@ -218,9 +224,23 @@ class ScoringService:
             else f"{self.pack.revision}+{digest[:12]}"
         )
 
+    def evaluator(self, partner: str) -> tuple[CompiledRuleSet, Lists]:
+        """The compiled rules and the lists a check of ``partner`` runs: the
+        consortium's, plus the partner's private ones when it has any."""
+        private = self._private_rules.get(partner)
+        if private is None:
+            return self.rules, self.lists
+        return private, self.admin.lists(partner)
+
     def _rules_digest(self) -> str:
         """SHA-256 of the live rules' content: equal rules, equal revision."""
-        content = json.dumps([r.to_core() for r in self.book.rules()], sort_keys=True)
+        content = json.dumps(
+            {
+                "rules": [r.to_core() for r in self.book.rules()],
+                "zone_threshold": self.admin.settings.zone_threshold,
+            },
+            sort_keys=True,
+        )
         return hashlib.sha256(content.encode()).hexdigest()
 
     async def recover(self) -> int:
@@ -231,6 +251,8 @@ class ScoringService:
         async with self._recovering:
             if self._recovered:
                 return 0
+            await self.admin.load()
+            self.recompile()
             t0 = time.perf_counter()
             position = 0
             snapshot = await self.store.snapshots.load_latest()
@@ -743,7 +765,8 @@ class ScoringService:
             {kind: event, "params": params, "model": {"risk_score": score}},
             separators=(",", ":"),
         ).encode()
-        evaluation = self.rules.evaluate(doc, EventKind(kind.upper()), event_time, self.lists)
+        rules, lists = self.evaluator(partner)
+        evaluation = rules.evaluate(doc, EventKind(kind.upper()), event_time, lists)
         self._seq += 1
         name = report_name(request_id)
         keys = events.match_keys(event) if kind == "application" else []

@@ -15,10 +15,11 @@ from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-DefinitionKind = Literal["rule", "list", "aggregate", "strategy"]
-"""What a versioned definition is: a rule, a list (with entries), an aggregate, a strategy."""
+DefinitionKind = Literal["rule", "list", "aggregate", "strategy", "settings"]
+"""What a versioned definition is: a rule, a list (with entries), an aggregate, a strategy,
+or a singleton of settings (e.g. the scoring thresholds)."""
 
-DEFINITION_KINDS: frozenset[str] = frozenset({"rule", "list", "aggregate", "strategy"})
+DEFINITION_KINDS: frozenset[str] = frozenset({"rule", "list", "aggregate", "strategy", "settings"})
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,14 @@ the expression field giving the position and reason, e.g.
 
 Versions. Every create, update, delete and restore of a rule makes a new,
 immutable RuleVersion recording who, when and why. Lists and aggregate
-definitions keep a version number, author and reason of their last change.
+definitions keep a version number, author and reason of their last change
+(a change of a list's entries is a new version of the list). Every version
+is stored before it takes effect, so a restarted server serves the same
+rules, lists and settings.
+
+Scopes. The consortium's pack applies to every partner's checks; a partner
+may also keep private rules and lists (DefinitionScope), seen, changed and
+evaluated for that partner alone.
 Any change to a rule, a list definition, an aggregate definition or the
 scoring settings also moves the partner's rule-pack revision
 (DecisionProvenance.rule_pack_revision).
@@ -54,6 +61,42 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _DefinitionScope:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DefinitionScopeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DefinitionScope.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DEFINITION_SCOPE_UNSPECIFIED: _DefinitionScope.ValueType  # 0
+    """Not set; on create, treated as DEFINITION_SCOPE_CONSORTIUM."""
+    DEFINITION_SCOPE_CONSORTIUM: _DefinitionScope.ValueType  # 1
+    """The consortium's pack: evaluated on every partner's checks, changed only by
+    the consortium's rule administrators (server setting `rule_admins`).
+    """
+    DEFINITION_SCOPE_PARTNER: _DefinitionScope.ValueType  # 2
+    """Private to the partner that created it: evaluated only on its own checks
+    (with the consortium's pack), invisible to and unchangeable by any other
+    partner. A private id may not repeat a consortium id; two partners'
+    private ids are independent.
+    """
+
+class DefinitionScope(_DefinitionScope, metaclass=_DefinitionScopeEnumTypeWrapper):
+    """Whose a rule or a list is, and so whose checks it applies to."""
+
+DEFINITION_SCOPE_UNSPECIFIED: DefinitionScope.ValueType  # 0
+"""Not set; on create, treated as DEFINITION_SCOPE_CONSORTIUM."""
+DEFINITION_SCOPE_CONSORTIUM: DefinitionScope.ValueType  # 1
+"""The consortium's pack: evaluated on every partner's checks, changed only by
+the consortium's rule administrators (server setting `rule_admins`).
+"""
+DEFINITION_SCOPE_PARTNER: DefinitionScope.ValueType  # 2
+"""Private to the partner that created it: evaluated only on its own checks
+(with the consortium's pack), invisible to and unchangeable by any other
+partner. A private id may not repeat a consortium id; two partners'
+private ids are independent.
+"""
+Global___DefinitionScope: _TypeAlias = DefinitionScope  # noqa: Y015
 
 class _VersionChange:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -408,6 +451,7 @@ class Rule(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "rules/{rule_id}"; rule_id is 1..64 characters of
     [a-z0-9_-], e.g. "r01-phone-name-other-birthdate". Output only on create
@@ -440,6 +484,10 @@ class Rule(_message.Message):
     etag: _builtins.str
     """Opaque version tag for optimistic concurrency. Output only; send it back
     in UpdateRuleRequest.rule.etag / DeleteRuleRequest.etag.
+    """
+    scope: Global___DefinitionScope.ValueType
+    """Whose rule it is. Read on create (unset = the consortium's pack); output
+    only afterwards (a rule cannot move between scopes).
     """
     @_builtins.property
     def sub_rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubRule]:
@@ -490,10 +538,11 @@ class Rule(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
+        scope: Global___DefinitionScope.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "create_time", b"create_time", "description", b"description", "display_name", b"display_name", "etag", b"etag", "event_kind", b"event_kind", "name", b"name", "points", b"points", "recommendation", b"recommendation", "source_pack", b"source_pack", "status", b"status", "sub_rules", b"sub_rules", "tags", b"tags", "update_time", b"update_time", "valid_from", b"valid_from", "valid_until", b"valid_until", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "create_time", b"create_time", "description", b"description", "display_name", b"display_name", "etag", b"etag", "event_kind", b"event_kind", "name", b"name", "points", b"points", "recommendation", b"recommendation", "scope", b"scope", "source_pack", b"source_pack", "status", b"status", "sub_rules", b"sub_rules", "tags", b"tags", "update_time", b"update_time", "valid_from", b"valid_from", "valid_until", b"valid_until", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1041,6 +1090,7 @@ class List(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "lists/{list_id}"; list_id is 1..64 characters of
     [a-z0-9_-]. Expressions refer to the list by list_id:
@@ -1064,6 +1114,11 @@ class List(_message.Message):
     """Why, as given in the last change. Output only."""
     etag: _builtins.str
     """Opaque version tag for optimistic concurrency. Output only."""
+    scope: Global___DefinitionScope.ValueType
+    """Whose list it is. Read on create (unset = the consortium's); output only
+    afterwards. A partner's private rules see its private lists and the
+    consortium's lists.
+    """
     @_builtins.property
     def default_entry_ttl(self) -> _duration_pb2.Duration:
         """Expiry applied to entries added without one; unset = entries never expire."""
@@ -1097,10 +1152,11 @@ class List(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
+        scope: Global___DefinitionScope.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "default_entry_ttl", b"default_entry_ttl", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_reason", b"change_reason", "create_time", b"create_time", "default_entry_ttl", b"default_entry_ttl", "description", b"description", "display_name", b"display_name", "entry_count", b"entry_count", "entry_kind", b"entry_kind", "etag", b"etag", "name", b"name", "tags", b"tags", "type", b"type", "update_author", b"update_author", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_reason", b"change_reason", "create_time", b"create_time", "default_entry_ttl", b"default_entry_ttl", "description", b"description", "display_name", b"display_name", "entry_count", b"entry_count", "entry_kind", b"entry_kind", "etag", b"etag", "name", b"name", "scope", b"scope", "tags", b"tags", "type", b"type", "update_author", b"update_author", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -242,6 +242,16 @@ pub(crate) fn parse_date(v: &Value, tz: Tz, now: DateTime<Utc>) -> Option<DateTi
             if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
                 return tz.from_local_datetime(&dt.naive_local()).earliest();
             }
+            // A bare date (the commonest input after RFC 3339) cannot match the
+            // date-time formats below: parse it directly, without interpreting three
+            // strftime patterns first.
+            if s.len() == 10 {
+                if let Ok(d) = s.parse::<NaiveDate>() {
+                    return d
+                        .and_hms_opt(0, 0, 0)
+                        .and_then(|n| tz.from_local_datetime(&n).earliest());
+                }
+            }
             let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
                 .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M"))
                 .ok()

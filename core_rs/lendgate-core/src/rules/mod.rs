@@ -480,9 +480,9 @@ impl RuleSet {
         if !rule.sub_rules.is_empty() {
             points = 0;
             for (sub, sub_points) in &rule.sub_rules {
-                let field = format!("sub-rule `{}`", sub.id);
-                if let Some(values) =
-                    test(&sub.condition, doc, host).map_err(|e| error_text(&field, &e))?
+                // The field name is only built for an error, not on every evaluation.
+                if let Some(values) = test(&sub.condition, doc, host)
+                    .map_err(|e| error_text(&format!("sub-rule `{}`", sub.id), &e))?
                 {
                     points = points.saturating_add(*sub_points);
                     sub_rules.push(FiredSubRule {

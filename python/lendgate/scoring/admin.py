@@ -1,0 +1,745 @@
+"""Rule administration: the consortium's and each partner's rules, lists and settings.
+
+Every change is written to the store first, as a new version of a definition (who,
+when, why — ``Store.put_definition`` / ``change_list_entries``), and only then applied
+in memory; so a restarted server loads exactly what it served (:meth:`RuleAdmin.load`).
+On the first start over an empty store the shipped pack is written as version 1 of
+each rule and list.
+
+Scopes. The **consortium** scope holds the pack every partner's checks run (edited by
+the consortium's rule administrators). Each partner may also keep **private** rules and
+lists: only that partner sees or changes them, and they are evaluated only on its own
+checks, together with the consortium's. A private id may not repeat a consortium id, so
+``rules/{id}`` always names one rule for a caller; partners' private ids are separate
+namespaces (two partners may both have a list "watch", and neither learns of the other's).
+Store names are ``consortium/{id}`` and ``partner/{partner_id}/{id}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from lendgate import _core
+from lendgate.errors import (
+    AbortedError,
+    AlreadyExistsError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+)
+from lendgate.lists import ListDefinition, ListEntryKind, Lists, ListType, WriteResult, to_ms
+from lendgate.rules import (
+    CompiledRuleSet,
+    InMemoryRuleRepository,
+    Rule,
+    RuleBook,
+    RuleVersion,
+    VersionChange,
+    version_from_json,
+    version_to_json,
+)
+from lendgate.scoring.pack import PACK_AUTHOR, Pack, install
+from lendgate.store import DefinitionVersion, Store
+
+CONSORTIUM = ""
+"""The scope of the consortium's pack (a partner's scope is its partner id)."""
+
+SETTINGS_NAME = "consortium/scoring"
+EntryRow = tuple[str, int | None, str, int, str]
+"""An entry as the Rust registry takes it: (value, expire_ms, comment, create_ms, author)."""
+_NEVER = -(2**62)
+_ALL = 2**62
+
+
+def store_name(scope: str, item_id: str) -> str:
+    """The store's name of a rule or list of ``scope``."""
+    return f"consortium/{item_id}" if scope == CONSORTIUM else f"partner/{scope}/{item_id}"
+
+
+def parse_store_name(name: str) -> tuple[str, str] | None:
+    """(scope, id) of a store name, or ``None`` for a name this module did not make."""
+    parts = name.split("/")
+    if len(parts) == 2 and parts[0] == "consortium":
+        return CONSORTIUM, parts[1]
+    if len(parts) == 3 and parts[0] == "partner":
+        return parts[1], parts[2]
+    return None
+
+
+def encode_entry(row: EntryRow) -> str:
+    """One list entry as the store keeps it: its value and metadata in one string, so
+    that a change of expiry or comment is a removal plus an addition of a version."""
+    value, expire, comment, created, author = row
+    return "\x1f".join(
+        (value, "" if expire is None else str(expire), str(created), author, comment)
+    )
+
+
+def decode_entry(text: str) -> EntryRow:
+    """The entry of :func:`encode_entry`."""
+    value, expire, created, author, comment = text.split("\x1f", 4)
+    return value, int(expire) if expire else None, comment, int(created), author
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _us(t: datetime) -> int:
+    return int(t.timestamp() * 1_000_000)
+
+
+def _from_us(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, tz=UTC)
+
+
+def _request_id() -> str:
+    return f"rule-admin/{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """How the fraud score becomes a zone (proto ``ScoringSettings``)."""
+
+    zone_threshold: int
+    version: int = 0
+    update_author: str = ""
+    change_reason: str = ""
+    update_time: datetime | None = None
+
+    @property
+    def etag(self) -> str:
+        """Opaque version tag for optimistic concurrency."""
+        return f"v{self.version}"
+
+
+@dataclass
+class Workspace:
+    """The rules and lists of one scope."""
+
+    scope: str
+    book: RuleBook
+    lists: Lists
+
+
+def _list_body(d: ListDefinition) -> bytes:
+    return json.dumps(
+        {
+            "list_id": d.list_id,
+            "entry_kind": d.entry_kind.value,
+            "type": d.type.value,
+            "display_name": d.display_name,
+            "description": d.description,
+            "default_entry_ttl_s": (
+                d.default_entry_ttl.total_seconds() if d.default_entry_ttl else None
+            ),
+            "tags": list(d.tags),
+            "create_time": d.create_time.isoformat() if d.create_time else None,
+        },
+        sort_keys=True,
+    ).encode()
+
+
+def _list_from(stored: DefinitionVersion) -> ListDefinition:
+    raw = json.loads(stored.body)
+    ttl = raw.get("default_entry_ttl_s")
+    created = raw.get("create_time")
+    return ListDefinition(
+        list_id=raw["list_id"],
+        entry_kind=ListEntryKind(raw["entry_kind"]),
+        type=ListType(raw["type"]),
+        display_name=raw.get("display_name", ""),
+        description=raw.get("description", ""),
+        default_entry_ttl=timedelta(seconds=ttl) if ttl is not None else None,
+        tags=tuple(raw.get("tags", [])),
+        version=stored.version,
+        update_author=stored.author,
+        change_reason=stored.reason,
+        create_time=datetime.fromisoformat(created) if created else None,
+        update_time=_from_us(stored.created_at_us),
+    )
+
+
+def _mentions_list(rule: Rule, list_id: str) -> bool:
+    pattern = re.compile(r"in_list\(\s*[\"']" + re.escape(list_id) + r"[\"']")
+    return any(pattern.search(c) for c in (rule.condition, *(s.condition for s in rule.sub_rules)))
+
+
+class RuleAdmin:
+    """The consortium's pack and the partners' private rules and lists, persisted."""
+
+    def __init__(self, store: Store, pack: Pack, clock: Callable[[], datetime] = _now) -> None:
+        self.store = store
+        self.pack = pack
+        self._clock = clock
+        self.consortium = self._workspace(CONSORTIUM)
+        install(pack, self.consortium.book, self.consortium.lists)
+        self.private: dict[str, Workspace] = {}
+        self.settings = ScoringSettings(pack.zone_threshold)
+        self._lock = asyncio.Lock()
+        self.loaded = False
+
+    def _workspace(self, scope: str) -> Workspace:
+        return Workspace(scope, RuleBook(InMemoryRuleRepository(), self._clock), Lists(self._clock))
+
+    # --- loading ---------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Load every scope from the store; over an empty store, write the shipped pack
+        (the in-memory state built from it) as the first versions."""
+        async with self._lock:
+            if self.loaded:
+                return
+            rules = await self.store.list_definitions("rule")
+            lists = await self.store.list_definitions("list")
+            if not any(
+                (parse_store_name(d.name) or ("?", ""))[0] == CONSORTIUM for d in (*rules, *lists)
+            ):
+                try:
+                    await self._write_pack()
+                except AbortedError:
+                    # Another server wrote the pack first (versions are checked, so it
+                    # is never written twice): serve what the store holds. Said plainly:
+                    # if that server is still writing, this one may load part of it.
+                    await self._read_all(
+                        await self.store.list_definitions("rule"),
+                        await self.store.list_definitions("list"),
+                    )
+            else:
+                await self._read_all(rules, lists)
+            try:
+                stored = await self.store.get_definition("settings", SETTINGS_NAME)
+            except NotFoundError:
+                pass
+            else:
+                self.settings = _settings_from(stored)
+            self.loaded = True
+
+    async def _write_pack(self) -> None:
+        ws = self.consortium
+        for rule in ws.book.rules():
+            for v in reversed(ws.book.versions(rule.rule_id)):
+                await self._put_rule_version(CONSORTIUM, v, expected=v.version - 1)
+        for d in ws.lists.all():
+            name = store_name(CONSORTIUM, d.list_id)
+            await self._put_list(
+                CONSORTIUM,
+                d,
+                0,
+                d.update_author or PACK_AUTHOR,
+                d.change_reason or f"{self.pack.name} pack {self.pack.revision}",
+            )
+            rows = ws.lists.registry.entries(d.list_id, _NEVER, _ALL)
+            if rows:
+                stored = await self._change_entries(
+                    name,
+                    add=[encode_entry(r) for r in rows],
+                    remove=[],
+                    expected=1,
+                    author=PACK_AUTHOR,
+                    reason=f"{self.pack.name} pack {self.pack.revision}",
+                )
+                ws.lists.stamp(
+                    d.list_id,
+                    version=stored.version,
+                    author=stored.author,
+                    reason=stored.reason,
+                    at=_from_us(stored.created_at_us),
+                )
+
+    async def _read_all(
+        self, rules: Sequence[DefinitionVersion], lists: Sequence[DefinitionVersion]
+    ) -> None:
+        self.consortium = self._workspace(CONSORTIUM)
+        self.private = {}
+        for latest in rules:
+            parsed = parse_store_name(latest.name)
+            if parsed is None:
+                continue
+            ws = self._scope(parsed[0], create=True)
+            for stored in await self.store.list_definition_versions("rule", latest.name):
+                ws.book.commit(version_from_json(stored.body))
+        for latest in lists:
+            parsed = parse_store_name(latest.name)
+            if parsed is None or latest.status == "deleted":
+                continue
+            scope, list_id = parsed
+            ws = self._scope(scope, create=True)
+            ws.lists.install(_list_from(latest))
+            rows = [decode_entry(e) for e in await self.store.list_entries(latest.name)]
+            if rows:
+                ws.lists.registry.write(list_id, rows)
+        for ws in self.private.values():
+            self._link_consortium_lists(ws)
+
+    def _link_consortium_lists(self, ws: Workspace) -> None:
+        own = {d.list_id for d in ws.lists.all()}
+        for d in self.consortium.lists.all():
+            if d.list_id not in own and d.list_id not in ws.lists.registry.ids():
+                ws.lists.link(self.consortium.lists, d.list_id)
+
+    def _scope(self, scope: str, *, create: bool = False) -> Workspace:
+        if scope == CONSORTIUM:
+            return self.consortium
+        ws = self.private.get(scope)
+        if ws is None:
+            if not create:
+                raise NotFoundError(f"partner {scope!r} has no private rules or lists")
+            ws = self._workspace(scope)
+            self._link_consortium_lists(ws)
+            self.private[scope] = ws
+        return ws
+
+    # --- what a partner sees ---------------------------------------------------------
+
+    def rule_scope(self, partner: str, rule_id: str) -> str:
+        """The scope of ``rule_id`` as ``partner`` names it; ``NotFoundError`` when it is
+        neither the partner's nor the consortium's (another partner's rule is not found)."""
+        ws = self.private.get(partner)
+        if ws is not None and _has_rule(ws.book, rule_id):
+            return partner
+        if _has_rule(self.consortium.book, rule_id):
+            return CONSORTIUM
+        raise NotFoundError(f"rule {rule_id!r} not found")
+
+    def list_scope(self, partner: str, list_id: str) -> str:
+        """The scope of ``list_id`` as ``partner`` names it (see :meth:`rule_scope`)."""
+        ws = self.private.get(partner)
+        if ws is not None and list_id in {d.list_id for d in ws.lists.all()}:
+            return partner
+        self.consortium.lists.get(list_id)
+        return CONSORTIUM
+
+    def book(self, scope: str) -> RuleBook:
+        """The rule book of a scope (empty for a partner without private rules)."""
+        ws = self.private.get(scope) if scope != CONSORTIUM else self.consortium
+        return ws.book if ws is not None else RuleBook(InMemoryRuleRepository())
+
+    def lists(self, scope: str) -> Lists:
+        """The lists of a scope (definitions are the scope's own; the registry of a
+        partner's scope also links the consortium's lists)."""
+        return self._scope(scope).lists
+
+    def visible_rules(self, partner: str) -> list[tuple[str, Rule]]:
+        """(scope, rule) of every live rule ``partner`` sees, ordered by rule id."""
+        out = [(CONSORTIUM, r) for r in self.consortium.book.rules()]
+        ws = self.private.get(partner)
+        if ws is not None:
+            out += [(partner, r) for r in ws.book.rules()]
+        return sorted(out, key=lambda sr: sr[1].rule_id)
+
+    def visible_lists(self, partner: str) -> list[tuple[str, ListDefinition]]:
+        """(scope, definition) of every list ``partner`` sees, ordered by list id."""
+        out = [(CONSORTIUM, d) for d in self.consortium.lists.all()]
+        ws = self.private.get(partner)
+        if ws is not None:
+            out += [(partner, d) for d in ws.lists.all()]
+        return sorted(out, key=lambda sd: sd[1].list_id)
+
+    def compile(self) -> tuple[CompiledRuleSet, dict[str, CompiledRuleSet]]:
+        """The consortium's compiled rules, and per partner with private rules or lists
+        the consortium's plus its own (evaluated with the partner's lists)."""
+        threshold = self.settings.zone_threshold
+        consortium = self.consortium.book.rules()
+        shared = CompiledRuleSet.compile(consortium, threshold)
+        private = {
+            scope: CompiledRuleSet.compile(consortium + ws.book.rules(), threshold)
+            for scope, ws in self.private.items()
+        }
+        return shared, private
+
+    # --- rules -----------------------------------------------------------------------
+
+    async def create_rule(self, scope: str, rule: Rule, *, author: str, reason: str) -> Rule:
+        """Create a rule in ``scope`` (compiled first; nothing changes if it fails)."""
+        async with self._lock:
+            self.check_new_rule_id(scope, rule.rule_id)
+            book = self._scope(scope, create=True).book
+            version = book.plan_create(rule, author=author, reason=reason)
+            await self._put_rule_version(scope, version, expected=0)
+            return book.commit(version).rule
+
+    async def update_rule(
+        self, scope: str, rule: Rule, *, etag: str, author: str, reason: str
+    ) -> Rule:
+        """A new version of a rule with ``rule``'s content."""
+        async with self._lock:
+            book = self._scope(scope).book
+            version = book.plan_update(rule, etag=etag, author=author, reason=reason)
+            await self._put_rule_version(scope, version, expected=version.version - 1)
+            return book.commit(version).rule
+
+    async def delete_rule(
+        self, scope: str, rule_id: str, *, etag: str, author: str, reason: str
+    ) -> RuleVersion:
+        """Delete a rule (a DELETED version; restorable)."""
+        async with self._lock:
+            book = self._scope(scope).book
+            version = book.plan_delete(rule_id, etag=etag, author=author, reason=reason)
+            await self._put_rule_version(scope, version, expected=version.version - 1)
+            return book.commit(version)
+
+    async def restore_rule(
+        self, scope: str, rule_id: str, number: int, *, etag: str, author: str, reason: str
+    ) -> Rule:
+        """Make version ``number``'s content current again, as a new version."""
+        async with self._lock:
+            book = self._scope(scope).book
+            version = book.plan_restore(rule_id, number, etag=etag, author=author, reason=reason)
+            await self._put_rule_version(scope, version, expected=version.version - 1)
+            return book.commit(version).rule
+
+    def check_new_rule_id(self, scope: str, rule_id: str) -> None:
+        """``AlreadyExistsError`` if ``rule_id`` is used in a scope that would clash."""
+        owners = [CONSORTIUM] if scope != CONSORTIUM else list(self.private)
+        for other in owners:
+            if _has_rule(self.book(other), rule_id):
+                # Says nothing about whose: another partner's ids stay private.
+                raise AlreadyExistsError(f"rule id {rule_id!r} is taken")
+
+    async def _put_rule_version(
+        self, scope: str, v: RuleVersion, expected: int | None = None
+    ) -> None:
+        status = "deleted" if v.change is VersionChange.DELETED else v.rule.status.value.lower()
+        try:
+            await self.store.put_definition(
+                _request_id(),
+                "rule",
+                store_name(scope, v.rule_id),
+                version_to_json(v),
+                status=status,
+                author=v.author,
+                reason=v.change_reason,
+                expected_version=expected,
+            )
+        except FailedPreconditionError:
+            raise AbortedError(
+                f"rule {v.rule_id!r} changed concurrently", reason="ETAG_MISMATCH"
+            ) from None
+
+    # --- lists -----------------------------------------------------------------------
+
+    async def create_list(
+        self, scope: str, definition: ListDefinition, *, author: str, reason: str
+    ) -> ListDefinition:
+        """Create an empty list in ``scope``."""
+        async with self._lock:
+            self._check_new_list_id(scope, definition.list_id)
+            ws = self._scope(scope, create=True)
+            name = store_name(scope, definition.list_id)
+            try:
+                latest = (await self.store.get_definition("list", name)).version
+            except NotFoundError:
+                latest = 0
+            now = self._clock()
+            candidate = replace(definition, create_time=now)
+            stored = await self.store.put_definition(
+                _request_id(),
+                "list",
+                name,
+                _list_body(candidate),
+                status="active",
+                author=author,
+                reason=reason,
+                expected_version=latest,
+            )
+            ws.lists.install(_list_from(stored))
+            if scope == CONSORTIUM:
+                for partner_ws in self.private.values():
+                    partner_ws.lists.link(ws.lists, definition.list_id)
+            return ws.lists.get(definition.list_id)
+
+    def _check_new_list_id(self, scope: str, list_id: str) -> None:
+        owners = (
+            [self.consortium, *self.private.values()]
+            if scope == CONSORTIUM
+            else [self.consortium, *([self.private[scope]] if scope in self.private else [])]
+        )
+        for ws in owners:
+            if list_id in {d.list_id for d in ws.lists.all()}:
+                # Says nothing about whose: another partner's ids stay private.
+                raise AlreadyExistsError(f"list id {list_id!r} is taken")
+
+    async def update_list(
+        self, scope: str, definition: ListDefinition, *, etag: str, author: str, reason: str
+    ) -> ListDefinition:
+        """Replace a list's editable fields, as a new version."""
+        async with self._lock:
+            lists = self._scope(scope).lists
+            current = lists.get(definition.list_id)
+            if etag != current.etag:
+                raise AbortedError(
+                    f"list {definition.list_id!r} changed since it was read",
+                    reason="ETAG_MISMATCH",
+                )
+            if definition.entry_kind != current.entry_kind:
+                raise InvalidArgumentError(
+                    "a list's entry kind cannot change", field="list.entry_kind"
+                )
+            candidate = replace(definition, create_time=current.create_time)
+            stored = await self._put_list(scope, candidate, current.version, author, reason)
+            updated = lists.update(candidate, etag=etag, author=author, reason=reason)
+            return lists.stamp(
+                updated.list_id,
+                version=stored.version,
+                author=author,
+                reason=reason,
+                at=_from_us(stored.created_at_us),
+            )
+
+    async def delete_list(
+        self, scope: str, list_id: str, *, etag: str, author: str, reason: str
+    ) -> None:
+        """Delete a list and its entries; ``FailedPreconditionError`` while a working
+        rule that can see it refers to it."""
+        async with self._lock:
+            lists = self._scope(scope).lists
+            current = lists.get(list_id)
+            if etag != current.etag:
+                raise AbortedError(
+                    f"list {list_id!r} changed since it was read", reason="ETAG_MISMATCH"
+                )
+            books = (
+                [self.consortium.book, *(ws.book for ws in self.private.values())]
+                if scope == CONSORTIUM
+                else [self._scope(scope).book]
+            )
+            users = sorted(
+                r.rule_id
+                for b in books
+                for r in b.rules()
+                if r.status.value == "WORKING" and _mentions_list(r, list_id)
+            )
+            if users:
+                raise FailedPreconditionError(
+                    f"list {list_id!r} is used by working rules: {', '.join(users[:10])}",
+                    reason="LIST_IN_USE",
+                )
+            name = store_name(scope, list_id)
+            live = await self.store.list_entries(name)
+            version = current.version
+            if live:
+                version = (
+                    await self._change_entries(
+                        name, add=[], remove=live, expected=version, author=author, reason=reason
+                    )
+                ).version
+            await self.store.put_definition(
+                _request_id(),
+                "list",
+                name,
+                _list_body(current),
+                status="deleted",
+                author=author,
+                reason=reason,
+                expected_version=version,
+            )
+            lists.delete(list_id, etag=etag)
+            if scope == CONSORTIUM:
+                for ws in self.private.values():
+                    ws.lists.unlink(list_id)
+
+    async def write_entries(
+        self,
+        scope: str,
+        list_id: str,
+        rows: Iterable[tuple[str, int | None, str]],
+        *,
+        author: str,
+        reason: str = "",
+        replace_all: bool = False,
+    ) -> WriteResult:
+        """Add ``(value, expire_ms, comment)`` entries (an existing value gets the new
+        expiry and comment), or with ``replace_all`` make them the whole content, as one
+        new version. Values invalid for the list's kind are rejected one by one (index,
+        reason) and the rest applied. Entries without expiry get the default TTL."""
+        async with self._lock:
+            lists = self._scope(scope).lists
+            d = lists.get(list_id)
+            now = self._clock()
+            now_ms = to_ms(now)
+            default = to_ms(now + d.default_entry_ttl) if d.default_entry_ttl else None
+            kind = d.entry_kind.value
+            normalize = _core.ListRegistry.normalize
+            keyed: dict[str, EntryRow] = {}
+            rejected: list[tuple[int, str]] = []
+            for i, (value, expire, comment) in enumerate(rows):
+                try:
+                    key = normalize(kind, value)
+                except _core.CoreInvalidArgument as exc:
+                    rejected.append((i, str(exc.args[-1])))
+                    continue
+                keyed[key] = (key, default if expire is None else expire, comment, now_ms, author)
+            registry = lists.registry
+            if replace_all:
+                old_rows = registry.entries(list_id, _NEVER, _ALL)
+            else:
+                old_rows = [r for r in registry.lookup(list_id, list(keyed)) if r is not None]
+            old = {encode_entry(r) for r in old_rows}
+            new = [encode_entry(r) for r in keyed.values()]
+            same = old.intersection(new)
+            add = [e for e in new if e not in same]
+            remove = [e for e in old if e not in same]
+            if add or remove:
+                stored = await self._change_entries(
+                    store_name(scope, list_id),
+                    add=add,
+                    remove=remove,
+                    expected=d.version,
+                    author=author,
+                    reason=reason,
+                )
+                lists.stamp(
+                    list_id,
+                    version=stored.version,
+                    author=author,
+                    reason=reason,
+                    at=_from_us(stored.created_at_us),
+                )
+            added, replaced, _ = registry.write(list_id, list(keyed.values()), replace_all)
+            return WriteResult(added, replaced, rejected)
+
+    async def remove_entries(
+        self, scope: str, list_id: str, values: Sequence[str], *, author: str, reason: str = ""
+    ) -> int:
+        """Remove values (normalised like added ones; absent or invalid ones ignored)."""
+        async with self._lock:
+            lists = self._scope(scope).lists
+            d = lists.get(list_id)
+            keys = []
+            for value in values:
+                try:
+                    keys.append(_core.ListRegistry.normalize(d.entry_kind.value, value))
+                except _core.CoreInvalidArgument:
+                    continue
+            found = [r for r in lists.registry.lookup(list_id, keys) if r is not None]
+            if not found:
+                return 0
+            stored = await self._change_entries(
+                store_name(scope, list_id),
+                add=[],
+                remove=[encode_entry(r) for r in found],
+                expected=d.version,
+                author=author,
+                reason=reason,
+            )
+            lists.stamp(
+                list_id,
+                version=stored.version,
+                author=author,
+                reason=reason,
+                at=_from_us(stored.created_at_us),
+            )
+            return lists.registry.remove(list_id, [r[0] for r in found])
+
+    async def _put_list(
+        self, scope: str, d: ListDefinition, expected: int, author: str, reason: str
+    ) -> DefinitionVersion:
+        try:
+            return await self.store.put_definition(
+                _request_id(),
+                "list",
+                store_name(scope, d.list_id),
+                _list_body(d),
+                status="active",
+                author=author,
+                reason=reason,
+                expected_version=expected,
+            )
+        except FailedPreconditionError:
+            raise AbortedError(
+                f"list {d.list_id!r} changed concurrently", reason="ETAG_MISMATCH"
+            ) from None
+
+    async def _change_entries(
+        self,
+        name: str,
+        *,
+        add: Sequence[str],
+        remove: Sequence[str],
+        expected: int,
+        author: str,
+        reason: str,
+    ) -> DefinitionVersion:
+        try:
+            return await self.store.change_list_entries(
+                _request_id(),
+                name,
+                add=add,
+                remove=remove,
+                author=author,
+                reason=reason,
+                expected_version=expected,
+            )
+        except FailedPreconditionError:
+            raise AbortedError(
+                f"list {name!r} changed concurrently", reason="ETAG_MISMATCH"
+            ) from None
+
+    # --- settings --------------------------------------------------------------------
+
+    async def update_settings(
+        self, settings: ScoringSettings, *, etag: str, author: str, reason: str
+    ) -> ScoringSettings:
+        """New consortium scoring settings, as a new version."""
+        async with self._lock:
+            if etag != self.settings.etag:
+                raise AbortedError(
+                    "the scoring settings changed since they were read", reason="ETAG_MISMATCH"
+                )
+            if settings.zone_threshold < 1:
+                raise InvalidArgumentError("must be >= 1", field="scoring_settings.zone_threshold")
+            try:
+                stored = await self.store.put_definition(
+                    _request_id(),
+                    "settings",
+                    SETTINGS_NAME,
+                    json.dumps({"zone_threshold": settings.zone_threshold}).encode(),
+                    status="active",
+                    author=author,
+                    reason=reason,
+                    expected_version=self.settings.version,
+                )
+            except FailedPreconditionError:
+                raise AbortedError(
+                    "the scoring settings changed concurrently", reason="ETAG_MISMATCH"
+                ) from None
+            self.settings = _settings_from(stored)
+            return self.settings
+
+
+def _settings_from(stored: DefinitionVersion) -> ScoringSettings:
+    raw = json.loads(stored.body)
+    return ScoringSettings(
+        int(raw["zone_threshold"]),
+        stored.version,
+        stored.author,
+        stored.reason,
+        _from_us(stored.created_at_us),
+    )
+
+
+def _has_rule(book: RuleBook, rule_id: str) -> bool:
+    try:
+        book.versions(rule_id)
+    except NotFoundError:
+        return False
+    return True
+
+
+__all__ = [
+    "CONSORTIUM",
+    "RuleAdmin",
+    "ScoringSettings",
+    "Workspace",
+    "decode_entry",
+    "encode_entry",
+    "parse_store_name",
+    "store_name",
+]
