@@ -12,9 +12,10 @@ from typing import Any
 import grpc
 import pytest
 
+from lendgate import _core
 from lendgate.auction import crypto
 from lendgate.auction.audit import loss_is_consistent
-from lendgate.auction.coordinator import INNER_LABEL, LEAD_KEY_LABEL, OUTER_LABEL
+from lendgate.auction.coordinator import INNER_LABEL, LEAD_KEY_LABEL, OUTER_LABEL, Bid
 from lendgate.auction.crypto import CryptoError
 from lendgate.errors import NotFoundError, PermissionDeniedError
 from lendgate.v1 import auction_pb2 as pb
@@ -234,7 +235,15 @@ def test_coordinator_changing_the_winner_is_detected() -> None:
             sale.price.amount_minor,
             "RUB",
         )
+        # Without any dispute, the cheated loser's node catches it: no range proof can
+        # show that the announced winner beats its bid.
+        await settle_notices(net)
+        lost = [n.bid_lost for n in cheated.notices if n.HasField("bid_lost")]
+        assert lost and lost[0].outcome == pb.BID_OUTCOME_LOST and not lost[0].proofs_verified
+        assert any("loss not proven" in e for e in cheated.evidence)
         honest = net.nodes["mfo-a"]
+        honest_lost = [n.bid_lost for n in honest.notices if n.HasField("bid_lost")]
+        assert honest_lost and honest_lost[0].proofs_verified and not honest.evidence
         honest_bid = honest.bids[sale.auction]
         assert honest_bid.receipt is not None
         honest_receipt = crypto.sign(
@@ -255,6 +264,79 @@ def test_coordinator_changing_the_winner_is_detected() -> None:
     run(test)
 
 
+def test_coordinator_forging_a_loser_proof_about_the_winning_price_is_caught() -> None:
+    async def test(net: Net) -> None:
+        net.coordinator.cheat_pick_second = True
+
+        def forge(auction: str, root: bytes, winner: Bid, loser: Bid) -> bytes:
+            # The liar proves "winner - loser - k >= 0" for a loser amount of 1 (or, in
+            # effect, a higher winning price): a valid proof, but of another statement.
+            return _core.prove_winner_exceeds(
+                auction,
+                root,
+                winner.leaf_index,
+                winner.amount_minor,
+                winner.nonce,
+                winner.bidder,
+                loser.leaf_index,
+                1,
+                loser.nonce,
+                loser.bidder,
+            )
+
+        net.coordinator.prove_winner_exceeds = forge  # type: ignore[method-assign]
+        sale = await net.node_stubs["seller"].Sell(sell_request(), timeout=10)
+        await settle_notices(net)
+        cheated = net.nodes["mfo-b"]
+        view = net.coordinator.result_view(cheated.name, sale.auction)
+        proof = net.coordinator.bid_proof(
+            cheated.name, sale.auction, cheated.bids[sale.auction].bid_hash
+        )
+        assert proof.range_proof  # a proof was sent...
+        assert not await cheated.check_own_bid(sale.auction, view)  # ...and rejected
+        lost = [n.bid_lost for n in cheated.notices if n.HasField("bid_lost")]
+        assert lost and not lost[0].proofs_verified
+
+    run(test)
+
+
+def test_loser_proof_reveals_no_amount_and_is_bound_to_its_auction() -> None:
+    async def test(net: Net) -> None:
+        sale = await net.node_stubs["seller"].Sell(sell_request(), timeout=10)
+        await settle_notices(net)
+        loser = net.nodes["mfo-c"]
+        own = loser.bids[sale.auction]
+        proof = await loser.call(
+            "GetBidProof", pb.GetBidProofRequest(auction=sale.auction, bid_hash=own.bid_hash)
+        )
+        assert proof.outcome == pb.BID_OUTCOME_LOST and proof.range_proof
+        assert proof.tie_break.startswith("highest amount")
+        # Neither the winning amount nor the price appears in anything the loser gets.
+        view = await loser.call(
+            "GetAuctionResult", pb.GetAuctionResultRequest(auction=sale.auction)
+        )
+        assert not view.HasField("seller_view") and not view.HasField("winner_view")
+        for blob in (proof.SerializeToString(), view.SerializeToString()):
+            assert (150_000).to_bytes(8, "big") not in blob
+            assert common_pb2.Money(amount_minor=150_000).SerializeToString() not in blob
+        result = crypto.verify(view.result, pb.AuctionResult, loser.coordinator_key)
+        assert result.tie_break == proof.tie_break
+        # The proof verifies here and nowhere else: another auction id or root fails.
+        bid_set = crypto.verify(view.bid_set, pb.BidSetCommitment, loser.coordinator_key)
+        args = (
+            result.winning_leaf_index,
+            result.winning_pedersen_commitment,
+            proof.inclusion.leaf_index,
+            own.pedersen,
+            proof.range_proof,
+        )
+        assert _core.verify_winner_exceeds(sale.auction, bid_set.merkle_root, *args)
+        assert not _core.verify_winner_exceeds("auctions/other", bid_set.merkle_root, *args)
+        assert not _core.verify_winner_exceeds(sale.auction, bytes(32), *args)
+
+    run(test)
+
+
 def test_ties_go_to_the_earlier_receipt_and_low_bids_are_invalid() -> None:
     prices = {
         "seller": None,
@@ -270,6 +352,13 @@ def test_ties_go_to_the_earlier_receipt_and_low_bids_are_invalid() -> None:
             (b for b in record.bids if b.amount_minor == 100_000), key=lambda b: b.leaf_index
         )
         assert sale.winner == first.bidder
+        # The tied loser's zero-knowledge proof holds with k = 0 (the tie rule is part of
+        # the proven statement), so it verifies without learning that it was a tie.
+        await settle_notices(net)
+        tied = next(b.bidder for b in record.bids if b.amount_minor == 100_000 and b is not first)
+        node = net.nodes[tied.split("/")[1]]
+        lost = [n.bid_lost for n in node.notices if n.HasField("bid_lost")]
+        assert lost and lost[0].outcome == pb.BID_OUTCOME_LOST and lost[0].proofs_verified
         # mfo-c's policy does not bid below MinBidPrice; force one through and see it invalid.
         assert "participants/mfo-c" not in record.bidders
 

@@ -57,6 +57,7 @@ class OwnBid:
     amount: int
     nonce: bytes
     commitment: bytes
+    pedersen: bytes
     receipt: pb.BidReceipt | None
     rejection: pb.BidRejection | None
     bid_hash: bytes
@@ -71,6 +72,7 @@ class Sale:
     layer_key: Any
     done: asyncio.Future[ppb.SellResponse]
     commitments: dict[int, bytes] = field(default_factory=dict)
+    pedersen: dict[int, bytes] = field(default_factory=dict)
     released_round: int = 0
 
 
@@ -210,6 +212,7 @@ class ParticipantNode:
         auction, currency = announcement.auction, announcement.min_bid_price.currency
         nonce = os.urandom(32)
         commitment = _core.bid_commitment(amount, currency, nonce, self.name, auction)
+        pedersen = _core.pedersen_commitment(amount, nonce, self.name, auction)
         opening = pb.BidOpening(
             auction=auction,
             amount=common_pb2.Money(amount_minor=amount, currency=currency),
@@ -234,10 +237,11 @@ class ParticipantNode:
             nonce=os.urandom(16),
             commitment=commitment,
             encrypted_opening=outer.SerializeToString(deterministic=True),
+            pedersen_commitment=pedersen,
         )
         bid.create_time.CopyFrom(ts(time.time()))
         signed = crypto.sign(self.keys.signing, bid, self.name)
-        own = OwnBid(amount, nonce, commitment, None, None, crypto.sha256(signed.payload))
+        own = OwnBid(amount, nonce, commitment, pedersen, None, None, crypto.sha256(signed.payload))
         return signed, own
 
     def check_response(self, own: OwnBid, response: pb.PlaceBidResponse) -> None:
@@ -274,7 +278,8 @@ class ParticipantNode:
         self._notify(ppb.NotifyResponse(lead_offered=notice))
 
     async def check_own_bid(self, auction: str, result: pb.GetAuctionResultResponse) -> bool:
-        """Check that our accepted bid is under the signed root (owner's audit)."""
+        """The owner's audit of its bid: under the signed root, and — if it lost — beaten,
+        by the zero-knowledge range proof against the winning Pedersen commitment."""
         own = self.bids[auction]
         if own.receipt is None:
             return True
@@ -283,18 +288,16 @@ class ParticipantNode:
             "GetBidProof", pb.GetBidProofRequest(auction=auction, bid_hash=own.bid_hash)
         )
         inc = proof.inclusion
-        return (
+        if not (
             inc.leaf_hash == own.receipt.leaf_hash
             and inc.leaf_index == own.receipt.leaf_index
-            and inc.leaf_count == bid_set.leaf_count
-            and _core.verify_inclusion(
-                inc.leaf_hash,
-                inc.leaf_index,
-                inc.leaf_count,
-                list(inc.audit_path),
-                bid_set.merkle_root,
-            )
-        )
+            and _proves(inc, bid_set)
+        ):
+            return False
+        if proof.outcome != pb.BID_OUTCOME_LOST or not result.HasField("result"):
+            return True
+        signed = crypto.verify(result.result, pb.AuctionResult, self.coordinator_key)
+        return loss_is_proven(auction, own, signed, bid_set, proof)
 
     async def _on_result(self, notice: pb.AuctionResultNotice) -> None:
         auction, view = notice.auction, notice.result
@@ -308,7 +311,9 @@ class ParticipantNode:
             return  # LeadWonNotice comes with the key
         ok = await self.check_own_bid(auction, view)
         if not ok:
-            self.evidence.append(f"{auction}: own bid not under the signed root")
+            self.evidence.append(
+                f"{auction}: own bid not under the signed root, or the loss not proven"
+            )
         self._notify(
             ppb.NotifyResponse(
                 bid_lost=ppb.BidLostNotice(
@@ -393,13 +398,16 @@ class ParticipantNode:
         out = pb.UnsealedBids(auction=task.auction, merkle_root=bid_set.merkle_root)
         for item in task.items:
             inc = item.inclusion
-            leaf = _core.leaf_hash(item.commitment, item.encrypted_opening)
+            leaf = _core.leaf_hash(
+                item.commitment, item.encrypted_opening, item.pedersen_commitment
+            )
             # Only bids provably under the signed root are unsealed.
             if leaf != inc.leaf_hash or not _core.verify_inclusion(
                 leaf, inc.leaf_index, bid_set.leaf_count, list(inc.audit_path), bid_set.merkle_root
             ):
                 raise CryptoError("an unseal item is not under the signed root")
             sale.commitments[inc.leaf_index] = item.commitment
+            sale.pedersen[inc.leaf_index] = item.pedersen_commitment
             try:
                 inner = crypto.open_sealed(
                     sale.layer_key,
@@ -422,14 +430,23 @@ class ParticipantNode:
         if result.state == pb.AUCTION_STATE_SOLD:
             s = view.seller_view
             committed = sale.commitments.get(result.winning_leaf_index)
-            # The price must open the winning commitment that was under the signed root.
-            if committed != result.winning_commitment or not _core.verify_bid_opening(
-                result.winning_commitment,
-                s.price.amount_minor,
-                s.price.currency,
-                s.price_blinding,
-                s.winner,
-                auction,
+            pedersen = sale.pedersen.get(result.winning_leaf_index)
+            # The price must open both winning commitments that were under the signed root
+            # (the Pedersen one is what the losers' proofs are against).
+            if (
+                committed != result.winning_commitment
+                or pedersen != result.winning_pedersen_commitment
+                or not _core.verify_bid_opening(
+                    result.winning_commitment,
+                    s.price.amount_minor,
+                    s.price.currency,
+                    s.price_blinding,
+                    s.winner,
+                    auction,
+                )
+                or not _core.verify_pedersen_opening(
+                    pedersen, s.price.amount_minor, s.price_blinding, s.winner, auction
+                )
             ):
                 self.evidence.append(f"{auction}: the price does not open the winning commitment")
                 raise CryptoError("the coordinator's price does not match the winning commitment")
@@ -476,3 +493,52 @@ class ParticipantNode:
         )
         response = await self.call("ReportLeadStatus", forwarded)
         return response.deal  # type: ignore[no-any-return]
+
+
+def _proves(inc: pb.MerkleInclusionProof, bid_set: pb.BidSetCommitment) -> bool:
+    return inc.leaf_count == bid_set.leaf_count and _core.verify_inclusion(
+        inc.leaf_hash, inc.leaf_index, inc.leaf_count, list(inc.audit_path), bid_set.merkle_root
+    )
+
+
+def loss_is_proven(
+    auction: str,
+    own: OwnBid,
+    result: pb.AuctionResult,
+    bid_set: pb.BidSetCommitment,
+    proof: pb.GetBidProofResponse,
+) -> bool:
+    """A loser's check that it really lost, learning nothing about the winning amount.
+
+    The signed result names the winning leaf and its commitments; the winning leaf must
+    be under the same signed root; and the Bulletproofs range proof must show that the
+    winning Pedersen commitment exceeds ours under the tie rule, in a transcript bound
+    to this auction, root and both leaves.
+    """
+    if own.receipt is None or result.auction != auction or proof.award_round != result.award_round:
+        return False
+    if result.merkle_root != bid_set.merkle_root or result.state != pb.AUCTION_STATE_SOLD:
+        return False
+    win = proof.winning_inclusion
+    try:
+        winning_leaf = _core.leaf_hash_from_digest(
+            result.winning_commitment,
+            proof.winning_opening_digest,
+            result.winning_pedersen_commitment,
+        )
+        return (
+            win.leaf_index == result.winning_leaf_index
+            and win.leaf_hash == winning_leaf
+            and _proves(win, bid_set)
+            and _core.verify_winner_exceeds(
+                auction,
+                bid_set.merkle_root,
+                result.winning_leaf_index,
+                result.winning_pedersen_commitment,
+                own.receipt.leaf_index,
+                own.pedersen,
+                proof.range_proof,
+            )
+        )
+    except _core.CoreInvalidArgument:
+        return False
