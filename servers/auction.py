@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from lendgate.auction import reports
 from lendgate.auction.coordinator import Coordinator
 from lendgate.errors import UnauthenticatedError
 from lendgate.v1 import auction_pb2 as pb
@@ -112,3 +113,28 @@ class AuctionServicer:
         return pb.ListDealsResponse(
             deals=self.coordinator.list_deals(self._caller(context, "ListDeals"))
         )
+
+    async def GetLedger(self, request: pb.GetLedgerRequest, context: Ctx) -> pb.GetLedgerResponse:
+        """The caller's balances."""
+        return reports.ledger(self.coordinator, self._caller(context, "GetLedger"), request)
+
+    async def ListLedgerEntries(
+        self, request: pb.ListLedgerEntriesRequest, context: Ctx
+    ) -> pb.ListLedgerEntriesResponse:
+        """The caller's ledger entries, paged."""
+        caller = self._caller(context, "ListLedgerEntries")
+        return reports.ledger_entries(self.coordinator, caller, request)
+
+    async def GetSettlement(
+        self, request: pb.GetSettlementRequest, context: Ctx
+    ) -> pb.GetSettlementResponse:
+        """The caller's part of a period's settlement."""
+        caller = self._caller(context, "GetSettlement")
+        return reports.settlement(self.coordinator, caller, request)
+
+    async def GetAuctionMetrics(
+        self, request: pb.GetAuctionMetricsRequest, context: Ctx
+    ) -> pb.GetAuctionMetricsResponse:
+        """The caller's metrics over a period."""
+        caller = self._caller(context, "GetAuctionMetrics")
+        return reports.metrics(self.coordinator, caller, request)

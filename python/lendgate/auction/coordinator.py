@@ -42,6 +42,7 @@ OUTER_LABEL = "lendgate.v1 bid opening outer"
 LEAD_KEY_LABEL = "lendgate.v1 lead key"
 MAX_AMOUNT_MINOR = 1 << 62
 CALL_AUTH_SKEW_S = 30.0
+TIE_BREAK = "highest amount; a tie goes to the lower leaf index (the earlier receipt)"
 OFFER_MAX_AGE_S = 30.0
 
 
@@ -72,9 +73,12 @@ class Bid:
     commitment: bytes
     encrypted_opening: bytes
     leaf_hash: bytes
+    pedersen: bytes
     amount_minor: int = 0
     nonce: bytes = b""
     invalid_reason: str = ""
+    range_proofs: dict[tuple[int, int], bytes] = field(default_factory=dict)
+    """Loser proofs by (award round, winning leaf), made on first request."""
 
 
 @dataclass
@@ -88,6 +92,7 @@ class AuctionRecord:
     deadline: float
     currency: str
     min_price: int
+    open_time: float = 0.0
     state: int = pb.AUCTION_STATE_OPEN
     bids: list[Bid] = field(default_factory=list)
     nonces: set[bytes] = field(default_factory=set)
@@ -295,7 +300,7 @@ class Coordinator:
         announcement.deadline.CopyFrom(ts(now + window))
         signed = self._sign(announcement)
         record = AuctionRecord(
-            name, caller, offer, signed, now + window, price.currency, price.amount_minor
+            name, caller, offer, signed, now + window, price.currency, price.amount_minor, now
         )
         self.auctions[name] = record
         if offer.phone_keyed_hash:
@@ -327,8 +332,15 @@ class Coordinator:
         bid = self._verify_from(caller, signed_bid, pb.SealedBid)
         if bid.bidder != caller:
             raise PermissionDeniedError("bid.bidder must be the caller")
-        if len(bid.nonce) != 16 or len(bid.commitment) != 32 or not bid.encrypted_opening:
-            raise InvalidArgumentError("nonce 16 bytes, commitment 32, opening set", field="bid")
+        if (
+            len(bid.nonce) != 16
+            or len(bid.commitment) != 32
+            or len(bid.pedersen_commitment) != 32
+            or not bid.encrypted_opening
+        ):
+            raise InvalidArgumentError(
+                "nonce 16 bytes, commitment and pedersen_commitment 32, opening set", field="bid"
+            )
         record = self._auction(bid.auction)
         bid_hash = crypto.sha256(signed_bid.payload)
 
@@ -357,9 +369,15 @@ class Coordinator:
             return reject(pb.BID_REJECTION_REASON_CAP_EXCEEDED)
         if caller in record.bidders or bid.nonce in record.nonces:
             return reject(pb.BID_REJECTION_REASON_DUPLICATE)
-        leaf = _core.leaf_hash(bid.commitment, bid.encrypted_opening)
+        leaf = _core.leaf_hash(bid.commitment, bid.encrypted_opening, bid.pedersen_commitment)
         accepted = Bid(
-            len(record.bids), caller, bid_hash, bid.commitment, bid.encrypted_opening, leaf
+            len(record.bids),
+            caller,
+            bid_hash,
+            bid.commitment,
+            bid.encrypted_opening,
+            leaf,
+            bid.pedersen_commitment,
         )
         record.bids.append(accepted)
         record.bidders.add(caller)
@@ -400,6 +418,7 @@ class Coordinator:
                 commitment=b.commitment,
                 encrypted_opening=b.encrypted_opening,
                 inclusion=self._inclusion(record, b.leaf_index),
+                pedersen_commitment=b.pedersen,
             )
         self._emit(record.seller, pb.SubscribeResponse(unseal_task=task))
         asyncio.get_running_loop().call_later(
@@ -465,6 +484,10 @@ class Coordinator:
             record.name,
         ):
             bid.invalid_reason = "the opening does not match the commitment"
+        elif not _core.verify_pedersen_opening(
+            bid.pedersen, amount.amount_minor, opening.blinding, bid.bidder, record.name
+        ):
+            bid.invalid_reason = "the opening does not match the Pedersen commitment"
         elif amount.amount_minor < record.min_price:
             bid.invalid_reason = "below MinBidPrice"
         else:
@@ -497,12 +520,14 @@ class Coordinator:
             state=record.state,  # type: ignore[arg-type]
             award_round=record.award_round,
             invalid_leaf_indexes=[b.leaf_index for b in record.bids if b.invalid_reason],
+            tie_break=TIE_BREAK,
         )
         if record.bid_set is not None:
             result.merkle_root = pb.BidSetCommitment.FromString(record.bid_set.payload).merkle_root
         if winner is not None:
             result.winning_leaf_index = winner.leaf_index
             result.winning_commitment = winner.commitment
+            result.winning_pedersen_commitment = winner.pedersen
         result.decide_time.CopyFrom(ts(time.time()))
         record.result = self._sign(result)
         record.decided.set()
@@ -603,12 +628,54 @@ class Coordinator:
             if bid.bid_hash == bid_hash:
                 if bid.bidder != caller:
                     raise PermissionDeniedError("not the caller's bid")
-                return pb.GetBidProofResponse(
-                    outcome=self._outcome(record, bid),  # type: ignore[arg-type]
+                outcome = self._outcome(record, bid)
+                out = pb.GetBidProofResponse(
+                    outcome=outcome,  # type: ignore[arg-type]
                     inclusion=self._inclusion(record, bid.leaf_index),
                     invalid_reason=bid.invalid_reason,
+                    award_round=record.award_round,
                 )
+                if outcome == pb.BID_OUTCOME_LOST and record.state == pb.AUCTION_STATE_SOLD:
+                    winner = record.ranking[0]
+                    out.range_proof = self._loser_proof(record, winner, bid)
+                    out.winning_inclusion.CopyFrom(self._inclusion(record, winner.leaf_index))
+                    out.winning_opening_digest = crypto.sha256(winner.encrypted_opening)
+                    # Set for every lost bid, so it tells nothing about a tie.
+                    out.tie_break = TIE_BREAK
+                return out
         raise NotFoundError("no such bid in the signed set")
+
+    def _loser_proof(self, record: AuctionRecord, winner: Bid, loser: Bid) -> bytes:
+        """The range proof that ``winner`` beats ``loser`` (made once, on request: proving
+        costs milliseconds, so it stays off the decision path)."""
+        key = (record.award_round, winner.leaf_index)
+        proof = loser.range_proofs.get(key)
+        if proof is None:
+            assert record.bid_set is not None
+            root = pb.BidSetCommitment.FromString(record.bid_set.payload).merkle_root
+            proof = self.prove_winner_exceeds(record.name, root, winner, loser)
+            loser.range_proofs[key] = proof
+        return proof
+
+    def prove_winner_exceeds(self, auction: str, root: bytes, winner: Bid, loser: Bid) -> bytes:
+        """Bulletproofs range proof (Rust, GIL released) that ``winner``'s amount exceeds
+        ``loser``'s under the tie rule. An honest coordinator always has one; a false
+        claim has none, and then the loser gets an empty proof, which fails its check."""
+        try:
+            return _core.prove_winner_exceeds(
+                auction,
+                root,
+                winner.leaf_index,
+                winner.amount_minor,
+                winner.nonce,
+                winner.bidder,
+                loser.leaf_index,
+                loser.amount_minor,
+                loser.nonce,
+                loser.bidder,
+            )
+        except _core.CoreInvalidArgument:
+            return b""
 
     def release_key(self, caller: str, signed: pb.SignedPayload) -> None:
         """Forward the seller's data-key release to the current winner."""
