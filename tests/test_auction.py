@@ -442,3 +442,34 @@ def test_rejected_lead_passes_to_the_next_highest_bid() -> None:
         assert ledger.balance("participants/mfo-c", "RUB") == -120_000
 
     run(test)
+
+
+def test_bidding_policy_is_set_over_grpc_and_bad_policies_are_refused() -> None:
+    async def test(net: Net) -> None:
+        stub = net.node_stubs["mfo-a"]
+
+        def money(amount: int) -> common_pb2.Money:
+            return common_pb2.Money(amount_minor=amount, currency="RUB")
+
+        table = ppb.SegmentPricingTable(
+            entries=[ppb.SegmentPrice(segment="A", price=money(170_000))]
+        )
+        capped = ppb.BiddingPolicy(enabled=True, segment_prices=table, max_bid=money(160_000))
+        await stub.SetBiddingPolicy(ppb.SetBiddingPolicyRequest(policy=capped), timeout=5)
+        sale = await net.node_stubs["seller"].Sell(sell_request(), timeout=10)
+        assert (sale.winner, sale.price.amount_minor) == ("participants/mfo-a", 160_000)
+        bad = {
+            grpc.StatusCode.INVALID_ARGUMENT: ppb.BiddingPolicy(
+                enabled=True, segment_prices=table, max_bid=money(-1)
+            ),
+            grpc.StatusCode.NOT_FOUND: ppb.BiddingPolicy(enabled=True, python_function="nope"),
+            grpc.StatusCode.UNIMPLEMENTED: ppb.BiddingPolicy(
+                enabled=True, strategy="strategies/s1"
+            ),
+        }
+        for code, spec in bad.items():
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.SetBiddingPolicy(ppb.SetBiddingPolicyRequest(policy=spec), timeout=5)
+            assert err.value.code() == code
+
+    run(test)

@@ -32,6 +32,7 @@ from lendgate.errors import (
     LendgateError,
     NotFoundError,
     PermissionDeniedError,
+    UnimplementedError,
 )
 from lendgate.v1 import auction_pb2 as pb
 from lendgate.v1 import common_pb2
@@ -89,6 +90,7 @@ class ParticipantNode:
         policy: BiddingPolicy | None = None,
         filters: pb.BuyerFilters | None = None,
         network_key: bytes = DEV_NETWORK_KEY,
+        functions: dict[str, BiddingPolicy] | None = None,
     ) -> None:
         self.id = participant_id
         self.name = participant_name(participant_id)
@@ -96,6 +98,9 @@ class ParticipantNode:
         self.keys = keys or KeyPair.generate()
         self.landing_url = landing_url
         self.policy: BiddingPolicy = policy or segment_policy()
+        self.policy_spec = ppb.BiddingPolicy(enabled=True)
+        self.functions = dict(functions or {})
+        """Bidding functions deployed with the node, selectable by name."""
         self.filters = filters or pb.BuyerFilters()
         self.network_key = network_key
         self.coordinator_key = b""
@@ -480,6 +485,35 @@ class ParticipantNode:
             ppb.NotifyResponse(sale_result=ppb.SaleResultNotice(lead_id=sale.lead_id, sale=sell))
         )
 
+    def set_policy(self, spec: ppb.BiddingPolicy) -> ppb.BiddingPolicy:
+        """Replace the bidding policy (segment table or a deployed Python function)."""
+        kind = spec.WhichOneof("pricing")
+        max_bid = spec.max_bid.amount_minor
+        if max_bid < 0:
+            raise InvalidArgumentError("must not be negative", field="policy.max_bid")
+        policy: BiddingPolicy
+        if not spec.enabled or kind is None:
+            policy = _no_bid
+        elif kind == "segment_prices":
+            table: dict[str, int] = {}
+            for i, entry in enumerate(spec.segment_prices.entries):
+                if not entry.segment or entry.price.amount_minor <= 0:
+                    raise InvalidArgumentError(
+                        "a segment and a positive price are required",
+                        field=f"policy.segment_prices.entries[{i}]",
+                    )
+                table.setdefault(entry.segment, entry.price.amount_minor)
+            policy = segment_policy(table, max_bid)
+        elif kind == "python_function":
+            function = self.functions.get(spec.python_function)
+            if function is None:
+                raise NotFoundError(f"no bidding function {spec.python_function!r} on this node")
+            policy = _capped(function, max_bid)
+        else:
+            raise UnimplementedError("strategy-priced bidding is not wired to the node yet")
+        self.policy, self.policy_spec = policy, spec
+        return spec
+
     async def update_status(self, request: ppb.UpdateLeadStatusRequest) -> pb.Deal:
         """Forward a lead status change to the coordinator."""
         if not request.deal:
@@ -493,6 +527,21 @@ class ParticipantNode:
         )
         response = await self.call("ReportLeadStatus", forwarded)
         return response.deal  # type: ignore[no-any-return]
+
+
+def _no_bid(announcement: pb.AuctionAnnouncement) -> int | None:
+    return None
+
+
+def _capped(function: BiddingPolicy, max_bid: int) -> BiddingPolicy:
+    if not max_bid:
+        return function
+
+    def policy(announcement: pb.AuctionAnnouncement) -> int | None:
+        amount = function(announcement)
+        return None if amount is None else min(amount, max_bid)
+
+    return policy
 
 
 def _proves(inc: pb.MerkleInclusionProof, bid_set: pb.BidSetCommitment) -> bool:
