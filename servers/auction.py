@@ -116,13 +116,16 @@ class AuctionServicer:
 
     async def GetLedger(self, request: pb.GetLedgerRequest, context: Ctx) -> pb.GetLedgerResponse:
         """The caller's balances."""
-        return reports.ledger(self.coordinator, self._caller(context, "GetLedger"), request)
+        caller = self._caller(context, "GetLedger")
+        await self.coordinator.sync_books()
+        return reports.ledger(self.coordinator, caller, request)
 
     async def ListLedgerEntries(
         self, request: pb.ListLedgerEntriesRequest, context: Ctx
     ) -> pb.ListLedgerEntriesResponse:
         """The caller's ledger entries, paged."""
         caller = self._caller(context, "ListLedgerEntries")
+        await self.coordinator.sync_books()
         return reports.ledger_entries(self.coordinator, caller, request)
 
     async def GetSettlement(
@@ -130,6 +133,7 @@ class AuctionServicer:
     ) -> pb.GetSettlementResponse:
         """The caller's part of a period's settlement."""
         caller = self._caller(context, "GetSettlement")
+        await self.coordinator.sync_books()
         return reports.settlement(self.coordinator, caller, request)
 
     async def GetAuctionMetrics(
@@ -137,4 +141,5 @@ class AuctionServicer:
     ) -> pb.GetAuctionMetricsResponse:
         """The caller's metrics over a period."""
         caller = self._caller(context, "GetAuctionMetrics")
+        await self.coordinator.sync_books()
         return reports.metrics(self.coordinator, caller, request)

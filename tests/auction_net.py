@@ -10,6 +10,7 @@ from lendgate.auction.coordinator import AuctionConfig, Coordinator
 from lendgate.auction.node import ParticipantNode
 from lendgate.auction.policy import segment_policy
 from lendgate.config import Config
+from lendgate.store import Store
 from lendgate.v1 import auction_pb2_grpc, participant_pb2_grpc
 from servers.app import RunningServer, create_server
 from servers.auction import AuctionServicer
@@ -61,10 +62,10 @@ class Net:
         await self.server.stop(0)
 
 
-async def start_net(config: AuctionConfig | None = None) -> Net:
-    """Start a coordinator with a short bidding window."""
+async def start_net(config: AuctionConfig | None = None, store: Store | None = None) -> Net:
+    """Start a coordinator with a short bidding window (its books in ``store`` if given)."""
     coordinator = Coordinator(
-        config or AuctionConfig(bidding_window_s=WINDOW_S, unseal_timeout_s=2.0)
+        config or AuctionConfig(bidding_window_s=WINDOW_S, unseal_timeout_s=2.0), store=store
     )
     server = await create_server(
         Config(listen="127.0.0.1:0"), {"lendgate.v1.AuctionService": AuctionServicer(coordinator)}

@@ -21,6 +21,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from lendgate import _core
 from lendgate.auction import crypto
+from lendgate.auction.books import Books
 from lendgate.auction.crypto import CryptoError, KeyPair
 from lendgate.auction.ledger import EntryType, Ledger
 from lendgate.errors import (
@@ -31,6 +32,7 @@ from lendgate.errors import (
     PermissionDeniedError,
     UnauthenticatedError,
 )
+from lendgate.store import Store
 from lendgate.v1 import auction_pb2 as pb
 from lendgate.v1 import common_pb2
 
@@ -120,13 +122,23 @@ class Coordinator:
     """The coordinator's domain service. One instance per process; not thread-safe
     (runs on the server's event loop)."""
 
-    def __init__(self, config: AuctionConfig | None = None, keys: KeyPair | None = None) -> None:
+    def __init__(
+        self,
+        config: AuctionConfig | None = None,
+        keys: KeyPair | None = None,
+        store: Store | None = None,
+    ) -> None:
+        """``store`` set: deals and the ledger are restored from it now (blocking, at
+        start) and written to it as they change (see :mod:`lendgate.auction.books`)."""
         self.config = config or AuctionConfig()
         self.keys = keys or KeyPair.generate()
         self.participants: dict[str, pb.Participant] = {}
         self.auctions: dict[str, AuctionRecord] = {}
         self.deals: dict[str, pb.Deal] = {}
         self.ledger = Ledger()
+        self.books = Books(store) if store is not None else None
+        if self.books is not None:
+            self.ledger, self.deals = self.books.restore()
         self._phones: dict[bytes, float] = {}
         self._events: dict[str, list[pb.SubscribeResponse]] = defaultdict(list)
         self._wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
@@ -558,6 +570,7 @@ class Coordinator:
         deal.create_time.CopyFrom(ts(now))
         deal.update_time.CopyFrom(ts(now))
         self.deals[deal.name] = deal
+        self._persist(deal)
         record.deal = deal.name
         self._wins_per_day[(winner.bidder, int(now // 86400))] += 1
         cur = record.currency
@@ -758,6 +771,7 @@ class Coordinator:
         change = deal.history.add(status=status, reporter=caller, reason=request.reason)
         change.record_time.CopyFrom(ts(now))
         deal.update_time.CopyFrom(ts(now))
+        self._persist(deal)
         for party in (deal.seller, deal.buyer):
             self._emit(party, pb.SubscribeResponse(deal=deal))
         if status == pb.LEAD_STATUS_REJECTED_BY_BUYER:
@@ -771,6 +785,16 @@ class Coordinator:
                     name=f"ledgerEntries/{e.sequence}", sequence=e.sequence, deal=e.deal
                 )
         return out
+
+    def _persist(self, deal: pb.Deal) -> None:
+        if self.books is not None:
+            self.books.deal_changed(deal)
+
+    async def sync_books(self) -> None:
+        """Make the store hold everything booked so far, and adopt final settlements
+        made by ``lendgate settle`` since the last call (a no-op without a store)."""
+        if self.books is not None:
+            await self.books.sync(self.ledger)
 
     def list_deals(self, caller: str) -> list[pb.Deal]:
         """Deals the caller is a party to, newest first."""
