@@ -17,7 +17,7 @@ from lendgate.auction import crypto
 from lendgate.auction.audit import loss_is_consistent
 from lendgate.auction.coordinator import INNER_LABEL, LEAD_KEY_LABEL, OUTER_LABEL, Bid
 from lendgate.auction.crypto import CryptoError
-from lendgate.errors import NotFoundError, PermissionDeniedError
+from lendgate.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
 from lendgate.v1 import auction_pb2 as pb
 from lendgate.v1 import common_pb2
 from lendgate.v1 import participant_pb2 as ppb
@@ -471,5 +471,88 @@ def test_bidding_policy_is_set_over_grpc_and_bad_policies_are_refused() -> None:
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await stub.SetBiddingPolicy(ppb.SetBiddingPolicyRequest(policy=spec), timeout=5)
             assert err.value.code() == code
+
+    run(test)
+
+
+def test_an_altered_bid_is_detected_by_its_owner() -> None:
+    async def test(net: Net) -> None:
+        original_close = net.coordinator._close
+
+        def altering_close(name: str) -> None:
+            record = net.coordinator.auctions[name]
+            victim = next(b for b in record.bids if b.bidder == "participants/mfo-b")
+            # Swap in another encrypted opening (e.g. one the coordinator made up).
+            victim.encrypted_opening = b"\x00" + victim.encrypted_opening[1:]
+            victim.leaf_hash = _core.leaf_hash(
+                victim.commitment, victim.encrypted_opening, victim.pedersen
+            )
+            original_close(name)
+
+        net.coordinator._close = altering_close  # type: ignore[method-assign]
+        sale = await net.node_stubs["seller"].Sell(sell_request(), timeout=10)
+        await settle_notices(net)
+        owner = net.nodes["mfo-b"]
+        view = net.coordinator.result_view(owner.name, sale.auction)
+        # The proof the coordinator can give is for the altered leaf, not the receipted one.
+        assert not await owner.check_own_bid(sale.auction, view)
+        assert any("not under the signed root" in e for e in owner.evidence)
+
+    run(test)
+
+
+def test_the_seller_learns_only_winner_and_price_and_buyers_not_the_seller() -> None:
+    async def test(net: Net) -> None:
+        seller = net.nodes["seller"]
+        sale = await net.node_stubs["seller"].Sell(sell_request(), timeout=10)
+        record = net.coordinator.auctions[sale.auction]
+        # The announcement buyers get names no seller (participants are pseudonymous).
+        assert b"seller" not in record.announcement.payload
+        offered = [n.lead_offered for n in net.nodes["mfo-a"].notices if n.lead_offered.auction]
+        assert offered and b"participants/seller" not in offered[0].SerializeToString()
+        # The seller's view: winner and price; no other bid's amount anywhere in it.
+        view = await seller.call(
+            "GetAuctionResult", pb.GetAuctionResultRequest(auction=sale.auction)
+        )
+        assert view.seller_view.winner == "participants/mfo-b"
+        assert not view.HasField("bidder_view") and not view.HasField("winner_view")
+        blob = view.SerializeToString()
+        for amount in (90_000, 120_000):
+            assert common_pb2.Money(amount_minor=amount).SerializeToString()[1:] not in blob
+        # The seller cannot fetch a proof about someone else's bid.
+        other = next(b for b in record.bids if b.bidder == "participants/mfo-c")
+        with pytest.raises(PermissionDeniedError):
+            await seller.call(
+                "GetBidProof",
+                pb.GetBidProofRequest(auction=sale.auction, bid_hash=other.bid_hash),
+            )
+
+    run(test)
+
+
+def test_retried_writes_are_answered_once_and_a_reused_key_is_refused() -> None:
+    async def test(net: Net) -> None:
+        sale = await net.node_stubs["seller"].Sell(sell_request(), timeout=10)
+        buyer = net.nodes["mfo-b"]
+        issued = pb.ReportLeadStatusRequest(
+            request_id="r-1",
+            deal=sale.deal,
+            status=pb.LEAD_STATUS_ISSUED,
+            loan_amount=common_pb2.Money(amount_minor=1_000_000, currency="RUB"),
+        )
+        first = await buyer.call("ReportLeadStatus", issued)
+        again = await buyer.call("ReportLeadStatus", issued)
+        assert again == first and len(first.ledger_entries) == 1
+        cpa = [
+            e for e in net.coordinator.ledger.repository.entries() if e.type.name == "CPA_PAYOUT"
+        ]
+        assert len(cpa) == 1  # booked once
+        entry = first.ledger_entries[0]
+        assert entry.type == pb.LEDGER_ENTRY_TYPE_CPA_PAYOUT and len(entry.postings) == 2
+        reused = pb.ReportLeadStatusRequest()
+        reused.CopyFrom(issued)
+        reused.status = pb.LEAD_STATUS_REFUSED
+        with pytest.raises(InvalidArgumentError):
+            await buyer.call("ReportLeadStatus", reused)
 
     run(test)

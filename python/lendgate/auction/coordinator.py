@@ -9,12 +9,14 @@ delegates.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections import OrderedDict, defaultdict
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -23,7 +25,7 @@ from lendgate import _core
 from lendgate.auction import crypto
 from lendgate.auction.books import Books
 from lendgate.auction.crypto import CryptoError, KeyPair
-from lendgate.auction.ledger import EntryType, Ledger
+from lendgate.auction.ledger import Entry, EntryType, Ledger
 from lendgate.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
@@ -36,7 +38,10 @@ from lendgate.store import Store
 from lendgate.v1 import auction_pb2 as pb
 from lendgate.v1 import common_pb2
 
+T = TypeVar("T")
 PROTOCOL_VERSION = "lendgate-auction/1"
+IDEMPOTENCY_KEYS = 100_000
+"""Answers remembered for retried writes (``request_id``), the oldest forgotten first."""
 PLATFORM = "platform"
 COORDINATOR = "coordinator"
 INNER_LABEL = "lendgate.v1 bid opening inner"
@@ -113,6 +118,25 @@ def ts(t: float) -> Timestamp:
     return out
 
 
+def entry_proto(entry: Entry) -> pb.LedgerEntry:
+    """The wire form of a booked ledger entry."""
+    out = pb.LedgerEntry(
+        name=f"ledgerEntries/{entry.sequence}",
+        sequence=entry.sequence,
+        type=entry.type.value,  # type: ignore[arg-type]
+        deal=entry.deal,
+        reverses=f"ledgerEntries/{entry.reverses}" if entry.reverses else "",
+        description=entry.description,
+    )
+    for p in entry.postings:
+        out.postings.add(
+            account=p.account,
+            amount=common_pb2.Money(amount_minor=p.amount_minor, currency=entry.currency),
+        )
+    out.post_time.CopyFrom(ts(entry.post_time))
+    return out
+
+
 def participant_name(participant_id: str) -> str:
     """``participants/{id}``."""
     return f"participants/{participant_id}"
@@ -143,6 +167,7 @@ class Coordinator:
         self._events: dict[str, list[pb.SubscribeResponse]] = defaultdict(list)
         self._wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._wins_per_day: dict[tuple[str, int], int] = defaultdict(int)
+        self._answers: OrderedDict[tuple[str, str, str], tuple[bytes, Any]] = OrderedDict()
         # Test hook: a dishonest coordinator picks a different winner (see tests).
         self.cheat_pick_second: bool = False
 
@@ -245,6 +270,32 @@ class Coordinator:
 
     def _sign(self, message: Message) -> pb.SignedPayload:
         return crypto.sign(self.keys.signing, message, COORDINATOR)
+
+    def once(
+        self, caller: str, method: str, request_id: str, request: bytes, write: Callable[[], T]
+    ) -> T:
+        """Run ``write`` once per ``request_id`` of ``caller``: a retry gets the first
+        answer (nothing is booked twice); the key reused for another request is
+        INVALID_ARGUMENT. No key: no deduplication. Failures are not remembered."""
+        if not request_id:
+            return write()
+        if len(request_id) > 128:
+            raise InvalidArgumentError("at most 128 characters", field="request_id")
+        key = (caller, method, request_id)
+        digest = hashlib.sha256(request).digest()
+        seen = self._answers.get(key)
+        if seen is not None:
+            if seen[0] != digest:
+                raise InvalidArgumentError(
+                    "already used for a different request", field="request_id"
+                )
+            answer: T = seen[1]
+            return answer
+        result = write()
+        self._answers[key] = (digest, result)
+        if len(self._answers) > IDEMPOTENCY_KEYS:
+            self._answers.popitem(last=False)
+        return result
 
     # --- events ------------------------------------------------------------------
 
@@ -779,11 +830,7 @@ class Coordinator:
             record.ranking = record.ranking[1:]  # the lead passes to the next-highest bid
             self._award(record)
         out = pb.ReportLeadStatusResponse(deal=deal)
-        for e in entries:
-            if e is not None:
-                out.ledger_entries.add(
-                    name=f"ledgerEntries/{e.sequence}", sequence=e.sequence, deal=e.deal
-                )
+        out.ledger_entries.extend(entry_proto(e) for e in entries if e is not None)
         return out
 
     def _persist(self, deal: pb.Deal) -> None:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from lendgate.auction.coordinator import PLATFORM, Coordinator, ts
-from lendgate.auction.ledger import Entry, EntryType, Settlement
+from lendgate.auction.coordinator import PLATFORM, Coordinator, entry_proto, ts
+from lendgate.auction.ledger import EntryType, Settlement
 from lendgate.errors import InvalidArgumentError, PermissionDeniedError
 from lendgate.v1 import auction_pb2 as pb
 from lendgate.v1 import common_pb2
@@ -55,22 +55,6 @@ def currency(code: str) -> str:
 
 def _money(amount: int, cur: str) -> common_pb2.Money:
     return common_pb2.Money(amount_minor=amount, currency=cur)
-
-
-def entry_proto(entry: Entry) -> pb.LedgerEntry:
-    """The wire form of a booked entry."""
-    out = pb.LedgerEntry(
-        name=f"ledgerEntries/{entry.sequence}",
-        sequence=entry.sequence,
-        type=entry.type.value,  # type: ignore[arg-type]
-        deal=entry.deal,
-        reverses=f"ledgerEntries/{entry.reverses}" if entry.reverses else "",
-        description=entry.description,
-    )
-    for p in entry.postings:
-        out.postings.add(account=p.account, amount=_money(p.amount_minor, entry.currency))
-    out.post_time.CopyFrom(ts(entry.post_time))
-    return out
 
 
 def _own_account(caller: str, account: str) -> str:
