@@ -556,3 +556,43 @@ def test_retried_writes_are_answered_once_and_a_reused_key_is_refused() -> None:
             await buyer.call("ReportLeadStatus", reused)
 
     run(test)
+
+
+def test_sanctions_budget_and_suspension_after_repeated_rejections() -> None:
+    async def test(net: Net) -> None:
+        coordinator = net.coordinator
+        # mfo-b's daily budget covers one lead at 150 000: its second bid opens as invalid.
+        coordinator.participants["participants/mfo-b"].caps.daily_budget.CopyFrom(
+            common_pb2.Money(amount_minor=200_000, currency="RUB")
+        )
+        stub = net.node_stubs["seller"]
+        first = await stub.Sell(sell_request("app-1", "+70000000001"), timeout=10)
+        assert first.winner == "participants/mfo-b"
+        second = await stub.Sell(sell_request("app-2", "+70000000002"), timeout=10)
+        assert second.winner == "participants/mfo-c"
+        record = coordinator.auctions[second.auction]
+        over = next(b for b in record.bids if b.bidder == "participants/mfo-b")
+        assert over.invalid_reason == "over the buyer's daily budget"
+        # mfo-c rejects three won leads: suspended; it may no longer bid or sell.
+        buyer = net.nodes["mfo-c"]
+        deal = second.deal
+        for n in range(3):
+            await buyer.call(
+                "ReportLeadStatus",
+                pb.ReportLeadStatusRequest(deal=deal, status=pb.LEAD_STATUS_REJECTED_BY_BUYER),
+            )
+            if n < 2:
+                sale = await stub.Sell(sell_request(f"app-c{n}", f"+7100000000{n}"), timeout=10)
+                assert sale.winner == "participants/mfo-c"
+                deal = sale.deal
+        suspended = coordinator.participants["participants/mfo-c"]
+        assert suspended.state == pb.PARTICIPANT_STATE_SUSPENDED
+        assert "rejected" in suspended.suspension_reason
+        sale = await stub.Sell(sell_request("app-9", "+79000000009"), timeout=10)
+        record = coordinator.auctions[sale.auction]
+        assert "participants/mfo-c" not in record.bidders  # not even offered the lead
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await net.node_stubs["mfo-c"].Sell(sell_request("own", "+79000000010"), timeout=10)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    run(test)

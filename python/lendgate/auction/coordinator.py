@@ -66,6 +66,13 @@ class AuctionConfig:
     commission_bps: int = 1000
     cpa_payout_minor: int = 500_000
     refusal_fee_minor: int = 10_000
+    max_rejections: int = 3
+    """Sanction: a buyer that rejects this many won leads within ``rejection_count_window_s``
+    is suspended (0 = never)."""
+    rejection_count_window_s: float = 30 * 86400.0
+    max_unpaid_minor: int = 0
+    """Sanction: a participant whose ledger balance falls below minus this (per currency)
+    is suspended until it settles (0 = no limit)."""
     auto_activate: bool = True
     """Dev/test networks: self-registered participants start ACTIVE, not PENDING."""
 
@@ -167,6 +174,8 @@ class Coordinator:
         self._events: dict[str, list[pb.SubscribeResponse]] = defaultdict(list)
         self._wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._wins_per_day: dict[tuple[str, int], int] = defaultdict(int)
+        self._spend_per_day: dict[tuple[str, int], int] = defaultdict(int)
+        self._rejections: dict[str, list[float]] = defaultdict(list)
         self._answers: OrderedDict[tuple[str, str, str], tuple[bytes, Any]] = OrderedDict()
         # Test hook: a dishonest coordinator picks a different winner (see tests).
         self.cheat_pick_second: bool = False
@@ -374,6 +383,39 @@ class Coordinator:
         asyncio.get_running_loop().call_later(window, self._close, name)
         return self._auction_view(record)
 
+    def _budget_left(self, buyer: pb.Participant, currency: str, day: int) -> int | None:
+        """What is left of the buyer's daily budget in ``currency``; None = no budget."""
+        budget = buyer.caps.daily_budget
+        if budget.amount_minor <= 0 or budget.currency != currency:
+            return None
+        return max(0, budget.amount_minor - self._spend_per_day[(buyer.name, day)])
+
+    def _within_budget(self, bidder: str, currency: str, amount: int) -> bool:
+        buyer = self.participants.get(bidder)
+        if buyer is None:
+            return False
+        left = self._budget_left(buyer, currency, int(time.time() // 86400))
+        return left is None or amount <= left
+
+    def suspend(self, name: str, reason: str) -> None:
+        """Suspend a participant (sanction): it can neither sell nor bid, and is told."""
+        p = self.participant(name)
+        if p.state == pb.PARTICIPANT_STATE_SUSPENDED:
+            return
+        p.state = pb.PARTICIPANT_STATE_SUSPENDED
+        p.suspension_reason = reason
+        p.etag = uuid.uuid4().hex[:8]
+
+    def _check_sanctions(self, name: str, currency: str) -> None:
+        c = self.config
+        now = time.time()
+        recent = [t for t in self._rejections[name] if now - t < c.rejection_count_window_s]
+        self._rejections[name] = recent
+        if c.max_rejections and len(recent) >= c.max_rejections:
+            self.suspend(name, f"{len(recent)} won leads rejected within the window")
+        elif c.max_unpaid_minor and self.ledger.balance(name, currency) < -c.max_unpaid_minor:
+            self.suspend(name, f"unpaid balance over {c.max_unpaid_minor} {currency} minor units")
+
     def _auction_view(self, record: AuctionRecord) -> pb.Auction:
         out = pb.Auction(name=record.name, state=record.state, announcement=record.announcement)  # type: ignore[arg-type]
         out.deadline.CopyFrom(ts(record.deadline))
@@ -427,8 +469,10 @@ class Coordinator:
             return reject(pb.BID_REJECTION_REASON_SUSPENDED)
         if not self._eligible(buyer, record):
             return reject(pb.BID_REJECTION_REASON_NOT_ELIGIBLE)
-        cap = buyer.caps.max_leads_per_day
-        if cap and self._wins_per_day[(caller, int(received // 86400))] >= cap:
+        cap, day = buyer.caps.max_leads_per_day, int(received // 86400)
+        if cap and self._wins_per_day[(caller, day)] >= cap:
+            return reject(pb.BID_REJECTION_REASON_CAP_EXCEEDED)
+        if self._budget_left(buyer, record.currency, day) == 0:
             return reject(pb.BID_REJECTION_REASON_CAP_EXCEEDED)
         if caller in record.bidders or bid.nonce in record.nonces:
             return reject(pb.BID_REJECTION_REASON_DUPLICATE)
@@ -553,6 +597,9 @@ class Coordinator:
             bid.invalid_reason = "the opening does not match the Pedersen commitment"
         elif amount.amount_minor < record.min_price:
             bid.invalid_reason = "below MinBidPrice"
+        elif not self._within_budget(bid.bidder, record.currency, amount.amount_minor):
+            # Amounts are sealed until now, so the budget can only be judged on opening.
+            bid.invalid_reason = "over the buyer's daily budget"
         else:
             bid.amount_minor, bid.nonce = amount.amount_minor, opening.blinding
 
@@ -624,6 +671,7 @@ class Coordinator:
         self._persist(deal)
         record.deal = deal.name
         self._wins_per_day[(winner.bidder, int(now // 86400))] += 1
+        self._spend_per_day[(winner.bidder, int(now // 86400))] += winner.amount_minor
         cur = record.currency
         self.ledger.transfer(
             EntryType.LEAD_PRICE,
@@ -636,6 +684,7 @@ class Coordinator:
         self.ledger.transfer(
             EntryType.COMMISSION, cur, record.seller, PLATFORM, commission, deal=deal.name
         )
+        self._check_sanctions(winner.bidder, cur)
 
     # --- views and proofs --------------------------------------------------------
 
@@ -818,6 +867,9 @@ class Coordinator:
             )
         elif status == pb.LEAD_STATUS_REJECTED_BY_BUYER:
             entries.extend(self.ledger.reverse_deal(deal.name, "rejected by the buyer"))
+            self._rejections[deal.buyer].append(now)
+            day = int(deal.create_time.ToNanoseconds() / 1e9 // 86400)
+            self._spend_per_day[(deal.buyer, day)] -= deal.price.amount_minor
         deal.status = status
         change = deal.history.add(status=status, reporter=caller, reason=request.reason)
         change.record_time.CopyFrom(ts(now))
@@ -825,6 +877,7 @@ class Coordinator:
         self._persist(deal)
         for party in (deal.seller, deal.buyer):
             self._emit(party, pb.SubscribeResponse(deal=deal))
+        self._check_sanctions(deal.buyer, cur)
         if status == pb.LEAD_STATUS_REJECTED_BY_BUYER:
             record = self._auction(deal.auction)
             record.ranking = record.ranking[1:]  # the lead passes to the next-highest bid
