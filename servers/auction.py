@@ -119,7 +119,7 @@ class AuctionServicer:
     ) -> pb.GetBidProofResponse:
         """Inclusion proof of the caller's bid."""
         caller = self._caller(context, "GetBidProof")
-        return self.coordinator.bid_proof(caller, request.auction, request.bid_hash)
+        return await self.coordinator.bid_proof(caller, request.auction, request.bid_hash)
 
     async def ReleaseLeadKey(
         self, request: pb.ReleaseLeadKeyRequest, context: Ctx

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -85,6 +86,8 @@ def test_full_auction_over_grpc_highest_bid_wins_and_only_winner_reads_the_lead(
 
 def test_bids_stay_hidden_from_coordinator_and_seller_until_unsealed() -> None:
     async def test(net: Net) -> None:
+        net.coordinator.config = replace(net.coordinator.config, close_when_all_bid=False)
+
         async def sell() -> ppb.SellResponse:
             return await net.node_stubs["seller"].Sell(sell_request(), timeout=10)  # type: ignore[no-any-return]
 
@@ -117,6 +120,7 @@ def test_bids_stay_hidden_from_coordinator_and_seller_until_unsealed() -> None:
 
 def test_late_bid_gets_a_signed_rejection() -> None:
     async def test(net: Net) -> None:
+        net.coordinator.config = replace(net.coordinator.config, close_when_all_bid=False)
         sale = await net.node_stubs["seller"].Sell(sell_request(), timeout=10)
         record = net.coordinator.auctions[sale.auction]
         announcement = crypto.verify(
@@ -135,6 +139,7 @@ def test_late_bid_gets_a_signed_rejection() -> None:
 
 def test_replayed_and_forged_bids_are_rejected() -> None:
     async def test(net: Net) -> None:
+        net.coordinator.config = replace(net.coordinator.config, close_when_all_bid=False)
         await net.nodes["seller"].call("OpenAuction", pb.OpenAuctionRequest(offer=_offer(net)))
         record = next(iter(net.coordinator.auctions.values()))
         announcement = crypto.verify(
@@ -289,7 +294,7 @@ def test_coordinator_forging_a_loser_proof_about_the_winning_price_is_caught() -
         await settle_notices(net)
         cheated = net.nodes["mfo-b"]
         view = net.coordinator.result_view(cheated.name, sale.auction)
-        proof = net.coordinator.bid_proof(
+        proof = await net.coordinator.bid_proof(
             cheated.name, sale.auction, cheated.bids[sale.auction].bid_hash
         )
         assert proof.range_proof  # a proof was sent...
@@ -594,5 +599,34 @@ def test_sanctions_budget_and_suspension_after_repeated_rejections() -> None:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await net.node_stubs["mfo-c"].Sell(sell_request("own", "+79000000010"), timeout=10)
         assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    run(test)
+
+
+def test_the_bid_set_closes_when_every_invited_buyer_has_bid() -> None:
+    async def test(net: Net) -> None:
+        sale = await net.node_stubs["seller"].Sell(sell_request(), timeout=10)
+        record = net.coordinator.auctions[sale.auction]
+        assert record.bid_set is not None
+        bid_set = crypto.verify(
+            record.bid_set, pb.BidSetCommitment, net.coordinator.keys.signing_public
+        )
+        # Closed before the announced deadline, and says so in the signed root.
+        assert bid_set.close_time.ToNanoseconds() < bid_set.deadline.ToNanoseconds()
+        assert bid_set.leaf_count == 3 and record.invited == record.bidders
+        # A bid now is refused with a signed AUCTION_CLOSED (not LATE: the deadline holds).
+        late = net.nodes["mfo-a"]
+        announcement = crypto.verify(
+            record.announcement, pb.AuctionAnnouncement, net.coordinator.keys.signing_public
+        )
+        del late.bids[sale.auction]
+        signed, own = late.seal_bid(announcement, 999_000)
+        response = await late.call("PlaceBid", pb.PlaceBidRequest(bid=signed))
+        late.check_response(own, response)
+        assert own.rejection is not None
+        assert own.rejection.reason in (
+            pb.BID_REJECTION_REASON_AUCTION_CLOSED,
+            pb.BID_REJECTION_REASON_LATE,
+        )
 
     run(test)

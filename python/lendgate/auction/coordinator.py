@@ -66,6 +66,8 @@ class AuctionConfig:
     commission_bps: int = 1000
     cpa_payout_minor: int = 500_000
     refusal_fee_minor: int = 10_000
+    close_when_all_bid: bool = True
+    """Close the bid set as soon as every invited buyer has bid, before the deadline."""
     max_rejections: int = 3
     """Sanction: a buyer that rejects this many won leads within ``rejection_count_window_s``
     is suspended (0 = never)."""
@@ -111,6 +113,8 @@ class AuctionRecord:
     bids: list[Bid] = field(default_factory=list)
     nonces: set[bytes] = field(default_factory=set)
     bidders: set[str] = field(default_factory=set)
+    invited: set[str] = field(default_factory=set)
+    """Buyers the auction was announced to."""
     bid_set: pb.SignedPayload | None = None
     result: pb.SignedPayload | None = None
     ranking: list[Bid] = field(default_factory=list)
@@ -379,6 +383,7 @@ class Coordinator:
             self._phones[offer.phone_keyed_hash] = now
         for buyer in self.participants.values():
             if self._eligible(buyer, record):
+                record.invited.add(buyer.name)
                 self._emit(buyer.name, pb.SubscribeResponse(announcement=signed))
         asyncio.get_running_loop().call_later(window, self._close, name)
         return self._auction_view(record)
@@ -489,6 +494,10 @@ class Coordinator:
         record.bids.append(accepted)
         record.bidders.add(caller)
         record.nonces.add(bid.nonce)
+        if self.config.close_when_all_bid and record.invited <= record.bidders:
+            # Everyone invited has bid: nothing can change, so the bid set closes now
+            # (the signed root carries the close time next to the announced deadline).
+            asyncio.get_running_loop().call_soon(self._close, record.name)
         receipt = pb.BidReceipt(
             auction=record.name,
             bidder=caller,
@@ -732,8 +741,10 @@ class Coordinator:
             return pb.BID_OUTCOME_WON
         return pb.BID_OUTCOME_LOST
 
-    def bid_proof(self, caller: str, name: str, bid_hash: bytes) -> pb.GetBidProofResponse:
-        """Inclusion proof of the caller's bid under the signed root, and its outcome."""
+    async def bid_proof(self, caller: str, name: str, bid_hash: bytes) -> pb.GetBidProofResponse:
+        """Inclusion proof of the caller's bid under the signed root, its outcome, and for
+        a lost bid the zero-knowledge proof of the loss (made on a worker thread: the Rust
+        prover releases the GIL, so the event loop keeps serving auctions meanwhile)."""
         record = self._auction(name)
         if record.bid_set is None:
             raise FailedPreconditionError("the auction is still open", reason="AUCTION_OPEN")
@@ -750,7 +761,7 @@ class Coordinator:
                 )
                 if outcome == pb.BID_OUTCOME_LOST and record.state == pb.AUCTION_STATE_SOLD:
                     winner = record.ranking[0]
-                    out.range_proof = self._loser_proof(record, winner, bid)
+                    out.range_proof = await self._loser_proof(record, winner, bid)
                     out.winning_inclusion.CopyFrom(self._inclusion(record, winner.leaf_index))
                     out.winning_opening_digest = crypto.sha256(winner.encrypted_opening)
                     # Set for every lost bid, so it tells nothing about a tie.
@@ -758,7 +769,7 @@ class Coordinator:
                 return out
         raise NotFoundError("no such bid in the signed set")
 
-    def _loser_proof(self, record: AuctionRecord, winner: Bid, loser: Bid) -> bytes:
+    async def _loser_proof(self, record: AuctionRecord, winner: Bid, loser: Bid) -> bytes:
         """The range proof that ``winner`` beats ``loser`` (made once, on request: proving
         costs milliseconds, so it stays off the decision path)."""
         key = (record.award_round, winner.leaf_index)
@@ -766,7 +777,9 @@ class Coordinator:
         if proof is None:
             assert record.bid_set is not None
             root = pb.BidSetCommitment.FromString(record.bid_set.payload).merkle_root
-            proof = self.prove_winner_exceeds(record.name, root, winner, loser)
+            proof = await asyncio.to_thread(
+                self.prove_winner_exceeds, record.name, root, winner, loser
+            )
             loser.range_proofs[key] = proof
         return proof
 
