@@ -21,7 +21,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,43 @@ def proof_costs(repeat: int) -> tuple[float, float, int]:
     return statistics.median(prove), statistics.median(verify), len(proof)
 
 
+@dataclass
+class Sequential:
+    """Figures of auctions run one after the other."""
+
+    lags: list[float] = field(default_factory=list)
+    decides: list[float] = field(default_factory=list)
+    bids: list[int] = field(default_factory=list)
+    outcomes: list[str] = field(default_factory=list)
+
+    def __iter__(self) -> Any:
+        return iter((self.lags, self.decides, self.bids, self.outcomes))
+
+
+async def time_to_result(
+    coordinator: Coordinator, seller: ParticipantNode, auctions: int
+) -> Sequential:
+    """Time to result: from the close of the bid set (the last invited buyer's bid, or
+    the deadline if someone never bids) to the signed result (coordinator clock) and to
+    the moment the seller's node holds the verified result (root signed, bids unsealed by
+    the seller, opened, decided, checked)."""
+    out = Sequential()
+    for n in range(auctions):
+        sale = await seller.sell(sell_request(n))
+        done = time.time()
+        record = coordinator.auctions[sale.auction]
+        out.outcomes.append(ppb.SaleOutcome.Name(sale.outcome))
+        if sale.outcome != ppb.SALE_OUTCOME_SOLD or record.bid_set is None:
+            continue  # bids all late under load: counted, not timed
+        out.bids.append(len(record.bids))
+        closed = pb.BidSetCommitment.FromString(record.bid_set.payload).close_time
+        out.lags.append(done - closed.ToNanoseconds() / 1e9)
+        assert record.result is not None
+        decided = pb.AuctionResult.FromString(record.result.payload).decide_time
+        out.decides.append((decided.ToNanoseconds() - closed.ToNanoseconds()) / 1e9)
+    return out
+
+
 async def main(bidders: int, auctions: int, window: float, out: Path | None) -> dict[str, Any]:
     """Run the benchmark; print and return the figures."""
     coordinator = Coordinator(AuctionConfig(bidding_window_s=window, duplicate_window_s=0))
@@ -129,26 +166,8 @@ async def main(bidders: int, auctions: int, window: float, out: Path | None) -> 
     floor = await transport_floor(stub(), 200)
     prove_s, verify_s, proof_bytes = proof_costs(30)  # before any load of our own
 
-    # Time to result: from the close of the bid set (the last invited buyer's bid, or the
-    # deadline if someone never bids) to the moment the seller's node holds the verified
-    # result (root signed, bids unsealed by the seller, opened, decided, checked).
-    lags: list[float] = []
-    bids: list[int] = []
-    decides: list[float] = []
-    sequential_outcomes: list[str] = []
-    for n in range(auctions):
-        sale = await seller.sell(sell_request(n))
-        done = time.time()
-        record = coordinator.auctions[sale.auction]
-        sequential_outcomes.append(ppb.SaleOutcome.Name(sale.outcome))
-        if sale.outcome != ppb.SALE_OUTCOME_SOLD or record.bid_set is None:
-            continue  # bids all late under load: counted, not timed
-        bids.append(len(record.bids))
-        closed = pb.BidSetCommitment.FromString(record.bid_set.payload).close_time
-        lags.append(done - closed.ToNanoseconds() / 1e9)
-        assert record.result is not None
-        decided = pb.AuctionResult.FromString(record.result.payload).decide_time
-        decides.append((decided.ToNanoseconds() - closed.ToNanoseconds()) / 1e9)
+    sequential = await time_to_result(coordinator, seller, auctions)
+    lags, decides, bids, sequential_outcomes = sequential
     await asyncio.sleep(0.5)  # let the last results' notices settle
 
     # The batch runs with the production window (2 s): with every bidder's sealing in
