@@ -630,3 +630,44 @@ def test_the_bid_set_closes_when_every_invited_buyer_has_bid() -> None:
         )
 
     run(test)
+
+
+def test_unsold_leads_are_reported_and_the_rejection_window_is_enforced() -> None:
+    async def test(net: Net) -> None:
+        stub = net.node_stubs["seller"]
+        # Nobody bids at MinBidPrice 500 000: UNSOLD, no deal, no ledger entry.
+        high = sell_request("app-1", "+70000000001")
+        high.min_bid_price.amount_minor = 500_000
+        sale = await stub.Sell(high, timeout=10)
+        assert sale.outcome == ppb.SALE_OUTCOME_UNSOLD and not sale.deal
+        assert not net.coordinator.deals and not net.coordinator.ledger.repository.entries()
+        # At 130 000 only mfo-b bids; it rejects the lead: no next bid, so UNSOLD again.
+        only_one = sell_request("app-2", "+70000000002")
+        only_one.min_bid_price.amount_minor = 130_000
+        sale = await stub.Sell(only_one, timeout=10)
+        assert sale.winner == "participants/mfo-b"
+        reject = ppb.UpdateLeadStatusRequest(
+            deal=sale.deal, status=pb.LEAD_STATUS_REJECTED_BY_BUYER
+        )
+        await net.node_stubs["mfo-b"].UpdateLeadStatus(reject, timeout=5)
+        await settle_notices(net)
+        assert net.coordinator.auctions[sale.auction].state == pb.AUCTION_STATE_UNSOLD
+        results = [
+            n.sale_result.sale
+            for n in net.nodes["seller"].notices
+            if n.HasField("sale_result") and n.sale_result.sale.auction == sale.auction
+        ]
+        assert [r.outcome for r in results] == [
+            ppb.SALE_OUTCOME_SOLD,
+            ppb.SALE_OUTCOME_UNSOLD,
+        ]
+        assert net.coordinator.ledger.balance("participants/mfo-b", "RUB") == 0
+        # Past the rejection window a won lead can no longer be rejected.
+        net.coordinator.config = replace(net.coordinator.config, rejection_window_s=0.0)
+        sale = await stub.Sell(sell_request("app-3", "+70000000003"), timeout=10)
+        late = ppb.UpdateLeadStatusRequest(deal=sale.deal, status=pb.LEAD_STATUS_REJECTED_BY_BUYER)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await net.node_stubs["mfo-b"].UpdateLeadStatus(late, timeout=5)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    run(test)
