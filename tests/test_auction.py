@@ -442,6 +442,18 @@ def test_rejected_lead_passes_to_the_next_highest_bid() -> None:
         assert record.award_round == 2 and record.ranking[0].bidder == "participants/mfo-c"
         won = [n for n in net.nodes["mfo-c"].notices if n.HasField("lead_won")]
         assert won and won[0].lead_won.personal_data.phone == "+79990001122"
+        # The rejecting buyer is told its bid was relinquished (no false loss alarm), and
+        # mfo-a's loss is proven again against the new winner.
+        proof = await net.nodes["mfo-b"].call(
+            "GetBidProof",
+            pb.GetBidProofRequest(
+                auction=sale.auction, bid_hash=net.nodes["mfo-b"].bids[sale.auction].bid_hash
+            ),
+        )
+        assert proof.outcome == pb.BID_OUTCOME_RELINQUISHED and not proof.range_proof
+        assert not net.nodes["mfo-b"].evidence
+        lost = [n.bid_lost for n in net.nodes["mfo-a"].notices if n.HasField("bid_lost")]
+        assert len(lost) == 2 and all(n.proofs_verified for n in lost)
         ledger = net.coordinator.ledger
         assert ledger.balance("participants/mfo-b", "RUB") == 0  # reversed
         assert ledger.balance("participants/mfo-c", "RUB") == -120_000

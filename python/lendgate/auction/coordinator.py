@@ -119,6 +119,8 @@ class AuctionRecord:
     result: pb.SignedPayload | None = None
     ranking: list[Bid] = field(default_factory=list)
     award_round: int = 0
+    relinquished: set[int] = field(default_factory=set)
+    """Leaves of winners that rejected the lead."""
     deal: str = ""
     decided: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -737,6 +739,8 @@ class Coordinator:
             return pb.BID_OUTCOME_UNSPECIFIED
         if bid.invalid_reason:
             return pb.BID_OUTCOME_INVALID
+        if bid.leaf_index in record.relinquished:
+            return pb.BID_OUTCOME_RELINQUISHED
         if record.state == pb.AUCTION_STATE_SOLD and record.ranking[0] is bid:
             return pb.BID_OUTCOME_WON
         return pb.BID_OUTCOME_LOST
@@ -893,6 +897,7 @@ class Coordinator:
         self._check_sanctions(deal.buyer, cur)
         if status == pb.LEAD_STATUS_REJECTED_BY_BUYER:
             record = self._auction(deal.auction)
+            record.relinquished.add(record.ranking[0].leaf_index)
             record.ranking = record.ranking[1:]  # the lead passes to the next-highest bid
             self._award(record)
         out = pb.ReportLeadStatusResponse(deal=deal)

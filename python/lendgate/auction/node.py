@@ -313,8 +313,8 @@ class ParticipantNode:
         if own is None or not view.HasField("bidder_view"):
             return
         outcome = view.bidder_view.outcome
-        if outcome == pb.BID_OUTCOME_WON:
-            return  # LeadWonNotice comes with the key
+        if outcome in (pb.BID_OUTCOME_WON, pb.BID_OUTCOME_RELINQUISHED):
+            return  # a won lead's notice comes with the key; a rejected one is ours to know
         ok = await self.check_own_bid(auction, view)
         if not ok:
             self.evidence.append(

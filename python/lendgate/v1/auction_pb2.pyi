@@ -260,6 +260,10 @@ class _BidOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BidOutcome
     """The bid was invalid on opening."""
     BID_OUTCOME_CANCELLED: _BidOutcome.ValueType  # 4
     """The auction was cancelled."""
+    BID_OUTCOME_RELINQUISHED: _BidOutcome.ValueType  # 5
+    """The bid won an earlier award round and its bidder rejected the lead, which
+    passed to the next-highest bid; no loss proof applies to it.
+    """
 
 class BidOutcome(_BidOutcome, metaclass=_BidOutcomeEnumTypeWrapper):
     """Outcome of one bid."""
@@ -274,6 +278,10 @@ BID_OUTCOME_INVALID: BidOutcome.ValueType  # 3
 """The bid was invalid on opening."""
 BID_OUTCOME_CANCELLED: BidOutcome.ValueType  # 4
 """The auction was cancelled."""
+BID_OUTCOME_RELINQUISHED: BidOutcome.ValueType  # 5
+"""The bid won an earlier award round and its bidder rejected the lead, which
+passed to the next-highest bid; no loss proof applies to it.
+"""
 Global___BidOutcome: _TypeAlias = BidOutcome  # noqa: Y015
 
 class _LeadStatus:
