@@ -154,7 +154,9 @@ class Books:
         ledger = Ledger(_Journal(loaded.repository.entries(), self))
         for sid, s in settlements.items():
             settled = any(
-                e.type is EntryType.SETTLEMENT and e.description == _description(s)
+                e.type is EntryType.SETTLEMENT
+                and e.currency == s.currency
+                and e.description == _description(s)
                 for e in ledger.repository.entries()
             )
             if settled:
