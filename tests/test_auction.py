@@ -683,3 +683,26 @@ def test_unsold_leads_are_reported_and_the_rejection_window_is_enforced() -> Non
         assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
     run(test)
+
+
+def test_a_seller_that_vanishes_before_unsealing_gets_its_auction_cancelled() -> None:
+    async def test(net: Net) -> None:
+        net.coordinator.config = replace(net.coordinator.config, unseal_timeout_s=0.3)
+        seller = net.nodes["seller"]
+
+        async def gone(task: pb.UnsealTask) -> None:
+            return None  # the seller's node dropped off after the deadline
+
+        seller._on_unseal = gone  # type: ignore[method-assign]
+        sale = await net.node_stubs["seller"].Sell(sell_request(), timeout=10)
+        assert sale.outcome == ppb.SALE_OUTCOME_CANCELLED
+        await settle_notices(net)
+        record = net.coordinator.auctions[sale.auction]
+        assert record.state == pb.AUCTION_STATE_CANCELLED
+        # Every bidder is told, nobody is charged.
+        for pid in ("mfo-a", "mfo-b", "mfo-c"):
+            lost = [n.bid_lost for n in net.nodes[pid].notices if n.HasField("bid_lost")]
+            assert lost and lost[0].outcome == pb.BID_OUTCOME_CANCELLED, pid
+        assert not net.coordinator.deals and not net.coordinator.ledger.repository.entries()
+
+    run(test)
