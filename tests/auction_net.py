@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import grpc
@@ -16,7 +17,10 @@ from servers.app import RunningServer, create_server
 from servers.auction import AuctionServicer
 from servers.participant import start_node
 
-WINDOW_S = 0.3
+WINDOW_S = 1.0
+"""Bidding window of the test network; auctions close earlier once every invited buyer
+has bid, so only tests where someone does not bid wait for it."""
+POLL_S = 0.01
 
 
 @dataclass
@@ -50,6 +54,26 @@ class Net:
         self.nodes[pid] = node
         self.node_stubs[pid] = participant_pb2_grpc.ParticipantNodeServiceStub(node_channel)
         return node
+
+    async def settle(self, timeout_s: float = 30.0) -> None:
+        """Wait until every node has taken every event the coordinator emitted for it and
+        finished handling them (a guard against hanging, not a timed assertion)."""
+
+        def quiet() -> bool:
+            return all(
+                node.events_seen == len(self.coordinator._events[node.name]) and not node.busy()
+                for node in self.nodes.values()
+            )
+
+        # Handlers may emit follow-up events (results after unsealing, proofs): quiet
+        # for several polls in a row, not just once.
+        stable = 0
+        for _ in range(int(timeout_s / POLL_S)):
+            stable = stable + 1 if quiet() else 0
+            if stable >= 5:
+                return
+            await asyncio.sleep(POLL_S)
+        raise AssertionError("the auction network did not settle")
 
     async def close(self) -> None:
         """Stop everything."""

@@ -49,8 +49,17 @@ def sell_request(lead_id: str = "app-1", phone: str = "+79990001122") -> ppb.Sel
     )
 
 
+async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Poll ``condition`` until it holds (a guard against hanging, not a timed assertion)."""
+    for _ in range(int(timeout_s / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
 async def settle_notices(net: Net) -> None:
-    await asyncio.sleep(0.3)
+    await net.settle()
 
 
 def test_full_auction_over_grpc_highest_bid_wins_and_only_winner_reads_the_lead() -> None:
@@ -86,13 +95,15 @@ def test_full_auction_over_grpc_highest_bid_wins_and_only_winner_reads_the_lead(
 
 def test_bids_stay_hidden_from_coordinator_and_seller_until_unsealed() -> None:
     async def test(net: Net) -> None:
-        net.coordinator.config = replace(net.coordinator.config, close_when_all_bid=False)
+        net.coordinator.config = replace(
+            net.coordinator.config, close_when_all_bid=False, bidding_window_s=3.0
+        )
 
         async def sell() -> ppb.SellResponse:
             return await net.node_stubs["seller"].Sell(sell_request(), timeout=10)  # type: ignore[no-any-return]
 
         seller_task = asyncio.create_task(sell())
-        await asyncio.sleep(0.15)  # bids are in, the deadline has not passed
+        await until(lambda: any(len(r.bids) == 3 for r in net.coordinator.auctions.values()))
         record = next(iter(net.coordinator.auctions.values()))
         assert record.bids and record.state == pb.AUCTION_STATE_OPEN
         sale_state = net.nodes["seller"].sales[record.name]
@@ -146,7 +157,7 @@ def test_replayed_and_forged_bids_are_rejected() -> None:
             record.announcement, pb.AuctionAnnouncement, net.coordinator.keys.signing_public
         )
         node = net.nodes["mfo-a"]
-        await asyncio.sleep(0.05)
+        await until(lambda: node.name in record.bidders)
         signed, own = node.seal_bid(announcement, 60_000)
         # Replay of a bid the policy already placed (same bidder) -> signed DUPLICATE.
         response = await node.call("PlaceBid", pb.PlaceBidRequest(bid=signed))
@@ -164,7 +175,7 @@ def test_replayed_and_forged_bids_are_rejected() -> None:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await node.stub.PlaceBid(pb.PlaceBidRequest(bid=signed))
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        await asyncio.sleep(0.6)
+        await until(lambda: record.state == pb.AUCTION_STATE_CANCELLED)  # no Sell: no unseal
 
     run(test)
 

@@ -82,7 +82,7 @@ def stop(node: NodeProcess) -> None:
 @pytest.fixture
 def network(tmp_path: Path) -> Iterator[tuple[ServerProcess, dict[str, NodeProcess]]]:
     """The coordinator process and the six node processes."""
-    server = start_server(tmp_path, env=clean_env(LENDGATE_AUCTION_BIDDING_WINDOW_S="0.5"))
+    server = start_server(tmp_path, env=clean_env(LENDGATE_AUCTION_BIDDING_WINDOW_S="2.0"))
     nodes: dict[str, NodeProcess] = {}
     try:
         started = [start_node(pid, server.address) for pid in ("seller", *BUYERS)]

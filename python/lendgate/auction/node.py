@@ -113,6 +113,8 @@ class ParticipantNode:
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
+        self.events_seen = 0
+        """Sequence number of the last coordinator event taken from the stream."""
 
     def metadata(self, method: str) -> tuple[tuple[str, str], ...]:
         """Call metadata authenticating this node to the coordinator."""
@@ -180,6 +182,10 @@ class ParticipantNode:
             self._wake.clear()
             await self._wake.wait()
 
+    def busy(self) -> bool:
+        """Whether event handlers (bidding, unsealing, proof checks) are still running."""
+        return bool(self._background)
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._background.add(task)
@@ -196,6 +202,7 @@ class ParticipantNode:
         # between registering and the stream reaching the coordinator.
         self._subscribed.set()
         async for event in stream:
+            self.events_seen = event.sequence
             kind = event.WhichOneof("event")
             if kind == "announcement":
                 self._spawn(self._on_announcement(event.announcement))
