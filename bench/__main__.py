@@ -177,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv[:1] == ["sweep"]:
             return sweep(argv[1:])
+        if argv[:1] == ["auction"]:  # a protocol, not one RPC: its own closed-loop bench
+            from bench import auction_bench  # noqa: PLC0415
+
+            return auction_bench.cli(argv[1:])
         return run_one(argv)
     except harness.HarnessError as exc:
         print(f"bench: {exc}", file=sys.stderr)

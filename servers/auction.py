@@ -3,14 +3,19 @@ domain :class:`~lendgate.auction.coordinator.Coordinator`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
+from google.protobuf.message import Message
+
+from lendgate.auction import reports
 from lendgate.auction.coordinator import Coordinator
 from lendgate.errors import UnauthenticatedError
 from lendgate.v1 import auction_pb2 as pb
 from servers.handlers import Ctx
 
 SERVICE = "/lendgate.v1.AuctionService/"
+T = TypeVar("T")
 
 
 class AuctionServicer:
@@ -28,6 +33,11 @@ class AuctionServicer:
         except (KeyError, ValueError):
             raise UnauthenticatedError("missing or malformed call signature") from None
         return self.coordinator.authenticate(participant, SERVICE + method, ms, signature)
+
+    def _once(self, caller: str, method: str, request: Message, write: Callable[[], T]) -> T:
+        request_id = getattr(request, "request_id", "")
+        body = request.SerializeToString(deterministic=True)
+        return self.coordinator.once(caller, method, request_id, body, write)
 
     async def GetCoordinatorInfo(
         self, request: pb.GetCoordinatorInfoRequest, context: Ctx
@@ -66,18 +76,35 @@ class AuctionServicer:
     ) -> pb.OpenAuctionResponse:
         """Open an auction for the caller's signed offer."""
         caller = self._caller(context, "OpenAuction")
-        return pb.OpenAuctionResponse(auction=self.coordinator.open_auction(caller, request.offer))
+        return self._once(
+            caller,
+            "OpenAuction",
+            request,
+            lambda: pb.OpenAuctionResponse(
+                auction=self.coordinator.open_auction(caller, request.offer)
+            ),
+        )
 
     async def PlaceBid(self, request: pb.PlaceBidRequest, context: Ctx) -> pb.PlaceBidResponse:
         """A sealed bid: signed receipt or signed rejection."""
-        return self.coordinator.place_bid(self._caller(context, "PlaceBid"), request.bid)
+        caller = self._caller(context, "PlaceBid")
+        return self._once(
+            caller, "PlaceBid", request, lambda: self.coordinator.place_bid(caller, request.bid)
+        )
 
     async def UnsealBids(
         self, request: pb.UnsealBidsRequest, context: Ctx
     ) -> pb.UnsealBidsResponse:
         """The seller's unsealing of its auction's bids."""
         caller = self._caller(context, "UnsealBids")
-        return pb.UnsealBidsResponse(auction=self.coordinator.unseal(caller, request.unsealed))
+        return self._once(
+            caller,
+            "UnsealBids",
+            request,
+            lambda: pb.UnsealBidsResponse(
+                auction=self.coordinator.unseal(caller, request.unsealed)
+            ),
+        )
 
     async def GetAuctionResult(
         self, request: pb.GetAuctionResultRequest, context: Ctx
@@ -92,23 +119,64 @@ class AuctionServicer:
     ) -> pb.GetBidProofResponse:
         """Inclusion proof of the caller's bid."""
         caller = self._caller(context, "GetBidProof")
-        return self.coordinator.bid_proof(caller, request.auction, request.bid_hash)
+        return await self.coordinator.bid_proof(caller, request.auction, request.bid_hash)
 
     async def ReleaseLeadKey(
         self, request: pb.ReleaseLeadKeyRequest, context: Ctx
     ) -> pb.ReleaseLeadKeyResponse:
         """Forward the seller's key release to the winner."""
-        self.coordinator.release_key(self._caller(context, "ReleaseLeadKey"), request.release)
-        return pb.ReleaseLeadKeyResponse()
+        caller = self._caller(context, "ReleaseLeadKey")
+
+        def release() -> pb.ReleaseLeadKeyResponse:
+            self.coordinator.release_key(caller, request.release)
+            return pb.ReleaseLeadKeyResponse()
+
+        return self._once(caller, "ReleaseLeadKey", request, release)
 
     async def ReportLeadStatus(
         self, request: pb.ReportLeadStatusRequest, context: Ctx
     ) -> pb.ReportLeadStatusResponse:
         """Lead tracking: status change and its ledger entries."""
-        return self.coordinator.report_status(self._caller(context, "ReportLeadStatus"), request)
+        caller = self._caller(context, "ReportLeadStatus")
+        return self._once(
+            caller,
+            "ReportLeadStatus",
+            request,
+            lambda: self.coordinator.report_status(caller, request),
+        )
 
     async def ListDeals(self, request: pb.ListDealsRequest, context: Ctx) -> pb.ListDealsResponse:
         """Deals the caller is party to."""
         return pb.ListDealsResponse(
             deals=self.coordinator.list_deals(self._caller(context, "ListDeals"))
         )
+
+    async def GetLedger(self, request: pb.GetLedgerRequest, context: Ctx) -> pb.GetLedgerResponse:
+        """The caller's balances."""
+        caller = self._caller(context, "GetLedger")
+        await self.coordinator.sync_books()
+        return reports.ledger(self.coordinator, caller, request)
+
+    async def ListLedgerEntries(
+        self, request: pb.ListLedgerEntriesRequest, context: Ctx
+    ) -> pb.ListLedgerEntriesResponse:
+        """The caller's ledger entries, paged."""
+        caller = self._caller(context, "ListLedgerEntries")
+        await self.coordinator.sync_books()
+        return reports.ledger_entries(self.coordinator, caller, request)
+
+    async def GetSettlement(
+        self, request: pb.GetSettlementRequest, context: Ctx
+    ) -> pb.GetSettlementResponse:
+        """The caller's part of a period's settlement."""
+        caller = self._caller(context, "GetSettlement")
+        await self.coordinator.sync_books()
+        return reports.settlement(self.coordinator, caller, request)
+
+    async def GetAuctionMetrics(
+        self, request: pb.GetAuctionMetricsRequest, context: Ctx
+    ) -> pb.GetAuctionMetricsResponse:
+        """The caller's metrics over a period."""
+        caller = self._caller(context, "GetAuctionMetrics")
+        await self.coordinator.sync_books()
+        return reports.metrics(self.coordinator, caller, request)

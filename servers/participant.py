@@ -38,6 +38,12 @@ class ParticipantNodeServicer:
         async for notice in self.node.notifications(request.after_sequence):
             yield notice
 
+    async def SetBiddingPolicy(
+        self, request: ppb.SetBiddingPolicyRequest, context: Ctx
+    ) -> ppb.SetBiddingPolicyResponse:
+        """Replace the node's bidding policy."""
+        return ppb.SetBiddingPolicyResponse(policy=self.node.set_policy(request.policy))
+
     async def UpdateLeadStatus(
         self, request: ppb.UpdateLeadStatusRequest, context: Ctx
     ) -> ppb.UpdateLeadStatusResponse:

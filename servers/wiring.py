@@ -22,8 +22,9 @@ def build_servicers(config: Config, store: Store) -> dict[str, object]:
 
     RuleAdminService edits the scoring service's rules, lists and settings (stored).
     Scoring keeps its events, reports, outcomes and incidents in ``store`` (its
-    aggregates and match index are in memory); strategies and the auction keep their
-    state in memory until their repositories are moved onto ``store``.
+    aggregates and match index are in memory); the auction keeps its deals, ledger and
+    settlements in ``store`` (auctions in flight in memory); strategies keep their state
+    in memory until their repository is moved onto ``store``.
     """
     auction = AuctionConfig(bidding_window_s=config.auction_bidding_window_s)
     state = StateSettings.for_store(
@@ -37,7 +38,7 @@ def build_servicers(config: Config, store: Store) -> dict[str, object]:
         # Shares the ScoringService: rule and list edits apply to the next check.
         "lendgate.v1.RuleAdminService": RuleAdminServicer(scoring, config.rule_admin_partners),
         "lendgate.v1.StrategyService": StrategyServicer(StrategyService()),
-        "lendgate.v1.AuctionService": AuctionServicer(Coordinator(auction)),
+        "lendgate.v1.AuctionService": AuctionServicer(Coordinator(auction, store=store)),
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import grpc
@@ -10,12 +11,16 @@ from lendgate.auction.coordinator import AuctionConfig, Coordinator
 from lendgate.auction.node import ParticipantNode
 from lendgate.auction.policy import segment_policy
 from lendgate.config import Config
+from lendgate.store import Store
 from lendgate.v1 import auction_pb2_grpc, participant_pb2_grpc
 from servers.app import RunningServer, create_server
 from servers.auction import AuctionServicer
 from servers.participant import start_node
 
-WINDOW_S = 0.3
+WINDOW_S = 1.0
+"""Bidding window of the test network; auctions close earlier once every invited buyer
+has bid, so only tests where someone does not bid wait for it."""
+POLL_S = 0.01
 
 
 @dataclass
@@ -50,6 +55,26 @@ class Net:
         self.node_stubs[pid] = participant_pb2_grpc.ParticipantNodeServiceStub(node_channel)
         return node
 
+    async def settle(self, timeout_s: float = 30.0) -> None:
+        """Wait until every node has taken every event the coordinator emitted for it and
+        finished handling them (a guard against hanging, not a timed assertion)."""
+
+        def quiet() -> bool:
+            return all(
+                node.events_seen == len(self.coordinator._events[node.name]) and not node.busy()
+                for node in self.nodes.values()
+            )
+
+        # Handlers may emit follow-up events (results after unsealing, proofs): quiet
+        # for several polls in a row, not just once.
+        stable = 0
+        for _ in range(int(timeout_s / POLL_S)):
+            stable = stable + 1 if quiet() else 0
+            if stable >= 5:
+                return
+            await asyncio.sleep(POLL_S)
+        raise AssertionError("the auction network did not settle")
+
     async def close(self) -> None:
         """Stop everything."""
         for node in self.nodes.values():
@@ -61,10 +86,10 @@ class Net:
         await self.server.stop(0)
 
 
-async def start_net(config: AuctionConfig | None = None) -> Net:
-    """Start a coordinator with a short bidding window."""
+async def start_net(config: AuctionConfig | None = None, store: Store | None = None) -> Net:
+    """Start a coordinator with a short bidding window (its books in ``store`` if given)."""
     coordinator = Coordinator(
-        config or AuctionConfig(bidding_window_s=WINDOW_S, unseal_timeout_s=2.0)
+        config or AuctionConfig(bidding_window_s=WINDOW_S, unseal_timeout_s=2.0), store=store
     )
     server = await create_server(
         Config(listen="127.0.0.1:0"), {"lendgate.v1.AuctionService": AuctionServicer(coordinator)}

@@ -129,8 +129,52 @@ def verify_bid_opening(
 ) -> bool:
     """Whether the opening opens ``commitment``."""
 
-def leaf_hash(commitment: bytes, encrypted_opening: bytes) -> bytes:
-    """RFC 6962 leaf hash of a bid: ``H(0x00 || commitment || H(encrypted_opening))``."""
+def leaf_hash(commitment: bytes, encrypted_opening: bytes, pedersen_commitment: bytes) -> bytes:
+    """RFC 6962 leaf hash of a bid:
+    ``H(0x00 || commitment || H(encrypted_opening) || pedersen_commitment)``."""
+
+def leaf_hash_from_digest(
+    commitment: bytes, opening_digest: bytes, pedersen_commitment: bytes
+) -> bytes:
+    """:func:`leaf_hash` from ``H(encrypted_opening)`` instead of the opening."""
+
+def pedersen_commitment(amount_minor: int, nonce: bytes, bidder: str, auction: str) -> bytes:
+    """The 32-byte Pedersen commitment (Ristretto255) to a bid; blinding derived from the
+    32-byte commitment nonce, the bidder and the auction (GIL released)."""
+
+def verify_pedersen_opening(
+    commitment: bytes, amount_minor: int, nonce: bytes, bidder: str, auction: str
+) -> bool:
+    """Whether ``(amount_minor, nonce)`` opens the Pedersen ``commitment`` (GIL released)."""
+
+def prove_winner_exceeds(
+    auction: str,
+    merkle_root: bytes,
+    winner_leaf: int,
+    winner_amount_minor: int,
+    winner_nonce: bytes,
+    winner_bidder: str,
+    loser_leaf: int,
+    loser_amount_minor: int,
+    loser_nonce: bytes,
+    loser_bidder: str,
+) -> bytes:
+    """Bulletproofs range proof that the winning amount exceeds the losing one under the
+    tie rule (lower leaf wins a tie), bound to the auction and the signed root (GIL
+    released). Raises :class:`CoreInvalidArgument` when the claim is false."""
+
+def verify_winner_exceeds(
+    auction: str,
+    merkle_root: bytes,
+    winner_leaf: int,
+    winner_commitment: bytes,
+    loser_leaf: int,
+    loser_commitment: bytes,
+    proof: bytes,
+) -> bool:
+    """The loser's check of a :func:`prove_winner_exceeds` proof against the two Pedersen
+    commitments (GIL released); raises :class:`CoreInvalidArgument` for a commitment that
+    is not a Ristretto255 point."""
 
 def merkle_root(leaf_hashes: list[bytes]) -> bytes:
     """RFC 6962 root over leaf hashes in leaf order (``H("")`` when empty)."""

@@ -65,11 +65,130 @@ pub fn leaf_hash<'py>(
     py: Python<'py>,
     commitment: &[u8],
     encrypted_opening: &[u8],
+    pedersen_commitment: &[u8],
 ) -> Result<Bound<'py, PyBytes>, PyCoreError> {
     Ok(PyBytes::new(
         py,
-        &auction::leaf_hash(commitment, encrypted_opening)?,
+        &auction::leaf_hash(commitment, encrypted_opening, pedersen_commitment)?,
     ))
+}
+
+/// The Merkle leaf hash of a bid from the SHA-256 of its encrypted opening.
+#[pyfunction]
+pub fn leaf_hash_from_digest<'py>(
+    py: Python<'py>,
+    commitment: &[u8],
+    opening_digest: &[u8],
+    pedersen_commitment: &[u8],
+) -> Result<Bound<'py, PyBytes>, PyCoreError> {
+    Ok(PyBytes::new(
+        py,
+        &auction::leaf_hash_from_digest(commitment, opening_digest, pedersen_commitment)?,
+    ))
+}
+
+/// The 32-byte Pedersen commitment to a bid (blinding derived from its nonce).
+#[pyfunction]
+pub fn pedersen_commitment<'py>(
+    py: Python<'py>,
+    amount_minor: u64,
+    nonce: &[u8],
+    bidder: &str,
+    auction: &str,
+) -> Result<Bound<'py, PyBytes>, PyCoreError> {
+    let (n, b, a) = (nonce.to_vec(), bidder.to_owned(), auction.to_owned());
+    let c = py.detach(move || auction::pedersen_commitment(amount_minor, &n, &b, &a))?;
+    Ok(PyBytes::new(py, &c))
+}
+
+/// Whether `(amount_minor, nonce)` opens the Pedersen `commitment`.
+#[pyfunction]
+pub fn verify_pedersen_opening(
+    py: Python<'_>,
+    commitment: &[u8],
+    amount_minor: u64,
+    nonce: &[u8],
+    bidder: &str,
+    auction: &str,
+) -> bool {
+    let (c, n, b, a) = (
+        commitment.to_vec(),
+        nonce.to_vec(),
+        bidder.to_owned(),
+        auction.to_owned(),
+    );
+    py.detach(move || auction::verify_pedersen_opening(&c, amount_minor, &n, &b, &a))
+}
+
+/// The coordinator's range proof that the winning bid exceeds a losing one (see
+/// `lendgate_core::auction::zk`); an error when it does not.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+pub fn prove_winner_exceeds<'py>(
+    py: Python<'py>,
+    auction: &str,
+    merkle_root: &[u8],
+    winner_leaf: u64,
+    winner_amount_minor: u64,
+    winner_nonce: &[u8],
+    winner_bidder: &str,
+    loser_leaf: u64,
+    loser_amount_minor: u64,
+    loser_nonce: &[u8],
+    loser_bidder: &str,
+) -> Result<Bound<'py, PyBytes>, PyCoreError> {
+    let (a, root) = (auction.to_owned(), merkle_root.to_vec());
+    let (wn, wb) = (winner_nonce.to_vec(), winner_bidder.to_owned());
+    let (ln, lb) = (loser_nonce.to_vec(), loser_bidder.to_owned());
+    let proof = py.detach(move || {
+        let winner = auction::Secret {
+            amount_minor: winner_amount_minor,
+            blinding: auction::pedersen_blinding(&wn, &wb, &a)?,
+        };
+        let loser = auction::Secret {
+            amount_minor: loser_amount_minor,
+            blinding: auction::pedersen_blinding(&ln, &lb, &a)?,
+        };
+        let ctx = auction::ProofContext {
+            auction: &a,
+            merkle_root: &root,
+            winner_leaf,
+            loser_leaf,
+        };
+        auction::prove_winner_exceeds(winner, loser, &ctx)
+    })?;
+    Ok(PyBytes::new(py, &proof))
+}
+
+/// The loser's check of a proof from `prove_winner_exceeds` against the two public
+/// Pedersen commitments.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+pub fn verify_winner_exceeds(
+    py: Python<'_>,
+    auction: &str,
+    merkle_root: &[u8],
+    winner_leaf: u64,
+    winner_commitment: &[u8],
+    loser_leaf: u64,
+    loser_commitment: &[u8],
+    proof: &[u8],
+) -> Result<bool, PyCoreError> {
+    let (a, root) = (auction.to_owned(), merkle_root.to_vec());
+    let (wc, lc, p) = (
+        winner_commitment.to_vec(),
+        loser_commitment.to_vec(),
+        proof.to_vec(),
+    );
+    Ok(py.detach(move || {
+        let ctx = auction::ProofContext {
+            auction: &a,
+            merkle_root: &root,
+            winner_leaf,
+            loser_leaf,
+        };
+        auction::verify_winner_exceeds(&wc, &lc, &ctx, &p)
+    })?)
 }
 
 /// The RFC 6962 root over leaf hashes.

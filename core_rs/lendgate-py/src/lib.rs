@@ -32,6 +32,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(auction::bid_commitment, m)?)?;
     m.add_function(wrap_pyfunction!(auction::verify_bid_opening, m)?)?;
     m.add_function(wrap_pyfunction!(auction::leaf_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(auction::leaf_hash_from_digest, m)?)?;
+    m.add_function(wrap_pyfunction!(auction::pedersen_commitment, m)?)?;
+    m.add_function(wrap_pyfunction!(auction::verify_pedersen_opening, m)?)?;
+    m.add_function(wrap_pyfunction!(auction::prove_winner_exceeds, m)?)?;
+    m.add_function(wrap_pyfunction!(auction::verify_winner_exceeds, m)?)?;
     m.add_function(wrap_pyfunction!(auction::merkle_root, m)?)?;
     m.add_function(wrap_pyfunction!(auction::inclusion_proof, m)?)?;
     m.add_function(wrap_pyfunction!(auction::verify_inclusion, m)?)?;

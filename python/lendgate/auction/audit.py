@@ -32,7 +32,8 @@ def loss_is_consistent(  # noqa: PLR0917 - the dispute's evidence, item by item
     commitment = _core.bid_commitment(
         loser_amount, currency, loser_nonce, receipt.bidder, receipt.auction
     )
-    if _core.leaf_hash(commitment, encrypted_opening) != receipt.leaf_hash:
+    pedersen = _core.pedersen_commitment(loser_amount, loser_nonce, receipt.bidder, receipt.auction)
+    if _core.leaf_hash(commitment, encrypted_opening, pedersen) != receipt.leaf_hash:
         raise ValueError("the revealed opening is not the receipted bid")
     if receipt.leaf_index == result.winning_leaf_index:
         return True

@@ -9,20 +9,23 @@ delegates.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections import OrderedDict, defaultdict
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from lendgate import _core
 from lendgate.auction import crypto
+from lendgate.auction.books import Books
 from lendgate.auction.crypto import CryptoError, KeyPair
-from lendgate.auction.ledger import EntryType, Ledger
+from lendgate.auction.ledger import Entry, EntryType, Ledger
 from lendgate.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
@@ -31,10 +34,14 @@ from lendgate.errors import (
     PermissionDeniedError,
     UnauthenticatedError,
 )
+from lendgate.store import Store
 from lendgate.v1 import auction_pb2 as pb
 from lendgate.v1 import common_pb2
 
+T = TypeVar("T")
 PROTOCOL_VERSION = "lendgate-auction/1"
+IDEMPOTENCY_KEYS = 100_000
+"""Answers remembered for retried writes (``request_id``), the oldest forgotten first."""
 PLATFORM = "platform"
 COORDINATOR = "coordinator"
 INNER_LABEL = "lendgate.v1 bid opening inner"
@@ -42,6 +49,7 @@ OUTER_LABEL = "lendgate.v1 bid opening outer"
 LEAD_KEY_LABEL = "lendgate.v1 lead key"
 MAX_AMOUNT_MINOR = 1 << 62
 CALL_AUTH_SKEW_S = 30.0
+TIE_BREAK = "highest amount; a tie goes to the lower leaf index (the earlier receipt)"
 OFFER_MAX_AGE_S = 30.0
 
 
@@ -58,6 +66,15 @@ class AuctionConfig:
     commission_bps: int = 1000
     cpa_payout_minor: int = 500_000
     refusal_fee_minor: int = 10_000
+    close_when_all_bid: bool = True
+    """Close the bid set as soon as every invited buyer has bid, before the deadline."""
+    max_rejections: int = 3
+    """Sanction: a buyer that rejects this many won leads within ``rejection_count_window_s``
+    is suspended (0 = never)."""
+    rejection_count_window_s: float = 30 * 86400.0
+    max_unpaid_minor: int = 0
+    """Sanction: a participant whose ledger balance falls below minus this (per currency)
+    is suspended until it settles (0 = no limit)."""
     auto_activate: bool = True
     """Dev/test networks: self-registered participants start ACTIVE, not PENDING."""
 
@@ -72,9 +89,12 @@ class Bid:
     commitment: bytes
     encrypted_opening: bytes
     leaf_hash: bytes
+    pedersen: bytes
     amount_minor: int = 0
     nonce: bytes = b""
     invalid_reason: str = ""
+    range_proofs: dict[tuple[int, int], bytes] = field(default_factory=dict)
+    """Loser proofs by (award round, winning leaf), made on first request."""
 
 
 @dataclass
@@ -88,14 +108,19 @@ class AuctionRecord:
     deadline: float
     currency: str
     min_price: int
+    open_time: float = 0.0
     state: int = pb.AUCTION_STATE_OPEN
     bids: list[Bid] = field(default_factory=list)
     nonces: set[bytes] = field(default_factory=set)
     bidders: set[str] = field(default_factory=set)
+    invited: set[str] = field(default_factory=set)
+    """Buyers the auction was announced to."""
     bid_set: pb.SignedPayload | None = None
     result: pb.SignedPayload | None = None
     ranking: list[Bid] = field(default_factory=list)
     award_round: int = 0
+    relinquished: set[int] = field(default_factory=set)
+    """Leaves of winners that rejected the lead."""
     deal: str = ""
     decided: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -103,6 +128,25 @@ class AuctionRecord:
 def ts(t: float) -> Timestamp:
     out = Timestamp()
     out.FromNanoseconds(int(t * 1e9))
+    return out
+
+
+def entry_proto(entry: Entry) -> pb.LedgerEntry:
+    """The wire form of a booked ledger entry."""
+    out = pb.LedgerEntry(
+        name=f"ledgerEntries/{entry.sequence}",
+        sequence=entry.sequence,
+        type=entry.type.value,  # type: ignore[arg-type]
+        deal=entry.deal,
+        reverses=f"ledgerEntries/{entry.reverses}" if entry.reverses else "",
+        description=entry.description,
+    )
+    for p in entry.postings:
+        out.postings.add(
+            account=p.account,
+            amount=common_pb2.Money(amount_minor=p.amount_minor, currency=entry.currency),
+        )
+    out.post_time.CopyFrom(ts(entry.post_time))
     return out
 
 
@@ -115,17 +159,30 @@ class Coordinator:
     """The coordinator's domain service. One instance per process; not thread-safe
     (runs on the server's event loop)."""
 
-    def __init__(self, config: AuctionConfig | None = None, keys: KeyPair | None = None) -> None:
+    def __init__(
+        self,
+        config: AuctionConfig | None = None,
+        keys: KeyPair | None = None,
+        store: Store | None = None,
+    ) -> None:
+        """``store`` set: deals and the ledger are restored from it now (blocking, at
+        start) and written to it as they change (see :mod:`lendgate.auction.books`)."""
         self.config = config or AuctionConfig()
         self.keys = keys or KeyPair.generate()
         self.participants: dict[str, pb.Participant] = {}
         self.auctions: dict[str, AuctionRecord] = {}
         self.deals: dict[str, pb.Deal] = {}
         self.ledger = Ledger()
+        self.books = Books(store) if store is not None else None
+        if self.books is not None:
+            self.ledger, self.deals = self.books.restore()
         self._phones: dict[bytes, float] = {}
         self._events: dict[str, list[pb.SubscribeResponse]] = defaultdict(list)
         self._wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._wins_per_day: dict[tuple[str, int], int] = defaultdict(int)
+        self._spend_per_day: dict[tuple[str, int], int] = defaultdict(int)
+        self._rejections: dict[str, list[float]] = defaultdict(list)
+        self._answers: OrderedDict[tuple[str, str, str], tuple[bytes, Any]] = OrderedDict()
         # Test hook: a dishonest coordinator picks a different winner (see tests).
         self.cheat_pick_second: bool = False
 
@@ -229,6 +286,32 @@ class Coordinator:
     def _sign(self, message: Message) -> pb.SignedPayload:
         return crypto.sign(self.keys.signing, message, COORDINATOR)
 
+    def once(
+        self, caller: str, method: str, request_id: str, request: bytes, write: Callable[[], T]
+    ) -> T:
+        """Run ``write`` once per ``request_id`` of ``caller``: a retry gets the first
+        answer (nothing is booked twice); the key reused for another request is
+        INVALID_ARGUMENT. No key: no deduplication. Failures are not remembered."""
+        if not request_id:
+            return write()
+        if len(request_id) > 128:
+            raise InvalidArgumentError("at most 128 characters", field="request_id")
+        key = (caller, method, request_id)
+        digest = hashlib.sha256(request).digest()
+        seen = self._answers.get(key)
+        if seen is not None:
+            if seen[0] != digest:
+                raise InvalidArgumentError(
+                    "already used for a different request", field="request_id"
+                )
+            answer: T = seen[1]
+            return answer
+        result = write()
+        self._answers[key] = (digest, result)
+        if len(self._answers) > IDEMPOTENCY_KEYS:
+            self._answers.popitem(last=False)
+        return result
+
     # --- events ------------------------------------------------------------------
 
     def _emit(self, participant: str, event: pb.SubscribeResponse) -> None:
@@ -295,16 +378,50 @@ class Coordinator:
         announcement.deadline.CopyFrom(ts(now + window))
         signed = self._sign(announcement)
         record = AuctionRecord(
-            name, caller, offer, signed, now + window, price.currency, price.amount_minor
+            name, caller, offer, signed, now + window, price.currency, price.amount_minor, now
         )
         self.auctions[name] = record
         if offer.phone_keyed_hash:
             self._phones[offer.phone_keyed_hash] = now
         for buyer in self.participants.values():
             if self._eligible(buyer, record):
+                record.invited.add(buyer.name)
                 self._emit(buyer.name, pb.SubscribeResponse(announcement=signed))
         asyncio.get_running_loop().call_later(window, self._close, name)
         return self._auction_view(record)
+
+    def _budget_left(self, buyer: pb.Participant, currency: str, day: int) -> int | None:
+        """What is left of the buyer's daily budget in ``currency``; None = no budget."""
+        budget = buyer.caps.daily_budget
+        if budget.amount_minor <= 0 or budget.currency != currency:
+            return None
+        return max(0, budget.amount_minor - self._spend_per_day[(buyer.name, day)])
+
+    def _within_budget(self, bidder: str, currency: str, amount: int) -> bool:
+        buyer = self.participants.get(bidder)
+        if buyer is None:
+            return False
+        left = self._budget_left(buyer, currency, int(time.time() // 86400))
+        return left is None or amount <= left
+
+    def suspend(self, name: str, reason: str) -> None:
+        """Suspend a participant (sanction): it can neither sell nor bid, and is told."""
+        p = self.participant(name)
+        if p.state == pb.PARTICIPANT_STATE_SUSPENDED:
+            return
+        p.state = pb.PARTICIPANT_STATE_SUSPENDED
+        p.suspension_reason = reason
+        p.etag = uuid.uuid4().hex[:8]
+
+    def _check_sanctions(self, name: str, currency: str) -> None:
+        c = self.config
+        now = time.time()
+        recent = [t for t in self._rejections[name] if now - t < c.rejection_count_window_s]
+        self._rejections[name] = recent
+        if c.max_rejections and len(recent) >= c.max_rejections:
+            self.suspend(name, f"{len(recent)} won leads rejected within the window")
+        elif c.max_unpaid_minor and self.ledger.balance(name, currency) < -c.max_unpaid_minor:
+            self.suspend(name, f"unpaid balance over {c.max_unpaid_minor} {currency} minor units")
 
     def _auction_view(self, record: AuctionRecord) -> pb.Auction:
         out = pb.Auction(name=record.name, state=record.state, announcement=record.announcement)  # type: ignore[arg-type]
@@ -327,8 +444,15 @@ class Coordinator:
         bid = self._verify_from(caller, signed_bid, pb.SealedBid)
         if bid.bidder != caller:
             raise PermissionDeniedError("bid.bidder must be the caller")
-        if len(bid.nonce) != 16 or len(bid.commitment) != 32 or not bid.encrypted_opening:
-            raise InvalidArgumentError("nonce 16 bytes, commitment 32, opening set", field="bid")
+        if (
+            len(bid.nonce) != 16
+            or len(bid.commitment) != 32
+            or len(bid.pedersen_commitment) != 32
+            or not bid.encrypted_opening
+        ):
+            raise InvalidArgumentError(
+                "nonce 16 bytes, commitment and pedersen_commitment 32, opening set", field="bid"
+            )
         record = self._auction(bid.auction)
         bid_hash = crypto.sha256(signed_bid.payload)
 
@@ -352,18 +476,30 @@ class Coordinator:
             return reject(pb.BID_REJECTION_REASON_SUSPENDED)
         if not self._eligible(buyer, record):
             return reject(pb.BID_REJECTION_REASON_NOT_ELIGIBLE)
-        cap = buyer.caps.max_leads_per_day
-        if cap and self._wins_per_day[(caller, int(received // 86400))] >= cap:
+        cap, day = buyer.caps.max_leads_per_day, int(received // 86400)
+        if cap and self._wins_per_day[(caller, day)] >= cap:
+            return reject(pb.BID_REJECTION_REASON_CAP_EXCEEDED)
+        if self._budget_left(buyer, record.currency, day) == 0:
             return reject(pb.BID_REJECTION_REASON_CAP_EXCEEDED)
         if caller in record.bidders or bid.nonce in record.nonces:
             return reject(pb.BID_REJECTION_REASON_DUPLICATE)
-        leaf = _core.leaf_hash(bid.commitment, bid.encrypted_opening)
+        leaf = _core.leaf_hash(bid.commitment, bid.encrypted_opening, bid.pedersen_commitment)
         accepted = Bid(
-            len(record.bids), caller, bid_hash, bid.commitment, bid.encrypted_opening, leaf
+            len(record.bids),
+            caller,
+            bid_hash,
+            bid.commitment,
+            bid.encrypted_opening,
+            leaf,
+            bid.pedersen_commitment,
         )
         record.bids.append(accepted)
         record.bidders.add(caller)
         record.nonces.add(bid.nonce)
+        if self.config.close_when_all_bid and record.invited <= record.bidders:
+            # Everyone invited has bid: nothing can change, so the bid set closes now
+            # (the signed root carries the close time next to the announced deadline).
+            asyncio.get_running_loop().call_soon(self._close, record.name)
         receipt = pb.BidReceipt(
             auction=record.name,
             bidder=caller,
@@ -400,6 +536,7 @@ class Coordinator:
                 commitment=b.commitment,
                 encrypted_opening=b.encrypted_opening,
                 inclusion=self._inclusion(record, b.leaf_index),
+                pedersen_commitment=b.pedersen,
             )
         self._emit(record.seller, pb.SubscribeResponse(unseal_task=task))
         asyncio.get_running_loop().call_later(
@@ -465,8 +602,15 @@ class Coordinator:
             record.name,
         ):
             bid.invalid_reason = "the opening does not match the commitment"
+        elif not _core.verify_pedersen_opening(
+            bid.pedersen, amount.amount_minor, opening.blinding, bid.bidder, record.name
+        ):
+            bid.invalid_reason = "the opening does not match the Pedersen commitment"
         elif amount.amount_minor < record.min_price:
             bid.invalid_reason = "below MinBidPrice"
+        elif not self._within_budget(bid.bidder, record.currency, amount.amount_minor):
+            # Amounts are sealed until now, so the budget can only be judged on opening.
+            bid.invalid_reason = "over the buyer's daily budget"
         else:
             bid.amount_minor, bid.nonce = amount.amount_minor, opening.blinding
 
@@ -497,12 +641,14 @@ class Coordinator:
             state=record.state,  # type: ignore[arg-type]
             award_round=record.award_round,
             invalid_leaf_indexes=[b.leaf_index for b in record.bids if b.invalid_reason],
+            tie_break=TIE_BREAK,
         )
         if record.bid_set is not None:
             result.merkle_root = pb.BidSetCommitment.FromString(record.bid_set.payload).merkle_root
         if winner is not None:
             result.winning_leaf_index = winner.leaf_index
             result.winning_commitment = winner.commitment
+            result.winning_pedersen_commitment = winner.pedersen
         result.decide_time.CopyFrom(ts(time.time()))
         record.result = self._sign(result)
         record.decided.set()
@@ -533,8 +679,10 @@ class Coordinator:
         deal.create_time.CopyFrom(ts(now))
         deal.update_time.CopyFrom(ts(now))
         self.deals[deal.name] = deal
+        self._persist(deal)
         record.deal = deal.name
         self._wins_per_day[(winner.bidder, int(now // 86400))] += 1
+        self._spend_per_day[(winner.bidder, int(now // 86400))] += winner.amount_minor
         cur = record.currency
         self.ledger.transfer(
             EntryType.LEAD_PRICE,
@@ -547,6 +695,7 @@ class Coordinator:
         self.ledger.transfer(
             EntryType.COMMISSION, cur, record.seller, PLATFORM, commission, deal=deal.name
         )
+        self._check_sanctions(winner.bidder, cur)
 
     # --- views and proofs --------------------------------------------------------
 
@@ -590,12 +739,16 @@ class Coordinator:
             return pb.BID_OUTCOME_UNSPECIFIED
         if bid.invalid_reason:
             return pb.BID_OUTCOME_INVALID
+        if bid.leaf_index in record.relinquished:
+            return pb.BID_OUTCOME_RELINQUISHED
         if record.state == pb.AUCTION_STATE_SOLD and record.ranking[0] is bid:
             return pb.BID_OUTCOME_WON
         return pb.BID_OUTCOME_LOST
 
-    def bid_proof(self, caller: str, name: str, bid_hash: bytes) -> pb.GetBidProofResponse:
-        """Inclusion proof of the caller's bid under the signed root, and its outcome."""
+    async def bid_proof(self, caller: str, name: str, bid_hash: bytes) -> pb.GetBidProofResponse:
+        """Inclusion proof of the caller's bid under the signed root, its outcome, and for
+        a lost bid the zero-knowledge proof of the loss (made on a worker thread: the Rust
+        prover releases the GIL, so the event loop keeps serving auctions meanwhile)."""
         record = self._auction(name)
         if record.bid_set is None:
             raise FailedPreconditionError("the auction is still open", reason="AUCTION_OPEN")
@@ -603,12 +756,56 @@ class Coordinator:
             if bid.bid_hash == bid_hash:
                 if bid.bidder != caller:
                     raise PermissionDeniedError("not the caller's bid")
-                return pb.GetBidProofResponse(
-                    outcome=self._outcome(record, bid),  # type: ignore[arg-type]
+                outcome = self._outcome(record, bid)
+                out = pb.GetBidProofResponse(
+                    outcome=outcome,  # type: ignore[arg-type]
                     inclusion=self._inclusion(record, bid.leaf_index),
                     invalid_reason=bid.invalid_reason,
+                    award_round=record.award_round,
                 )
+                if outcome == pb.BID_OUTCOME_LOST and record.state == pb.AUCTION_STATE_SOLD:
+                    winner = record.ranking[0]
+                    out.range_proof = await self._loser_proof(record, winner, bid)
+                    out.winning_inclusion.CopyFrom(self._inclusion(record, winner.leaf_index))
+                    out.winning_opening_digest = crypto.sha256(winner.encrypted_opening)
+                    # Set for every lost bid, so it tells nothing about a tie.
+                    out.tie_break = TIE_BREAK
+                return out
         raise NotFoundError("no such bid in the signed set")
+
+    async def _loser_proof(self, record: AuctionRecord, winner: Bid, loser: Bid) -> bytes:
+        """The range proof that ``winner`` beats ``loser`` (made once, on request: proving
+        costs milliseconds, so it stays off the decision path)."""
+        key = (record.award_round, winner.leaf_index)
+        proof = loser.range_proofs.get(key)
+        if proof is None:
+            assert record.bid_set is not None
+            root = pb.BidSetCommitment.FromString(record.bid_set.payload).merkle_root
+            proof = await asyncio.to_thread(
+                self.prove_winner_exceeds, record.name, root, winner, loser
+            )
+            loser.range_proofs[key] = proof
+        return proof
+
+    def prove_winner_exceeds(self, auction: str, root: bytes, winner: Bid, loser: Bid) -> bytes:
+        """Bulletproofs range proof (Rust, GIL released) that ``winner``'s amount exceeds
+        ``loser``'s under the tie rule. An honest coordinator always has one; a false
+        claim has none, and then the loser gets an empty proof, which fails its check."""
+        try:
+            return _core.prove_winner_exceeds(
+                auction,
+                root,
+                winner.leaf_index,
+                winner.amount_minor,
+                winner.nonce,
+                winner.bidder,
+                loser.leaf_index,
+                loser.amount_minor,
+                loser.nonce,
+                loser.bidder,
+            )
+        except _core.CoreInvalidArgument:
+            return b""
 
     def release_key(self, caller: str, signed: pb.SignedPayload) -> None:
         """Forward the seller's data-key release to the current winner."""
@@ -687,23 +884,35 @@ class Coordinator:
             )
         elif status == pb.LEAD_STATUS_REJECTED_BY_BUYER:
             entries.extend(self.ledger.reverse_deal(deal.name, "rejected by the buyer"))
+            self._rejections[deal.buyer].append(now)
+            day = int(deal.create_time.ToNanoseconds() / 1e9 // 86400)
+            self._spend_per_day[(deal.buyer, day)] -= deal.price.amount_minor
         deal.status = status
         change = deal.history.add(status=status, reporter=caller, reason=request.reason)
         change.record_time.CopyFrom(ts(now))
         deal.update_time.CopyFrom(ts(now))
+        self._persist(deal)
         for party in (deal.seller, deal.buyer):
             self._emit(party, pb.SubscribeResponse(deal=deal))
+        self._check_sanctions(deal.buyer, cur)
         if status == pb.LEAD_STATUS_REJECTED_BY_BUYER:
             record = self._auction(deal.auction)
+            record.relinquished.add(record.ranking[0].leaf_index)
             record.ranking = record.ranking[1:]  # the lead passes to the next-highest bid
             self._award(record)
         out = pb.ReportLeadStatusResponse(deal=deal)
-        for e in entries:
-            if e is not None:
-                out.ledger_entries.add(
-                    name=f"ledgerEntries/{e.sequence}", sequence=e.sequence, deal=e.deal
-                )
+        out.ledger_entries.extend(entry_proto(e) for e in entries if e is not None)
         return out
+
+    def _persist(self, deal: pb.Deal) -> None:
+        if self.books is not None:
+            self.books.deal_changed(deal)
+
+    async def sync_books(self) -> None:
+        """Make the store hold everything booked so far, and adopt final settlements
+        made by ``lendgate settle`` since the last call (a no-op without a store)."""
+        if self.books is not None:
+            await self.books.sync(self.ledger)
 
     def list_deals(self, caller: str) -> list[pb.Deal]:
         """Deals the caller is a party to, newest first."""

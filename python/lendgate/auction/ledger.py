@@ -145,7 +145,8 @@ class Ledger:
             deal,
             reverses,
             description,
-            time.time() if post_time is None else post_time,
+            # Whole microseconds, the store's resolution: an entry reads back identical.
+            time.time_ns() // 1000 / 1e6 if post_time is None else post_time,
         )
         return self.repository.append(entry)
 
@@ -206,10 +207,30 @@ class Ledger:
 
     def settle(self, start: float, end: float, currency: str) -> Settlement:
         """Settle the period once: book one SETTLEMENT entry per transfer; idempotent."""
+        return self.adopt(self.final_settlement(start, end, currency))
+
+    def final_settlement(self, start: float, end: float, currency: str) -> Settlement:
+        """The period's final settlement: the one adopted already, or computed now without
+        booking anything (``lendgate settle`` stores it; the coordinator adopts it)."""
         key = (start, end, currency)
         if key in self._final:
             return self._final[key]
-        result = self._compute(start, end, currency, final=True)
+        return self._compute(start, end, currency, final=True)
+
+    def is_settled(self, start: float, end: float, currency: str) -> bool:
+        """Whether the period has a final settlement."""
+        return (start, end, currency) in self._final
+
+    def restore_final(self, settlement: Settlement) -> None:
+        """Mark a settlement final whose SETTLEMENT entries are already in the ledger."""
+        self._final[(settlement.start, settlement.end, settlement.currency)] = settlement
+
+    def adopt(self, result: Settlement) -> Settlement:
+        """Book a final settlement's transfers as SETTLEMENT entries, once per period."""
+        key = (result.start, result.end, result.currency)
+        if key in self._final:
+            return self._final[key]
+        start, end, currency = key
         for t in result.transfers:
             self.transfer(
                 EntryType.SETTLEMENT,

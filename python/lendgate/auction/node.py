@@ -32,6 +32,7 @@ from lendgate.errors import (
     LendgateError,
     NotFoundError,
     PermissionDeniedError,
+    UnimplementedError,
 )
 from lendgate.v1 import auction_pb2 as pb
 from lendgate.v1 import common_pb2
@@ -57,6 +58,7 @@ class OwnBid:
     amount: int
     nonce: bytes
     commitment: bytes
+    pedersen: bytes
     receipt: pb.BidReceipt | None
     rejection: pb.BidRejection | None
     bid_hash: bytes
@@ -71,6 +73,7 @@ class Sale:
     layer_key: Any
     done: asyncio.Future[ppb.SellResponse]
     commitments: dict[int, bytes] = field(default_factory=dict)
+    pedersen: dict[int, bytes] = field(default_factory=dict)
     released_round: int = 0
 
 
@@ -87,6 +90,7 @@ class ParticipantNode:
         policy: BiddingPolicy | None = None,
         filters: pb.BuyerFilters | None = None,
         network_key: bytes = DEV_NETWORK_KEY,
+        functions: dict[str, BiddingPolicy] | None = None,
     ) -> None:
         self.id = participant_id
         self.name = participant_name(participant_id)
@@ -94,6 +98,9 @@ class ParticipantNode:
         self.keys = keys or KeyPair.generate()
         self.landing_url = landing_url
         self.policy: BiddingPolicy = policy or segment_policy()
+        self.policy_spec = ppb.BiddingPolicy(enabled=True)
+        self.functions = dict(functions or {})
+        """Bidding functions deployed with the node, selectable by name."""
         self.filters = filters or pb.BuyerFilters()
         self.network_key = network_key
         self.coordinator_key = b""
@@ -106,6 +113,8 @@ class ParticipantNode:
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
+        self.events_seen = 0
+        """Sequence number of the last coordinator event taken from the stream."""
 
     def metadata(self, method: str) -> tuple[tuple[str, str], ...]:
         """Call metadata authenticating this node to the coordinator."""
@@ -173,6 +182,10 @@ class ParticipantNode:
             self._wake.clear()
             await self._wake.wait()
 
+    def busy(self) -> bool:
+        """Whether event handlers (bidding, unsealing, proof checks) are still running."""
+        return bool(self._background)
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._background.add(task)
@@ -189,6 +202,7 @@ class ParticipantNode:
         # between registering and the stream reaching the coordinator.
         self._subscribed.set()
         async for event in stream:
+            self.events_seen = event.sequence
             kind = event.WhichOneof("event")
             if kind == "announcement":
                 self._spawn(self._on_announcement(event.announcement))
@@ -210,6 +224,7 @@ class ParticipantNode:
         auction, currency = announcement.auction, announcement.min_bid_price.currency
         nonce = os.urandom(32)
         commitment = _core.bid_commitment(amount, currency, nonce, self.name, auction)
+        pedersen = _core.pedersen_commitment(amount, nonce, self.name, auction)
         opening = pb.BidOpening(
             auction=auction,
             amount=common_pb2.Money(amount_minor=amount, currency=currency),
@@ -234,10 +249,11 @@ class ParticipantNode:
             nonce=os.urandom(16),
             commitment=commitment,
             encrypted_opening=outer.SerializeToString(deterministic=True),
+            pedersen_commitment=pedersen,
         )
         bid.create_time.CopyFrom(ts(time.time()))
         signed = crypto.sign(self.keys.signing, bid, self.name)
-        own = OwnBid(amount, nonce, commitment, None, None, crypto.sha256(signed.payload))
+        own = OwnBid(amount, nonce, commitment, pedersen, None, None, crypto.sha256(signed.payload))
         return signed, own
 
     def check_response(self, own: OwnBid, response: pb.PlaceBidResponse) -> None:
@@ -274,7 +290,8 @@ class ParticipantNode:
         self._notify(ppb.NotifyResponse(lead_offered=notice))
 
     async def check_own_bid(self, auction: str, result: pb.GetAuctionResultResponse) -> bool:
-        """Check that our accepted bid is under the signed root (owner's audit)."""
+        """The owner's audit of its bid: under the signed root, and — if it lost — beaten,
+        by the zero-knowledge range proof against the winning Pedersen commitment."""
         own = self.bids[auction]
         if own.receipt is None:
             return True
@@ -283,18 +300,17 @@ class ParticipantNode:
             "GetBidProof", pb.GetBidProofRequest(auction=auction, bid_hash=own.bid_hash)
         )
         inc = proof.inclusion
-        return (
+        if not (
             inc.leaf_hash == own.receipt.leaf_hash
             and inc.leaf_index == own.receipt.leaf_index
-            and inc.leaf_count == bid_set.leaf_count
-            and _core.verify_inclusion(
-                inc.leaf_hash,
-                inc.leaf_index,
-                inc.leaf_count,
-                list(inc.audit_path),
-                bid_set.merkle_root,
-            )
-        )
+            and _proves(inc, bid_set)
+        ):
+            return False
+        if proof.outcome != pb.BID_OUTCOME_LOST or not result.HasField("result"):
+            return True
+        signed = crypto.verify(result.result, pb.AuctionResult, self.coordinator_key)
+        # Verifying costs about a millisecond in Rust with the GIL released: off the loop.
+        return await asyncio.to_thread(loss_is_proven, auction, own, signed, bid_set, proof)
 
     async def _on_result(self, notice: pb.AuctionResultNotice) -> None:
         auction, view = notice.auction, notice.result
@@ -304,11 +320,13 @@ class ParticipantNode:
         if own is None or not view.HasField("bidder_view"):
             return
         outcome = view.bidder_view.outcome
-        if outcome == pb.BID_OUTCOME_WON:
-            return  # LeadWonNotice comes with the key
+        if outcome in (pb.BID_OUTCOME_WON, pb.BID_OUTCOME_RELINQUISHED):
+            return  # a won lead's notice comes with the key; a rejected one is ours to know
         ok = await self.check_own_bid(auction, view)
         if not ok:
-            self.evidence.append(f"{auction}: own bid not under the signed root")
+            self.evidence.append(
+                f"{auction}: own bid not under the signed root, or the loss not proven"
+            )
         self._notify(
             ppb.NotifyResponse(
                 bid_lost=ppb.BidLostNotice(
@@ -393,13 +411,16 @@ class ParticipantNode:
         out = pb.UnsealedBids(auction=task.auction, merkle_root=bid_set.merkle_root)
         for item in task.items:
             inc = item.inclusion
-            leaf = _core.leaf_hash(item.commitment, item.encrypted_opening)
+            leaf = _core.leaf_hash(
+                item.commitment, item.encrypted_opening, item.pedersen_commitment
+            )
             # Only bids provably under the signed root are unsealed.
             if leaf != inc.leaf_hash or not _core.verify_inclusion(
                 leaf, inc.leaf_index, bid_set.leaf_count, list(inc.audit_path), bid_set.merkle_root
             ):
                 raise CryptoError("an unseal item is not under the signed root")
             sale.commitments[inc.leaf_index] = item.commitment
+            sale.pedersen[inc.leaf_index] = item.pedersen_commitment
             try:
                 inner = crypto.open_sealed(
                     sale.layer_key,
@@ -422,14 +443,23 @@ class ParticipantNode:
         if result.state == pb.AUCTION_STATE_SOLD:
             s = view.seller_view
             committed = sale.commitments.get(result.winning_leaf_index)
-            # The price must open the winning commitment that was under the signed root.
-            if committed != result.winning_commitment or not _core.verify_bid_opening(
-                result.winning_commitment,
-                s.price.amount_minor,
-                s.price.currency,
-                s.price_blinding,
-                s.winner,
-                auction,
+            pedersen = sale.pedersen.get(result.winning_leaf_index)
+            # The price must open both winning commitments that were under the signed root
+            # (the Pedersen one is what the losers' proofs are against).
+            if (
+                committed != result.winning_commitment
+                or pedersen != result.winning_pedersen_commitment
+                or not _core.verify_bid_opening(
+                    result.winning_commitment,
+                    s.price.amount_minor,
+                    s.price.currency,
+                    s.price_blinding,
+                    s.winner,
+                    auction,
+                )
+                or not _core.verify_pedersen_opening(
+                    pedersen, s.price.amount_minor, s.price_blinding, s.winner, auction
+                )
             ):
                 self.evidence.append(f"{auction}: the price does not open the winning commitment")
                 raise CryptoError("the coordinator's price does not match the winning commitment")
@@ -463,6 +493,35 @@ class ParticipantNode:
             ppb.NotifyResponse(sale_result=ppb.SaleResultNotice(lead_id=sale.lead_id, sale=sell))
         )
 
+    def set_policy(self, spec: ppb.BiddingPolicy) -> ppb.BiddingPolicy:
+        """Replace the bidding policy (segment table or a deployed Python function)."""
+        kind = spec.WhichOneof("pricing")
+        max_bid = spec.max_bid.amount_minor
+        if max_bid < 0:
+            raise InvalidArgumentError("must not be negative", field="policy.max_bid")
+        policy: BiddingPolicy
+        if not spec.enabled or kind is None:
+            policy = _no_bid
+        elif kind == "segment_prices":
+            table: dict[str, int] = {}
+            for i, entry in enumerate(spec.segment_prices.entries):
+                if not entry.segment or entry.price.amount_minor <= 0:
+                    raise InvalidArgumentError(
+                        "a segment and a positive price are required",
+                        field=f"policy.segment_prices.entries[{i}]",
+                    )
+                table.setdefault(entry.segment, entry.price.amount_minor)
+            policy = segment_policy(table, max_bid)
+        elif kind == "python_function":
+            function = self.functions.get(spec.python_function)
+            if function is None:
+                raise NotFoundError(f"no bidding function {spec.python_function!r} on this node")
+            policy = _capped(function, max_bid)
+        else:
+            raise UnimplementedError("strategy-priced bidding is not wired to the node yet")
+        self.policy, self.policy_spec = policy, spec
+        return spec
+
     async def update_status(self, request: ppb.UpdateLeadStatusRequest) -> pb.Deal:
         """Forward a lead status change to the coordinator."""
         if not request.deal:
@@ -476,3 +535,67 @@ class ParticipantNode:
         )
         response = await self.call("ReportLeadStatus", forwarded)
         return response.deal  # type: ignore[no-any-return]
+
+
+def _no_bid(announcement: pb.AuctionAnnouncement) -> int | None:
+    return None
+
+
+def _capped(function: BiddingPolicy, max_bid: int) -> BiddingPolicy:
+    if not max_bid:
+        return function
+
+    def policy(announcement: pb.AuctionAnnouncement) -> int | None:
+        amount = function(announcement)
+        return None if amount is None else min(amount, max_bid)
+
+    return policy
+
+
+def _proves(inc: pb.MerkleInclusionProof, bid_set: pb.BidSetCommitment) -> bool:
+    return inc.leaf_count == bid_set.leaf_count and _core.verify_inclusion(
+        inc.leaf_hash, inc.leaf_index, inc.leaf_count, list(inc.audit_path), bid_set.merkle_root
+    )
+
+
+def loss_is_proven(
+    auction: str,
+    own: OwnBid,
+    result: pb.AuctionResult,
+    bid_set: pb.BidSetCommitment,
+    proof: pb.GetBidProofResponse,
+) -> bool:
+    """A loser's check that it really lost, learning nothing about the winning amount.
+
+    The signed result names the winning leaf and its commitments; the winning leaf must
+    be under the same signed root; and the Bulletproofs range proof must show that the
+    winning Pedersen commitment exceeds ours under the tie rule, in a transcript bound
+    to this auction, root and both leaves.
+    """
+    if own.receipt is None or result.auction != auction or proof.award_round != result.award_round:
+        return False
+    if result.merkle_root != bid_set.merkle_root or result.state != pb.AUCTION_STATE_SOLD:
+        return False
+    win = proof.winning_inclusion
+    try:
+        winning_leaf = _core.leaf_hash_from_digest(
+            result.winning_commitment,
+            proof.winning_opening_digest,
+            result.winning_pedersen_commitment,
+        )
+        return (
+            win.leaf_index == result.winning_leaf_index
+            and win.leaf_hash == winning_leaf
+            and _proves(win, bid_set)
+            and _core.verify_winner_exceeds(
+                auction,
+                bid_set.merkle_root,
+                result.winning_leaf_index,
+                result.winning_pedersen_commitment,
+                own.receipt.leaf_index,
+                own.pedersen,
+                proof.range_proof,
+            )
+        )
+    except _core.CoreInvalidArgument:
+        return False

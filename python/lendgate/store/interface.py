@@ -179,6 +179,45 @@ class Deal:
 
 
 @dataclass(frozen=True)
+class AuctionLedgerRow:
+    """One entry of the auction's ledger as stored (see ``lendgate.auction.books``)."""
+
+    sequence: int
+    entry_type: str
+    currency: str
+    deal: str
+    reverses: int
+    description: str
+    post_time_us: int
+    postings: str
+    """JSON ``[[account, amount_minor], ...]``, summing to zero."""
+
+
+@dataclass(frozen=True)
+class AuctionDealRow:
+    """One deal of the auction's registry, its current state."""
+
+    deal_name: str
+    auction: str
+    seller: str
+    buyer: str
+    create_time_us: int
+    update_time_us: int
+    payload: bytes
+    """The protobuf ``lendgate.v1.Deal``."""
+
+
+@dataclass(frozen=True)
+class AuctionBooks:
+    """Everything the auction coordinator restores on start."""
+
+    entries: tuple[AuctionLedgerRow, ...]
+    deals: tuple[AuctionDealRow, ...]
+    settlements: dict[str, str]
+    """Final settlements by id, as JSON."""
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Serialized in-memory state covering every event with ``seq <= position``."""
 
@@ -437,6 +476,29 @@ class Store(Protocol):
 
     async def trial_balance(self) -> dict[str, int]:
         """Sum of every posting per currency; zero for each currency when books balance."""
+        ...
+
+    # --- the auction's books --------------------------------------------------------
+
+    async def append_auction_entries(self, rows: Sequence[AuctionLedgerRow]) -> None:
+        """Append ledger entries (a row whose sequence is stored already is skipped, so a
+        retried batch is harmless)."""
+        ...
+
+    async def put_auction_deal(self, row: AuctionDealRow) -> None:
+        """Insert or replace a deal's current state."""
+        ...
+
+    async def put_auction_settlement(self, settlement_id: str, payload: str) -> str:
+        """Store a final settlement once; returns the stored one (the first, on a repeat)."""
+        ...
+
+    async def auction_settlements(self) -> dict[str, str]:
+        """Every final settlement by id."""
+        ...
+
+    def auction_books_blocking(self) -> AuctionBooks:
+        """All deals, entries and settlements, read on the calling thread (start-up only)."""
         ...
 
     # --- retention -------------------------------------------------------------------

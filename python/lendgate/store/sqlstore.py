@@ -30,6 +30,9 @@ from lendgate.store import codec, matchkeys, migrations
 from lendgate.store.backends import Backend, StoreOpenError, Tx
 from lendgate.store.interface import (
     DEFINITION_KINDS,
+    AuctionBooks,
+    AuctionDealRow,
+    AuctionLedgerRow,
     Deal,
     DefinitionKind,
     DefinitionVersion,
@@ -658,6 +661,102 @@ class SqlStore:
             }
         )
 
+    # --- the auction's books ---------------------------------------------------------------
+
+    async def append_auction_entries(self, rows: Sequence[AuctionLedgerRow]) -> None:
+        """Append ledger entries; rows already stored (same sequence) are skipped."""
+
+        def op(tx: Tx, clock: int) -> bytes:
+            for r in rows:
+                tx.execute(
+                    "INSERT INTO auction_ledger (sequence, entry_type, currency, deal, reverses,"
+                    " description, post_time_us, postings) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (sequence) DO NOTHING",
+                    (
+                        r.sequence,
+                        r.entry_type,
+                        r.currency,
+                        r.deal,
+                        r.reverses,
+                        r.description,
+                        r.post_time_us,
+                        r.postings,
+                    ),
+                )
+            return b""
+
+        await self._write(None, "append_auction_entries", op)
+
+    async def put_auction_deal(self, row: AuctionDealRow) -> None:
+        """Insert or replace a deal's current state."""
+
+        def op(tx: Tx, clock: int) -> bytes:
+            tx.execute(
+                "INSERT INTO auction_deals (deal_name, auction, seller, buyer, create_time_us,"
+                " update_time_us, payload) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (deal_name) DO UPDATE SET update_time_us = excluded.update_time_us,"
+                " payload = excluded.payload",
+                (
+                    row.deal_name,
+                    row.auction,
+                    row.seller,
+                    row.buyer,
+                    row.create_time_us,
+                    row.update_time_us,
+                    row.payload,
+                ),
+            )
+            return b""
+
+        await self._write(None, "put_auction_deal", op)
+
+    async def put_auction_settlement(self, settlement_id: str, payload: str) -> str:
+        """Store a final settlement once; returns the stored one."""
+
+        def op(tx: Tx, clock: int) -> bytes:
+            tx.execute(
+                "INSERT INTO auction_settlements (settlement_id, created_at_us, payload)"
+                " VALUES (?, ?, ?) ON CONFLICT (settlement_id) DO NOTHING",
+                (settlement_id, clock, payload),
+            )
+            row = tx.execute(
+                "SELECT payload FROM auction_settlements WHERE settlement_id = ?",
+                (settlement_id,),
+            ).fetchone()
+            return str(row[0]).encode()
+
+        return (await self._write(None, "put_auction_settlement", op)).decode()
+
+    async def auction_settlements(self) -> dict[str, str]:
+        """Every final settlement by id."""
+        return await self._read(_auction_settlements)
+
+    def auction_books_blocking(self) -> AuctionBooks:
+        """All deals, entries and settlements, read on the calling thread."""
+
+        def read(tx: Tx) -> AuctionBooks:
+            entries = tx.execute(
+                "SELECT sequence, entry_type, currency, deal, reverses, description,"
+                " post_time_us, postings FROM auction_ledger ORDER BY sequence"
+            ).fetchall()
+            deals = tx.execute(
+                "SELECT deal_name, auction, seller, buyer, create_time_us, update_time_us,"
+                " payload FROM auction_deals ORDER BY create_time_us, deal_name"
+            ).fetchall()
+            return AuctionBooks(
+                tuple(
+                    AuctionLedgerRow(int(r[0]), r[1], r[2], r[3], int(r[4]), r[5], int(r[6]), r[7])
+                    for r in entries
+                ),
+                tuple(
+                    AuctionDealRow(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), bytes(r[6]))
+                    for r in deals
+                ),
+                _auction_settlements(tx),
+            )
+
+        return self._run_read(read)
+
     # --- retention ---------------------------------------------------------------------------
 
     async def purge_expired(self, *, now_us: int | None = None) -> PurgeResult:
@@ -966,6 +1065,11 @@ def _post(
         [(txn_id, p.account, p.amount_minor, p.currency) for p in postings],
     )
     return LedgerTransaction(txn_id, memo, clock, tuple(postings), deal_id)
+
+
+def _auction_settlements(tx: Tx) -> dict[str, str]:
+    rows = tx.execute("SELECT settlement_id, payload FROM auction_settlements").fetchall()
+    return {str(r[0]): str(r[1]) for r in rows}
 
 
 def _row_by_seq(tx: Tx, seq: int) -> Any:

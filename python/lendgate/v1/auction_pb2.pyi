@@ -35,13 +35,24 @@ CipherSuite):
   big-endian || lp(currency) || nonce (32 bytes) || lp(bidder) ||
   lp(auction)), where lp(x) is x's UTF-8 length as u32 big-endian followed
   by x; 32 bytes. Hiding (random 256-bit nonce) and binding (collision
-  resistance). They allow no zero-knowledge comparison: a loser checks its
-  loss by its inclusion proof and, in a dispute, by revealing its own
-  opening (see docs/AUCTION_PROTOCOL.md).
+  resistance).
+* Pedersen commitments (for the losers' zero-knowledge proof): next to the
+  hash commitment every bid carries P = amount_minor·B + r·B' over
+  Ristretto255 (B the base point, B' the Bulletproofs PedersenGens blinding
+  base), compressed to 32 bytes, with r = Scalar::from_hash(SHA-512(
+  "lendgate.v1.PedersenBlinding" || 0x00 || nonce || lp(bidder) ||
+  lp(auction))) derived from the same 32-byte nonce. A loser receives a
+  64-bit Bulletproofs range proof that P_winner - P_loser - k·B commits to a
+  value >= 0, where k = 1 if the loser's leaf index is below the winner's
+  and 0 otherwise (the tie rule), with a Merlin transcript labelled
+  "lendgate.v1.WinnerExceedsLoser" over the auction, the signed Merkle root
+  and both leaf indexes. It learns that it lost, and nothing about the
+  winning amount (see GetBidProofResponse).
 * Merkle tree over the bids of one auction: RFC 6962 (Certificate
   Transparency) construction with SHA-256: leaf hash = SHA-256(0x00 ||
   leaf), node hash = SHA-256(0x01 || left || right), where
-    leaf = commitment (32 bytes) || SHA-256(encrypted_opening bytes)
+    leaf = commitment (32 bytes) || SHA-256(encrypted_opening bytes) ||
+           pedersen_commitment (32 bytes)
   (see SealedBid), leaves ordered by receipt sequence number.
 
 Hiding: a bid's opening (amount, blinding) is encrypted in two layers,
@@ -249,6 +260,10 @@ class _BidOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BidOutcome
     """The bid was invalid on opening."""
     BID_OUTCOME_CANCELLED: _BidOutcome.ValueType  # 4
     """The auction was cancelled."""
+    BID_OUTCOME_RELINQUISHED: _BidOutcome.ValueType  # 5
+    """The bid won an earlier award round and its bidder rejected the lead, which
+    passed to the next-highest bid; no loss proof applies to it.
+    """
 
 class BidOutcome(_BidOutcome, metaclass=_BidOutcomeEnumTypeWrapper):
     """Outcome of one bid."""
@@ -263,6 +278,10 @@ BID_OUTCOME_INVALID: BidOutcome.ValueType  # 3
 """The bid was invalid on opening."""
 BID_OUTCOME_CANCELLED: BidOutcome.ValueType  # 4
 """The auction was cancelled."""
+BID_OUTCOME_RELINQUISHED: BidOutcome.ValueType  # 5
+"""The bid won an earlier award round and its bidder rejected the lead, which
+passed to the next-highest bid; no loss proof applies to it.
+"""
 Global___BidOutcome: _TypeAlias = BidOutcome  # noqa: Y015
 
 class _LeadStatus:
@@ -1406,6 +1425,7 @@ class SealedBid(_message.Message):
     COMMITMENT_FIELD_NUMBER: _builtins.int
     ENCRYPTED_OPENING_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    PEDERSEN_COMMITMENT_FIELD_NUMBER: _builtins.int
     auction: _builtins.str
     """The auction, "auctions/{auction_id}"."""
     bidder: _builtins.str
@@ -1425,6 +1445,11 @@ class SealedBid(_message.Message):
                         aad  = auction (UTF-8),
                         pt   = protobuf encoding of the inner SealedBox)
     """
+    pedersen_commitment: _builtins.bytes
+    """Pedersen commitment to the amount (32 bytes, compressed Ristretto255; see
+    the file comment). Required; must open with the same amount and nonce as
+    `commitment`, or the bid is invalid on opening.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the bidder made the bid (bidder's clock; the deadline is judged by
@@ -1440,10 +1465,11 @@ class SealedBid(_message.Message):
         commitment: _builtins.bytes = ...,
         encrypted_opening: _builtins.bytes = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        pedersen_commitment: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auction", b"auction", "bidder", b"bidder", "commitment", b"commitment", "create_time", b"create_time", "encrypted_opening", b"encrypted_opening", "nonce", b"nonce"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auction", b"auction", "bidder", b"bidder", "commitment", b"commitment", "create_time", b"create_time", "encrypted_opening", b"encrypted_opening", "nonce", b"nonce", "pedersen_commitment", b"pedersen_commitment"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1698,14 +1724,17 @@ class UnsealItem(_message.Message):
     COMMITMENT_FIELD_NUMBER: _builtins.int
     ENCRYPTED_OPENING_FIELD_NUMBER: _builtins.int
     INCLUSION_FIELD_NUMBER: _builtins.int
+    PEDERSEN_COMMITMENT_FIELD_NUMBER: _builtins.int
     commitment: _builtins.bytes
     """The bid's commitment (32 bytes)."""
     encrypted_opening: _builtins.bytes
     """The bid's encrypted_opening (outer SealedBox encoding)."""
+    pedersen_commitment: _builtins.bytes
+    """The bid's Pedersen commitment (32 bytes)."""
     @_builtins.property
     def inclusion(self) -> Global___MerkleInclusionProof:
-        """Proof that leaf = commitment || SHA-256(encrypted_opening) is under the
-        signed root.
+        """Proof that leaf = commitment || SHA-256(encrypted_opening) ||
+        pedersen_commitment is under the signed root.
         """
 
     def __init__(
@@ -1714,10 +1743,11 @@ class UnsealItem(_message.Message):
         commitment: _builtins.bytes = ...,
         encrypted_opening: _builtins.bytes = ...,
         inclusion: Global___MerkleInclusionProof | None = ...,
+        pedersen_commitment: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["inclusion", b"inclusion"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["commitment", b"commitment", "encrypted_opening", b"encrypted_opening", "inclusion", b"inclusion"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commitment", b"commitment", "encrypted_opening", b"encrypted_opening", "inclusion", b"inclusion", "pedersen_commitment", b"pedersen_commitment"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1893,6 +1923,8 @@ class AuctionResult(_message.Message):
     WINNING_COMMITMENT_FIELD_NUMBER: _builtins.int
     INVALID_LEAF_INDEXES_FIELD_NUMBER: _builtins.int
     DECIDE_TIME_FIELD_NUMBER: _builtins.int
+    WINNING_PEDERSEN_COMMITMENT_FIELD_NUMBER: _builtins.int
+    TIE_BREAK_FIELD_NUMBER: _builtins.int
     auction: _builtins.str
     """The auction."""
     merkle_root: _builtins.bytes
@@ -1909,6 +1941,14 @@ class AuctionResult(_message.Message):
     """Leaf index of the winning bid; meaningful when SOLD."""
     winning_commitment: _builtins.bytes
     """Commitment of the winning bid (32 bytes); empty when not SOLD."""
+    winning_pedersen_commitment: _builtins.bytes
+    """Pedersen commitment of the winning bid (32 bytes); empty when not SOLD.
+    The losers' range proofs are against it.
+    """
+    tie_break: _builtins.str
+    """The tie-break rule fixed in advance: "highest amount; a tie goes to the
+    lower leaf index (the earlier receipt)".
+    """
     @_builtins.property
     def invalid_leaf_indexes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Leaf indexes of bids found invalid on opening (below MinBidPrice, wrong
@@ -1931,10 +1971,12 @@ class AuctionResult(_message.Message):
         winning_commitment: _builtins.bytes = ...,
         invalid_leaf_indexes: _abc.Iterable[_builtins.int] | None = ...,
         decide_time: _timestamp_pb2.Timestamp | None = ...,
+        winning_pedersen_commitment: _builtins.bytes = ...,
+        tie_break: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["decide_time", b"decide_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auction", b"auction", "award_round", b"award_round", "decide_time", b"decide_time", "invalid_leaf_indexes", b"invalid_leaf_indexes", "leaf_count", b"leaf_count", "merkle_root", b"merkle_root", "state", b"state", "winning_commitment", b"winning_commitment", "winning_leaf_index", b"winning_leaf_index"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auction", b"auction", "award_round", b"award_round", "decide_time", b"decide_time", "invalid_leaf_indexes", b"invalid_leaf_indexes", "leaf_count", b"leaf_count", "merkle_root", b"merkle_root", "state", b"state", "tie_break", b"tie_break", "winning_commitment", b"winning_commitment", "winning_leaf_index", b"winning_leaf_index", "winning_pedersen_commitment", b"winning_pedersen_commitment"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2179,22 +2221,38 @@ class GetBidProofResponse(_message.Message):
     RANGE_PROOF_FIELD_NUMBER: _builtins.int
     TIE_BREAK_FIELD_NUMBER: _builtins.int
     INVALID_REASON_FIELD_NUMBER: _builtins.int
+    WINNING_INCLUSION_FIELD_NUMBER: _builtins.int
+    WINNING_OPENING_DIGEST_FIELD_NUMBER: _builtins.int
+    AWARD_ROUND_FIELD_NUMBER: _builtins.int
     outcome: Global___BidOutcome.ValueType
     """Outcome of the bid."""
     range_proof: _builtins.bytes
-    """Reserved for a zero-knowledge proof that the winning bid exceeds this
-    one. Always empty today: hash commitments allow no such proof (see the
-    file comment).
+    """For a LOST bid: the Bulletproofs range proof (64-bit, serialised by the
+    `bulletproofs` crate) that the winning bid exceeds this one under the tie
+    rule (see the file comment on Pedersen commitments); empty otherwise.
     """
     tie_break: _builtins.str
-    """For a lost tie: the tie-break rule applied, "lower leaf index wins" (the
-    earlier receipt); empty otherwise.
+    """For a LOST bid: the tie-break rule the range proof applies (the same
+    text as AuctionResult.tie_break). Set for every lost bid, tie or not, so
+    it reveals nothing about the winning amount; empty otherwise.
     """
     invalid_reason: _builtins.str
     """For an INVALID bid: why."""
+    winning_opening_digest: _builtins.bytes
+    """For a LOST bid: SHA-256 of the winning bid's encrypted_opening, so the
+    loser can recompute the winning leaf from AuctionResult's commitments.
+    """
+    award_round: _builtins.int
+    """Award round the proof is against (AuctionResult.award_round)."""
     @_builtins.property
     def inclusion(self) -> Global___MerkleInclusionProof:
         """Inclusion of the bid's leaf under the signed root."""
+
+    @_builtins.property
+    def winning_inclusion(self) -> Global___MerkleInclusionProof:
+        """For a LOST bid: inclusion of the winning leaf under the signed root
+        (leaf index = AuctionResult.winning_leaf_index).
+        """
 
     def __init__(
         self,
@@ -2204,10 +2262,13 @@ class GetBidProofResponse(_message.Message):
         range_proof: _builtins.bytes = ...,
         tie_break: _builtins.str = ...,
         invalid_reason: _builtins.str = ...,
+        winning_inclusion: Global___MerkleInclusionProof | None = ...,
+        winning_opening_digest: _builtins.bytes = ...,
+        award_round: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["inclusion", b"inclusion"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["inclusion", b"inclusion", "winning_inclusion", b"winning_inclusion"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["inclusion", b"inclusion", "invalid_reason", b"invalid_reason", "outcome", b"outcome", "range_proof", b"range_proof", "tie_break", b"tie_break"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["award_round", b"award_round", "inclusion", b"inclusion", "invalid_reason", b"invalid_reason", "outcome", b"outcome", "range_proof", b"range_proof", "tie_break", b"tie_break", "winning_inclusion", b"winning_inclusion", "winning_opening_digest", b"winning_opening_digest"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -35,13 +35,24 @@ CipherSuite):
   big-endian || lp(currency) || nonce (32 bytes) || lp(bidder) ||
   lp(auction)), where lp(x) is x's UTF-8 length as u32 big-endian followed
   by x; 32 bytes. Hiding (random 256-bit nonce) and binding (collision
-  resistance). They allow no zero-knowledge comparison: a loser checks its
-  loss by its inclusion proof and, in a dispute, by revealing its own
-  opening (see docs/AUCTION_PROTOCOL.md).
+  resistance).
+* Pedersen commitments (for the losers' zero-knowledge proof): next to the
+  hash commitment every bid carries P = amount_minor·B + r·B' over
+  Ristretto255 (B the base point, B' the Bulletproofs PedersenGens blinding
+  base), compressed to 32 bytes, with r = Scalar::from_hash(SHA-512(
+  "lendgate.v1.PedersenBlinding" || 0x00 || nonce || lp(bidder) ||
+  lp(auction))) derived from the same 32-byte nonce. A loser receives a
+  64-bit Bulletproofs range proof that P_winner - P_loser - k·B commits to a
+  value >= 0, where k = 1 if the loser's leaf index is below the winner's
+  and 0 otherwise (the tie rule), with a Merlin transcript labelled
+  "lendgate.v1.WinnerExceedsLoser" over the auction, the signed Merkle root
+  and both leaf indexes. It learns that it lost, and nothing about the
+  winning amount (see GetBidProofResponse).
 * Merkle tree over the bids of one auction: RFC 6962 (Certificate
   Transparency) construction with SHA-256: leaf hash = SHA-256(0x00 ||
   leaf), node hash = SHA-256(0x01 || left || right), where
-    leaf = commitment (32 bytes) || SHA-256(encrypted_opening bytes)
+    leaf = commitment (32 bytes) || SHA-256(encrypted_opening bytes) ||
+           pedersen_commitment (32 bytes)
   (see SealedBid), leaves ordered by receipt sequence number.
 
 Hiding: a bid's opening (amount, blinding) is encrypted in two layers,

@@ -1,9 +1,9 @@
 //! The Merkle tree over the bids of one auction: RFC 6962 / RFC 9162 section 2.1 with
 //! SHA-256 (leaf hash `H(0x00 || leaf)`, node hash `H(0x01 || left || right)`).
 //!
-//! A bid's leaf is `commitment (32 bytes) || SHA-256(encrypted_opening)`, so the root
-//! signed at the deadline fixes both what each bid committed to and the ciphertext the
-//! seller will later unseal.
+//! A bid's leaf is `commitment (32 bytes) || SHA-256(encrypted_opening) || Pedersen
+//! commitment (32 bytes)`, so the root signed at the deadline fixes what each bid
+//! committed to (twice: hash and Pedersen) and the ciphertext the seller will unseal.
 
 use crate::{CoreError, CoreResult};
 use sha2::{Digest, Sha256};
@@ -13,16 +13,44 @@ pub const EMPTY_ROOT_LEN: usize = 32;
 
 type Hash = [u8; 32];
 
-/// The leaf hash of a bid: `SHA-256(0x00 || commitment || SHA-256(encrypted_opening))`.
-pub fn leaf_hash(commitment: &[u8], encrypted_opening: &[u8]) -> CoreResult<Hash> {
+/// The leaf hash of a bid: `SHA-256(0x00 || commitment || SHA-256(encrypted_opening) ||
+/// pedersen_commitment)`.
+pub fn leaf_hash(
+    commitment: &[u8],
+    encrypted_opening: &[u8],
+    pedersen_commitment: &[u8],
+) -> CoreResult<Hash> {
+    leaf_hash_from_digest(
+        commitment,
+        &Sha256::digest(encrypted_opening),
+        pedersen_commitment,
+    )
+}
+
+/// [`leaf_hash`] from the SHA-256 of the encrypted opening rather than the opening
+/// itself: what a loser gets to recompute the winning leaf without its ciphertext.
+pub fn leaf_hash_from_digest(
+    commitment: &[u8],
+    opening_digest: &[u8],
+    pedersen_commitment: &[u8],
+) -> CoreResult<Hash> {
     if commitment.len() != 32 {
         return Err(CoreError::invalid("commitment", "must be 32 bytes"));
     }
-    let opening_hash = Sha256::digest(encrypted_opening);
+    if opening_digest.len() != 32 {
+        return Err(CoreError::invalid("opening_digest", "must be 32 bytes"));
+    }
+    if pedersen_commitment.len() != 32 {
+        return Err(CoreError::invalid(
+            "pedersen_commitment",
+            "must be 32 bytes",
+        ));
+    }
     let mut h = Sha256::new();
     h.update([0u8]);
     h.update(commitment);
-    h.update(opening_hash);
+    h.update(opening_digest);
+    h.update(pedersen_commitment);
     Ok(h.finalize().into())
 }
 
@@ -140,7 +168,7 @@ mod tests {
     fn leaves(n: usize) -> Vec<Vec<u8>> {
         (0..n)
             .map(|i| {
-                leaf_hash(&[i as u8; 32], &[i as u8])
+                leaf_hash(&[i as u8; 32], &[i as u8], &[i as u8; 32])
                     .expect("32 bytes")
                     .to_vec()
             })
