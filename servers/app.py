@@ -142,7 +142,12 @@ async def serve(config: Config) -> None:
     except StoreOpenError as exc:
         raise ServerStartError(str(exc)) from None
     try:
-        running = await create_server(config, build_servicers(config, store))
+        servicers = build_servicers(config, store)
+        for servicer in servicers.values():
+            start = getattr(servicer, "start", None)
+            if start is not None:
+                await start()
+        running = await create_server(config, servicers)
     except BaseException:
         await store.aclose()
         raise

@@ -11,6 +11,8 @@ from lendgate.config import Config
 from lendgate.scoring import ScoringService
 from lendgate.store import Store
 from lendgate.strategy import StrategyService
+from lendgate.strategy.decisions import DecisionLog
+from lendgate.strategy.repository import StoreStrategyRepository
 from servers.auction import AuctionServicer
 from servers.rule_admin import RuleAdminServicer
 from servers.scoring import ScoringServicer
@@ -22,8 +24,9 @@ def build_servicers(config: Config, store: Store) -> dict[str, object]:
 
     RuleAdminService edits the scoring service's rule book and lists (in memory).
     Scoring keeps its events, reports, outcomes and incidents in ``store`` (its
-    aggregates and match index are in memory); strategies and the auction keep their
-    state in memory until their repositories are moved onto ``store``.
+    aggregates and match index are in memory); strategies and their decisions are
+    in ``store``; the auction keeps its state in memory. A servicer with an async
+    ``start()`` is started (e.g. loads its state) before the server accepts calls.
     """
     auction = AuctionConfig(bidding_window_s=config.auction_bidding_window_s)
     scoring = ScoringService(store)
@@ -31,6 +34,10 @@ def build_servicers(config: Config, store: Store) -> dict[str, object]:
         "lendgate.v1.ScoringService": ScoringServicer(scoring),
         # Shares the ScoringService: rule and list edits apply to the next check.
         "lendgate.v1.RuleAdminService": RuleAdminServicer(scoring, config.rule_admin_partners),
-        "lendgate.v1.StrategyService": StrategyServicer(StrategyService()),
+        # Strategies live in the store (loaded by the servicer's start()); every
+        # decision is logged there too.
+        "lendgate.v1.StrategyService": StrategyServicer(
+            StrategyService(StoreStrategyRepository(store)), DecisionLog(store)
+        ),
         "lendgate.v1.AuctionService": AuctionServicer(Coordinator(auction)),
     }
