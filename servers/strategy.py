@@ -205,8 +205,7 @@ class StrategyServicer:
                 server_version=core_version,
             ),
             ab_test_paths=[
-                strategy_pb2.AbTestPath(node_id=node, path=path)
-                for node, path in decision.ab_paths
+                strategy_pb2.AbTestPath(node_id=node, path=path) for node, path in decision.ab_paths
             ],
         )
         if decision.raw is not None:
@@ -318,9 +317,7 @@ class StrategyServicer:
         settings = PublishSettings(
             challengers=tuple(Challenger(c.version, c.traffic_bps, c.label) for c in s.challengers),
             sticky_key_path=s.sticky_key_path,
-            active_from=s.active_from.ToDatetime(tzinfo=UTC)
-            if s.HasField("active_from")
-            else None,
+            active_from=s.active_from.ToDatetime(tzinfo=UTC) if s.HasField("active_from") else None,
             active_until=s.active_until.ToDatetime(tzinfo=UTC)
             if s.HasField("active_until")
             else None,

@@ -44,9 +44,9 @@ def _table(content: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     inputs = content.get("inputs") or []
     outputs = content.get("outputs") or []
     columns = [*inputs, *outputs]
-    header = [
-        str(c.get("field") or c.get("name") or c.get("id") or "") for c in inputs
-    ] + ["→ " + str(c.get("field") or c.get("name") or "") for c in outputs]
+    header = [str(c.get("field") or c.get("name") or c.get("id") or "") for c in inputs] + [
+        "→ " + str(c.get("field") or c.get("name") or "") for c in outputs
+    ]
     rows = [
         [str(rule.get(c.get("id"), "") or "-") for c in columns]
         for rule in content.get("rules") or []
@@ -88,7 +88,11 @@ def _edge_labels(doc: dict[str, Any]) -> dict[str, str]:
 
 
 def _mermaid_text(s: str) -> str:
-    return html.escape(s, quote=True).replace("#", "#35;").replace("|", "#124;")
+    """Text safe inside a quoted Mermaid label (Mermaid's ``#name;`` entity codes)."""
+    s = s.replace("#", "#35;")
+    for ch, code in (('"', "#quot;"), ("<", "#lt;"), (">", "#gt;"), ("|", "#124;")):
+        s = s.replace(ch, code)
+    return s
 
 
 def render(graph_json: str, fmt: Format = "mermaid") -> str:
@@ -98,11 +102,11 @@ def render(graph_json: str, fmt: Format = "mermaid") -> str:
     ids = {str(n.get("id")): f"n{i}" for i, n in enumerate(nodes)}
     labels = _edge_labels(doc)
     if fmt == "dot":
-        return _dot(nodes, ids, labels)
+        return _dot(nodes, doc.get("edges") or [], ids, labels)
     out = ["flowchart LR"]
     for node in nodes:
-        text = [f"<b>{node.get('name') or node.get('id')}</b>", _kind(node), *_lines(node)]
-        label = "<br/>".join(_mermaid_text(t) if i else t for i, t in enumerate(text))
+        name = _mermaid_text(str(node.get("name") or node.get("id")))
+        label = "<br/>".join([f"<b>{name}</b>", *map(_mermaid_text, [_kind(node), *_lines(node)])])
         out.append(f'  {ids[str(node.get("id"))]}["{label}"]')
     for edge in doc.get("edges") or []:
         src, dst = ids.get(str(edge.get("sourceId"))), ids.get(str(edge.get("targetId")))
@@ -114,7 +118,12 @@ def render(graph_json: str, fmt: Format = "mermaid") -> str:
     return "\n".join(out) + "\n"
 
 
-def _dot(nodes: list[dict[str, Any]], ids: dict[str, str], labels: dict[str, str]) -> str:
+def _dot(
+    nodes: list[dict[str, Any]],
+    edges: list[dict[str, Any]],
+    ids: dict[str, str],
+    labels: dict[str, str],
+) -> str:
     out = ["digraph strategy {", "  rankdir=LR;", "  node [shape=plaintext];"]
     for node in nodes:
         e = html.escape
@@ -137,7 +146,7 @@ def _dot(nodes: list[dict[str, Any]], ids: dict[str, str], labels: dict[str, str
             rows += [f"<TR><TD>{e(line)}</TD></TR>" for line in _lines(node)]
         table = '<TABLE BORDER="1" CELLBORDER="0" CELLSPACING="0">' + "".join(rows) + "</TABLE>"
         out.append(f"  {ids[str(node.get('id'))]} [label=<{table}>];")
-    for edge in doc.get("edges") or []:
+    for edge in edges:
         src, dst = ids.get(str(edge.get("sourceId"))), ids.get(str(edge.get("targetId")))
         if src is None or dst is None:
             continue
