@@ -227,12 +227,12 @@ class StrategyServicer:
                 node.error.message = t["error"]
         if self._log is not None:
             first = await self._log.record(
-                decision_id,
-                partner,
-                sid,
-                decided_at_us,
-                request.SerializeToString(),
-                response.SerializeToString(),
+                request_id=decision_id,
+                partner_id=partner,
+                strategy=sid,
+                decided_at_us=decided_at_us,
+                request=request.SerializeToString(),
+                response=response.SerializeToString(),
             )
             return strategy_pb2.EvaluateResponse.FromString(first)
         return response
@@ -446,5 +446,7 @@ class StrategyServicer:
         """A version's graph as Mermaid or Graphviz DOT text."""
         sid, version = _version_name(request.name)
         graph_json = self._svc.get_version(sid, version).graph_json
-        fmt = "dot" if request.format == strategy_pb2.GRAPH_FORMAT_DOT else "mermaid"
-        return strategy_pb2.ExportStrategyGraphResponse(text=render(graph_json, fmt))
+        dot = request.format == strategy_pb2.GRAPH_FORMAT_DOT
+        return strategy_pb2.ExportStrategyGraphResponse(
+            text=render(graph_json, "dot" if dot else "mermaid")
+        )

@@ -130,12 +130,12 @@ def register(stub: Any, sid: str, *graphs: str) -> None:
         )
 
 
-def publish(stub: Any, sid: str, version: int, **kw: Any) -> strategy_pb2.Strategy:
-    return stub.PublishStrategyVersion(
+def publish(stub: Any, sid: str, version: int, **kw: Any) -> None:
+    stub.PublishStrategyVersion(
         strategy_pb2.PublishStrategyVersionRequest(
             name=f"strategies/{sid}/versions/{version}", **kw
         )
-    ).strategy
+    )
 
 
 def evaluate(stub: Any, sid: str, doc: dict[str, Any], **kw: Any) -> Any:

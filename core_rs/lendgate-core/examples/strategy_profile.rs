@@ -10,17 +10,19 @@ fn main() {
     let name = args.get(1).map_or("expression-table-map", String::as_str);
     let n: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200);
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/zen/benchmark");
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/manifest.json")).expect("manifest"))
-            .expect("json");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{dir}/manifest.json")).expect("manifest"),
+    )
+    .expect("json");
     let entry = manifest
         .as_array()
         .expect("array")
         .iter()
         .find(|e| e["name"] == name)
         .expect("graph");
-    let graph_json = std::fs::read_to_string(format!("{dir}/{}", entry["file"].as_str().expect("file")))
-        .expect("graph file");
+    let graph_json =
+        std::fs::read_to_string(format!("{dir}/{}", entry["file"].as_str().expect("file")))
+            .expect("graph file");
     let graph = Graph::compile(&graph_json).expect("compile");
     let input = serde_json::to_vec(&entry["input"]).expect("input");
     let opts = EvalOptions::default();
@@ -39,5 +41,10 @@ fn main() {
         ser += (t3 - t2).as_secs_f64();
     }
     let us = |x: f64| x / f64::from(n) * 1e6;
-    println!("{name}: parse {:.1} us, evaluate {:.1} us, serialize {:.1} us ({size} bytes)", us(parse), us(eval), us(ser));
+    println!(
+        "{name}: parse {:.1} us, evaluate {:.1} us, serialize {:.1} us ({size} bytes)",
+        us(parse),
+        us(eval),
+        us(ser)
+    );
 }

@@ -122,35 +122,36 @@ impl Call {
         input: &[u8],
         format: Format,
     ) -> PyResult<EvalTuple<'py>> {
-        let (eval, out_bytes) = py.detach(|| {
-            let value: Value = match format {
-                Format::Json => serde_json::from_slice(input)
-                    .map_err(|e| format!("input is not valid JSON: {e}"))?,
-                Format::Struct => structpb::decode(input)
-                    .map_err(|e| format!("input is not a valid google.protobuf.Struct: {e}"))?,
-            };
-            let host: &dyn Host = match &self.host {
-                Some(h) => h,
-                None => &lendgate_core::strategy::NoHost,
-            };
-            let options = EvalOptions {
-                trace: self.trace,
-                max_depth: self.max_depth,
-                deadline: self
-                    .timeout_ms
-                    .map(|ms| Instant::now() + Duration::from_millis(ms)),
-                host,
-                ..EvalOptions::default()
-            };
-            let eval = graph.run(&value, &options);
-            let bytes = match (&eval.output, format) {
-                (Ok(out), Format::Json) => Some(to_json_bytes(out)),
-                (Ok(out), Format::Struct) => Some(structpb::encode(out)),
-                (Err(_), _) => None,
-            };
-            Ok::<_, String>((eval, bytes))
-        })
-        .map_err(PyValueError::new_err)?;
+        let (eval, out_bytes) = py
+            .detach(|| {
+                let value: Value = match format {
+                    Format::Json => serde_json::from_slice(input)
+                        .map_err(|e| format!("input is not valid JSON: {e}"))?,
+                    Format::Struct => structpb::decode(input)
+                        .map_err(|e| format!("input is not a valid google.protobuf.Struct: {e}"))?,
+                };
+                let host: &dyn Host = match &self.host {
+                    Some(h) => h,
+                    None => &lendgate_core::strategy::NoHost,
+                };
+                let options = EvalOptions {
+                    trace: self.trace,
+                    max_depth: self.max_depth,
+                    deadline: self
+                        .timeout_ms
+                        .map(|ms| Instant::now() + Duration::from_millis(ms)),
+                    host,
+                    ..EvalOptions::default()
+                };
+                let eval = graph.run(&value, &options);
+                let bytes = match (&eval.output, format) {
+                    (Ok(out), Format::Json) => Some(to_json_bytes(out)),
+                    (Ok(out), Format::Struct) => Some(structpb::encode(out)),
+                    (Err(_), _) => None,
+                };
+                Ok::<_, String>((eval, bytes))
+            })
+            .map_err(PyValueError::new_err)?;
         let trace_bytes = if self.trace {
             let trace_json =
                 serde_json::Value::Array(eval.trace.iter().map(|t| t.to_json()).collect());

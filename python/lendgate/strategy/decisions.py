@@ -48,6 +48,7 @@ class DecisionLog:
 
     async def record(
         self,
+        *,
         request_id: str,
         partner_id: str,
         strategy: str,

@@ -112,8 +112,8 @@ def render(graph_json: str, fmt: Format = "mermaid") -> str:
         src, dst = ids.get(str(edge.get("sourceId"))), ids.get(str(edge.get("targetId")))
         if src is None or dst is None:
             continue
-        label = labels.get(str(edge.get("id")))
-        arrow = f' -->|"{_mermaid_text(label)}"| ' if label else " --> "
+        edge_label = labels.get(str(edge.get("id")))
+        arrow = f' -->|"{_mermaid_text(edge_label)}"| ' if edge_label else " --> "
         out.append(f"  {src}{arrow}{dst}")
     return "\n".join(out) + "\n"
 

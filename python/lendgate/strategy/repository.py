@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from lendgate.store import Store
 
@@ -166,7 +166,7 @@ class InMemoryStrategyRepository:
         return list(self._versions.get(name, []))
 
 
-KIND = "strategy"
+KIND: Final = "strategy"
 META = "/meta"
 
 

@@ -248,7 +248,10 @@ mod tests {
         let mut map = Map::new();
         map.insert(Arc::from("one"), items.clone());
         map.insert(Arc::from("two"), items.clone());
-        map.insert(Arc::from("three"), Value::array(vec![items.clone(), Value::Null]));
+        map.insert(
+            Arc::from("three"),
+            Value::array(vec![items.clone(), Value::Null]),
+        );
         let doc = Value::object(map);
         let text = String::from_utf8(to_json_bytes(&doc)).expect("utf8");
         assert_eq!(text, serde_json::to_string(&doc).expect("ser"));

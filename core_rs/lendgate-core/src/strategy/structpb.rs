@@ -101,10 +101,7 @@ fn number(f: f64) -> Value {
 
 fn to_struct(map: &Map) -> Struct {
     Struct {
-        fields: map
-            .iter()
-            .map(|(k, v)| (k.to_string(), to_pb(v)))
-            .collect(),
+        fields: map.iter().map(|(k, v)| (k.to_string(), to_pb(v))).collect(),
     }
 }
 
