@@ -6,12 +6,16 @@ of the contract that no servicer implements answers UNIMPLEMENTED (servers.handl
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lendgate.auction.coordinator import AuctionConfig, Coordinator
 from lendgate.config import Config
 from lendgate.scoring import ScoringService
 from lendgate.store import Store
 from lendgate.strategy import StrategyService
 from lendgate.strategy.decisions import DecisionLog
+from lendgate.strategy.engine import NodeServices
+from lendgate.strategy.nodes import RegistryScorer, SqliteLookup
 from lendgate.strategy.repository import StoreStrategyRepository
 from servers.auction import AuctionServicer
 from servers.rule_admin import RuleAdminServicer
@@ -37,7 +41,27 @@ def build_servicers(config: Config, store: Store) -> dict[str, object]:
         # Strategies live in the store (loaded by the servicer's start()); every
         # decision is logged there too.
         "lendgate.v1.StrategyService": StrategyServicer(
-            StrategyService(StoreStrategyRepository(store)), DecisionLog(store)
+            StrategyService(
+                StoreStrategyRepository(store), node_services=_node_services(config, scoring)
+            ),
+            DecisionLog(store),
         ),
         "lendgate.v1.AuctionService": AuctionServicer(Coordinator(auction)),
     }
+
+
+def _node_services(config: Config, scoring: ScoringService) -> NodeServices:
+    """What strategy custom nodes read: the model registry under ``data_dir/models``,
+    the store's SQLite file (lookups; none on PostgreSQL yet) and the in-process
+    scoring service's aggregates."""
+    from lendgate.models.registry import FileSystemRegistry  # noqa: PLC0415 (heavy)
+    from lendgate.models.serving import ModelService  # noqa: PLC0415
+
+    url = config.effective_database_url
+    lookup = SqliteLookup(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+    registry = FileSystemRegistry(Path(config.data_dir) / "models")
+    return NodeServices(
+        models=RegistryScorer(ModelService(registry)),
+        lookup=lookup,
+        aggregates=lambda: scoring.aggregates.evaluate,
+    )

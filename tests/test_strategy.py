@@ -117,7 +117,7 @@ def test_ab_split_is_sticky() -> None:
     )
 
 
-def test_python_node_and_not_yet_nodes() -> None:
+def test_python_node_and_model_node_without_registry() -> None:
     svc = StrategyService()
     svc.python_nodes.register("double", lambda config, data: {"y": data["x"] * config["factor"]})
     run(svc.register("p"))
@@ -126,7 +126,7 @@ def test_python_node_and_not_yet_nodes() -> None:
     run(svc.create_version("p", graph(custom("m", "model", {"model": "fraud"}))))
     decision = svc.evaluate("p", {}, version=2, trace=True).decision
     assert not decision.ok and decision.failed_node == "m"
-    assert "not available yet" in (decision.error or "")
+    assert "no model registry is configured" in (decision.error or "")
     assert decision.trace[-1]["error"]
 
 

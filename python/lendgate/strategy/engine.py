@@ -17,11 +17,18 @@ from google.protobuf import json_format, struct_pb2
 
 from lendgate import _core
 from lendgate.errors import core_errors
+from lendgate.strategy.nodes import (
+    AggregateReader,
+    LookupReader,
+    ModelScorer,
+    run_aggregate,
+    run_lookup,
+    run_model,
+    with_retries,
+)
 
 PythonNode = Callable[[Mapping[str, Any], Any], Any]
 """A ``python`` node: ``(config, input) -> output`` (JSON-like values)."""
-
-NOT_YET = frozenset({"model", "lookup", "aggregate"})
 
 
 OutputFormat = Literal["json", "struct"]
@@ -152,12 +159,28 @@ class PythonNodes:
         return self._functions.get(name)
 
 
+@dataclass
+class NodeServices:
+    """What the ``model``, ``lookup`` and ``aggregate`` nodes read from; None = not
+    available on this server (the node then fails with a clear error)."""
+
+    models: ModelScorer | None = None
+    lookup: LookupReader | None = None
+    aggregates: Callable[[], AggregateReader | None] | None = None
+
+
 class Host:
     """Serves the core's callbacks: sub-strategies and custom nodes."""
 
-    def __init__(self, load: Callable[[str], CompiledStrategy], python: PythonNodes) -> None:
+    def __init__(
+        self,
+        load: Callable[[str], CompiledStrategy],
+        python: PythonNodes,
+        services: NodeServices | None = None,
+    ) -> None:
         self._load = load
         self._python = python
+        self.services = services or NodeServices()
 
     def load(self, key: str) -> _core.CompiledStrategy:
         """The compiled sub-strategy ``key`` (called by the core, with the GIL)."""
@@ -172,6 +195,15 @@ class Host:
             if function is None:
                 raise LookupError(f"no python node function is registered as {name!r}")
             return json.dumps(function(config, json.loads(input_json))).encode()
-        if kind in NOT_YET:
-            raise NotImplementedError(f"the {kind!r} node is not available yet in this release")
-        raise LookupError(f"unknown custom node kind {kind!r}")
+        data = json.loads(input_json)
+        svc = self.services
+        if kind == "model":
+            out = with_retries(config, lambda: run_model(svc.models, config, data))
+        elif kind == "lookup":
+            out = with_retries(config, lambda: run_lookup(svc.lookup, config, data))
+        elif kind == "aggregate":
+            reader = svc.aggregates() if svc.aggregates is not None else None
+            out = with_retries(config, lambda: run_aggregate(reader, config, data))
+        else:
+            raise LookupError(f"unknown custom node kind {kind!r}")
+        return json.dumps(out, default=str).encode()

@@ -21,7 +21,8 @@ from lendgate.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
-from lendgate.strategy.engine import CompiledStrategy, Decision, Host, PythonNodes
+from lendgate.strategy.engine import CompiledStrategy, Decision, Host, NodeServices, PythonNodes
+from lendgate.strategy.nodes import validate_custom_nodes
 from lendgate.strategy.repository import (
     InMemoryStrategyRepository,
     Publication,
@@ -116,12 +117,13 @@ class StrategyService:
         self,
         repository: StrategyRepository | None = None,
         python_nodes: PythonNodes | None = None,
+        node_services: NodeServices | None = None,
     ) -> None:
         self._repo: StrategyRepository = repository or InMemoryStrategyRepository()
         self.python_nodes = python_nodes or PythonNodes()
         # Versions are immutable, so compiled graphs are cached for ever.
         self._compiled: dict[tuple[str, int], CompiledStrategy] = {}
-        self._host = Host(self._load_published, self.python_nodes)
+        self._host = Host(self._load_published, self.python_nodes, node_services)
 
     async def load(self) -> None:
         """Read the repository's strategies (a durable repository loads them at start)."""
@@ -182,6 +184,7 @@ class StrategyService:
         for kind in compiled.custom_kinds():
             if kind not in SUPPORTED_CUSTOM:
                 raise InvalidArgumentError(f"unknown custom node kind {kind!r}", field="graph_json")
+        validate_custom_nodes(graph_json)
         return compiled
 
     async def create_version(
