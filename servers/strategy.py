@@ -353,10 +353,20 @@ class StrategyServicer:
         else:
             sid, version = _strategy_id(request.name), 0
         cases = _cases(request.test_cases) if request.test_cases else None
-        results = self._svc.run_tests(sid, version or None, cases)
+        results, coverage = self._svc.run_tests_with_coverage(sid, version or None, cases)
         response = strategy_pb2.RunStrategyTestsResponse(
             passed_count=sum(r.passed for r in results),
             failed_count=sum(not r.passed for r in results),
+            coverage=[
+                strategy_pb2.NodeCoverage(
+                    node_id=c.node_id,
+                    node_type=c.node_type,
+                    total=c.total,
+                    covered=c.covered,
+                    uncovered=list(c.uncovered),
+                )
+                for c in coverage
+            ],
         )
         for r in results:
             item = response.results.add(

@@ -32,6 +32,7 @@ from lendgate.strategy.repository import (
     StrategyVersionRecord,
     TestCase,
 )
+from lendgate.strategy.testing import Coverage, NodeCoverage, diff
 
 DEFAULT_ENVIRONMENT = "production"
 SUPPORTED_CUSTOM = frozenset({"python", "model", "lookup", "aggregate"})
@@ -84,30 +85,6 @@ def _dig(data: Any, path: str) -> Any:
     for part in path.split("."):
         data = data.get(part) if isinstance(data, dict) else None
     return data
-
-
-def diff(expected: Any, actual: Any, path: str = "") -> list[tuple[str, Any, Any]]:
-    """Where ``actual`` differs from ``expected`` (numbers compared by value)."""
-    if isinstance(expected, dict) and isinstance(actual, dict):
-        out: list[tuple[str, Any, Any]] = []
-        for key in sorted(set(expected) | set(actual)):
-            sub = f"{path}.{key}" if path else key
-            out += diff(expected.get(key), actual.get(key), sub)
-        return out
-    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
-        return [
-            d
-            for i, (e, a) in enumerate(zip(expected, actual, strict=True))
-            for d in diff(e, a, f"{path}[{i}]")
-        ]
-    same_number = (
-        isinstance(expected, int | float)
-        and isinstance(actual, int | float)
-        and not isinstance(expected, bool)
-        and not isinstance(actual, bool)
-        and float(expected) == float(actual)
-    )
-    return [] if expected == actual or same_number else [(path, expected, actual)]
 
 
 class StrategyService:
@@ -368,13 +345,21 @@ class StrategyService:
         self, name: str, version: int | None = None, cases: list[TestCase] | None = None
     ) -> list[TestResult]:
         """Run ``cases`` (default: the stored ones) against a version (default: latest)."""
+        return self.run_tests_with_coverage(name, version, cases)[0]
+
+    def run_tests_with_coverage(
+        self, name: str, version: int | None = None, cases: list[TestCase] | None = None
+    ) -> tuple[list[TestResult], list[NodeCoverage]]:
+        """Like :meth:`run_tests`, with the table rows and switch branches the cases hit."""
         record = self.get(name)
         version = version or record.latest_version
         stored = self.get_version(name, version)
         compiled = self.compiled(name, version)
+        coverage = Coverage(json.loads(stored.graph_json))
         results = []
         for case in cases if cases is not None else list(stored.test_cases):
-            decision = compiled.evaluate(case.input, host=self._host)
+            decision = compiled.evaluate(case.input, host=self._host, trace=True)
+            coverage.add(decision)
             diffs = diff(case.expected_output, decision.output) if decision.ok else []
             results.append(
                 TestResult(
@@ -385,4 +370,4 @@ class StrategyService:
                     diffs,
                 )
             )
-        return results
+        return results, coverage.report()
