@@ -127,20 +127,21 @@ def graphs(draw: st.DrawFn) -> str:
                 {"id": "s1", "condition": draw(conditions)},
                 {"id": "s2", "condition": ""},
             ]
-            sw = {
-                "id": f"n{n}",
+            sw_id = f"n{n}"
+            sw: dict[str, Any] = {
+                "id": sw_id,
                 "name": f"switch{n}",
                 "type": "switchNode",
                 "content": {"hitPolicy": hit, "statements": statements},
             }
             nodes.append(sw)
-            link(last, sw["id"])
+            link(last, sw_id)
             branches = []
             for handle in ("s1", "s2"):
                 n += 1
                 branch = draw(expression(n))
                 nodes.append(branch)
-                link(sw["id"], branch["id"], handle)
+                link(sw_id, branch["id"], handle)
                 branches.append(branch["id"])
             n += 1
             join = draw(expression(n))
