@@ -334,3 +334,109 @@ def test_export_mermaid_and_dot(channel: grpc.Channel) -> None:
             strategy_pb2.ExportStrategyGraphRequest(name=f"strategies/{sid}/versions/9")
         )
     assert exc.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def bad_version(stub: Any, sid: str, nodes: list[Any], edges: list[Any]) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as exc:
+        stub.CreateStrategyVersion(
+            strategy_pb2.CreateStrategyVersionRequest(
+                parent=f"strategies/{sid}",
+                strategy_version=strategy_pb2.StrategyVersion(
+                    graph_json=json.dumps({"nodes": nodes, "edges": edges})
+                ),
+            )
+        )
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    return exc.value
+
+
+def violation(err: Any) -> bytes:
+    return bytes(dict(err.trailing_metadata() or ())["grpc-status-details-bin"])
+
+
+def test_bad_graphs_are_rejected_at_registration_naming_the_node(channel: grpc.Channel) -> None:
+    stub = strategy_pb2_grpc.StrategyServiceStub(channel)
+    sid = f"bad-{uuid.uuid4().hex[:8]}"
+    stub.RegisterStrategy(strategy_pb2.RegisterStrategyRequest(strategy_id=sid))
+    inp = {"id": "in", "name": "in", "type": "inputNode"}
+
+    def expr(node_id: str) -> dict[str, Any]:
+        return {
+            "id": node_id,
+            "name": node_id,
+            "type": "expressionNode",
+            "content": {"expressions": [{"id": "1", "key": "v", "value": "1"}]},
+        }
+
+    cycle = bad_version(
+        stub,
+        sid,
+        [inp, expr("a"), expr("b")],
+        [
+            {"id": "1", "sourceId": "in", "targetId": "a"},
+            {"id": "2", "sourceId": "a", "targetId": "b"},
+            {"id": "3", "sourceId": "b", "targetId": "a"},
+        ],
+    )
+    assert "cycle through node `a`" in (cycle.details() or "")
+    dangling = bad_version(stub, sid, [inp], [{"id": "d", "sourceId": "in", "targetId": "gone"}])
+    assert b"edges[d].targetId" in violation(dangling)
+    js = {"id": "js", "name": "js", "type": "functionNode", "content": "export const handler"}
+    assert b"nodes[js].type" in violation(bad_version(stub, sid, [inp, js], []))
+    sub = {"id": "call", "name": "call", "type": "decisionNode", "content": {"key": "nowhere"}}
+    missing = bad_version(
+        stub, sid, [inp, sub], [{"id": "1", "sourceId": "in", "targetId": "call"}]
+    )
+    assert "'nowhere'" in (missing.details() or "") and "not registered" in (
+        missing.details() or ""
+    )
+    odd = {"id": "o", "name": "o", "type": "customNode", "content": {"kind": "teleport"}}
+    assert "teleport" in (bad_version(stub, sid, [inp, odd], []).details() or "")
+
+
+def test_runaway_graphs_are_bounded(channel: grpc.Channel) -> None:
+    stub = strategy_pb2_grpc.StrategyServiceStub(channel)
+    # A strategy that calls itself: stopped at the sub-strategy depth limit.
+    sid = f"rec-{uuid.uuid4().hex[:8]}"
+    nodes = [
+        {"id": "in", "name": "in", "type": "inputNode"},
+        {"id": "self", "name": "self", "type": "decisionNode", "content": {"key": sid}},
+    ]
+    register(
+        stub,
+        sid,
+        json.dumps({"nodes": nodes, "edges": [{"id": "1", "sourceId": "in", "targetId": "self"}]}),
+    )
+    publish(stub, sid, 1)
+    with pytest.raises(grpc.RpcError) as exc:
+        evaluate(stub, sid, {})
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "depth limit" in (exc.value.details() or "")
+    # A loop node over more items than the step limit (100,000 node runs).
+    loop = f"loop-{uuid.uuid4().hex[:8]}"
+    table = {
+        "id": "t",
+        "name": "t",
+        "type": "expressionNode",
+        "content": {
+            "expressions": [{"id": "1", "key": "v", "value": "1"}],
+            "inputField": "items",
+            "executionMode": "loop",
+        },
+    }
+    register(
+        stub,
+        loop,
+        json.dumps(
+            {
+                "nodes": [{"id": "in", "name": "in", "type": "inputNode"}, table],
+                "edges": [{"id": "1", "sourceId": "in", "targetId": "t"}],
+            }
+        ),
+    )
+    with pytest.raises(grpc.RpcError) as exc:
+        evaluate(stub, loop, {"items": list(range(100_001))}, version=1)
+    assert "node steps" in (exc.value.details() or "")
+    # Under the limit it runs; a non-object output travels as {"value": ...}.
+    small = evaluate(stub, loop, {"items": list(range(1000))}, version=1)
+    assert len(small.output["value"]) == 1000
