@@ -15,7 +15,7 @@ from lendgate.store import Store
 from lendgate.strategy import StrategyService
 from lendgate.strategy.decisions import DecisionLog
 from lendgate.strategy.engine import NodeServices
-from lendgate.strategy.nodes import RegistryScorer, SqliteLookup
+from lendgate.strategy.nodes import LookupReader, PostgresLookup, RegistryScorer, SqliteLookup
 from lendgate.strategy.repository import StoreStrategyRepository
 from servers.auction import AuctionServicer
 from servers.rule_admin import RuleAdminServicer
@@ -52,13 +52,16 @@ def build_servicers(config: Config, store: Store) -> dict[str, object]:
 
 def _node_services(config: Config, scoring: ScoringService) -> NodeServices:
     """What strategy custom nodes read: the model registry under ``data_dir/models``,
-    the store's SQLite file (lookups; none on PostgreSQL yet) and the in-process
-    scoring service's aggregates."""
+    the store's database (lookups) and the in-process scoring service's aggregates."""
     from lendgate.models.registry import FileSystemRegistry  # noqa: PLC0415 (heavy)
     from lendgate.models.serving import ModelService  # noqa: PLC0415
 
     url = config.effective_database_url
-    lookup = SqliteLookup(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+    lookup: LookupReader = (
+        SqliteLookup(url.removeprefix("sqlite:///"))
+        if url.startswith("sqlite:///")
+        else PostgresLookup(url)
+    )
     registry = FileSystemRegistry(Path(config.data_dir) / "models")
     return NodeServices(
         models=RegistryScorer(ModelService(registry)),

@@ -19,12 +19,13 @@ from lendgate.store import open_store
 from lendgate.strategy import StrategyService
 from lendgate.strategy.decisions import DecisionLog
 from lendgate.strategy.engine import NodeServices
-from lendgate.strategy.nodes import RegistryScorer, SqliteLookup
+from lendgate.strategy.nodes import PostgresLookup, RegistryScorer, SqliteLookup
 from lendgate.strategy.repository import StoreStrategyRepository
 from lendgate.v1 import strategy_pb2, strategy_pb2_grpc
 from servers.strategy import StrategyServicer
 from tests.test_aggregates import YAML_DEFS, pay
 from tests.test_server import serve_in_process
+from tests.test_store import postgres_schema
 
 
 def one_node(node: dict[str, Any], *, error_edge: bool = False) -> str:
@@ -175,3 +176,34 @@ async def scenario(tmp_path: Path, with_aggregates: bool) -> None:
 @pytest.mark.parametrize("with_aggregates", [True, False])
 def test_custom_nodes(tmp_path: Path, with_aggregates: bool) -> None:
     asyncio.run(scenario(tmp_path, with_aggregates))
+
+
+async def postgres_lookups(url: str) -> None:
+    store = open_store(url)
+    service = StrategyService(
+        StoreStrategyRepository(store), node_services=NodeServices(lookup=PostgresLookup(url))
+    )
+    try:
+        await service.register("look")
+        sql = (
+            "SELECT name, latest_version FROM definitions "
+            "WHERE kind = :kind AND name LIKE :n || '%' AND name NOT LIKE '%/meta' "
+            "AND latest_version::int > 0"
+        )
+        lookup = custom("q", "lookup", {"sql": sql, "params": {"kind": "k", "n": "who"}})
+        await service.create_version("look", one_node(lookup))
+        out = service.evaluate("look", {"k": "strategy", "who": "look"}, version=1).decision
+        assert out.ok, out.error
+        assert out.output == {"rows": [{"name": "look", "latest_version": 1}]}
+        slow = custom("s", "lookup", {"sql": "SELECT pg_sleep(2)", "timeoutMs": 50})
+        await service.create_version("look", one_node(slow, error_edge=True))
+        out = service.evaluate("look", {}, version=2).decision
+        assert out.output["decision"] == "manual" and "timed out" in out.output["why"]
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.postgres
+def test_lookup_on_postgres() -> None:
+    with postgres_schema() as url:
+        asyncio.run(postgres_lookups(url))

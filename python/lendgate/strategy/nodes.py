@@ -14,8 +14,8 @@ Common config: ``retries`` (extra attempts after a failure, default 0, at most 5
   ``{"score", "raw", "modelName", "modelVersion"}``.
 - ``lookup``: ``{"sql": "SELECT ... WHERE id = :id", "params": {"id": PATH},
   "timeoutMs": 200, "single": false}`` — one read-only SELECT against the store's
-  database with named parameters taken from the input. Output ``{"rows": [...]}``,
-  or the first row (``null`` if none) when ``single``.
+  database (SQLite or PostgreSQL) with named parameters taken from the input. Output
+  ``{"rows": [...]}``, or the first row (``null`` if none) when ``single``.
 - ``aggregate``: ``{"eventField": PATH}`` — the scoring aggregates' parameters for the
   event at PATH of the input (the whole input if absent), computed without changing
   the aggregates. Output ``{"aggregates": {...}}``.
@@ -106,7 +106,7 @@ def run_model(scorer: ModelScorer | None, config: Mapping[str, Any], data: Any) 
 
 # --- lookup ----------------------------------------------------------------------------
 
-_PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
+_PARAM = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")  # `:name`, not a `::type` cast
 
 
 def check_select(sql: str) -> None:
@@ -163,6 +163,37 @@ _READ_ACTIONS = frozenset(
 
 def _read_only(action: int, *_: Any) -> int:
     return sqlite3.SQLITE_OK if action in _READ_ACTIONS else sqlite3.SQLITE_DENY
+
+
+class PostgresLookup:
+    """Read-only queries on the store's PostgreSQL database, each with a time limit.
+
+    Each query runs in its own ``READ ONLY`` transaction with ``statement_timeout`` set
+    for it; ``:name`` parameters are passed to the server as bound values.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    def query(self, sql: str, params: Mapping[str, Any], timeout_s: float) -> list[dict[str, Any]]:
+        """Rows of ``sql`` with named ``params`` as dicts; NodeError on error or timeout."""
+        import psycopg  # noqa: PLC0415 (only with PostgreSQL)
+        from psycopg.rows import dict_row  # noqa: PLC0415
+
+        check_select(sql)
+        bound = _PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
+        timeout_ms = max(1, int(timeout_s * 1000))
+        try:
+            with psycopg.connect(
+                self._url, connect_timeout=max(1, int(timeout_s + 0.999)), row_factory=dict_row
+            ) as conn:
+                conn.read_only = True
+                conn.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
+                return list(conn.execute(bound, dict(params)).fetchall())
+        except psycopg.errors.QueryCanceled:
+            raise NodeError(f"lookup timed out after {timeout_ms} ms") from None
+        except psycopg.Error as exc:
+            raise NodeError(f"lookup failed: {exc}") from None
 
 
 class LookupReader(Protocol):
