@@ -6,11 +6,17 @@ of the contract that no servicer implements answers UNIMPLEMENTED (servers.handl
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lendgate.auction.coordinator import AuctionConfig, Coordinator
 from lendgate.config import Config
 from lendgate.scoring import ScoringService, StateSettings
 from lendgate.store import Store
 from lendgate.strategy import StrategyService
+from lendgate.strategy.decisions import DecisionLog
+from lendgate.strategy.engine import NodeServices
+from lendgate.strategy.nodes import LookupReader, PostgresLookup, RegistryScorer, SqliteLookup
+from lendgate.strategy.repository import StoreStrategyRepository
 from servers.auction import AuctionServicer
 from servers.rule_admin import RuleAdminServicer
 from servers.scoring import ScoringServicer
@@ -22,9 +28,10 @@ def build_servicers(config: Config, store: Store) -> dict[str, object]:
 
     RuleAdminService edits the scoring service's rules, lists and settings (stored).
     Scoring keeps its events, reports, outcomes and incidents in ``store`` (its
-    aggregates and match index are in memory); the auction keeps its deals, ledger and
-    settlements in ``store`` (auctions in flight in memory); strategies keep their state
-    in memory until their repository is moved onto ``store``.
+    aggregates and match index are in memory, restored from snapshots); strategies and
+    their decisions are in ``store``; the auction keeps its deals, ledger and settlements
+    in ``store`` (auctions in flight in memory). A servicer with an async ``start()`` is
+    started (e.g. loads its state) before the server accepts calls.
     """
     auction = AuctionConfig(bidding_window_s=config.auction_bidding_window_s)
     state = StateSettings.for_store(
@@ -37,17 +44,49 @@ def build_servicers(config: Config, store: Store) -> dict[str, object]:
         "lendgate.v1.ScoringService": ScoringServicer(scoring),
         # Shares the ScoringService: rule and list edits apply to the next check.
         "lendgate.v1.RuleAdminService": RuleAdminServicer(scoring, config.rule_admin_partners),
-        "lendgate.v1.StrategyService": StrategyServicer(StrategyService()),
+        # Strategies live in the store (loaded by the servicer's start()); every
+        # decision is logged there too.
+        "lendgate.v1.StrategyService": StrategyServicer(
+            StrategyService(
+                StoreStrategyRepository(store), node_services=_node_services(config, scoring)
+            ),
+            DecisionLog(store),
+        ),
         "lendgate.v1.AuctionService": AuctionServicer(Coordinator(auction, store=store)),
     }
 
 
+def _node_services(config: Config, scoring: ScoringService) -> NodeServices:
+    """What strategy custom nodes read: the model registry under ``data_dir/models``,
+    the store's database (lookups) and the in-process scoring service's aggregates."""
+    from lendgate.models.registry import FileSystemRegistry  # noqa: PLC0415 (heavy)
+    from lendgate.models.serving import ModelService  # noqa: PLC0415
+
+    url = config.effective_database_url
+    lookup: LookupReader = (
+        SqliteLookup(url.removeprefix("sqlite:///"))
+        if url.startswith("sqlite:///")
+        else PostgresLookup(url)
+    )
+    registry = FileSystemRegistry(Path(config.data_dir) / "models")
+    return NodeServices(
+        models=RegistryScorer(ModelService(registry)),
+        lookup=lookup,
+        aggregates=lambda: scoring.aggregates.evaluate,
+    )
+
+
 async def recover_state(servicers: dict[str, object]) -> None:
-    """Rebuild the in-memory state from the store (latest snapshot + the log's tail)
-    before the server takes its first call."""
+    """Rebuild the in-memory state from the store before the server takes its first
+    call: scoring's latest snapshot + the log's tail, then every servicer with an async
+    ``start()`` (strategies load their repository)."""
     scoring = servicers.get("lendgate.v1.ScoringService")
     if isinstance(scoring, ScoringServicer):
         await scoring.service.recover()
+    for servicer in servicers.values():
+        start = getattr(servicer, "start", None)
+        if start is not None:
+            await start()
 
 
 async def close_state(servicers: dict[str, object]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from typing import Any
@@ -56,6 +57,9 @@ def custom(node_id: str, kind: str, config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+run = asyncio.run
+
+
 def test_compiled_strategy_evaluates_with_trace() -> None:
     compiled = CompiledStrategy.compile(graph(expr("x", limit="income * 3")))
     decision = compiled.evaluate({"income": 1000}, trace=True)
@@ -71,16 +75,24 @@ def test_bad_graph_names_the_node() -> None:
 
 def test_versions_publish_and_rollback() -> None:
     svc = StrategyService()
-    svc.register("credit")
-    svc.create_version("credit", graph(expr("x", decision="'approve'")), comment="v1", author="ana")
-    svc.create_version("credit", graph(expr("x", decision="'refuse'")), comment="v2", author="ana")
+    run(svc.register("credit"))
+    run(
+        svc.create_version(
+            "credit", graph(expr("x", decision="'approve'")), comment="v1", author="ana"
+        )
+    )
+    run(
+        svc.create_version(
+            "credit", graph(expr("x", decision="'refuse'")), comment="v2", author="ana"
+        )
+    )
     with pytest.raises(Exception, match="no published version"):
         svc.evaluate("credit", {})
-    svc.publish("credit", 1)
-    svc.publish("credit", 2)
+    run(svc.publish("credit", 1))
+    run(svc.publish("credit", 2))
     result = svc.evaluate("credit", {})
     assert (result.version, result.decision.output) == (2, {"decision": "refuse"})
-    svc.rollback("credit")
+    run(svc.rollback("credit"))
     assert svc.evaluate("credit", {}).version == 1
     assert svc.evaluate("credit", {}, version=2).decision.output == {"decision": "refuse"}
     assert [v.comment for v in svc.list_versions("credit")] == ["v1", "v2"]
@@ -90,11 +102,11 @@ def test_versions_publish_and_rollback() -> None:
 
 def test_ab_split_is_sticky() -> None:
     svc = StrategyService()
-    svc.register("s")
-    svc.create_version("s", graph(expr("x", arm="'champion'")))
-    svc.create_version("s", graph(expr("x", arm="'challenger'")))
+    run(svc.register("s"))
+    run(svc.create_version("s", graph(expr("x", arm="'champion'"))))
+    run(svc.create_version("s", graph(expr("x", arm="'challenger'"))))
     settings = PublishSettings(challengers=(Challenger(2, 3000, "b"),), sticky_key_path="client.id")
-    svc.publish("s", 1, settings=settings)
+    run(svc.publish("s", 1, settings=settings))
     arms = [svc.evaluate("s", {"client": {"id": i}}) for i in range(400)]
     again = [svc.evaluate("s", {"client": {"id": i}}) for i in range(400)]
     assert [a.version for a in arms] == [a.version for a in again]
@@ -105,37 +117,37 @@ def test_ab_split_is_sticky() -> None:
     )
 
 
-def test_python_node_and_not_yet_nodes() -> None:
+def test_python_node_and_model_node_without_registry() -> None:
     svc = StrategyService()
     svc.python_nodes.register("double", lambda config, data: {"y": data["x"] * config["factor"]})
-    svc.register("p")
-    svc.create_version("p", graph(custom("py", "python", {"function": "double", "factor": 2})))
+    run(svc.register("p"))
+    run(svc.create_version("p", graph(custom("py", "python", {"function": "double", "factor": 2}))))
     assert svc.evaluate("p", {"x": 21}, version=1).decision.output == {"y": 42}
-    svc.create_version("p", graph(custom("m", "model", {"model": "fraud"})))
+    run(svc.create_version("p", graph(custom("m", "model", {"model": "fraud"}))))
     decision = svc.evaluate("p", {}, version=2, trace=True).decision
     assert not decision.ok and decision.failed_node == "m"
-    assert "not available yet" in (decision.error or "")
+    assert "no model registry is configured" in (decision.error or "")
     assert decision.trace[-1]["error"]
 
 
 def test_sub_strategy_must_exist_and_is_called() -> None:
     svc = StrategyService()
     sub = {"id": "d", "name": "d", "type": "decisionNode", "content": {"key": "child"}}
-    svc.register("parent")
+    run(svc.register("parent"))
     with pytest.raises(InvalidArgumentError, match="not registered"):
-        svc.create_version("parent", graph(sub))
-    svc.register("child")
-    svc.create_version("child", graph(expr("c", v="x + 1")))
-    svc.publish("child", 1)
-    svc.create_version("parent", graph(sub))
+        run(svc.create_version("parent", graph(sub)))
+    run(svc.register("child"))
+    run(svc.create_version("child", graph(expr("c", v="x + 1"))))
+    run(svc.publish("child", 1))
+    run(svc.create_version("parent", graph(sub)))
     assert svc.evaluate("parent", {"x": 1}, version=1).decision.output == {"v": 2}
 
 
 def test_run_tests_reports_diffs() -> None:
     svc = StrategyService()
-    svc.register("t")
+    run(svc.register("t"))
     cases = [TestCase("ok", {"a": 2}, {"b": 4}), TestCase("bad", {"a": 2}, {"b": 5})]
-    svc.create_version("t", graph(expr("x", b="a * 2")), test_cases=cases)
+    run(svc.create_version("t", graph(expr("x", b="a * 2")), test_cases=cases))
     results = svc.run_tests("t")
     assert [r.passed for r in results] == [True, False]
     assert results[1].diffs == [("b", 5, 4)]

@@ -67,7 +67,8 @@ async def scenario() -> None:
                 strategy="strategies/credit", input=struct(score=700), trace=True
             )
         )
-        assert resp.decision == "approve" and resp.version == 1
+        assert resp.output["decision"] == "approve" and resp.version == 1
+        assert resp.decision.startswith("decisions/")
         assert (
             resp.provenance.strategy == "strategies/credit"
             and resp.provenance.strategy_version == 1

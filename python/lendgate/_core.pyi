@@ -62,6 +62,16 @@ class CompiledStrategy:
         timeout_ms: int | None = None,
     ) -> tuple[bytes | None, str | None, str | None, bytes, list[tuple[str, str]]]:
         """Evaluate (GIL released): ``(output, failed_node, error, trace, ab_paths)``."""
+    def evaluate_struct(
+        self,
+        input_struct: bytes,
+        *,
+        trace: bool = False,
+        host: Any | None = None,
+        max_depth: int = 10,
+        timeout_ms: int | None = None,
+    ) -> tuple[bytes | None, str | None, str | None, bytes, list[tuple[str, str]]]:
+        """Like ``evaluate`` with serialized ``google.protobuf.Struct`` input and output."""
 
 def normalize_key(kind: str, value: str) -> str:
     """Normalise a key value of the given kind (``"text"``, ``"phone"`` or ``"alnum"``).

@@ -19,6 +19,7 @@ from lendgate.logs import configure_logging
 from lendgate.models import cli as models_cli
 from lendgate.scoring import backtest_cli
 from lendgate.scoring import cli as scoring_cli
+from lendgate.strategy import testing as strategy_cli
 
 EXIT_USAGE = 2
 
@@ -38,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     models_cli.add_parser(commands)
     scoring_cli.add_parser(commands)
     backtest_cli.add_parser(commands)
+    strategy_cli.add_parser(commands)
     serve.set_defaults(handler=_serve)
     args = parser.parse_args(argv)
     return int(args.handler(args))

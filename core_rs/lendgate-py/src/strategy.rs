@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use lendgate_core::strategy::{EvalOptions, Graph, Host};
+use lendgate_core::expr::{to_json_bytes, Value};
+use lendgate_core::strategy::{structpb, EvalOptions, Graph, Host};
 use lendgate_core::{CoreError, CoreResult};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -51,7 +52,9 @@ impl PyCompiledStrategy {
         self.inner.warnings().to_vec()
     }
 
-    /// Evaluates on `input_json` (bytes) with the GIL released.
+    /// Evaluates on `input_json` (JSON bytes) with the GIL released; the output is
+    /// JSON bytes. The input is parsed straight into the engine's values and the
+    /// output written straight from them.
     ///
     /// `host` (optional) has `load(key) -> CompiledStrategy` and
     /// `custom(kind, config_json, input_json) -> bytes`; it is called with the GIL.
@@ -65,33 +68,105 @@ impl PyCompiledStrategy {
         max_depth: u8,
         timeout_ms: Option<u64>,
     ) -> PyResult<EvalTuple<'py>> {
-        let input: serde_json::Value = serde_json::from_slice(input_json)
-            .map_err(|e| PyValueError::new_err(format!("input is not valid JSON: {e}")))?;
-        let py_host = host.map(PyHost);
-        let eval = py.detach(|| {
-            let host: &dyn Host = match &py_host {
-                Some(h) => h,
-                None => &lendgate_core::strategy::NoHost,
-            };
-            let options = EvalOptions {
-                trace,
-                max_depth,
-                deadline: timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms)),
-                host,
-                ..EvalOptions::default()
-            };
-            self.inner.evaluate(&input, &options)
-        });
-        let trace_json = serde_json::Value::Array(eval.trace.iter().map(|t| t.to_json()).collect());
-        let trace_bytes = PyBytes::new(py, trace_json.to_string().as_bytes());
+        let run = Call {
+            trace,
+            host: host.map(PyHost),
+            max_depth,
+            timeout_ms,
+        };
+        run.go(py, &self.inner, input_json, Format::Json)
+    }
+
+    /// Like `evaluate`, with the input and the output as serialized
+    /// `google.protobuf.Struct` messages (the gRPC hot path).
+    #[pyo3(signature = (input_struct, *, trace=false, host=None, max_depth=10, timeout_ms=None))]
+    fn evaluate_struct<'py>(
+        &self,
+        py: Python<'py>,
+        input_struct: &[u8],
+        trace: bool,
+        host: Option<Py<PyAny>>,
+        max_depth: u8,
+        timeout_ms: Option<u64>,
+    ) -> PyResult<EvalTuple<'py>> {
+        let run = Call {
+            trace,
+            host: host.map(PyHost),
+            max_depth,
+            timeout_ms,
+        };
+        run.go(py, &self.inner, input_struct, Format::Struct)
+    }
+}
+
+/// How input and output cross the boundary.
+#[derive(Clone, Copy)]
+enum Format {
+    Json,
+    Struct,
+}
+
+/// The options of one `evaluate` call.
+struct Call {
+    trace: bool,
+    host: Option<PyHost>,
+    max_depth: u8,
+    timeout_ms: Option<u64>,
+}
+
+impl Call {
+    fn go<'py>(
+        self,
+        py: Python<'py>,
+        graph: &Graph,
+        input: &[u8],
+        format: Format,
+    ) -> PyResult<EvalTuple<'py>> {
+        let (eval, out_bytes) = py
+            .detach(|| {
+                let value: Value = match format {
+                    Format::Json => serde_json::from_slice(input)
+                        .map_err(|e| format!("input is not valid JSON: {e}"))?,
+                    Format::Struct => structpb::decode(input)
+                        .map_err(|e| format!("input is not a valid google.protobuf.Struct: {e}"))?,
+                };
+                let host: &dyn Host = match &self.host {
+                    Some(h) => h,
+                    None => &lendgate_core::strategy::NoHost,
+                };
+                let options = EvalOptions {
+                    trace: self.trace,
+                    max_depth: self.max_depth,
+                    deadline: self
+                        .timeout_ms
+                        .map(|ms| Instant::now() + Duration::from_millis(ms)),
+                    host,
+                    ..EvalOptions::default()
+                };
+                let eval = graph.run(&value, &options);
+                let bytes = match (&eval.output, format) {
+                    (Ok(out), Format::Json) => Some(to_json_bytes(out)),
+                    (Ok(out), Format::Struct) => Some(structpb::encode(out)),
+                    (Err(_), _) => None,
+                };
+                Ok::<_, String>((eval, bytes))
+            })
+            .map_err(PyValueError::new_err)?;
+        let trace_bytes = if self.trace {
+            let trace_json =
+                serde_json::Value::Array(eval.trace.iter().map(|t| t.to_json()).collect());
+            PyBytes::new(py, trace_json.to_string().as_bytes())
+        } else {
+            PyBytes::new(py, b"[]")
+        };
         let ab = eval
             .ab_paths
             .into_iter()
             .map(|a| (a.node_id, a.path.to_owned()))
             .collect();
         Ok(match eval.output {
-            Ok(out) => (
-                Some(PyBytes::new(py, out.to_string().as_bytes())),
+            Ok(_) => (
+                out_bytes.map(|b| PyBytes::new(py, &b)),
                 None,
                 None,
                 trace_bytes,

@@ -10,22 +10,41 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import Any, Literal
+
+from google.protobuf import json_format, struct_pb2
 
 from lendgate import _core
 from lendgate.errors import core_errors
+from lendgate.strategy.nodes import (
+    AggregateReader,
+    LookupReader,
+    ModelScorer,
+    run_aggregate,
+    run_lookup,
+    run_model,
+    with_retries,
+)
 
 PythonNode = Callable[[Mapping[str, Any], Any], Any]
 """A ``python`` node: ``(config, input) -> output`` (JSON-like values)."""
 
-NOT_YET = frozenset({"model", "lookup", "aggregate"})
+
+OutputFormat = Literal["json", "struct"]
 
 
 @dataclass(frozen=True)
 class Decision:
-    """The result of one evaluation: an output, or the node that failed and why."""
+    """The result of one evaluation: an output, or the node that failed and why.
 
-    output: Any
+    The output stays the bytes the core wrote (``raw``: JSON, or a serialized
+    ``google.protobuf.Struct``) until :attr:`output` is first read, so a caller that
+    only forwards it (the gRPC servicer) never builds Python objects for it.
+    """
+
+    raw: bytes | None
+    raw_format: OutputFormat = "json"
     failed_node: str | None = None
     error: str | None = None
     trace: list[dict[str, Any]] = field(default_factory=list)
@@ -35,6 +54,15 @@ class Decision:
     def ok(self) -> bool:
         """Whether the evaluation produced an output."""
         return self.error is None
+
+    @cached_property
+    def output(self) -> Any:
+        """The output as JSON-like Python values (None if the evaluation failed)."""
+        if self.raw is None:
+            return None
+        if self.raw_format == "json":
+            return json.loads(self.raw)
+        return json_format.MessageToDict(struct_pb2.Struct.FromString(self.raw))
 
 
 class CompiledStrategy:
@@ -77,16 +105,42 @@ class CompiledStrategy:
         timeout_ms: int | None = None,
     ) -> Decision:
         """Evaluate on ``data`` (JSON-like); a failing node gives a ``Decision`` with an error."""
-        out, node, error, trace_json, ab = self._inner.evaluate(
+        return self.evaluate_json(
             json.dumps(data).encode(), trace=trace, host=host, timeout_ms=timeout_ms
         )
-        return Decision(
-            output=None if out is None else json.loads(out),
-            failed_node=node,
-            error=error,
-            trace=json.loads(trace_json) if trace else [],
-            ab_paths=ab,
+
+    def evaluate_json(
+        self,
+        input_json: bytes,
+        *,
+        trace: bool = False,
+        host: Host | None = None,
+        timeout_ms: int | None = None,
+    ) -> Decision:
+        """Evaluate on JSON bytes; the decision's ``raw`` output is JSON bytes."""
+        out, node, error, trace_json, ab = self._inner.evaluate(
+            input_json, trace=trace, host=host, timeout_ms=timeout_ms
         )
+        return Decision(out, "json", node, error, json.loads(trace_json) if trace else [], ab)
+
+    def evaluate_struct(
+        self,
+        input_struct: bytes,
+        *,
+        trace: bool = False,
+        host: Host | None = None,
+        timeout_ms: int | None = None,
+    ) -> Decision:
+        """Evaluate on a serialized ``google.protobuf.Struct``; ``raw`` is one too.
+
+        The gRPC path: the request's input crosses as the bytes it arrived in and the
+        output goes back as bytes merged into the response. A non-object output is
+        wrapped as ``{"value": ...}``.
+        """
+        out, node, error, trace_json, ab = self._inner.evaluate_struct(
+            input_struct, trace=trace, host=host, timeout_ms=timeout_ms
+        )
+        return Decision(out, "struct", node, error, json.loads(trace_json) if trace else [], ab)
 
 
 class PythonNodes:
@@ -105,12 +159,28 @@ class PythonNodes:
         return self._functions.get(name)
 
 
+@dataclass
+class NodeServices:
+    """What the ``model``, ``lookup`` and ``aggregate`` nodes read from; None = not
+    available on this server (the node then fails with a clear error)."""
+
+    models: ModelScorer | None = None
+    lookup: LookupReader | None = None
+    aggregates: Callable[[], AggregateReader | None] | None = None
+
+
 class Host:
     """Serves the core's callbacks: sub-strategies and custom nodes."""
 
-    def __init__(self, load: Callable[[str], CompiledStrategy], python: PythonNodes) -> None:
+    def __init__(
+        self,
+        load: Callable[[str], CompiledStrategy],
+        python: PythonNodes,
+        services: NodeServices | None = None,
+    ) -> None:
         self._load = load
         self._python = python
+        self.services = services or NodeServices()
 
     def load(self, key: str) -> _core.CompiledStrategy:
         """The compiled sub-strategy ``key`` (called by the core, with the GIL)."""
@@ -125,6 +195,15 @@ class Host:
             if function is None:
                 raise LookupError(f"no python node function is registered as {name!r}")
             return json.dumps(function(config, json.loads(input_json))).encode()
-        if kind in NOT_YET:
-            raise NotImplementedError(f"the {kind!r} node is not available yet in this release")
-        raise LookupError(f"unknown custom node kind {kind!r}")
+        data = json.loads(input_json)
+        svc = self.services
+        if kind == "model":
+            out = with_retries(config, lambda: run_model(svc.models, config, data))
+        elif kind == "lookup":
+            out = with_retries(config, lambda: run_lookup(svc.lookup, config, data))
+        elif kind == "aggregate":
+            reader = svc.aggregates() if svc.aggregates is not None else None
+            out = with_retries(config, lambda: run_aggregate(reader, config, data))
+        else:
+            raise LookupError(f"unknown custom node kind {kind!r}")
+        return json.dumps(out, default=str).encode()

@@ -5,6 +5,7 @@ No gRPC types here; ``servers/strategy.py`` converts the contract to these calls
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -12,13 +13,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from google.protobuf import json_format, struct_pb2
+
 from lendgate.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
 )
-from lendgate.strategy.engine import CompiledStrategy, Decision, Host, PythonNodes
+from lendgate.strategy.engine import CompiledStrategy, Decision, Host, NodeServices, PythonNodes
+from lendgate.strategy.nodes import validate_custom_nodes
 from lendgate.strategy.repository import (
     InMemoryStrategyRepository,
     Publication,
@@ -28,6 +32,7 @@ from lendgate.strategy.repository import (
     StrategyVersionRecord,
     TestCase,
 )
+from lendgate.strategy.testing import Coverage, NodeCoverage, diff
 
 DEFAULT_ENVIRONMENT = "production"
 SUPPORTED_CUSTOM = frozenset({"python", "model", "lookup", "aggregate"})
@@ -67,33 +72,19 @@ def _bucket(name: str, key: str) -> int:
 
 
 def _dig(data: Any, path: str) -> Any:
+    """The value at dotted ``path`` of a dict or a ``google.protobuf.Struct``."""
+    if isinstance(data, struct_pb2.Struct):
+        value: Any = data
+        for part in path.split("."):
+            if not isinstance(value, struct_pb2.Struct) or part not in value.fields:
+                return None
+            item = value.fields[part]
+            is_struct = item.WhichOneof("kind") == "struct_value"
+            value = item.struct_value if is_struct else json_format.MessageToDict(item)
+        return value
     for part in path.split("."):
         data = data.get(part) if isinstance(data, dict) else None
     return data
-
-
-def diff(expected: Any, actual: Any, path: str = "") -> list[tuple[str, Any, Any]]:
-    """Where ``actual`` differs from ``expected`` (numbers compared by value)."""
-    if isinstance(expected, dict) and isinstance(actual, dict):
-        out: list[tuple[str, Any, Any]] = []
-        for key in sorted(set(expected) | set(actual)):
-            sub = f"{path}.{key}" if path else key
-            out += diff(expected.get(key), actual.get(key), sub)
-        return out
-    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
-        return [
-            d
-            for i, (e, a) in enumerate(zip(expected, actual, strict=True))
-            for d in diff(e, a, f"{path}[{i}]")
-        ]
-    same_number = (
-        isinstance(expected, int | float)
-        and isinstance(actual, int | float)
-        and not isinstance(expected, bool)
-        and not isinstance(actual, bool)
-        and float(expected) == float(actual)
-    )
-    return [] if expected == actual or same_number else [(path, expected, actual)]
 
 
 class StrategyService:
@@ -103,16 +94,29 @@ class StrategyService:
         self,
         repository: StrategyRepository | None = None,
         python_nodes: PythonNodes | None = None,
+        node_services: NodeServices | None = None,
     ) -> None:
         self._repo: StrategyRepository = repository or InMemoryStrategyRepository()
         self.python_nodes = python_nodes or PythonNodes()
         # Versions are immutable, so compiled graphs are cached for ever.
         self._compiled: dict[tuple[str, int], CompiledStrategy] = {}
-        self._host = Host(self._load_published, self.python_nodes)
+        self._host = Host(self._load_published, self.python_nodes, node_services)
+
+    async def load(self) -> None:
+        """Read the repository's strategies (a durable repository loads them at start)."""
+        load = getattr(self._repo, "load", None)
+        if load is not None:
+            await load()
+        self._compiled.clear()
+
+    @property
+    def host(self) -> Host:
+        """What the core calls back into: sub-strategies (published) and custom nodes."""
+        return self._host
 
     # --- strategies ------------------------------------------------------------
 
-    def register(
+    async def register(
         self,
         name: str,
         *,
@@ -129,7 +133,7 @@ class StrategyService:
             raise AlreadyExistsError(f"strategy {name!r} exists already")
         now = _now()
         record = StrategyRecord(name, display_name or name, description, list(tags or []), now, now)
-        self._repo.put(record)
+        await self._repo.put(record)
         return record
 
     def get(self, name: str) -> StrategyRecord:
@@ -157,9 +161,10 @@ class StrategyService:
         for kind in compiled.custom_kinds():
             if kind not in SUPPORTED_CUSTOM:
                 raise InvalidArgumentError(f"unknown custom node kind {kind!r}", field="graph_json")
+        validate_custom_nodes(graph_json)
         return compiled
 
-    def create_version(
+    async def create_version(
         self,
         name: str,
         graph_json: str,
@@ -170,7 +175,7 @@ class StrategyService:
         validate_only: bool = False,
     ) -> StrategyVersionRecord:
         """Save a new immutable version (a draft) after validating the graph."""
-        record = self.get(name)
+        record = copy.deepcopy(self.get(name))
         compiled = self.validate(graph_json)
         version = StrategyVersionRecord(
             name=name,
@@ -184,12 +189,11 @@ class StrategyService:
         )
         if validate_only:
             return version
-        self._repo.add_version(version)
+        await self._repo.add_version(version)
         self._compiled[(name, version.version)] = compiled
         record.latest_version = version.version
         record.update_time = version.create_time
-        record.etag = str(int(record.etag) + 1)
-        self._repo.put(record)
+        await self._repo.put(record)
         return version
 
     def get_version(self, name: str, version: int) -> StrategyVersionRecord:
@@ -205,7 +209,7 @@ class StrategyService:
         self.get(name)
         return self._repo.list_versions(name)
 
-    def publish(
+    async def publish(
         self,
         name: str,
         version: int,
@@ -217,7 +221,7 @@ class StrategyService:
         etag: str = "",
     ) -> StrategyRecord:
         """Serve ``version`` as the champion of ``environment`` (with optional challengers)."""
-        record = self.get(name)
+        record = copy.deepcopy(self.get(name))
         if etag and etag != record.etag:
             raise FailedPreconditionError("the strategy changed since it was read (stale etag)")
         settings = settings or PublishSettings()
@@ -236,11 +240,10 @@ class StrategyService:
             Publication(env, version, settings, author, comment, _now())
         )
         record.update_time = _now()
-        record.etag = str(int(record.etag) + 1)
-        self._repo.put(record)
+        await self._repo.put(record)
         return record
 
-    def rollback(
+    async def rollback(
         self,
         name: str,
         *,
@@ -260,7 +263,7 @@ class StrategyService:
             version, settings = target.champion_version, target.settings
         else:
             settings = PublishSettings()
-        return self.publish(
+        return await self.publish(
             name,
             version,
             environment=env,
@@ -299,13 +302,24 @@ class StrategyService:
         environment: str = DEFAULT_ENVIRONMENT,
         trace: bool = False,
     ) -> Evaluation:
-        """Evaluate ``data`` with ``version``, or with what ``environment`` serves (A/B too)."""
+        """Evaluate ``data`` with ``version``, or with what ``environment`` serves (A/B too).
+
+        ``data`` is JSON-like, or a ``google.protobuf.Struct`` (the gRPC path: it is
+        handed to the core as its serialized bytes and the output comes back as a
+        serialized Struct, see :meth:`Decision.raw`).
+        """
         start = time.perf_counter()
         variant = ""
         if version is None:
             publication = self.live(name, environment)
             version, variant = self._pick(name, publication, data)
-        decision = self.compiled(name, version).evaluate(data, trace=trace, host=self._host)
+        compiled = self.compiled(name, version)
+        if isinstance(data, struct_pb2.Struct):
+            decision = compiled.evaluate_struct(
+                data.SerializeToString(), trace=trace, host=self._host
+            )
+        else:
+            decision = compiled.evaluate(data, trace=trace, host=self._host)
         return Evaluation(name, version, variant, decision, time.perf_counter() - start)
 
     def _pick(self, name: str, publication: Publication, data: Any) -> tuple[int, str]:
@@ -317,6 +331,8 @@ class StrategyService:
         if not settings.challengers or not active:
             return publication.champion_version, "champion" if settings.challengers else ""
         key = _dig(data, settings.sticky_key_path)
+        if isinstance(key, float) and key.is_integer():
+            key = int(key)  # a Struct carries 42 as 42.0: the same client, the same bucket
         bucket = _bucket(name, json.dumps(key, sort_keys=True))
         edge = 0
         for challenger in settings.challengers:
@@ -329,13 +345,21 @@ class StrategyService:
         self, name: str, version: int | None = None, cases: list[TestCase] | None = None
     ) -> list[TestResult]:
         """Run ``cases`` (default: the stored ones) against a version (default: latest)."""
+        return self.run_tests_with_coverage(name, version, cases)[0]
+
+    def run_tests_with_coverage(
+        self, name: str, version: int | None = None, cases: list[TestCase] | None = None
+    ) -> tuple[list[TestResult], list[NodeCoverage]]:
+        """Like :meth:`run_tests`, with the table rows and switch branches the cases hit."""
         record = self.get(name)
         version = version or record.latest_version
         stored = self.get_version(name, version)
         compiled = self.compiled(name, version)
+        coverage = Coverage(json.loads(stored.graph_json))
         results = []
         for case in cases if cases is not None else list(stored.test_cases):
-            decision = compiled.evaluate(case.input, host=self._host)
+            decision = compiled.evaluate(case.input, host=self._host, trace=True)
+            coverage.add(decision)
             diffs = diff(case.expected_output, decision.output) if decision.ok else []
             results.append(
                 TestResult(
@@ -346,4 +370,4 @@ class StrategyService:
                     diffs,
                 )
             )
-        return results
+        return results, coverage.report()

@@ -540,6 +540,7 @@ class EvaluateResponse(_message.Message):
     PROCESSING_TIME_FIELD_NUMBER: _builtins.int
     PROVENANCE_FIELD_NUMBER: _builtins.int
     WARNINGS_FIELD_NUMBER: _builtins.int
+    AB_TEST_PATHS_FIELD_NUMBER: _builtins.int
     decision: _builtins.str
     """Id of the stored decision, "decisions/{decision_id}"."""
     version: _builtins.int
@@ -568,6 +569,12 @@ class EvaluateResponse(_message.Message):
     def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Non-fatal warnings, e.g. "node n7 timed out; default output used"."""
 
+    @_builtins.property
+    def ab_test_paths(self) -> _containers.RepeatedCompositeFieldContainer[Global___AbTestPath]:
+        """The path each abTest node of the graph (and of its sub-strategies) sent
+        this evaluation down, in the order they ran; stored with the decision.
+        """
+
     def __init__(
         self,
         *,
@@ -579,14 +586,41 @@ class EvaluateResponse(_message.Message):
         processing_time: _duration_pb2.Duration | None = ...,
         provenance: _common_pb2.DecisionProvenance | None = ...,
         warnings: _abc.Iterable[_builtins.str] | None = ...,
+        ab_test_paths: _abc.Iterable[Global___AbTestPath] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["output", b"output", "processing_time", b"processing_time", "provenance", b"provenance"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "output", b"output", "processing_time", b"processing_time", "provenance", b"provenance", "trace", b"trace", "variant", b"variant", "version", b"version", "warnings", b"warnings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ab_test_paths", b"ab_test_paths", "decision", b"decision", "output", b"output", "processing_time", b"processing_time", "provenance", b"provenance", "trace", b"trace", "variant", b"variant", "version", b"version", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EvaluateResponse: _TypeAlias = EvaluateResponse  # noqa: Y015
+
+@_typing.final
+class AbTestPath(_message.Message):
+    """The branch an abTest node took."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    """The abTest node's id in the JDM graph."""
+    path: _builtins.str
+    """"champion" or "challenger"."""
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_id", b"node_id", "path", b"path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AbTestPath: _TypeAlias = AbTestPath  # noqa: Y015
 
 @_typing.final
 class EvaluateStreamRequest(_message.Message):

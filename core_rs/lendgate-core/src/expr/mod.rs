@@ -23,6 +23,7 @@ mod host;
 mod lexer;
 mod parser;
 mod value;
+pub(crate) mod value_serde;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -30,6 +31,7 @@ use chrono_tz::Tz;
 pub use date::{DateValue, Interval};
 pub use host::{Context, Host, HostFunction, HostFunctions, Read};
 pub use value::{Map, Value};
+pub use value_serde::to_json_bytes;
 
 use crate::error::{CoreError, CoreResult};
 

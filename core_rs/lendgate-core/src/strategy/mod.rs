@@ -30,6 +30,7 @@
 mod model;
 mod ops;
 mod run;
+pub mod structpb;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -151,6 +152,15 @@ pub struct Evaluation {
     pub ab_paths: Vec<AbPath>,
 }
 
+/// Like [`Evaluation`], with the output still a [`Value`].
+#[derive(Debug, Clone)]
+pub struct RawEvaluation {
+    pub output: CoreResult<Value>,
+    /// Empty unless [`EvalOptions::trace`] was set.
+    pub trace: Vec<NodeTrace>,
+    pub ab_paths: Vec<AbPath>,
+}
+
 impl Graph {
     /// Parses, validates and compiles a JDM graph (JSON text).
     ///
@@ -210,9 +220,21 @@ impl Graph {
 
     /// Evaluates on an already-converted input.
     pub fn evaluate_value(&self, input: &Value, options: &EvalOptions<'_>) -> Evaluation {
-        let outcome = run::Run::new(&self.def, options, 0, None).evaluate(input);
+        let raw = self.run(input, options);
         Evaluation {
-            output: outcome.result.map(|v| v.to_json()),
+            output: raw.output.map(|v| v.to_json()),
+            trace: raw.trace,
+            ab_paths: raw.ab_paths,
+        }
+    }
+
+    /// Evaluates on a [`Value`] and returns the output as a [`Value`]: the hot path
+    /// (no JSON tree is built; write the output with `serde_json::to_writer` or
+    /// [`structpb::encode`]).
+    pub fn run(&self, input: &Value, options: &EvalOptions<'_>) -> RawEvaluation {
+        let outcome = run::Run::new(&self.def, options, 0, None).evaluate(input);
+        RawEvaluation {
+            output: outcome.result,
             trace: outcome.trace,
             ab_paths: outcome.ab_paths,
         }

@@ -1,0 +1,209 @@
+"""The model, lookup and aggregate custom nodes over gRPC, on a real SQLite store,
+a real (empty) model registry and real scoring aggregates."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import json_format, struct_pb2
+
+from lendgate import AggregateStore
+from lendgate.models.registry import FileSystemRegistry
+from lendgate.models.serving import ModelService
+from lendgate.store import open_store
+from lendgate.strategy import StrategyService
+from lendgate.strategy.decisions import DecisionLog
+from lendgate.strategy.engine import NodeServices
+from lendgate.strategy.nodes import PostgresLookup, RegistryScorer, SqliteLookup
+from lendgate.strategy.repository import StoreStrategyRepository
+from lendgate.v1 import strategy_pb2, strategy_pb2_grpc
+from servers.strategy import StrategyServicer
+from tests.test_aggregates import YAML_DEFS, pay
+from tests.test_server import serve_in_process
+from tests.test_store import postgres_schema
+
+
+def one_node(node: dict[str, Any], *, error_edge: bool = False) -> str:
+    """input → node → output (plus, optionally, node -error-> fallback → output)."""
+    nodes = [
+        {"id": "in", "name": "in", "type": "inputNode"},
+        node,
+        {"id": "out", "name": "out", "type": "outputNode"},
+    ]
+    edges = [
+        {"id": "1", "sourceId": "in", "targetId": node["id"]},
+        {"id": "2", "sourceId": node["id"], "targetId": "out"},
+    ]
+    if error_edge:
+        nodes.append(
+            {
+                "id": "fb",
+                "name": "fallback",
+                "type": "expressionNode",
+                "content": {
+                    "expressions": [
+                        {"id": "1", "key": "decision", "value": "'manual'"},
+                        {"id": "2", "key": "why", "value": "$error.message"},
+                    ]
+                },
+            }
+        )
+        edges += [
+            {"id": "3", "sourceId": node["id"], "targetId": "fb", "sourceHandle": "error"},
+            {"id": "4", "sourceId": "fb", "targetId": "out"},
+        ]
+    return json.dumps({"nodes": nodes, "edges": edges})
+
+
+def custom(node_id: str, kind: str, config: dict[str, Any], **content: Any) -> dict[str, Any]:
+    return {
+        "id": node_id,
+        "name": node_id,
+        "type": "customNode",
+        "content": {"kind": kind, "config": config, **content},
+    }
+
+
+def struct(doc: dict[str, Any]) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    s.update(doc)
+    return s
+
+
+async def scenario(tmp_path: Path, with_aggregates: bool) -> None:
+    db = tmp_path / "lendgate.db"
+    store = open_store(f"sqlite:///{db}")
+    aggregates = AggregateStore.from_yaml(YAML_DEFS)
+    aggregates.apply(pay(1_709_251_200_000, 70, client="c9"))
+    services = NodeServices(
+        models=RegistryScorer(ModelService(FileSystemRegistry(tmp_path / "models"))),
+        lookup=SqliteLookup(str(db)),
+        aggregates=(lambda: aggregates.evaluate) if with_aggregates else None,
+    )
+    service = StrategyService(StoreStrategyRepository(store), node_services=services)
+    servicer = StrategyServicer(service, DecisionLog(store))
+    await servicer.start()
+    try:
+        async with serve_in_process({"lendgate.v1.StrategyService": servicer}) as chan:
+            stub = strategy_pb2_grpc.StrategyServiceStub(chan)
+
+            async def add(sid: str, graph: str) -> None:
+                await stub.RegisterStrategy(strategy_pb2.RegisterStrategyRequest(strategy_id=sid))
+                await stub.CreateStrategyVersion(
+                    strategy_pb2.CreateStrategyVersionRequest(
+                        parent=f"strategies/{sid}",
+                        strategy_version=strategy_pb2.StrategyVersion(graph_json=graph),
+                    )
+                )
+
+            async def run(sid: str, doc: dict[str, Any]) -> Any:
+                return await stub.Evaluate(
+                    strategy_pb2.EvaluateRequest(
+                        strategy=f"strategies/{sid}", version=1, input=struct(doc), trace=True
+                    )
+                )
+
+            # lookup: a parameterised read of the store itself (the strategy just saved).
+            sql = "SELECT name, latest_version FROM definitions WHERE kind = :kind AND name = :n"
+            lookup = custom("q", "lookup", {"sql": sql, "params": {"kind": "k", "n": "who"}})
+            await add("look", one_node(lookup))
+            r = await run("look", {"k": "strategy", "who": "look"})
+            assert json_format.MessageToDict(r.output) == {
+                "rows": [{"name": "look", "latest_version": 1}]
+            }
+            assert [t.node_id for t in r.trace] == ["in", "q", "out"]
+
+            # A lookup that writes, or runs two statements, is refused at registration.
+            for bad in ("DELETE FROM definitions", "SELECT 1; DELETE FROM definitions"):
+                with pytest.raises(grpc.aio.AioRpcError) as exc:
+                    await add(f"bad{len(bad)}", one_node(custom("w", "lookup", {"sql": bad})))
+                assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert (
+                    b"nodes[w].content.config.sql"
+                    in dict(exc.value.trailing_metadata() or ())["grpc-status-details-bin"]
+                )
+            needs_param = "SELECT * FROM definitions WHERE name = :n"
+            slow = (
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+                "SELECT count(*) FROM c"
+            )
+            await add(
+                "slow",
+                one_node(custom("s", "lookup", {"sql": slow, "timeoutMs": 50}), error_edge=True),
+            )
+            r = await run("slow", {})
+            assert r.output["decision"] == "manual"
+            assert "timed out" in r.output["why"]
+            assert "timed out" in r.trace[1].error.message
+            await add("noparam", one_node(custom("p", "lookup", {"sql": needs_param})))
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await run("noparam", {})
+            assert "without a value: n" in (exc.value.details() or "")
+
+            # model: no active model → the node's onError output, never a made-up score.
+            model = custom(
+                "m", "model", {"model": "application-gbdt", "features": ["a"], "retries": 1}
+            )
+            model["content"]["onError"] = {"output": {"scored": False}}
+            await add("mod", one_node(model))
+            r = await run("mod", {"a": 1})
+            assert json_format.MessageToDict(r.output) == {"scored": False}
+            assert "application-gbdt" in r.trace[1].error.message
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await add("mod2", one_node(custom("m", "model", {})))
+            assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+            # aggregate: the scoring aggregates for the event's client.
+            agg = custom("g", "aggregate", {"eventField": "payment"})
+            await add("agg", one_node(agg, error_edge=True))
+            event = {"t": 1_709_251_300_000, "client": {"id": "c9"}, "amount": 5, "device": "d"}
+            r = await run("agg", {"payment": event})
+            if with_aggregates:
+                out = json_format.MessageToDict(r.output)["aggregates"]
+                assert out["sum_2d"] == 75 and out["sum_before"] == 70
+            else:
+                assert r.output["decision"] == "manual"
+                assert "without the scoring service" in r.output["why"]
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize("with_aggregates", [True, False])
+def test_custom_nodes(tmp_path: Path, with_aggregates: bool) -> None:
+    asyncio.run(scenario(tmp_path, with_aggregates))
+
+
+async def postgres_lookups(url: str) -> None:
+    store = open_store(url)
+    service = StrategyService(
+        StoreStrategyRepository(store), node_services=NodeServices(lookup=PostgresLookup(url))
+    )
+    try:
+        await service.register("look")
+        sql = (
+            "SELECT name, latest_version FROM definitions "
+            "WHERE kind = :kind AND name LIKE :n || '%' AND name NOT LIKE '%/meta' "
+            "AND latest_version::int > 0"
+        )
+        lookup = custom("q", "lookup", {"sql": sql, "params": {"kind": "k", "n": "who"}})
+        await service.create_version("look", one_node(lookup))
+        out = service.evaluate("look", {"k": "strategy", "who": "look"}, version=1).decision
+        assert out.ok, out.error
+        assert out.output == {"rows": [{"name": "look", "latest_version": 1}]}
+        slow = custom("s", "lookup", {"sql": "SELECT pg_sleep(2)", "timeoutMs": 50})
+        await service.create_version("look", one_node(slow, error_edge=True))
+        out = service.evaluate("look", {}, version=2).decision
+        assert out.output["decision"] == "manual" and "timed out" in out.output["why"]
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.postgres
+def test_lookup_on_postgres() -> None:
+    with postgres_schema() as url:
+        asyncio.run(postgres_lookups(url))
