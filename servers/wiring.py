@@ -6,12 +6,18 @@ of the contract that no servicer implements answers UNIMPLEMENTED (servers.handl
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lendgate.auction.coordinator import AuctionConfig, Coordinator
 from lendgate.config import Config
+from lendgate.models.admin import ModelAdmin
+from lendgate.models.registry import FileSystemRegistry
+from lendgate.models.serving import ModelService
 from lendgate.scoring import ScoringService
 from lendgate.store import Store
 from lendgate.strategy import StrategyService
 from servers.auction import AuctionServicer
+from servers.models import ModelRegistryServicer
 from servers.rule_admin import RuleAdminServicer
 from servers.scoring import ScoringServicer
 from servers.strategy import StrategyServicer
@@ -27,10 +33,13 @@ def build_servicers(config: Config, store: Store) -> dict[str, object]:
     """
     auction = AuctionConfig(bidding_window_s=config.auction_bidding_window_s)
     scoring = ScoringService(store)
+    models = ModelService(FileSystemRegistry(Path(config.data_dir) / "models"))
+    models.load_all()
     return {
         "lendgate.v1.ScoringService": ScoringServicer(scoring),
         # Shares the ScoringService: rule and list edits apply to the next check.
         "lendgate.v1.RuleAdminService": RuleAdminServicer(scoring, config.rule_admin_partners),
         "lendgate.v1.StrategyService": StrategyServicer(StrategyService()),
         "lendgate.v1.AuctionService": AuctionServicer(Coordinator(auction)),
+        "lendgate.v1.ModelRegistryService": ModelRegistryServicer(ModelAdmin(models)),
     }

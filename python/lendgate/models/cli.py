@@ -81,6 +81,7 @@ def run_models(args: argparse.Namespace) -> int:
                     auc = files.card.get("metrics", {}).get("holdout_pr_auc", float("nan"))
                     print(f"{name}\t{files.version}\t{role or '-'}\tPR-AUC {auc:.4f}")
     except RegistryError as exc:
-        print(f"lendgate: {exc}", file=sys.stderr)
+        where = f"{args.dir}: " if args.action == "register" else ""
+        print(f"lendgate: {where}{exc}", file=sys.stderr)
         return 2
     return 0

@@ -129,9 +129,21 @@ class ModelService:
         self._slots[name] = _Slot(champion, shadows)  # the atomic swap
         return state
 
+    def load_all(self) -> list[str]:
+        """Load the serving state of every registered name (at server start)."""
+        names = self.registry.names()
+        for name in names:
+            self.reload(name)
+        return names
+
     def promote(self, name: str, version: str, *, shadow: bool = False) -> ActiveState:
         """Promote in the registry, then hot-swap."""
         self.registry.promote(name, version, shadow=shadow)
+        return self.reload(name)
+
+    def unshadow(self, name: str, version: str) -> ActiveState:
+        """Remove a shadow in the registry, then hot-swap."""
+        self.registry.unshadow(name, version)
         return self.reload(name)
 
     def rollback(self, name: str) -> ActiveState:
