@@ -35,6 +35,7 @@ def build_servicers(config: Config, store: Store) -> dict[str, object]:
     scoring = ScoringService(store)
     models = ModelService(FileSystemRegistry(Path(config.data_dir) / "models"))
     models.load_all()
+    models.watch()  # picks up promotions made by other processes (lendgate retrain, models)
     return {
         "lendgate.v1.ScoringService": ScoringServicer(scoring),
         # Shares the ScoringService: rule and list edits apply to the next check.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -135,6 +136,33 @@ class ModelService:
         for name in names:
             self.reload(name)
         return names
+
+    def refresh(self) -> list[str]:
+        """Reload the names whose serving state in the registry differs from what is
+        loaded (changed by another process, e.g. ``lendgate retrain``); return them."""
+        changed = []
+        for name in self.registry.names():
+            state = self.registry.state(name)
+            if self.active(name) != (state.champion, tuple(state.shadows)):
+                self.reload(name)
+                changed.append(name)
+        return changed
+
+    def watch(self, interval_s: float = 2.0) -> threading.Event:
+        """Poll the registry every ``interval_s`` in a daemon thread and hot-swap what
+        changed; set the returned event to stop."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(interval_s):
+                try:
+                    for name in self.refresh():
+                        log.info("model state reloaded", extra={"model": name})
+                except Exception as exc:  # a bad registry write must not stop serving
+                    log.warning("model registry poll failed", extra={"error": str(exc)})
+
+        threading.Thread(target=loop, name="model-registry-watch", daemon=True).start()
+        return stop
 
     def promote(self, name: str, version: str, *, shadow: bool = False) -> ActiveState:
         """Promote in the registry, then hot-swap."""
