@@ -80,26 +80,33 @@ class LoadedModel:
             explainer,
         )
 
-    def score(self, rows: npt.NDArray[np.float32], top_k: int) -> list[ScoreResult]:
-        """Scores of the rows; a NaN probability gives no score for that row."""
+    def score(
+        self, rows: npt.NDArray[np.float32], top_k: int, explain_from: int = 0
+    ) -> list[ScoreResult]:
+        """Scores of the rows; a NaN probability gives no score for that row. Rows scored
+        at least ``explain_from`` get their ``top_k`` contributions."""
         raw = self.onnx.predict(rows)
         finite = np.isfinite(raw)
         scores = self.calibration.score(np.where(finite, raw, 0.0))
-        contrib = None
+        explained: dict[int, npt.NDArray[np.float64]] = {}
         if self.explainer is not None and top_k > 0:
-            contrib = self.explainer.contributions(rows)
+            wanted = np.flatnonzero(finite & (scores >= explain_from))
+            if wanted.size:
+                contrib = self.explainer.contributions(rows[wanted])
+                explained = {int(i): contrib[k] for k, i in enumerate(wanted)}
         out = []
         for i in range(rows.shape[0]):
             if not finite[i]:
                 out.append(ScoreResult(None, ("model returned NaN: no model score",)))
                 continue
             explanation: tuple[Contribution, ...] = ()
-            if contrib is not None:
-                top = np.argsort(-np.abs(contrib[i]))[:top_k]
+            c = explained.get(i)
+            if c is not None:
+                top = np.argsort(-np.abs(c))[:top_k]
                 explanation = tuple(
-                    Contribution(FEATURE_NAMES[j], float(rows[i, j]), float(contrib[i, j]))
+                    Contribution(FEATURE_NAMES[j], float(rows[i, j]), float(c[j]))
                     for j in top
-                    if contrib[i, j] != 0.0
+                    if c[j] != 0.0
                 )
             score = ModelScore(self.name, self.version, int(scores[i]), float(raw[i]), explanation)
             out.append(ScoreResult(score))
@@ -118,6 +125,9 @@ class ModelService:
 
     registry: ModelRegistry
     top_k: int = 10
+    explain_from: int = 0
+    """Explain only scores of at least this (0..1000): the explainer costs several times
+    the score itself, and a report below the review band is rarely read. 0 explains all."""
     _slots: dict[str, _Slot] = field(default_factory=dict)
 
     def reload(self, name: str) -> ActiveState:
@@ -196,7 +206,7 @@ class ModelService:
         if slot is None or slot.champion is None:
             return [ScoreResult(None) for _ in range(x.shape[0])]
         try:
-            results = slot.champion.score(x, self.top_k)
+            results = slot.champion.score(x, self.top_k, self.explain_from)
         except Exception as exc:  # a failing model degrades to "no score", never an error
             log.warning("model scoring failed", extra={"model": name, "error": str(exc)})
             warning = f"model scoring failed ({type(exc).__name__}): no model score"
