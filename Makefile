@@ -128,6 +128,7 @@ bench: setup ## the standard suite: seed target, sweeps + plot, cross-checks, mi
 	$(PY) -m bench.strategy_vs_zen
 	$(PY) -m bench.store_bench --backend sqlite --events 50000
 	$(PY) -m bench.models_bench
+	$(PY) -m bench.models_quality --json $(BENCH_OUT)/models-quality.json
 	$(PY) -m bench.auction_bench
 	cd $(CARGO_DIR) && $(CARGO) bench -p lendgate-core
 	$(PY) -m bench.aggregates_bench
