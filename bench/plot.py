@@ -3,8 +3,8 @@
     .venv/bin/python -m bench.plot bench/out/*-sweep.json --out bench/latency-vs-rate.png
 
 Each input is the ``--json`` of ``python -m bench sweep``; each becomes one colour, p50 a
-solid line and p99 a dashed one, on a log latency axis, with the sweep's p99 objective
-drawn across.
+solid line and p99 a dashed one, on a log latency axis, with each sweep's p99 objective
+drawn across (a sweep stops at the first rate over its objective).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def plot(inputs: Sequence[Path], out: Path) -> list[str]:
 
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     drawn: list[str] = []
-    slo: float | None = None
+    slos: dict[float, list[str]] = {}
     machine = ""
     for path in inputs:
         try:
@@ -61,16 +61,16 @@ def plot(inputs: Sequence[Path], out: Path) -> list[str]:
             rates, [p[2] for p in points], "s--", color=line.get_color(), label=f"{scenario} p99"
         )
         drawn.append(scenario)
-        slo = document.get("slo_p99_ms", slo)
+        if document.get("slo_p99_ms") is not None:
+            slos.setdefault(float(document["slo_p99_ms"]), []).append(scenario)
         load = document.get("load_average", ["?"])[0]
         sha = str(document.get("git_sha", "?"))[:10]
         machine = f"{document.get('cpu_count', '?')} cores, load avg {load}, commit {sha}"
     if not drawn:
         raise PlotError("no sweep with measured latencies among the inputs")
-    if slo is not None:
-        ax.axhline(
-            slo, color="grey", linewidth=0.8, linestyle=":", label=f"p99 objective {slo:g} ms"
-        )
+    for slo, scenarios in sorted(slos.items()):
+        label = f"p99 objective {slo:g} ms ({', '.join(scenarios)})"
+        ax.axhline(slo, color="grey", linewidth=0.8, linestyle=":", label=label)
     ax.set_yscale("log")
     ax.set_xlabel("offered rate (calls/s, open loop)")
     ax.set_ylabel("latency from scheduled send (ms)")
