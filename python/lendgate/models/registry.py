@@ -180,7 +180,12 @@ class FileSystemRegistry:
         """Names that have at least one version."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self.versions(p.name))
+        # Only directory listings (no card reads): the server polls this every few seconds.
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and any(v.is_dir() and v.name.isdigit() for v in p.iterdir())
+        )
 
     def versions(self, name: str) -> list[ModelFiles]:
         """Versions of a name, oldest first."""
