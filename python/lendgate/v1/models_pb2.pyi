@@ -161,8 +161,8 @@ class RegisterModelVersionRequest(_message.Message):
     """
     onnx: _builtins.bytes
     """The model as ONNX bytes (a binary classifier whose second output holds
-    class probabilities, as `lendgate train` exports it). Required, at most
-    64 MiB.
+    class probabilities, as `lendgate train` exports it). Required; the whole
+    request must fit the server's maximum message size (4 MiB by default).
     """
     card_json: _builtins.str
     """The model card as JSON (card.json of `lendgate train`): must list the
