@@ -46,6 +46,7 @@ def plot(inputs: Sequence[Path], out: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     drawn: list[str] = []
     slos: dict[float, list[str]] = {}
+    loads: list[float] = []
     machine = ""
     for path in inputs:
         try:
@@ -63,9 +64,9 @@ def plot(inputs: Sequence[Path], out: Path) -> list[str]:
         drawn.append(scenario)
         if document.get("slo_p99_ms") is not None:
             slos.setdefault(float(document["slo_p99_ms"]), []).append(scenario)
-        load = document.get("load_average", ["?"])[0]
+        loads += [float(s["load_average"][0]) for s in document["steps"] if "load_average" in s]
         sha = str(document.get("git_sha", "?"))[:10]
-        machine = f"{document.get('cpu_count', '?')} cores, load avg {load}, commit {sha}"
+        machine = f"{document.get('cpu_count', '?')} cores, commit {sha}"
     if not drawn:
         raise PlotError("no sweep with measured latencies among the inputs")
     for slo, scenarios in sorted(slos.items()):
@@ -74,6 +75,8 @@ def plot(inputs: Sequence[Path], out: Path) -> list[str]:
     ax.set_yscale("log")
     ax.set_xlabel("offered rate (calls/s, open loop)")
     ax.set_ylabel("latency from scheduled send (ms)")
+    if loads:
+        machine += f", load avg {min(loads):g}-{max(loads):g}"
     ax.set_title(f"lendgate: latency vs offered rate ({machine})", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
