@@ -7,7 +7,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from lendgate.errors import InvalidArgumentError
+from lendgate.auth import current_partner
+from lendgate.errors import InvalidArgumentError, PermissionDeniedError
 from lendgate.models.admin import ModelAdmin, VersionInfo, check_model_id
 from lendgate.models.registry import ActiveState
 from lendgate.v1 import models_pb2
@@ -66,8 +67,22 @@ def _model_pb(model_id: str, state: ActiveState, count: int) -> models_pb2.Model
 class ModelRegistryServicer:
     """Implements lendgate.v1.ModelRegistryService over a :class:`ModelAdmin`."""
 
-    def __init__(self, admin: ModelAdmin) -> None:
+    def __init__(self, admin: ModelAdmin, admins: frozenset[str] | None = None) -> None:
+        """``admins``: the partners allowed to register and promote models (the
+        consortium's operators, setting ``rule_admins``); ``None`` lets every
+        authenticated partner (development mode only). Reads are open to all."""
         self._admin = admin
+        self._admins = admins
+
+    def _require_admin(self) -> None:
+        # The champion scores every partner's applications: changing it is the
+        # consortium operator's decision, like a change of the rule pack.
+        partner = current_partner().partner_id
+        if self._admins is not None and partner not in self._admins:
+            raise PermissionDeniedError(
+                f"partner {partner!r} may not change the consortium's models"
+                " (setting 'rule_admins')"
+            )
 
     def _model(self, model_id: str, state: ActiveState) -> models_pb2.Model:
         return _model_pb(model_id, state, len(self._admin.registry.versions(model_id)))
@@ -76,6 +91,7 @@ class ModelRegistryServicer:
         self, request: Any, context: Any
     ) -> models_pb2.RegisterModelVersionResponse:
         """Validate (in a worker thread: it loads the model) and store a new version."""
+        self._require_admin()
         model_id = _model_id(request.parent, "parent")
         info = await asyncio.to_thread(
             self._admin.register,
@@ -114,6 +130,7 @@ class ModelRegistryServicer:
         self, request: Any, context: Any
     ) -> models_pb2.PromoteModelVersionResponse:
         """Make a version the champion; in effect when this returns."""
+        self._require_admin()
         model_id, version = _version_name(request.name)
         state = await asyncio.to_thread(self._admin.promote, model_id, version)
         return models_pb2.PromoteModelVersionResponse(model=self._model(model_id, state))
@@ -122,12 +139,14 @@ class ModelRegistryServicer:
         self, request: Any, context: Any
     ) -> models_pb2.SetShadowModelVersionResponse:
         """Add or remove a shadow; in effect when this returns."""
+        self._require_admin()
         model_id, version = _version_name(request.name)
         state = await asyncio.to_thread(self._admin.set_shadow, model_id, version, request.shadow)
         return models_pb2.SetShadowModelVersionResponse(model=self._model(model_id, state))
 
     async def RollbackModel(self, request: Any, context: Any) -> models_pb2.RollbackModelResponse:
         """Return to the previous champion; in effect when this returns."""
+        self._require_admin()
         model_id = _model_id(request.name, "name")
         state = await asyncio.to_thread(self._admin.rollback, model_id)
         return models_pb2.RollbackModelResponse(model=self._model(model_id, state))

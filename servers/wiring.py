@@ -42,5 +42,8 @@ def build_servicers(config: Config, store: Store) -> dict[str, object]:
         "lendgate.v1.RuleAdminService": RuleAdminServicer(scoring, config.rule_admin_partners),
         "lendgate.v1.StrategyService": StrategyServicer(StrategyService()),
         "lendgate.v1.AuctionService": AuctionServicer(Coordinator(auction)),
-        "lendgate.v1.ModelRegistryService": ModelRegistryServicer(ModelAdmin(models)),
+        # Model changes are the consortium operator's, like rule changes.
+        "lendgate.v1.ModelRegistryService": ModelRegistryServicer(
+            ModelAdmin(models), config.rule_admin_partners
+        ),
     }

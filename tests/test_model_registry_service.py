@@ -17,7 +17,7 @@ from lendgate.models.features import FEATURE_NAMES
 from lendgate.models.train import TrainConfig, train
 from lendgate.v1 import models_pb2 as m
 from lendgate.v1 import models_pb2_grpc
-from tests.conftest import ServerProcess, start_server, stop_server
+from tests.conftest import ServerProcess, clean_env, start_server, stop_server
 
 MODEL = "models/application-gbdt"
 
@@ -207,3 +207,37 @@ def test_unknown_models_and_versions_are_not_found(server: ServerProcess) -> Non
         with pytest.raises(grpc.RpcError) as exc:
             stub.GetModelVersion(m.GetModelVersionRequest(name="models/x/versions/one"))
         assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_only_the_consortium_admins_change_models(model_dir: Path, tmp_path: Path) -> None:
+    env = clean_env(LENDGATE_RULE_ADMINS="bureau")
+    running = start_server(tmp_path / "var", env=env)
+    try:
+        channel, stub = stub_for(running)
+        with channel:
+            partner = (("x-lendgate-partner", "bank-a"),)
+            bureau = (("x-lendgate-partner", "bureau"),)
+            with pytest.raises(grpc.RpcError) as exc:
+                stub.RegisterModelVersion(register_request(model_dir, "p-1"), metadata=partner)
+            assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert "rule_admins" in (exc.value.details() or "")
+            version = stub.RegisterModelVersion(
+                register_request(model_dir, "p-1"), metadata=bureau
+            ).model_version
+            promote = m.PromoteModelVersionRequest(name=version.name)
+            with pytest.raises(grpc.RpcError) as exc:
+                stub.PromoteModelVersion(promote, metadata=partner)
+            assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            stub.PromoteModelVersion(promote, metadata=bureau)
+            for call, request in [
+                (stub.SetShadowModelVersion, m.SetShadowModelVersionRequest(name=version.name)),
+                (stub.RollbackModel, m.RollbackModelRequest(name=MODEL)),
+            ]:
+                with pytest.raises(grpc.RpcError) as exc:
+                    call(request, metadata=partner)
+                assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            # Reads are open to every partner.
+            model = stub.GetModel(m.GetModelRequest(name=MODEL), metadata=partner).model
+            assert model.champion_version == version.name
+    finally:
+        stop_server(running)

@@ -26,7 +26,10 @@ if _version_not_supported:
 
 
 class ModelRegistryServiceStub:
-    """Registers, lists and promotes risk-model versions.
+    """Registers, lists and promotes risk-model versions. Any authenticated partner
+    may read; registering, promoting, shadowing and rolling back are for the
+    consortium's administrators (server setting rule_admins), others get
+    PERMISSION_DENIED.
     """
 
     def __init__(self, channel):
@@ -73,7 +76,10 @@ class ModelRegistryServiceStub:
 
 
 class ModelRegistryServiceServicer:
-    """Registers, lists and promotes risk-model versions.
+    """Registers, lists and promotes risk-model versions. Any authenticated partner
+    may read; registering, promoting, shadowing and rolling back are for the
+    consortium's administrators (server setting rule_admins), others get
+    PERMISSION_DENIED.
     """
 
     def RegisterModelVersion(self, request, context):
@@ -179,7 +185,10 @@ def add_ModelRegistryServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ModelRegistryService:
-    """Registers, lists and promotes risk-model versions.
+    """Registers, lists and promotes risk-model versions. Any authenticated partner
+    may read; registering, promoting, shadowing and rolling back are for the
+    consortium's administrators (server setting rule_admins), others get
+    PERMISSION_DENIED.
     """
 
     @staticmethod

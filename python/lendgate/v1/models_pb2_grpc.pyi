@@ -42,7 +42,11 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ModelRegistryServiceStub:
-    """Registers, lists and promotes risk-model versions."""
+    """Registers, lists and promotes risk-model versions. Any authenticated partner
+    may read; registering, promoting, shadowing and rolling back are for the
+    consortium's administrators (server setting rule_admins), others get
+    PERMISSION_DENIED.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -75,7 +79,11 @@ class ModelRegistryServiceStub:
 
 @_typing.type_check_only
 class ModelRegistryServiceAsyncStub(ModelRegistryServiceStub):
-    """Registers, lists and promotes risk-model versions."""
+    """Registers, lists and promotes risk-model versions. Any authenticated partner
+    may read; registering, promoting, shadowing and rolling back are for the
+    consortium's administrators (server setting rule_admins), others get
+    PERMISSION_DENIED.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     RegisterModelVersion: _aio.UnaryUnaryMultiCallable[_models_pb2.RegisterModelVersionRequest, _models_pb2.RegisterModelVersionResponse]  # type: ignore[assignment]
@@ -104,7 +112,11 @@ class ModelRegistryServiceAsyncStub(ModelRegistryServiceStub):
     """
 
 class ModelRegistryServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Registers, lists and promotes risk-model versions."""
+    """Registers, lists and promotes risk-model versions. Any authenticated partner
+    may read; registering, promoting, shadowing and rolling back are for the
+    consortium's administrators (server setting rule_admins), others get
+    PERMISSION_DENIED.
+    """
 
     @_abc_1.abstractmethod
     def RegisterModelVersion(
