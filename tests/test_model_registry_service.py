@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -241,3 +243,20 @@ def test_only_the_consortium_admins_change_models(model_dir: Path, tmp_path: Pat
             assert model.champion_version == version.name
     finally:
         stop_server(running)
+
+
+def test_cli_changes_are_seen_by_the_running_server(model_dir: Path, served: ServerProcess) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "lendgate.cli", "models", "--data-dir", str(served.data_dir)]
+        return subprocess.run(
+            [*cmd, *args], capture_output=True, text=True, check=False, timeout=50
+        )
+
+    assert cli("register", str(model_dir)).returncode == 0
+    assert cli("promote", "application-gbdt", "1").returncode == 0
+    bad = cli("promote", "application-gbdt", "7")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    channel, stub = stub_for(served)
+    with channel:
+        version = stub.GetModelVersion(m.GetModelVersionRequest(name=f"{MODEL}/versions/1"))
+        assert version.model_version.champion and version.model_version.create_time.seconds > 0

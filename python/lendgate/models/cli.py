@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,8 @@ def run_models(args: argparse.Namespace) -> int:
     registry = FileSystemRegistry(Path(args.data_dir) / "models")
     try:
         if args.action == "register":
-            version = registry.register(args.name, Path(args.dir))
+            registered_at = datetime.now(UTC).isoformat()
+            version = registry.register(args.name, Path(args.dir), {"registered_at": registered_at})
             print(f"{args.name} version {version} registered")
         elif args.action == "promote":
             state = registry.promote(args.name, args.version, shadow=args.shadow)

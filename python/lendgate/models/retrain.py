@@ -96,11 +96,12 @@ def retrain(
         version = None
         if promote:
             extra = {
+                "registered_at": dt.datetime.now(dt.UTC).isoformat(),
                 "retrain": {
                     "champion_before": state.champion,
                     "champion_holdout_pr_auc": champion_auc,
                     "candidate_holdout_pr_auc": candidate_auc,
-                }
+                },
             }
             version = registry.register(cfg.name, out, extra)
             registry.promote(cfg.name, version)
