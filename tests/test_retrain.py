@@ -106,3 +106,15 @@ def test_a_serving_process_picks_up_a_promotion_made_elsewhere(data: Path, tmp_p
         assert serving.score(NAME, [[0.0] * len(FEATURE_NAMES)])[0].score is not None
     finally:
         stop.set()
+
+
+def test_a_broken_champion_on_disk_serves_no_score_instead_of_failing(
+    data: Path, tmp_path: Path
+) -> None:
+    registry = FileSystemRegistry(tmp_path / "models")
+    retrain(data, registry, TrainConfig(rounds=10, window_days=45))
+    (tmp_path / "models" / NAME / "1" / "model.onnx").write_bytes(b"truncated")
+    service = ModelService(registry)
+    assert service.load_all() == []
+    result = service.score(NAME, [[0.0] * len(FEATURE_NAMES)])[0]
+    assert result.score is None

@@ -141,11 +141,17 @@ class ModelService:
         return state
 
     def load_all(self) -> list[str]:
-        """Load the serving state of every registered name (at server start)."""
-        names = self.registry.names()
-        for name in names:
-            self.reload(name)
-        return names
+        """Load the serving state of every registered name (at server start); return the
+        names loaded. A name whose files fail to load serves no score (logged), rather
+        than keeping the server from starting."""
+        loaded = []
+        for name in self.registry.names():
+            try:
+                self.reload(name)
+                loaded.append(name)
+            except Exception as exc:  # onnxruntime, numpy and OS errors alike
+                log.warning("model not loaded", extra={"model": name, "error": str(exc)})
+        return loaded
 
     def refresh(self) -> list[str]:
         """Reload the names whose serving state in the registry differs from what is
