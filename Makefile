@@ -16,7 +16,7 @@ CARGO_DIR   := core_rs
 RUST_SRC    := $(shell find core_rs -path core_rs/target -prune -o \( -name '*.rs' -o -name 'Cargo.*' \) -print)
 PY_OWN      := python/lendgate servers tests bench scripts
 
-.PHONY: all help setup build run test test-rust test-python lint fmt proto bench bench-quick clean
+.PHONY: all help setup build run test test-rust test-python lint fmt proto bench bench-quick bench-tools clean
 
 all: fmt build lint test ## format, build, lint and test (the default)
 
@@ -100,8 +100,15 @@ GHZ_VERSION := v0.93.0
 $(TOOLS)/bin/ghz: # the gRPC load tool of the cross-check, from the Go module proxy
 	GOBIN=$(abspath $(TOOLS))/bin go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 
-bench: setup ## the standard suite: seed target, rate sweeps, h2load cross-check, micro benches
+# h2load (the cross-check's native HTTP/2 client) from Debian's packages, once.
+bench-tools:
+	@command -v h2load >/dev/null || { apt-get update -qq && apt-get install -y -qq nghttp2-client; }
+	@$(MAKE) --no-print-directory $(TOOLS)/bin/ghz
+
+bench: setup ## the standard suite: seed target, sweeps + plot, cross-checks, micro benches
 	@mkdir -p $(BENCH_OUT)
+	$(PY) -m pytest bench/micro -q -p no:cacheprovider --benchmark-only \
+	  --benchmark-json=$(BENCH_OUT)/micro.json
 	$(PY) -m bench scoring --rate 100 --duration 60 --warmup 5 --target-p99-ms 200 \
 	  --json $(BENCH_OUT)/scoring-seed.json
 	$(PY) -m bench strategy --rate 100 --duration 60 --warmup 5 --target-p99-ms 200 \
@@ -112,12 +119,16 @@ bench: setup ## the standard suite: seed target, rate sweeps, h2load cross-check
 	  --json $(BENCH_OUT)/strategy-sweep.json
 	$(PY) -m bench sweep echo --rates $(BENCH_SWEEP) --duration 15 --slo-ms 10 \
 	  --json $(BENCH_OUT)/echo-sweep.json
-	-$(MAKE) --no-print-directory $(TOOLS)/bin/ghz
+	$(PY) -m bench.plot $(BENCH_OUT)/scoring-sweep.json $(BENCH_OUT)/strategy-sweep.json \
+	  $(BENCH_OUT)/echo-sweep.json --out bench/latency-vs-rate.png
+	$(PY) -m bench.stream_vs_unary --events 3000 --json $(BENCH_OUT)/stream-vs-unary.json
+	-$(MAKE) --no-print-directory bench-tools
 	-$(PY) -m bench.crosscheck --seconds 10
 	$(PY) -m bench.rules_vs_zen
 	$(PY) -m bench.strategy_vs_zen
 	$(PY) -m bench.store_bench --backend sqlite --events 50000
 	$(PY) -m bench.models_bench
+	$(PY) -m bench.models_quality --json $(BENCH_OUT)/models-quality.json
 	$(PY) -m bench.auction_bench
 	cd $(CARGO_DIR) && $(CARGO) bench -p lendgate-core
 	$(PY) -m bench.aggregates_bench
@@ -128,6 +139,7 @@ bench-quick: setup ## one-minute smoke run of the load harness (no figures to ke
 	$(PY) -m bench strategy --rate 50 --duration 5 --warmup 1 --floor-seconds 0
 	$(PY) -m bench scoring --rate 20 --duration 5 --warmup 1 --history 200 --floor-seconds 0 \
 	  --json $(BENCH_OUT)/quick-scoring.json
+	$(PY) -m bench.stream_vs_unary --events 300 --rounds 1 --history 200
 	-$(PY) -m bench.crosscheck --seconds 3
 
 clean: ## remove build outputs (keeps .venv and var/)

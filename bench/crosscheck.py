@@ -3,7 +3,7 @@
 ``.venv/bin/python -m bench.crosscheck [--seconds 5]`` measures the echo server's
 maximum rate in one run with h2load (nghttp2's HTTP/2 load tool, sending a gRPC-framed
 600-byte message with ``content-type: application/grpc``), with ghz (a gRPC load tool,
-``make .tools/bin/ghz``) when installed, and with this harness's closed-loop
+``make bench-tools``) when installed, and with this harness's closed-loop
 transport-floor measurement, and prints them side by side. If the
 Python figure is far below h2load's, the generator, not the server, is the limit.
 """
@@ -127,7 +127,7 @@ def main() -> int:
         return 2
     print(f"echo server max rate, h2load: {native:.0f}/s  ({summary})")
     if via_ghz is None:
-        print("echo server max rate, ghz: not installed (make .tools/bin/ghz)")
+        print("echo server max rate, ghz: not installed (make bench-tools)")
     else:
         print(f"echo server max rate, ghz: {via_ghz[0]:.0f}/s OK, errors {via_ghz[1] or 'none'}")
     print(

@@ -2,8 +2,9 @@
 
 Generates a data set, trains a model, registers it in a temporary registry, then measures
 in one run: ONNX vs native LightGBM per row (single rows and batches of 64), the path
-explainer, full ``ModelService.score`` (score + calibration + explanation) for one event,
-and throughput of concurrent asyncio clients with and without the micro-batcher.
+explainer, full ``ModelService.score`` (score + calibration + explanation) for one event
+and for 64 (explaining all, or only scores >= 500: ``explain_from``), and throughput of
+concurrent asyncio clients with and without the micro-batcher.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ def main() -> None:
         registry = FileSystemRegistry(root / "models")
         service = ModelService(registry)
         service.promote(NAME, registry.register(NAME, root / "model"))
+        reviewed = ModelService(registry, explain_from=500)  # explains scores >= 500 only
+        reviewed.reload(NAME)
         slot_model = service._slots[NAME].champion  # benchmark reads internals
         assert slot_model is not None
         explainer = slot_model.explainer
@@ -107,6 +110,9 @@ def main() -> None:
             "path explainer, batch of 64 (per batch)": lambda: explainer.contributions(batch),
             "ModelService.score, 1 event (score+calib+explain)": lambda: service.score(NAME, one),
             "ModelService.score, 64 events (per batch)": lambda: service.score(NAME, batch),
+            "ModelService.score, 64 events, explain >= 500 only": lambda: reviewed.score(
+                NAME, batch
+            ),
         }
         for label, fn in results.items():
             p50, p99 = per_call_us(fn, n)

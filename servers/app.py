@@ -42,6 +42,7 @@ PLATFORM_SERVICES = (
     f"{PACKAGE}.RuleAdminService",
     f"{PACKAGE}.StrategyService",
     f"{PACKAGE}.AuctionService",
+    f"{PACKAGE}.ModelRegistryService",
 )
 
 

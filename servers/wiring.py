@@ -10,6 +10,9 @@ from pathlib import Path
 
 from lendgate.auction.coordinator import AuctionConfig, Coordinator
 from lendgate.config import Config
+from lendgate.models.admin import ModelAdmin
+from lendgate.models.registry import FileSystemRegistry
+from lendgate.models.serving import ModelService
 from lendgate.scoring import ScoringService, StateSettings
 from lendgate.store import Store
 from lendgate.strategy import StrategyService
@@ -18,6 +21,7 @@ from lendgate.strategy.engine import NodeServices
 from lendgate.strategy.nodes import LookupReader, PostgresLookup, RegistryScorer, SqliteLookup
 from lendgate.strategy.repository import StoreStrategyRepository
 from servers.auction import AuctionServicer
+from servers.models import ModelRegistryServicer
 from servers.rule_admin import RuleAdminServicer
 from servers.scoring import ScoringServicer
 from servers.strategy import StrategyServicer
@@ -40,6 +44,9 @@ def build_servicers(config: Config, store: Store) -> dict[str, object]:
         snapshot_every_seconds=config.snapshot_every_s,
     )
     scoring = ScoringService(store, state=state)
+    models = ModelService(FileSystemRegistry(Path(config.data_dir) / "models"))
+    models.load_all()
+    models.watch()  # picks up promotions made by other processes (lendgate retrain, models)
     return {
         "lendgate.v1.ScoringService": ScoringServicer(scoring),
         # Shares the ScoringService: rule and list edits apply to the next check.
@@ -48,29 +55,30 @@ def build_servicers(config: Config, store: Store) -> dict[str, object]:
         # decision is logged there too.
         "lendgate.v1.StrategyService": StrategyServicer(
             StrategyService(
-                StoreStrategyRepository(store), node_services=_node_services(config, scoring)
+                StoreStrategyRepository(store),
+                node_services=_node_services(config, scoring, models),
             ),
             DecisionLog(store),
         ),
         "lendgate.v1.AuctionService": AuctionServicer(Coordinator(auction, store=store)),
+        # Model changes are the consortium operator's, like rule changes.
+        "lendgate.v1.ModelRegistryService": ModelRegistryServicer(
+            ModelAdmin(models), config.rule_admin_partners
+        ),
     }
 
 
-def _node_services(config: Config, scoring: ScoringService) -> NodeServices:
-    """What strategy custom nodes read: the model registry under ``data_dir/models``,
+def _node_services(config: Config, scoring: ScoringService, models: ModelService) -> NodeServices:
+    """What strategy custom nodes read: the served models (the registry's champions),
     the store's database (lookups) and the in-process scoring service's aggregates."""
-    from lendgate.models.registry import FileSystemRegistry  # noqa: PLC0415 (heavy)
-    from lendgate.models.serving import ModelService  # noqa: PLC0415
-
     url = config.effective_database_url
     lookup: LookupReader = (
         SqliteLookup(url.removeprefix("sqlite:///"))
         if url.startswith("sqlite:///")
         else PostgresLookup(url)
     )
-    registry = FileSystemRegistry(Path(config.data_dir) / "models")
     return NodeServices(
-        models=RegistryScorer(ModelService(registry)),
+        models=RegistryScorer(models),
         lookup=lookup,
         aggregates=lambda: scoring.aggregates.evaluate,
     )

@@ -7,11 +7,13 @@ never upper bounds, so a busy machine cannot make these tests fail.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from bench import harness, processes
+from bench import harness, plot, processes, stream_vs_unary
 from bench.__main__ import main
 
 
@@ -98,3 +100,99 @@ def test_bad_input_is_one_line_and_exit_code_2(
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sweep", "echo", "--rates", "0,10"],
+        ["sweep", "echo", "--rates", "ten"],
+        ["sweep", "nope"],
+        ["sweep", "echo", "--rates", "10", "--duration", "1", "--target", "127.0.0.1:1"],
+    ],
+)
+def test_sweep_bad_input_is_one_line_and_exit_code_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        raise SystemExit(main(argv))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+
+
+def _sweep(scenario: str, steps: list[tuple[float, float | None, float | None]]) -> object:
+    return {
+        "scenario": scenario,
+        "slo_p99_ms": 10.0,
+        "cpu_count": 2,
+        "load_average": [1.0, 1.0, 1.0],
+        "git_sha": "0123456789ab",
+        "steps": [{"offered_rps": r, "p50_ms": a, "p99_ms": b} for r, a, b in steps],
+    }
+
+
+def test_plot_draws_a_png_from_sweep_results(tmp_path: Path) -> None:
+    echo, strategy = tmp_path / "echo.json", tmp_path / "strategy.json"
+    echo.write_text(json.dumps(_sweep("echo", [(100, 1.1, 3.0), (200, 1.2, 4.0)])))
+    # A step with no OK answer has no latency: it is left out, not drawn as zero.
+    strategy.write_text(json.dumps(_sweep("strategy", [(100, 2.0, 6.0), (400, None, None)])))
+    out = tmp_path / "plot.png"
+    assert plot.plot([echo, strategy], out) == ["echo", "strategy"]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot.series(json.loads(strategy.read_text()), "s")[1] == [(100.0, 2.0, 6.0)]
+
+
+def test_plot_bad_input_is_one_line_and_exit_code_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"scenario": "echo", "p99_ms": 3.0}))  # a single run, no steps
+    assert plot.main([str(run), "--out", str(tmp_path / "x.png")]) == 2
+    assert plot.main([str(tmp_path / "missing.json"), "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "not a `python -m bench sweep` result" in err[0]
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_unary_and_stream_scoring_compared_in_one_run(tmp_path: Path) -> None:
+    out = tmp_path / "svu.json"
+    argv = ["--events", "60", "--rounds", "1", "--history", "50", "--concurrency", "4"]
+    assert stream_vs_unary.main([*argv, "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    for mode in ("unary-1", "unary-4", "stream"):
+        assert result[mode]["events"] == 20
+        assert result[mode]["codes"] == {"OK": 20}, result[mode]
+        assert result[mode]["p99_ms"] >= result[mode]["p50_ms"] > 0
+
+
+def test_stream_vs_unary_unreachable_target_is_one_line_and_exit_code_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert stream_vs_unary.main(["--target", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot connect" in err, err
+
+
+def test_micro_benchmarks_run_once_without_timing() -> None:
+    # make bench times them (--benchmark-only); here each runs once as a plain test.
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "bench/micro",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--benchmark-disable",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=50,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout

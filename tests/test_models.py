@@ -218,3 +218,27 @@ def test_read_events_round_trips_messages(tmp_path: Path) -> None:
     write_events(Generator(GenConfig(seed=1, applicants=50, days=5)), path, progress=False)
     original = [e.message for e in Generator(GenConfig(seed=1, applicants=50, days=5))]
     assert [r.message for r in read_events(path)] == original
+
+
+def test_explanations_only_from_the_chosen_score(
+    trained: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    root, _ = trained
+    registry = FileSystemRegistry(tmp_path / "models")
+    rows = load_dataset(root / "events.jsonl.gz").x[:300]
+    everyone = ModelService(registry)
+    everyone.promote(NAME, registry.register(NAME, root / "model"))
+    reviewed = ModelService(registry, explain_from=500)
+    reviewed.reload(NAME)
+    all_results, some_results = everyone.score(NAME, rows), reviewed.score(NAME, rows)
+    high = [r.score.risk_score >= 500 for r in all_results if r.score is not None]
+    assert len(high) == len(rows) and any(high) and not all(high)
+    for a, b, is_high in zip(all_results, some_results, high, strict=True):
+        assert a.score is not None and b.score is not None
+        assert a.score.risk_score == b.score.risk_score  # the score itself never changes
+        assert a.score.explanation
+
+        def named(explanation: tuple[Any, ...]) -> list[tuple[str, float]]:
+            return [(c.feature, c.contribution) for c in explanation]  # values may be NaN
+
+        assert named(b.score.explanation) == (named(a.score.explanation) if is_high else [])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,21 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--rounds", type=int, default=200, help="boosting rounds")
     p.add_argument("--seed", type=int, default=1, help="training seed")
     p.set_defaults(handler=run_train)
+
+    r = commands.add_parser(
+        "retrain",
+        help="train on a rolling window; register and promote only if it beats the champion",
+    )
+    r.add_argument("--data", required=True, help="JSON Lines file of events (gen-data format)")
+    r.add_argument("--data-dir", default="var", help="data directory of the registry")
+    r.add_argument("--name", default="application-gbdt", help="model name")
+    r.add_argument("--window-days", type=int, default=90, help="rolling window of training")
+    r.add_argument("--holdout", type=float, default=0.2, help="hold-out share of the window")
+    r.add_argument("--rounds", type=int, default=200, help="boosting rounds")
+    r.add_argument("--min-gain", type=float, default=0.0, help="PR-AUC margin to promote")
+    r.add_argument("--schedule", choices=["daily"], help="run every day instead of once")
+    r.add_argument("--at", default="03:00", help="with --schedule daily: HH:MM UTC")
+    r.set_defaults(handler=run_retrain)
 
     m = commands.add_parser("models", help="the model registry: list, register, promote, rollback")
     m.add_argument("--data-dir", default="var", help="data directory (default var)")
@@ -57,14 +73,52 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_retrain(args: argparse.Namespace) -> int:
+    """One retraining run (or one a day); prints each decision as one JSON line."""
+    import datetime as dt  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    from lendgate.models.registry import FileSystemRegistry, RegistryError  # noqa: PLC0415
+    from lendgate.models.retrain import RetrainError, retrain, run_daily  # noqa: PLC0415
+    from lendgate.models.train import TrainConfig, TrainingError  # noqa: PLC0415
+
+    if not 0.05 <= args.holdout <= 0.5 or args.window_days < 1:
+        print("lendgate: --holdout must be in 0.05..0.5 and --window-days >= 1", file=sys.stderr)
+        return 2
+    try:
+        at = dt.time.fromisoformat(args.at)
+    except ValueError:
+        print(f"lendgate: --at: expected HH:MM, got {args.at!r}", file=sys.stderr)
+        return 2
+    cfg = TrainConfig(
+        name=args.name, holdout=args.holdout, rounds=args.rounds, window_days=args.window_days
+    )
+    registry = FileSystemRegistry(Path(args.data_dir) / "models")
+
+    def once() -> int:
+        try:
+            decision = retrain(Path(args.data), registry, cfg, args.min_gain)
+        except (TrainingError, RetrainError, RegistryError, OSError, ValueError) as exc:
+            print(f"lendgate: retrain: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps(decision.as_dict()), flush=True)
+        return 0
+
+    if args.schedule is None:
+        return once()
+    run_daily(once, at)  # failures are printed; the next day runs again
+    return 0
+
+
 def run_models(args: argparse.Namespace) -> int:
-    """Registry commands; a running server picks changes up on its next reload."""
+    """Registry commands; a running server picks changes up within seconds (it polls)."""
     from lendgate.models.registry import FileSystemRegistry, RegistryError  # noqa: PLC0415
 
     registry = FileSystemRegistry(Path(args.data_dir) / "models")
     try:
         if args.action == "register":
-            version = registry.register(args.name, Path(args.dir))
+            registered_at = datetime.now(UTC).isoformat()
+            version = registry.register(args.name, Path(args.dir), {"registered_at": registered_at})
             print(f"{args.name} version {version} registered")
         elif args.action == "promote":
             state = registry.promote(args.name, args.version, shadow=args.shadow)
@@ -81,6 +135,7 @@ def run_models(args: argparse.Namespace) -> int:
                     auc = files.card.get("metrics", {}).get("holdout_pr_auc", float("nan"))
                     print(f"{name}\t{files.version}\t{role or '-'}\tPR-AUC {auc:.4f}")
     except RegistryError as exc:
-        print(f"lendgate: {exc}", file=sys.stderr)
+        where = f"{args.dir}: " if args.action == "register" else ""
+        print(f"lendgate: {where}{exc}", file=sys.stderr)
         return 2
     return 0

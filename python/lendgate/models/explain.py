@@ -6,7 +6,8 @@ contributions plus the bias (sum of the root values) add up exactly to the raw l
 tree SHAP's do; unlike SHAP they can favour features split near the leaves. We use it
 because LightGBM's exact tree SHAP (``pred_contrib``) costs about 4 ms per row and needs
 the native library at serve time, while this needs only the tree arrays saved next to the
-ONNX model (``explain.npz``) and costs tens of microseconds (see docs/MODELS.md).
+ONNX model (``explain.npz``). Each leaf's contributions are tabulated when the explainer is
+loaded, so a row costs a walk to its leaves and one gather-and-sum (see docs/MODELS.md).
 """
 
 from __future__ import annotations
@@ -35,7 +36,47 @@ class PathExplainer:
         self.n_features = int(arrays["n_features"])
         self.depth = int(arrays["depth"])
         self.bias = float(self.value[:, 0].sum())
-        self._trees = np.arange(self.feature.shape[0])
+        self._compile()
+
+    def _compile(self) -> None:
+        """Flatten the trees for the walk and tabulate each leaf's contributions.
+
+        A leaf's contributions (the value changes along its path, credited to each
+        split's feature) do not depend on the row, so they are summed once here; scoring
+        a row is then a walk to its leaves plus one gather-and-sum. Node ``(t, i)`` is
+        ``t * width + i`` in the flat arrays; a leaf's "children" are itself, so rows
+        that reached a leaf early stay put while the others walk on.
+        """
+        n_trees, width = self.feature.shape
+        base = (np.arange(n_trees, dtype=np.int64) * width)[:, None]
+        leaf = self.is_leaf
+        own = np.broadcast_to(np.arange(width), (n_trees, width))
+        self._base = base[:, 0]
+        self._feature = self.feature.ravel().astype(np.intp)
+        self._threshold = self.threshold.ravel()
+        self._left = (base + np.where(leaf, own, self.left)).ravel()
+        self._right = (base + np.where(leaf, own, self.right)).ravel()
+        # Where a NaN goes: the default side when NaN or zero means missing, else where
+        # 0.0 goes (LightGBM reads NaN as 0 there). Zero itself takes the default side
+        # only at "zero is missing" splits: _zero_default marks them.
+        missing, default_left = self.missing.ravel(), self.default_left.ravel()
+        self._nan_left = np.where(missing == _MISSING_NONE, self._threshold >= 0.0, default_left)
+        self._zero_default = missing == _MISSING_ZERO
+        self._default_left = default_left
+        table = np.zeros((n_trees * width, self.n_features), np.float64)
+        value = self.value.ravel()
+        for t in range(n_trees):  # depth-first from each root: parents before children
+            stack = [int(base[t, 0])]
+            while stack:
+                node = stack.pop()
+                if leaf.ravel()[node]:
+                    continue
+                f = self._feature[node]
+                for child in (int(self._left[node]), int(self._right[node])):
+                    table[child] = table[node]
+                    table[child, f] += value[child] - value[node]
+                    stack.append(child)
+        self._leaf_table = table
 
     @staticmethod
     def from_lightgbm_dump(dump: dict[str, Any]) -> PathExplainer:
@@ -117,29 +158,16 @@ class PathExplainer:
     def contributions(self, x: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Contributions (rows, features) to the raw log-odds; rows sum to raw - bias."""
         rows = np.atleast_2d(np.asarray(x, dtype=np.float64))
-        n, n_trees = rows.shape[0], self.feature.shape[0]
-        out = np.zeros((n, self.n_features), np.float64)
-        node = np.zeros((n, n_trees), np.int32)
-        trees = np.broadcast_to(self._trees, (n, n_trees))
-        row_ix = np.broadcast_to(np.arange(n)[:, None], (n, n_trees))
+        node = np.broadcast_to(self._base, (rows.shape[0], self._base.size))
+        zero_splits = bool(self._zero_default.any())
         for _ in range(self.depth):
-            active = ~self.is_leaf[trees, node]
-            if not active.any():
-                break
-            feat = self.feature[trees, node]
-            v = rows[row_ix, feat]
-            nan = np.isnan(v)
-            missing = self.missing[trees, node]
-            v0 = np.where(nan, 0.0, v)
-            go_left = v0 <= self.threshold[trees, node]
-            default = np.where(
-                missing == _MISSING_NAN, nan, (missing == _MISSING_ZERO) & (np.abs(v0) <= 1e-35)
-            )
-            go_left = np.where(default, self.default_left[trees, node], go_left)
-            child = np.where(go_left, self.left[trees, node], self.right[trees, node])
-            delta = np.where(active, self.value[trees, child] - self.value[trees, node], 0.0)
-            np.add.at(out, (row_ix[active], feat[active]), delta[active])
-            node = np.where(active, child, node)
+            v = np.take_along_axis(rows, self._feature[node], axis=1)
+            go_left = np.where(np.isnan(v), self._nan_left[node], v <= self._threshold[node])
+            if zero_splits:
+                zero = self._zero_default[node] & (np.abs(v) <= 1e-35)
+                go_left = np.where(zero, self._default_left[node], go_left)
+            node = np.where(go_left, self._left[node], self._right[node])
+        out: npt.NDArray[np.float64] = self._leaf_table[node].sum(axis=1)
         return out
 
 

@@ -33,7 +33,15 @@ MODEL_FILE, CARD_FILE, EXPLAIN_FILE = "model.onnx", "card.json", "explain.npz"
 
 
 class RegistryError(Exception):
-    """A registry operation was refused; the message says why."""
+    """A registry operation was refused; the message says why.
+
+    ``field`` names the part of a registered model at fault (``onnx``, ``card``,
+    ``explainer``), None when the refusal is not about the model's files.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass
@@ -59,8 +67,9 @@ class ModelFiles:
 class ModelRegistry(Protocol):
     """Model versions with metadata, and the serving state of each name."""
 
-    def register(self, name: str, source: Path) -> str:
-        """Validate and copy a trained model directory; return the new version."""
+    def register(self, name: str, source: Path, extra: dict[str, Any] | None = None) -> str:
+        """Validate and copy a trained model directory; return the new version.
+        ``extra`` is merged into the stored card (e.g. who registered it, when)."""
         ...
 
     def names(self) -> list[str]:
@@ -83,6 +92,10 @@ class ModelRegistry(Protocol):
         """Make a version the champion (or add it as a shadow)."""
         ...
 
+    def unshadow(self, name: str, version: str) -> ActiveState:
+        """Stop scoring a version as a shadow (no change if it is not one)."""
+        ...
+
     def rollback(self, name: str) -> ActiveState:
         """Return to the previous champion."""
         ...
@@ -92,31 +105,42 @@ def validate_model_dir(source: Path) -> dict[str, Any]:
     """Check a trained model directory; return its card or raise RegistryError."""
     try:
         card = json.loads((source / CARD_FILE).read_text())
-        model = OnnxModel((source / MODEL_FILE).read_bytes())
     except (OSError, ValueError) as exc:
-        raise RegistryError(f"{source}: {exc}") from exc
+        raise RegistryError(f"unreadable model card: {exc}", field="card") from exc
+    if not isinstance(card, dict):
+        raise RegistryError("the model card is not a JSON object", field="card")
+    try:
+        model = OnnxModel(
+            (source / MODEL_FILE).read_bytes(), card.get("input", {}).get("nan_as_zero", ())
+        )
+    except (OSError, ValueError) as exc:  # ModelSchemaError is a ValueError
+        raise RegistryError(str(exc), field="onnx") from exc
     if card.get("features") != list(FEATURE_NAMES):
-        raise RegistryError(f"{source}: the card's features are not this server's FEATURE_NAMES")
+        raise RegistryError("the card's features are not this server's FEATURE_NAMES", field="card")
     try:
         Calibration.from_dict(card["calibration"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise RegistryError(f"{source}: bad calibration table: {exc}") from exc
+        raise RegistryError(f"bad calibration table: {exc}", field="card") from exc
     probe = np.zeros((3, len(FEATURE_NAMES)), np.float32)
     probe[1, :] = np.nan
     probe[2, :] = 1e6
     try:
         p = model.predict(probe)
     except Exception as exc:  # onnxruntime's own exception types
-        raise RegistryError(f"{source}: the model fails on a probe row: {exc}") from exc
+        raise RegistryError(f"the model fails on a probe row: {exc}", field="onnx") from exc
     if not (np.all(np.isfinite(p)) and np.all((p >= 0) & (p <= 1))):
-        raise RegistryError(f"{source}: the model yields NaN or values outside 0..1")
+        raise RegistryError(
+            "the model yields NaN or values outside 0..1 on probe rows", field="onnx"
+        )
     if (source / EXPLAIN_FILE).exists():
         try:
             explainer = PathExplainer.load(source / EXPLAIN_FILE)
-        except (OSError, KeyError, ValueError) as exc:
-            raise RegistryError(f"{source}: unreadable {EXPLAIN_FILE}: {exc}") from exc
+        except Exception as exc:  # numpy and zipfile raise many types on a bad archive
+            raise RegistryError(f"unreadable {EXPLAIN_FILE}: {exc}", field="explainer") from exc
         if explainer.n_features != len(FEATURE_NAMES):
-            raise RegistryError(f"{source}: {EXPLAIN_FILE} has the wrong number of features")
+            raise RegistryError(
+                f"{EXPLAIN_FILE} has the wrong number of features", field="explainer"
+            )
     return dict(card)
 
 
@@ -133,11 +157,12 @@ class FileSystemRegistry:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def register(self, name: str, source: Path) -> str:
-        """Validate and copy a trained model directory; return the new version."""
+    def register(self, name: str, source: Path, extra: dict[str, Any] | None = None) -> str:
+        """Validate and copy a trained model directory; return the new version.
+        ``extra`` is merged into the stored card (e.g. who registered it, when)."""
         if not name or "/" in name or name.startswith("."):
             raise RegistryError(f"bad model name {name!r}")
-        card = validate_model_dir(source)
+        card = {**validate_model_dir(source), **(extra or {})}
         home = self.root / name
         home.mkdir(parents=True, exist_ok=True)
         numbers = [int(p.name) for p in home.iterdir() if p.is_dir() and p.name.isdigit()]
@@ -155,7 +180,12 @@ class FileSystemRegistry:
         """Names that have at least one version."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self.versions(p.name))
+        # Only directory listings (no card reads): the server polls this every few seconds.
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and any(v.is_dir() and v.name.isdigit() for v in p.iterdir())
+        )
 
     def versions(self, name: str) -> list[ModelFiles]:
         """Versions of a name, oldest first."""
@@ -211,4 +241,13 @@ class FileSystemRegistry:
         if not state.history:
             raise RegistryError(f"model {name} has no earlier champion to roll back to")
         state.champion = state.history.pop()
+        return self._save(name, state)
+
+    def unshadow(self, name: str, version: str) -> ActiveState:
+        """Stop scoring a version as a shadow (no change if it is not one)."""
+        self.files(name, version)
+        state = self.state(name)
+        if version not in state.shadows:
+            return state
+        state.shadows.remove(version)
         return self._save(name, state)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -79,26 +80,33 @@ class LoadedModel:
             explainer,
         )
 
-    def score(self, rows: npt.NDArray[np.float32], top_k: int) -> list[ScoreResult]:
-        """Scores of the rows; a NaN probability gives no score for that row."""
+    def score(
+        self, rows: npt.NDArray[np.float32], top_k: int, explain_from: int = 0
+    ) -> list[ScoreResult]:
+        """Scores of the rows; a NaN probability gives no score for that row. Rows scored
+        at least ``explain_from`` get their ``top_k`` contributions."""
         raw = self.onnx.predict(rows)
         finite = np.isfinite(raw)
         scores = self.calibration.score(np.where(finite, raw, 0.0))
-        contrib = None
+        explained: dict[int, npt.NDArray[np.float64]] = {}
         if self.explainer is not None and top_k > 0:
-            contrib = self.explainer.contributions(rows)
+            wanted = np.flatnonzero(finite & (scores >= explain_from))
+            if wanted.size:
+                contrib = self.explainer.contributions(rows[wanted])
+                explained = {int(i): contrib[k] for k, i in enumerate(wanted)}
         out = []
         for i in range(rows.shape[0]):
             if not finite[i]:
                 out.append(ScoreResult(None, ("model returned NaN: no model score",)))
                 continue
             explanation: tuple[Contribution, ...] = ()
-            if contrib is not None:
-                top = np.argsort(-np.abs(contrib[i]))[:top_k]
+            c = explained.get(i)
+            if c is not None:
+                top = np.argsort(-np.abs(c))[:top_k]
                 explanation = tuple(
-                    Contribution(FEATURE_NAMES[j], float(rows[i, j]), float(contrib[i, j]))
+                    Contribution(FEATURE_NAMES[j], float(rows[i, j]), float(c[j]))
                     for j in top
-                    if contrib[i, j] != 0.0
+                    if c[j] != 0.0
                 )
             score = ModelScore(self.name, self.version, int(scores[i]), float(raw[i]), explanation)
             out.append(ScoreResult(score))
@@ -117,6 +125,9 @@ class ModelService:
 
     registry: ModelRegistry
     top_k: int = 10
+    explain_from: int = 0
+    """Explain only scores of at least this (0..1000): the explainer costs several times
+    the score itself, and a report below the review band is rarely read. 0 explains all."""
     _slots: dict[str, _Slot] = field(default_factory=dict)
 
     def reload(self, name: str) -> ActiveState:
@@ -129,9 +140,54 @@ class ModelService:
         self._slots[name] = _Slot(champion, shadows)  # the atomic swap
         return state
 
+    def load_all(self) -> list[str]:
+        """Load the serving state of every registered name (at server start); return the
+        names loaded. A name whose files fail to load serves no score (logged), rather
+        than keeping the server from starting."""
+        loaded = []
+        for name in self.registry.names():
+            try:
+                self.reload(name)
+                loaded.append(name)
+            except Exception as exc:  # onnxruntime, numpy and OS errors alike
+                log.warning("model not loaded", extra={"model": name, "error": str(exc)})
+        return loaded
+
+    def refresh(self) -> list[str]:
+        """Reload the names whose serving state in the registry differs from what is
+        loaded (changed by another process, e.g. ``lendgate retrain``); return them."""
+        changed = []
+        for name in self.registry.names():
+            state = self.registry.state(name)
+            if self.active(name) != (state.champion, tuple(state.shadows)):
+                self.reload(name)
+                changed.append(name)
+        return changed
+
+    def watch(self, interval_s: float = 2.0) -> threading.Event:
+        """Poll the registry every ``interval_s`` in a daemon thread and hot-swap what
+        changed; set the returned event to stop."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(interval_s):
+                try:
+                    for name in self.refresh():
+                        log.info("model state reloaded", extra={"model": name})
+                except Exception as exc:  # a bad registry write must not stop serving
+                    log.warning("model registry poll failed", extra={"error": str(exc)})
+
+        threading.Thread(target=loop, name="model-registry-watch", daemon=True).start()
+        return stop
+
     def promote(self, name: str, version: str, *, shadow: bool = False) -> ActiveState:
         """Promote in the registry, then hot-swap."""
         self.registry.promote(name, version, shadow=shadow)
+        return self.reload(name)
+
+    def unshadow(self, name: str, version: str) -> ActiveState:
+        """Remove a shadow in the registry, then hot-swap."""
+        self.registry.unshadow(name, version)
         return self.reload(name)
 
     def rollback(self, name: str) -> ActiveState:
@@ -156,7 +212,7 @@ class ModelService:
         if slot is None or slot.champion is None:
             return [ScoreResult(None) for _ in range(x.shape[0])]
         try:
-            results = slot.champion.score(x, self.top_k)
+            results = slot.champion.score(x, self.top_k, self.explain_from)
         except Exception as exc:  # a failing model degrades to "no score", never an error
             log.warning("model scoring failed", extra={"model": name, "error": str(exc)})
             warning = f"model scoring failed ({type(exc).__name__}): no model score"
