@@ -1,12 +1,17 @@
 """The scoring service: check an event, record outcomes, manage incidents.
 
-One check (``docs/SCORING.md``): the Rust core decodes the request bytes; the event is
-validated completely (nothing changes for a rejected one); then, in one synchronous
-section that never awaits — so the event loop runs checks one at a time through it, in
-arrival order — the aggregates are updated at the event's time, the rules evaluated,
-the consortium matches collected and the event indexed; the report is then stored with
-the event (``request_id`` idempotency: a retry returns the first report) and an incident
-opened when the action is not APPROVE.
+One check (``docs/SCORING.md``): Python routes bytes, the Rust core
+(:class:`lendgate._core.Scorer`) decodes, validates, computes and encodes. The request
+is decoded and validated completely first (nothing changes for a rejected one); then,
+in one synchronous Rust call that the event loop never interleaves with another check,
+the aggregates are updated at the event's time, the rules evaluated, the consortium
+matches collected, the event indexed and the report encoded; the report is then stored
+with the event (``request_id`` idempotency: a retry returns the first report) and an
+incident opened when the action is not APPROVE.
+
+If the store refuses the write after the in-memory state took the event, the state is
+ahead of the log: the service then rebuilds it from the log before it scores again, so
+every answer rests on what the log holds (see "Atomicity" in docs/SCORING.md).
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from lendgate import _core
 from lendgate.aggregates import AggregateStore
-from lendgate.document import decode_document
 from lendgate.errors import (
     AbortedError,
     FieldViolation,
@@ -31,13 +36,12 @@ from lendgate.errors import (
     NotFoundError,
     PermissionDeniedError,
     ResourceExhaustedError,
+    core_errors,
 )
 from lendgate.lists import Lists
-from lendgate.rules import CompiledRuleSet, EventKind, InMemoryRuleRepository, RuleBook
-from lendgate.scoring import events
+from lendgate.rules import CompiledRuleSet, InMemoryRuleRepository, RuleBook
 from lendgate.scoring.matching import MatchIndex
 from lendgate.scoring.pack import Pack, install, load_pack
-from lendgate.scoring.report import CheckFacts, build_report
 from lendgate.store import NewEvent, Store
 from lendgate.v1 import scoring_pb2
 
@@ -93,6 +97,13 @@ def _reused(request_id: str) -> InvalidArgumentError:
     )
 
 
+def _invalid(violations: list[tuple[str, str]]) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        "; ".join(f"{field}: {why}" for field, why in violations[:5]),
+        violations=[FieldViolation(field, why) for field, why in violations],
+    )
+
+
 class ScoringService:
     """Consortium application and payment scoring over one store (seed 001, seed 003)."""
 
@@ -115,17 +126,23 @@ class ScoringService:
         self.rule_pack_revision = self.pack.revision
         """Reported in every report's provenance: the shipped pack's revision, suffixed
         with a digest of the live rules once they differ from what the pack shipped."""
+        self._scorer = _core.Scorer({k: list(v) for k, v in self.pack.matches.items() if v})
         self.aggregates = AggregateStore(self.pack.aggregates)
         self.index = MatchIndex()
         self._model = model
         self._clock = clock
-        self._seq = 0
         self._inflight: dict[str, asyncio.Future[bytes]] = {}
         self._incidents: dict[str, list[str]] = {}
         self._recovered = False
         self._in_flight = 0
         self._max_in_flight = max_in_flight
         self._recovering = asyncio.Lock()
+        self._appending = 0
+        self._appends_settled = asyncio.Event()
+        self._appends_settled.set()
+        self.rebuilds = 0
+        """How many times the in-memory state was rebuilt from the log after a failed
+        write (0 in a healthy process)."""
 
     def recompile(self) -> None:
         """Swap in the rule book's current rules (after an edit through the admin API)."""
@@ -144,13 +161,21 @@ class ScoringService:
 
     async def recover(self) -> int:
         """Rebuild the in-memory state (aggregates, match index, incident index) by
-        replaying the store's log in order; done once, before the first call is served.
-        Returns the number of events replayed."""
+        replaying the store's log in order; done once before the first call is served,
+        and again after a write the store refused. Returns the number of events
+        replayed."""
         async with self._recovering:
             if self._recovered:
                 return 0
+            # Every write already issued must have landed (or failed) first: the
+            # replay must see exactly what the log will hold.
+            while self._appending:
+                await self._appends_settled.wait()
+            self.aggregates = AggregateStore(self.pack.aggregates)
+            self.index = MatchIndex()
+            self._incidents = {}
             replayed = 0
-            applications: dict[str, Mapping[str, Any]] = {}
+            applications: dict[str, bytes] = {}
             async for stored in self.store.snapshots.events_after(0):
                 replayed += 1
                 if stored.kind in _REQUEST_TYPES:
@@ -164,17 +189,18 @@ class ScoringService:
             self._recovered = True
             return replayed
 
-    def _replay_check(self, stored: Any, applications: dict[str, Mapping[str, Any]]) -> None:
-        kind = stored.kind
-        event = decode_document(_REQUEST_TYPES[kind], stored.payload)[kind]
-        event_time = events.parse_time(event.get("event_time")) or _from_us(stored.event_time_us)
-        agg = events.aggregate_event(event, stored.partner_id, event_time)
-        self.aggregates.apply(json.dumps(agg, separators=(",", ":")).encode())
-        self._seq += 1
-        if kind == "application":
-            record = MatchIndex.record(self._seq, stored.partner_id, event, event_time)
-            self.index.add(record, events.match_keys(event))
-            applications[f"{stored.partner_id}\x1f{stored.subject_id}"] = event
+    def _replay_check(self, stored: Any, applications: dict[str, bytes]) -> None:
+        with core_errors():
+            self._scorer.replay(
+                stored.kind,
+                stored.payload,
+                stored.partner_id,
+                stored.event_time_us,
+                self.aggregates._core,
+                self.index._core,
+            )
+        if stored.kind == "application":
+            applications[f"{stored.partner_id}\x1f{stored.subject_id}"] = stored.payload
         report = scoring_pb2.Report.FromString(stored.response or b"")
         if report.incident:
             incident_id = report.incident.removeprefix("incidents/")
@@ -183,6 +209,28 @@ class ScoringService:
     async def _ready(self) -> None:
         if not self._recovered:
             await self.recover()
+
+    def _diverged(self) -> None:
+        """The state took an event (or outcome) the log may not hold: rebuild it from
+        the log before the next check is scored."""
+        if self._recovered:
+            self._recovered = False
+            self.rebuilds += 1
+
+    async def _logged(self, event: NewEvent) -> Any:
+        """Append ``event``, whose effect the in-memory state already holds; a failed
+        write marks the state for a rebuild from the log."""
+        self._appending += 1
+        self._appends_settled.clear()
+        try:
+            return await self.store.append_event(event)
+        except BaseException:
+            self._diverged()
+            raise
+        finally:
+            self._appending -= 1
+            if not self._appending:
+                self._appends_settled.set()
 
     # --- checks ------------------------------------------------------------------------
 
@@ -200,44 +248,21 @@ class ScoringService:
             self._in_flight -= 1
 
     async def _check(self, kind: str, request: bytes, partner: str) -> bytes:
-        await self._ready()
-        started = time.perf_counter()
+        started = time.perf_counter_ns()
         receive_time = self._clock()
         try:
-            doc = decode_document(_REQUEST_TYPES[kind], request)
-        except InvalidArgumentError as exc:
+            prepared = self._scorer.prepare(kind, request, _us(receive_time))
+        except _core.CoreInvalidArgument as exc:
             raise InvalidArgumentError(
-                f"the request is not a valid {_REQUEST_TYPES[kind]} message: {exc.message}",
+                f"the request is not a valid {_REQUEST_TYPES[kind]} message: {exc.args[1]}",
                 reason="MALFORMED_MESSAGE",
             ) from None
-        request_id = str(doc.get("request_id") or "") or uuid.uuid4().hex
+        request_id = prepared.request_id or uuid.uuid4().hex
         if len(request_id) > MAX_REQUEST_ID:
             raise InvalidArgumentError(f"at most {MAX_REQUEST_ID} characters", field="request_id")
-        event = doc.get(kind)
-        if not event:
+        if not prepared.has_event:
             raise InvalidArgumentError("required", field=kind)
-        return await self._check_event(
-            kind,
-            event,
-            request,
-            request_id=request_id,
-            partner=partner,
-            receive_time=receive_time,
-            started=started,
-        )
-
-    async def _check_event(
-        self,
-        kind: str,
-        event: Mapping[str, Any],
-        payload: bytes,
-        *,
-        request_id: str,
-        partner: str,
-        receive_time: datetime,
-        started: float,
-    ) -> bytes:
-        claimed = event.get("partner_id") or ""
+        claimed = prepared.claimed_partner_id
         if claimed and claimed != partner:
             raise PermissionDeniedError(f"{kind}.partner_id: not the caller's partner id")
         key = f"{partner}/{request_id}"
@@ -248,43 +273,16 @@ class ScoringService:
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            stored = await self.store.get_event_by_request(key)
-            if stored is not None and stored.response is not None:
-                if stored.kind != kind:
-                    raise _reused(request_id)
-                future.set_result(stored.response)
-                return stored.response
-            violations = events.validate(kind, event, receive_time)
-            if violations:
-                raise InvalidArgumentError(
-                    "; ".join(f"{v.field}: {v.description}" for v in violations[:5]),
-                    violations=violations,
-                )
-            report, incident, keys, event_time = self._score(
+            body = await self._score(
                 kind,
-                event,
+                prepared,
+                payload=request,
+                key=key,
                 request_id=request_id,
                 partner=partner,
                 receive_time=receive_time,
                 started=started,
             )
-            body = report.SerializeToString()
-            ack = await self.store.append_event(
-                NewEvent(
-                    key,
-                    partner,
-                    kind,
-                    _us(event_time),
-                    payload,
-                    subject_id=f"{kind}:{report.event_id}",
-                    keys=keys,
-                    response=body,
-                )
-            )
-            if ack.duplicate and ack.response is not None:
-                body = ack.response
-            elif incident is not None:
-                await self._open_incident(incident, partner, report, ack.seq)
             future.set_result(body)
             return body
         except BaseException as exc:
@@ -294,62 +292,65 @@ class ScoringService:
         finally:
             del self._inflight[key]
 
-    def _score(
+    async def _score(
         self,
         kind: str,
-        event: Mapping[str, Any],
+        prepared: _core.PreparedCheck,
         *,
+        payload: bytes,
+        key: str,
         request_id: str,
         partner: str,
         receive_time: datetime,
-        started: float,
-    ) -> tuple[scoring_pb2.Report, str | None, list[tuple[str, str]], datetime]:
-        # The one synchronous section: no await from the aggregates' apply to the index
-        # update, so concurrent checks pass through it one at a time, in arrival order.
-        event_time = events.parse_time(event.get("event_time")) or receive_time
-        agg_event = events.aggregate_event(event, partner, event_time)
-        params = self.aggregates.apply(json.dumps(agg_event, separators=(",", ":")).encode())
-        model = self._model(event, params) if self._model is not None else None
-        score = model[0] if model else None
-        doc = json.dumps(
-            {kind: event, "params": params, "model": {"risk_score": score}},
-            separators=(",", ":"),
-        ).encode()
-        evaluation = self.rules.evaluate(doc, EventKind(kind.upper()), event_time, self.lists)
-        self._seq += 1
-        name = report_name(request_id)
-        keys = events.match_keys(event) if kind == "application" else []
-        current = MatchIndex.record(self._seq, partner, event, event_time)
-        matches = {
-            rule.rule_id: self.index.matches(
-                self.pack.matches.get(rule.rule_id, ()), keys, current, partner, name
+        started: int,
+    ) -> bytes:
+        stored = await self.store.get_event_by_request(key)
+        if stored is not None and stored.response is not None:
+            if stored.kind != kind:
+                raise _reused(request_id)
+            return stored.response
+        if prepared.violations:
+            raise _invalid(prepared.violations)
+        if not self._recovered:
+            await self._ready()
+        # From here to the append, no await: checks pass through the scoring call one
+        # at a time, in arrival order, and the store's seq follows the same order.
+        incident_id = uuid.uuid4().hex
+        with core_errors():
+            body, incident, event_time_us, event_id, keys = self._scorer.score(
+                prepared,
+                partner_id=partner,
+                request_id=request_id,
+                report_name=report_name(request_id),
+                receive_time_us=_us(receive_time),
+                incident_id=incident_id,
+                elapsed_ns=time.perf_counter_ns() - started,
+                aggregates=self.aggregates._core,
+                rules=self.rules._inner,
+                lists=self.lists.registry,
+                index=self.index._core,
+                revision=self.rule_pack_revision,
+                model=self._model,
             )
-            for rule in evaluation.fired_rules
-            if self.pack.matches.get(rule.rule_id)
-        }
-        if kind == "application":
-            self.index.add(current, keys)
-        event_id = str(event.get("application_id") or event.get("payment_id") or "")
-        facts = CheckFacts(
-            name=name,
-            event_kind=kind,
-            event_id=event_id,
-            subtype=str(event.get("subtype") or "") if kind == "application" else "",
-            request_id=request_id,
-            event_time=event_time,
-            receive_time=receive_time,
-            model_risk_score=score,
-            rule_pack_revision=self.rule_pack_revision,
-            model_name=model[1] if model else "",
-            model_version=model[2] if model else "",
+        ack = await self._logged(
+            NewEvent(
+                key,
+                partner,
+                kind,
+                event_time_us,
+                payload,
+                subject_id=f"{kind}:{event_id}",
+                keys=keys,
+                response=body,
+            )
         )
-        report = build_report(facts, evaluation, matches)
-        incident = None
-        if report.recommended_action != scoring_pb2.RECOMMENDED_ACTION_APPROVE:
-            incident = uuid.uuid4().hex
-            report.incident = f"incidents/{incident}"
-        report.processing_time.FromNanoseconds(int((time.perf_counter() - started) * 1e9))
-        return report, incident, keys, event_time
+        if ack.duplicate and ack.response is not None:
+            return bytes(ack.response)
+        if incident:
+            await self._open_incident(
+                incident_id, partner, scoring_pb2.Report.FromString(body), ack.seq
+            )
+        return bytes(body)
 
     async def get_report(self, name: str, partner: str) -> scoring_pb2.Report:
         """A stored report with its event and outcomes; NOT_FOUND for another partner's."""
@@ -419,10 +420,12 @@ class ScoringService:
         if not o.HasField("event_time"):
             outcome.event_time.FromDatetime(event_time)
         if subject.kind == "application":
-            app = decode_document(_REQUEST_TYPES["application"], subject.payload)["application"]
-            self._apply_outcome(app, partner, outcome, o)
+            if not self._recovered:
+                await self._ready()
+            # No await from here to the append (as for a check).
+            self._apply_outcome(subject.payload, partner, outcome, o)
         body = outcome.SerializeToString()
-        ack = await self.store.append_event(
+        ack = await self._logged(
             NewEvent(
                 key,
                 partner,
@@ -437,7 +440,7 @@ class ScoringService:
 
     def _apply_outcome(
         self,
-        app: Mapping[str, Any],
+        application_request: bytes,
         partner: str,
         outcome: scoring_pb2.Outcome,
         reported: scoring_pb2.Outcome,
@@ -446,19 +449,16 @@ class ScoringService:
             "APPLICATION_DECISION_"
         )
         fraud = scoring_pb2.FraudStatus.Name(reported.fraud_status).removeprefix("FRAUD_STATUS_")
-        event_time = outcome.event_time.ToDatetime(UTC)
-        for agg in events.outcome_event(
-            app, partner, event_time, decision=decision, fraud_status=fraud
-        ):
-            self.aggregates.apply(json.dumps(agg, separators=(",", ":")).encode())
-        self.index.mark(
-            partner,
-            str(app.get("application_id") or ""),
-            result={"APPROVED": "APPROVED", "REFUSED": "REJECTED", "CANCELLED": "CANCELLED"}.get(
-                decision, ""
-            ),
-            fraud_status=fraud if fraud != "UNSPECIFIED" else "",
-        )
+        with core_errors():
+            self._scorer.apply_outcome(
+                application_request,
+                partner,
+                _us(outcome.event_time.ToDatetime(UTC)),
+                decision,
+                fraud,
+                self.aggregates._core,
+                self.index._core,
+            )
 
     async def _subject(
         self, request: scoring_pb2.ReportOutcomeRequest, target: str, partner: str

@@ -1,0 +1,175 @@
+"""The check path over real gRPC and a real SQLite store: a check is applied entirely or
+not at all when the store refuses its write, a refusal reported twice counts once,
+overload is refused at once with a retry hint, and the match index survives a
+snapshot/restore with the same answers."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+
+from lendgate.errors import InvalidArgumentError
+from lendgate.scoring import ScoringService
+from lendgate.scoring.matching import MatchIndex
+from lendgate.store import StoreSettings, open_store
+from lendgate.v1 import scoring_pb2, scoring_pb2_grpc
+from servers.scoring import ScoringServicer
+from tests.test_scoring import Person, application, next_id
+from tests.test_scoring_service import Client, fired, rule
+from tests.test_server import serve_in_process
+
+S02 = "s02-phone-other-name"
+
+
+@asynccontextmanager
+async def served(
+    tmp: Path, max_in_flight: int = 2048
+) -> AsyncIterator[tuple[ScoringService, scoring_pb2_grpc.ScoringServiceStub, Path]]:
+    """A ScoringService over a fresh SQLite file, served in process."""
+    db = tmp / "scoring.db"
+    settings = StoreSettings(
+        database_url=f"sqlite:///{db}", retention_interval_s=0, commit_delay_ms=0
+    )
+    store = await asyncio.to_thread(open_store, None, settings)
+    try:
+        service = ScoringService(store, max_in_flight=max_in_flight)
+        async with serve_in_process({"lendgate.v1.ScoringService": ScoringServicer(service)}) as ch:
+            yield service, scoring_pb2_grpc.ScoringServiceStub(ch), db
+    finally:
+        await store.aclose()
+
+
+def _status(err: grpc.aio.AioRpcError) -> status_pb2.Status:
+    trailer = dict(err.trailing_metadata() or ())
+    return status_pb2.Status.FromString(trailer["grpc-status-details-bin"])
+
+
+def test_a_check_the_store_refuses_leaves_no_trace(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with served(tmp_path) as (service, stub, db):
+            a = Client(stub, "bank-a")
+            with sqlite3.connect(db) as con:  # a real write failure, inside the database
+                con.execute(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON events"
+                    " WHEN NEW.request_id = 'bank-a/doomed'"
+                    " BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+                )
+            doomed = application(Person(last="Alpha", client="c1"))
+            with pytest.raises(grpc.aio.AioRpcError):
+                await a.check(doomed, request_id="doomed")
+            assert service.rebuilds == 1
+            # The refused check is in neither the log nor the state: no match to it.
+            second = await a.check(application(Person(last="Beta", client="c2"), minutes=1))
+            assert S02 not in fired(second)
+            with sqlite3.connect(db) as con:
+                con.execute("DROP TRIGGER refuse")
+            # A retry is applied once, like a first attempt.
+            retried = await a.check(doomed, request_id="doomed")
+            assert retried.event_id == doomed.application_id
+            third = await a.check(application(Person(last="Gamma", client="c3"), minutes=2))
+            assert len(rule(third, S02).matches) == 2
+            assert await service.store.last_seq() == 3
+
+    asyncio.run(main())
+
+
+def test_a_refusal_reported_as_result_and_as_outcome_counts_once(tmp_path: Path) -> None:
+    inn = "7709999999"
+
+    async def main() -> None:
+        async with served(tmp_path) as (_, stub, _db):
+            a = Client(stub, "bank-a")
+
+            async def refused(i: int, *, outcome: bool) -> None:
+                p = Person(
+                    last=f"L{i}",
+                    series="4514",
+                    number=f"20000{i}",
+                    phone=f"+7916200000{i}",
+                    client=f"e{i}",
+                    inn=inn,
+                )
+                app_id = f"app-{next_id()}"
+                await a.check(application(p, minutes=i, app_id=app_id))
+                await a.check(
+                    application(
+                        p,
+                        minutes=i,
+                        app_id=app_id,
+                        subtype="LOAN_APP_RESULT",
+                        result=scoring_pb2.CHECK_RESULT_REJECTED,
+                    )
+                )
+                if outcome:
+                    decision = scoring_pb2.APPLICATION_DECISION_REFUSED
+                    await a.outcome(app_id, minutes=i, decision=decision)
+
+            for i in range(3):  # each refusal sent both ways: 3 finished, not 6
+                await refused(i, outcome=True)
+            probe = await a.check(application(Person(inn=inn), minutes=10))
+            assert "r04-employer-high-refusal" not in fired(probe)
+            for i in range(3, 5):
+                await refused(i, outcome=False)
+            probe = await a.check(application(Person(inn=inn, client="c9"), minutes=11))
+            r04 = rule(probe, "r04-employer-high-refusal")
+            values = {v.name: v.value.number_value for v in r04.values}
+            assert values["params.rule4_finished_60d"] == 5
+
+    asyncio.run(main())
+
+
+def test_overload_is_refused_at_once_with_a_retry_hint(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with served(tmp_path, max_in_flight=1) as (service, stub, db):
+            a = Client(stub, "bank-a")
+            # Hold the database's write lock: the first check waits in its append.
+            holder = sqlite3.connect(db, isolation_level=None)
+            holder.execute("BEGIN IMMEDIATE")
+            first = asyncio.create_task(a.check(application(Person())))
+            # The server's admission count is not observable from the client: poll it.
+            while service._in_flight == 0:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await a.check(application(Person(), minutes=1))
+            holder.execute("ROLLBACK")
+            holder.close()
+            assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            details = _status(caught.value).details
+            hint = error_details_pb2.RetryInfo()
+            assert any(d.Unpack(hint) for d in details)
+            assert hint.retry_delay.ToMilliseconds() > 0
+            assert (await first).fraud_score == 0
+            await a.check(application(Person(), minutes=1))  # admitted once the first is done
+
+    asyncio.run(main())
+
+
+def test_the_match_index_restores_from_its_snapshot(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with served(tmp_path) as (service, stub, _db):
+            a = Client(stub, "bank-a")
+            await a.check(application(Person(last="Alpha", client="c1")))
+            await a.check(application(Person(last="Beta", client="c2"), minutes=1))
+            probe = application(Person(last="Gamma", client="c3"), minutes=2)
+            data = service.index.snapshot()
+            assert data == service.index.snapshot()  # deterministic
+            restored = MatchIndex()
+            restored.restore(data)
+            assert len(restored) == 2 and restored.snapshot() == data
+            with pytest.raises(InvalidArgumentError, match="version 7"):
+                restored.restore(data[:8] + b"\x07\x00" + data[10:])
+            with pytest.raises(InvalidArgumentError, match="not a match index snapshot"):
+                restored.restore(b"garbage")
+            assert len(restored) == 2  # a refused restore changes nothing
+            service.index = restored
+            report = await a.check(probe, request_id="probe")
+            assert len(rule(report, S02).matches) == 2
+
+    asyncio.run(main())
