@@ -217,6 +217,10 @@ class MatchIndex:
 
     def __init__(self) -> None: ...
     def __len__(self) -> int: ...
+    def note_logged(self, request_key: str) -> None:
+        """Record that the log holds an event with this request key."""
+    def maybe_logged(self, request_key: str) -> bool:
+        """``False`` when the log certainly holds no event with this key."""
     def snapshot(self) -> bytes:
         """The whole index as versioned bytes."""
     def restore(self, data: bytes) -> None:
@@ -263,6 +267,7 @@ class Scorer:
         self,
         kind_name: str,
         request: bytes,
+        request_key: str,
         partner_id: str,
         fallback_time_us: int,
         aggregates: AggregateStore,

@@ -47,6 +47,17 @@ impl PyMatchIndex {
         self.lock().len()
     }
 
+    /// Records that the log holds an event with this request key (`partner/request_id`).
+    fn note_logged(&self, request_key: &str) {
+        self.lock().note_logged(request_key);
+    }
+
+    /// `False` when the log certainly holds no event with this request key; `True`
+    /// when it may (ask the store).
+    fn maybe_logged(&self, request_key: &str) -> bool {
+        self.lock().maybe_logged(request_key)
+    }
+
     /// The whole index as versioned bytes.
     fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let data = py.detach(|| self.lock().snapshot()).map_err(PyCoreError)?;
@@ -172,16 +183,16 @@ impl PyScorer {
     }
 
     /// Decodes and validates one serialized `Check{Application,Payment}Request`;
-    /// raises `CoreInvalidArgument("request", why)` for bytes that are not one.
+    /// raises `CoreInvalidArgument("request", why)` for bytes that are not one. Tens
+    /// of microseconds: the GIL is kept (a release and re-acquire would cost more).
     fn prepare(
         &self,
-        py: Python<'_>,
         kind_name: &str,
         request: &[u8],
         receive_time_us: i64,
     ) -> Result<PyPreparedCheck, PyCoreError> {
         let kind = kind(kind_name)?;
-        let inner = py.detach(|| scoring::prepare(kind, request, receive_time_us))?;
+        let inner = scoring::prepare(kind, request, receive_time_us)?;
         Ok(PyPreparedCheck { inner })
     }
 
@@ -254,6 +265,7 @@ impl PyScorer {
         py: Python<'_>,
         kind_name: &str,
         request: &[u8],
+        request_key: &str,
         partner_id: &str,
         fallback_time_us: i64,
         aggregates: &PyAggregateStore,
@@ -264,6 +276,7 @@ impl PyScorer {
             self.inner.replay(
                 kind,
                 request,
+                request_key,
                 partner_id,
                 fallback_time_us,
                 &aggregates.inner,

@@ -178,6 +178,7 @@ class ScoringService:
             applications: dict[str, bytes] = {}
             async for stored in self.store.snapshots.events_after(0):
                 replayed += 1
+                self.index._core.note_logged(stored.request_id)
                 if stored.kind in _REQUEST_TYPES:
                     self._replay_check(stored, applications)
                 elif stored.kind == "outcome":
@@ -194,6 +195,7 @@ class ScoringService:
             self._scorer.replay(
                 stored.kind,
                 stored.payload,
+                stored.request_id,
                 stored.partner_id,
                 stored.event_time_us,
                 self.aggregates._core,
@@ -304,15 +306,20 @@ class ScoringService:
         receive_time: datetime,
         started: int,
     ) -> bytes:
-        stored = await self.store.get_event_by_request(key)
-        if stored is not None and stored.response is not None:
-            if stored.kind != kind:
-                raise _reused(request_id)
-            return stored.response
-        if prepared.violations:
-            raise _invalid(prepared.violations)
         if not self._recovered:
             await self._ready()
+        # The index knows a hash of every request key the log holds: a new request
+        # (nearly all of them) needs no store read.
+        if self.index._core.maybe_logged(key):
+            stored = await self.store.get_event_by_request(key)
+            if stored is not None and stored.response is not None:
+                if stored.kind != kind:
+                    raise _reused(request_id)
+                return stored.response
+            if not self._recovered:
+                await self._ready()
+        if prepared.violations:
+            raise _invalid(prepared.violations)
         # From here to the append, no await: checks pass through the scoring call one
         # at a time, in arrival order, and the store's seq follows the same order.
         incident_id = uuid.uuid4().hex
@@ -344,8 +351,12 @@ class ScoringService:
                 response=body,
             )
         )
-        if ack.duplicate and ack.response is not None:
-            return bytes(ack.response)
+        if ack.duplicate:
+            # Another writer logged this key first: the state took an event the log
+            # holds under another answer. Rebuild, and answer what the log holds.
+            self._diverged()
+            if ack.response is not None:
+                return bytes(ack.response)
         if incident:
             await self._open_incident(
                 incident_id, partner, scoring_pb2.Report.FromString(body), ack.seq
@@ -424,6 +435,7 @@ class ScoringService:
                 await self._ready()
             # No await from here to the append (as for a check).
             self._apply_outcome(subject.payload, partner, outcome, o)
+        self.index._core.note_logged(key)
         body = outcome.SerializeToString()
         ack = await self._logged(
             NewEvent(

@@ -18,9 +18,11 @@
 //!
 //! The index also keeps, per application, whether its finish (a `LOAN_APP_RESULT`
 //! event or an APPROVED/REFUSED outcome) was already counted by the aggregates, so
-//! that a refusal reported both ways counts once.
+//! that a refusal reported both ways counts once; and a 64-bit hash of every request
+//! key the log holds, so that a new request needs no store read to know it is new
+//! (a hash seen before sends the caller to the store, which has the exact answer).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -168,6 +170,7 @@ pub struct MatchIndex {
     records: Vec<Record>,
     by_key: HashMap<String, VecDeque<u32>>,
     apps: HashMap<String, AppState>,
+    logged: HashSet<u64>,
 }
 
 fn app_key(partner_id: &str, application_id: &str) -> String {
@@ -186,6 +189,7 @@ struct SnapshotBody {
     records: Vec<Record>,
     by_key: Vec<(String, Vec<u32>)>,
     finish_counted: Vec<String>,
+    logged: Vec<u64>,
 }
 
 impl MatchIndex {
@@ -208,6 +212,17 @@ impl MatchIndex {
     pub fn take_seq(&mut self) -> u64 {
         self.next_seq += 1;
         self.next_seq
+    }
+
+    /// Records that the log holds an event with this request key.
+    pub fn note_logged(&mut self, request_key: &str) {
+        self.logged.insert(request_hash(request_key));
+    }
+
+    /// Whether the log may hold an event with this request key: `false` is certain
+    /// (every logged key was noted), `true` needs the store's exact answer.
+    pub fn maybe_logged(&self, request_key: &str) -> bool {
+        self.logged.contains(&request_hash(request_key))
     }
 
     /// Whether the aggregates already counted the finish of this application.
@@ -314,11 +329,14 @@ impl MatchIndex {
             .map(|(k, _)| k.clone())
             .collect();
         finish_counted.sort_unstable();
+        let mut logged: Vec<u64> = self.logged.iter().copied().collect();
+        logged.sort_unstable();
         let body = SnapshotBody {
             next_seq: self.next_seq,
             records: self.records.clone(),
             by_key,
             finish_counted,
+            logged,
         };
         let mut out = Vec::with_capacity(64 + self.records.len() * 96);
         out.extend_from_slice(SNAPSHOT_MAGIC);
@@ -353,6 +371,7 @@ impl MatchIndex {
             records: Vec::with_capacity(n),
             by_key: HashMap::with_capacity(body.by_key.len()),
             apps: HashMap::new(),
+            logged: body.logged.into_iter().collect(),
         };
         for (pos, record) in body.records.into_iter().enumerate() {
             let app = app_key(&record.partner_id, &record.application_id);
@@ -370,6 +389,10 @@ impl MatchIndex {
         }
         Ok(index)
     }
+}
+
+fn request_hash(request_key: &str) -> u64 {
+    crate::matchkeys::key_hash("request", request_key) as u64
 }
 
 fn masked(h: &Record, current: &Record, caller: &str, report_name: &str) -> Match {
@@ -491,10 +514,12 @@ mod tests {
         index.add(record(2, "b", "b1", 30), &phone()).unwrap();
         index.mark("a", "a1", "REJECTED", "CONFIRMED");
         index.set_finish_counted("a", "a1");
+        index.note_logged("a/r1");
         let bytes = index.snapshot().unwrap();
         let back = MatchIndex::restore(&bytes).unwrap();
         assert_eq!(back.snapshot().unwrap(), bytes);
         assert!(back.finish_counted("a", "a1") && !back.finish_counted("b", "b1"));
+        assert!(back.maybe_logged("a/r1") && !back.maybe_logged("a/r2"));
         let current = record(3, "c", "c1", 40);
         let kinds = vec!["phone".to_owned()];
         assert_eq!(

@@ -179,12 +179,14 @@ impl Scorer {
     }
 
     /// Applies the event to the aggregates and the match index, without rules (a
-    /// stored event replayed at restart). Returns the match keys and the sequence
-    /// number it took.
+    /// stored event, logged under `request_key`, replayed at restart). Returns the
+    /// sequence number it took.
+    #[allow(clippy::too_many_arguments)]
     pub fn replay(
         &self,
         kind: Kind,
         request: &[u8],
+        request_key: &str,
         partner_id: &str,
         fallback_time_us: i64,
         aggregates: &AggregateStore,
@@ -199,6 +201,7 @@ impl Scorer {
             .apply_value(&agg)
             .map_err(|e| event_time_field(kind, e))?;
         let seq = index.take_seq();
+        index.note_logged(request_key);
         if kind == Kind::Application {
             self.index_application(&event, partner_id, t, seq, index, count_finish)?;
         }
@@ -299,6 +302,9 @@ impl Scorer {
             state.lists,
         );
         let seq = state.index.take_seq();
+        state
+            .index
+            .note_logged(&format!("{partner}/{}", ctx.request_id));
         let (keys, matches) = if kind == Kind::Application {
             let keys = match_keys(event);
             let current = record(seq, partner, event, t);
