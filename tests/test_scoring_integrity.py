@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
 from lendgate.errors import InvalidArgumentError
-from lendgate.scoring import ScoringService
+from lendgate.scoring import ModelScorer, ScoringService
 from lendgate.scoring.matching import MatchIndex
 from lendgate.store import StoreSettings, open_store
 from lendgate.v1 import scoring_pb2, scoring_pb2_grpc
@@ -30,7 +31,7 @@ S02 = "s02-phone-other-name"
 
 @asynccontextmanager
 async def served(
-    tmp: Path, max_in_flight: int = 2048
+    tmp: Path, max_in_flight: int = 2048, model: ModelScorer | None = None
 ) -> AsyncIterator[tuple[ScoringService, scoring_pb2_grpc.ScoringServiceStub, Path]]:
     """A ScoringService over a fresh SQLite file, served in process."""
     db = tmp / "scoring.db"
@@ -39,7 +40,7 @@ async def served(
     )
     store = await asyncio.to_thread(open_store, None, settings)
     try:
-        service = ScoringService(store, max_in_flight=max_in_flight)
+        service = ScoringService(store, max_in_flight=max_in_flight, model=model)
         async with serve_in_process({"lendgate.v1.ScoringService": ScoringServicer(service)}) as ch:
             yield service, scoring_pb2_grpc.ScoringServiceStub(ch), db
     finally:
@@ -171,5 +172,38 @@ def test_the_match_index_restores_from_its_snapshot(tmp_path: Path) -> None:
             service.index = restored
             report = await a.check(probe, request_id="probe")
             assert len(rule(report, S02).matches) == 2
+
+    asyncio.run(main())
+
+
+def test_the_model_reads_the_event_and_parameters_and_a_failure_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    seen: list[tuple[str, int]] = []
+
+    def model(event: Mapping[str, Any], params: Mapping[str, Any]) -> tuple[int, str, str] | None:
+        if event["applicant"]["last_name"] == "Broken":
+            raise RuntimeError("model server down")
+        if event["applicant"]["last_name"] == "Unknown":
+            return None
+        seen.append((event["application_id"], params["rule1_other_birth_dates"]))
+        return 950, "fraud-gbm", "3"
+
+    async def main() -> None:
+        async with served(tmp_path, model=model) as (service, stub, _db):
+            a = Client(stub, "bank-a")
+            scored = await a.check(application(Person(), app_id="m1"))
+            assert scored.model_risk_score == 950
+            assert scored.recommended_action == scoring_pb2.RECOMMENDED_ACTION_DECLINE
+            assert scored.provenance.model_name == "fraud-gbm"
+            assert scored.provenance.model_version == "3"
+            assert seen == [("m1", 0)]
+            unscored = await a.check(application(Person(last="Unknown"), minutes=1))
+            assert not unscored.HasField("model_risk_score")  # never made up
+            before = service.index.snapshot(), service.aggregates.snapshot()
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await a.check(application(Person(last="Broken"), minutes=2))
+            assert caught.value.code() == grpc.StatusCode.INTERNAL
+            assert (service.index.snapshot(), service.aggregates.snapshot()) == before
 
     asyncio.run(main())
