@@ -207,3 +207,19 @@ def test_the_model_reads_the_event_and_parameters_and_a_failure_changes_nothing(
             assert (service.index.snapshot(), service.aggregates.snapshot()) == before
 
     asyncio.run(main())
+
+
+def test_a_retry_after_a_restart_returns_the_first_report(tmp_path: Path) -> None:
+    event = application(Person())
+    reports: list[scoring_pb2.Report] = []
+
+    async def main() -> None:
+        for _ in range(2):  # the second service is a restart over the same database
+            async with served(tmp_path) as (service, stub, _db):
+                reports.append(await Client(stub, "bank-a").check(event, request_id="once"))
+                assert service.knows_every_logged_key  # the replay noted every key
+                assert await service.store.last_seq() == 1
+                assert service.rebuilds == 0  # the retry was answered, not scored again
+
+    asyncio.run(main())
+    assert reports[0] == reports[1]

@@ -143,6 +143,10 @@ class ScoringService:
         self.rebuilds = 0
         """How many times the in-memory state was rebuilt from the log after a failed
         write (0 in a healthy process)."""
+        self.knows_every_logged_key = False
+        """Set by a recovery that noted every request key of the log in the match index
+        (``MatchIndex`` snapshot + ``note_logged`` for each replayed event): only then
+        may a check skip the store read for a key the index does not know."""
 
     def recompile(self) -> None:
         """Swap in the rule book's current rules (after an edit through the admin API)."""
@@ -187,6 +191,7 @@ class ScoringService:
                     outcome = scoring_pb2.Outcome.FromString(stored.response or b"")
                     if app is not None:
                         self._apply_outcome(app, stored.partner_id, outcome, request.outcome)
+            self.knows_every_logged_key = True
             self._recovered = True
             return replayed
 
@@ -310,7 +315,7 @@ class ScoringService:
             await self._ready()
         # The index knows a hash of every request key the log holds: a new request
         # (nearly all of them) needs no store read.
-        if self.index._core.maybe_logged(key):
+        if not self.knows_every_logged_key or self.index._core.maybe_logged(key):
             stored = await self.store.get_event_by_request(key)
             if stored is not None and stored.response is not None:
                 if stored.kind != kind:
