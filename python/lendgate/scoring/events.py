@@ -16,9 +16,6 @@ from typing import Any
 from lendgate import _core
 from lendgate.errors import FieldViolation, core_errors
 
-MAX_STRING_CHARS = 4096
-"""Longest string accepted in any field of an event (a 1 MB name is rejected)."""
-
 
 def validate(kind: str, event: Mapping[str, Any], now: datetime) -> list[FieldViolation]:
     """Every problem of the event ``kind`` (``application``/``payment``) received at

@@ -20,9 +20,6 @@ from __future__ import annotations
 from lendgate import _core
 from lendgate.errors import core_errors
 
-MAX_PER_KEY = 50
-MAX_PER_RULE = 20
-
 
 class MatchIndex:
     """In-memory index of recent applications by match key (one process's view)."""
