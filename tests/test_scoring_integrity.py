@@ -223,3 +223,31 @@ def test_a_retry_after_a_restart_returns_the_first_report(tmp_path: Path) -> Non
 
     asyncio.run(main())
     assert reports[0] == reports[1]
+
+
+def test_a_check_cancelled_by_its_deadline_is_still_logged_once(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with served(tmp_path) as (service, stub, db):
+            a = Client(stub, "bank-a")
+            holder = sqlite3.connect(db, isolation_level=None)
+            holder.execute("BEGIN IMMEDIATE")  # the append waits for the lock
+            request = scoring_pb2.CheckApplicationRequest(
+                request_id="late", application=application(Person(last="Alpha", client="c1"))
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.CheckApplication(request, metadata=a.md, timeout=2)
+            assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            holder.execute("ROLLBACK")
+            holder.close()
+            # The scored event is logged after all (the store's state is polled: the
+            # client cannot observe the server's write).
+            while await service.store.last_seq() == 0:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            assert service.rebuilds == 0
+            later = await a.check(application(Person(last="Beta", client="c2"), minutes=1))
+            assert len(rule(later, S02).matches) == 1
+            again = await a.check(request.application, request_id="late")
+            assert again.event_id == request.application.application_id
+            assert await service.store.last_seq() == 2
+
+    asyncio.run(main())

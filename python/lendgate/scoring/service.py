@@ -225,19 +225,22 @@ class ScoringService:
             self.rebuilds += 1
 
     async def _logged(self, event: NewEvent) -> Any:
-        """Append ``event``, whose effect the in-memory state already holds; a failed
-        write marks the state for a rebuild from the log."""
+        """Append ``event``, whose effect the in-memory state already holds. The write
+        goes on when the caller is cancelled (a client deadline): it is then logged as
+        scored. A write the store refuses marks the state for a rebuild from the log."""
         self._appending += 1
         self._appends_settled.clear()
-        try:
-            return await self.store.append_event(event)
-        except BaseException:
+        # A task started now runs before any later one, so the log keeps scoring order.
+        write = asyncio.ensure_future(self.store.append_event(event))
+        write.add_done_callback(self._settled)
+        return await asyncio.shield(write)
+
+    def _settled(self, write: asyncio.Future[Any]) -> None:
+        self._appending -= 1
+        if not self._appending:
+            self._appends_settled.set()
+        if write.cancelled() or write.exception() is not None:
             self._diverged()
-            raise
-        finally:
-            self._appending -= 1
-            if not self._appending:
-                self._appends_settled.set()
 
     # --- checks ------------------------------------------------------------------------
 
