@@ -15,7 +15,7 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -55,7 +55,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--floor-seconds", type=float, default=3.0, help="transport floor run; 0 skips it"
     )
     parser.add_argument("--history", type=int, default=2000, help="scoring: events pre-loaded")
+    parser.add_argument(
+        "--preload-store",
+        action="store_true",
+        help="scoring: load the --history events into the started server's store with"
+        " `lendgate load-history` (fast; for 1,000,000) instead of sending them over the API",
+    )
     parser.add_argument("--json", type=Path, help="write the results as JSON to this file")
+
+
+PRELOAD_START = datetime.now(UTC).date() - timedelta(days=100)
 
 
 def _config(args: argparse.Namespace, rate: float) -> harness.RunConfig:
@@ -71,6 +80,9 @@ def _config(args: argparse.Namespace, rate: float) -> harness.RunConfig:
         floor_s=args.floor_seconds,
         options=Options(
             history=args.history,
+            preload_store=args.preload_store,
+            # A pre-loaded history must be recent, or the server's retention drops it.
+            start=PRELOAD_START if args.preload_store else Options.start,
             calls=max(2000, math.ceil(rate * (args.duration + args.warmup) * 1.05)),
         ),
     )
@@ -114,10 +126,12 @@ def sweep(argv: Sequence[str]) -> int:
         parser.error(f"--rates: expected numbers separated by commas, got {args.rates!r}")
     if not rates or min(rates) <= 0:
         parser.error("--rates: every rate must be > 0")
+    if args.preload_store and len(rates) > 1:
+        parser.error("--preload-store: one rate (each sweep step moves the history forward)")
     base = _config(args, rates[0])
     steps: list[dict[str, Any]] = []
     best: float | None = None
-    with harness.server_for(args.scenario, args.target) as address:
+    with harness.server_for(args.scenario, args.target, base.options) as address:
         for rate in rates:
             step = len(steps)
             options = replace(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -37,16 +39,32 @@ class HarnessError(Exception):
 
 
 @contextlib.contextmanager
-def server_for(scenario: str, target: str | None) -> Iterator[str]:
-    """The address to drive: ``target``, or a server started (and stopped) here."""
+def server_for(
+    scenario: str,
+    target: str | None,
+    options: scenarios.Options | None = None,
+    notes: dict[str, object] | None = None,
+) -> Iterator[str]:
+    """The address to drive: ``target``, or a server started (and stopped) here — on a
+    store pre-loaded with the scoring history when ``options.preload_store``. What
+    starting it took goes into ``notes``."""
     if target:
         yield target
         return
-    start = processes.start_echo if scenario == "echo" else processes.start_lendgate
     try:
-        server = start()
+        if scenario == "echo":
+            server = processes.start_echo()
+        elif scenario == "scoring" and options is not None and options.preload_store:
+            with tempfile.TemporaryDirectory(prefix="lendgate-history-") as tmp:
+                history = Path(tmp) / "history.jsonl"
+                scenarios.write_history(options, history)
+                server = processes.start_lendgate(history)
+        else:
+            server = processes.start_lendgate()
     except processes.StartError as exc:
         raise HarnessError(str(exc)) from None
+    if notes is not None:
+        notes.update(server.notes)
     with server:
         yield server.address
 
@@ -118,9 +136,13 @@ def run(cfg: RunConfig, address: str | None = None) -> dict[str, Any]:
     """Measure ``cfg`` (against ``address`` when given) and the transport floor."""
     machine_before = report.machine()
     with contextlib.ExitStack() as stack:
+        server_notes: dict[str, object] = {}
         if address is None:
-            address = stack.enter_context(server_for(cfg.scenario, cfg.target))
+            address = stack.enter_context(
+                server_for(cfg.scenario, cfg.target, cfg.options, server_notes)
+            )
         prepared = asyncio.run(_prepare(address, cfg))
+        prepared.notes.update(server_notes)
         result = measure(address, prepared.traffic, cfg)
     floor = transport_floor(cfg) if cfg.floor_s > 0 else {"transport_floor_rps": None}
     machine = report.machine()

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -29,6 +29,8 @@ class ServerProcess:
     process: subprocess.Popen[bytes]
     address: str
     workdir: tempfile.TemporaryDirectory[str]
+    notes: dict[str, object] = field(default_factory=dict)
+    """What starting it took (``start_s``; with a pre-loaded store, ``history_load_s``)."""
 
     def stop(self) -> None:
         """SIGTERM the process, kill it if it lingers, and remove its directory."""
@@ -52,11 +54,16 @@ class ServerProcess:
         self.stop()
 
 
-def _start(args: list[str], workdir: tempfile.TemporaryDirectory[str]) -> ServerProcess:
+def _start(
+    args: list[str],
+    workdir: tempfile.TemporaryDirectory[str],
+    start_timeout_s: float = START_TIMEOUT_S,
+) -> ServerProcess:
     log_path = Path(workdir.name) / "server.log"
+    started = time.monotonic()
     with log_path.open("wb") as log:
         process = subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.monotonic() + START_TIMEOUT_S
+    deadline = time.monotonic() + start_timeout_s
     while time.monotonic() < deadline:
         for line in log_path.read_text(errors="replace").splitlines():
             try:
@@ -64,7 +71,8 @@ def _start(args: list[str], workdir: tempfile.TemporaryDirectory[str]) -> Server
             except ValueError:
                 continue
             if isinstance(entry, dict) and entry.get("msg") == "serving":
-                return ServerProcess(process, str(entry["address"]), workdir)
+                notes: dict[str, object] = {"start_s": round(time.monotonic() - started, 2)}
+                return ServerProcess(process, str(entry["address"]), workdir, notes)
         if process.poll() is not None:
             break
         time.sleep(0.05)
@@ -75,12 +83,31 @@ def _start(args: list[str], workdir: tempfile.TemporaryDirectory[str]) -> Server
     raise StartError(f"{args[1]} did not start: {tail[0] if tail else 'no output'}")
 
 
-def start_lendgate() -> ServerProcess:
-    """``lendgate serve`` on a free loopback port, embedded storage in a temporary dir."""
+def start_lendgate(history_file: Path | None = None) -> ServerProcess:
+    """``lendgate serve`` on a free loopback port, embedded storage in a temporary dir;
+    with ``history_file`` (a gen-data file), the store is first loaded with
+    ``lendgate load-history`` and the server starts on it (restores its snapshot)."""
     workdir = tempfile.TemporaryDirectory(prefix="lendgate-bench-")
     data_dir = str(Path(workdir.name) / "var")
+    load_s = None
+    if history_file is not None:
+        started = time.monotonic()
+        command = ["-m", "lendgate.cli", "load-history", str(history_file)]
+        loaded = subprocess.run(
+            [sys.executable, *command, "--data-dir", data_dir, "--quiet"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if loaded.returncode != 0:
+            workdir.cleanup()
+            raise StartError(f"load-history failed: {loaded.stderr.strip()}")
+        load_s = round(time.monotonic() - started, 1)
     args = ["-m", "lendgate.cli", "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir]
-    return _start(args, workdir)
+    server = _start(args, workdir, START_TIMEOUT_S if history_file is None else 600.0)
+    if load_s is not None:
+        server.notes["history_load_s"] = load_s
+    return server
 
 
 def start_echo(delay_ms: float = 0.0, code: str = "OK") -> ServerProcess:

@@ -24,6 +24,7 @@ from bench.echo_server import METHOD as ECHO_METHOD
 from bench.load import Request, Traffic
 from lendgate.auth import PARTNER_HEADER
 from lendgate.datagen import GenConfig, generate
+from lendgate.datagen.output import to_json_line
 from lendgate.v1 import auction_pb2, scoring_pb2, strategy_pb2
 
 ZEN_BENCHMARK = Path(__file__).resolve().parent.parent / "testdata" / "zen" / "benchmark"
@@ -44,6 +45,11 @@ class Options:
     start: dt.date = dt.date(2025, 1, 1)
     """Scoring: first day of the generated history. A sweep moves it forward at every step
     against the same server, so each step's events are newer than the last step's."""
+    preload_store: bool = False
+    """Scoring: the ``history`` events are loaded into the server's store with
+    ``lendgate load-history`` before it starts (:func:`write_history`), not sent over the
+    API: quick enough for a history of 1,000,000 events. Only when the harness starts the
+    server."""
     calls: int = 2000
     """Scoring: distinct applications to measure with (at least the calls the run sends).
     Events are never sent twice: a replayed old event would be older than the aggregates'
@@ -157,6 +163,24 @@ def _scoring_call(message: Message, request_id: str) -> tuple[str, Message]:
     return service + "ReportOutcome", message
 
 
+def _history_config(options: Options) -> GenConfig:
+    applicants = max(200, options.history // 2, options.calls)
+    return GenConfig(seed=options.seed, applicants=applicants, start=options.start)
+
+
+def write_history(options: Options, path: Path) -> int:
+    """Write the first ``history`` generated events (what :func:`prepare_scoring` would send)
+    as a gen-data file for ``lendgate load-history``; returns how many."""
+    written = 0
+    with path.open("w", encoding="utf-8") as out:
+        for event in generate(_history_config(options)):
+            if written >= options.history:
+                break
+            out.write(to_json_line(event) + "\n")
+            written += 1
+    return written
+
+
 async def prepare_scoring(channel: grpc.aio.Channel, options: Options) -> Prepared:
     """Send ``history`` generated events (applications, payments, outcomes, in time
     order), then measure CheckApplication on the applications that come after them.
@@ -166,9 +190,7 @@ async def prepare_scoring(channel: grpc.aio.Channel, options: Options) -> Prepar
     """
     history: list[Message] = []
     applications: list[scoring_pb2.ApplicationEvent] = []
-    applicants = max(200, options.history // 2, options.calls)
-    config = GenConfig(seed=options.seed, applicants=applicants, start=options.start)
-    for event in generate(config):
+    for event in generate(_history_config(options)):
         if len(history) < options.history:
             history.append(event.message)
         elif isinstance(event.message, scoring_pb2.ApplicationEvent):
@@ -181,6 +203,8 @@ async def prepare_scoring(channel: grpc.aio.Channel, options: Options) -> Prepar
     owners: dict[str, str] = {}
     # Each event is sent as its own partner (dev auth mode), so the history is accepted.
     queue = [(n, m, _partner_of(m, owners)) for n, m in enumerate(history)]
+    if options.preload_store:  # already in the server's store
+        queue = []
     run = uuid.uuid4().hex[:8]
 
     async def preloader() -> None:
@@ -203,7 +227,11 @@ async def prepare_scoring(channel: grpc.aio.Channel, options: Options) -> Prepar
     )
     return Prepared(
         Traffic("/lendgate.v1.ScoringService/CheckApplication", requests),
-        {"preload_events": len(history), "preload_codes": dict(codes)},
+        {
+            "preload_events": len(history),
+            "preload_codes": dict(codes),
+            "preloaded_store": options.preload_store,
+        },
     )
 
 

@@ -29,7 +29,7 @@ from lendgate.auth import authenticator_for
 from lendgate.config import Config
 from lendgate.store import StoreOpenError, open_store
 from servers.handlers import service_handlers
-from servers.wiring import build_servicers
+from servers.wiring import build_servicers, close_state, recover_state
 
 log = logging.getLogger("lendgate.server")
 
@@ -142,7 +142,10 @@ async def serve(config: Config) -> None:
     except StoreOpenError as exc:
         raise ServerStartError(str(exc)) from None
     try:
-        running = await create_server(config, build_servicers(config, store))
+        servicers = build_servicers(config, store)
+        _check_bindable(config)  # before a recovery that may take a while, not after
+        await recover_state(servicers)
+        running = await create_server(config, servicers)
     except BaseException:
         await store.aclose()
         raise
@@ -168,5 +171,6 @@ async def serve(config: Config) -> None:
     await stop.wait()
     log.info("shutting down", extra={"grace_period_s": config.grace_period_s})
     await running.stop(config.grace_period_s)
+    await close_state(servicers)
     await store.aclose()
     log.info("stopped")

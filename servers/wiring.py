@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from lendgate.auction.coordinator import AuctionConfig, Coordinator
 from lendgate.config import Config
-from lendgate.scoring import ScoringService
+from lendgate.scoring import ScoringService, StateSettings
 from lendgate.store import Store
 from lendgate.strategy import StrategyService
 from servers.auction import AuctionServicer
@@ -26,7 +26,12 @@ def build_servicers(config: Config, store: Store) -> dict[str, object]:
     state in memory until their repositories are moved onto ``store``.
     """
     auction = AuctionConfig(bidding_window_s=config.auction_bidding_window_s)
-    scoring = ScoringService(store)
+    state = StateSettings.for_store(
+        store,
+        snapshot_every_events=config.snapshot_every_events,
+        snapshot_every_seconds=config.snapshot_every_s,
+    )
+    scoring = ScoringService(store, state=state)
     return {
         "lendgate.v1.ScoringService": ScoringServicer(scoring),
         # Shares the ScoringService: rule and list edits apply to the next check.
@@ -34,3 +39,18 @@ def build_servicers(config: Config, store: Store) -> dict[str, object]:
         "lendgate.v1.StrategyService": StrategyServicer(StrategyService()),
         "lendgate.v1.AuctionService": AuctionServicer(Coordinator(auction)),
     }
+
+
+async def recover_state(servicers: dict[str, object]) -> None:
+    """Rebuild the in-memory state from the store (latest snapshot + the log's tail)
+    before the server takes its first call."""
+    scoring = servicers.get("lendgate.v1.ScoringService")
+    if isinstance(scoring, ScoringServicer):
+        await scoring.service.recover()
+
+
+async def close_state(servicers: dict[str, object]) -> None:
+    """Stop background state work and store a last snapshot (after the server stopped)."""
+    scoring = servicers.get("lendgate.v1.ScoringService")
+    if isinstance(scoring, ScoringServicer):
+        await scoring.service.aclose()

@@ -70,6 +70,18 @@ def test_strategy_evaluate_over_a_real_server() -> None:
     assert result["method"] == "/lendgate.v1.StrategyService/Evaluate"
 
 
+def test_scoring_on_a_store_preloaded_with_load_history(tmp_path: Path) -> None:
+    out = tmp_path / "scoring.json"
+    argv = ["scoring", "--rate", "20", "--duration", "1", "--warmup", "0.5", "--history", "300"]
+    assert main([*argv, "--preload-store", "--floor-seconds", "0", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["errors"] == {}
+    notes = result["notes"]
+    assert notes["preloaded_store"] is True and notes["preload_events"] == 300
+    assert notes["preload_codes"] == {}  # nothing sent over the API
+    assert notes["history_load_s"] > 0 and notes["start_s"] > 0
+
+
 @pytest.mark.parametrize(
     "argv",
     [

@@ -46,6 +46,7 @@ from lendgate.store import (
     StoreSettings,
     open_store,
 )
+from lendgate.store.sqlstore import _index_batch
 from tests.recovery_crash_child import machine
 
 T = TypeVar("T")
@@ -455,6 +456,34 @@ def test_key_index_resumes_after_restart_from_log_then_backlog(database_url: str
 
     run(first())
     run(second())
+
+
+def test_key_index_in_the_same_batch_as_the_first_events_indexes_each_once(
+    database_url: str,
+) -> None:
+    """The index operation sees the batch's own events in the log while their keys are
+    still staged: it must not read them back as well (it did: a primary-key violation on
+    every later pass, and the index never advanced)."""
+    together = settings_for(database_url, key_index_interval_s=3600, commit_delay_ms=200)
+
+    async def scenario() -> None:
+        s = open_store(None, together)
+        try:
+            appended = s._writer.submit_events([event(f"t{i}") for i in range(4)])
+            op = _index_batch(s._db, s.settings.key_index_batch, s._writer.key_backlog)
+            indexed = s._writer.submit(None, "index_keys", op)  # the same batch (200 ms)
+            await asyncio.gather(*appended)
+            assert int(json.loads(await indexed)) == 0  # nothing before the staged events
+            assert await asyncio.to_thread(s.index_keys_blocking) == 4
+            assert len(await s.events_by_key("phone", "79990001122", limit=100)) == 4
+            await s.append_event(event("t4"))
+            assert await asyncio.to_thread(s.index_keys_blocking) == 1
+            keys = s._run_read(lambda tx: tx.execute("SELECT count(*) FROM event_keys").fetchone())
+            assert int(keys[0]) == 2 * 5
+        finally:
+            await s.aclose()
+
+    run(scenario())
 
 
 # --- retention -----------------------------------------------------------------------------

@@ -221,6 +221,8 @@ class MatchIndex:
         """Record that the log holds an event with this request key."""
     def maybe_logged(self, request_key: str) -> bool:
         """``False`` when the log certainly holds no event with this key."""
+    def prune(self, before_us: int) -> int:
+        """Forget application events older than ``before_us`` (event time); how many."""
     def snapshot(self) -> bytes:
         """The whole index as versioned bytes."""
     def restore(self, data: bytes) -> None:

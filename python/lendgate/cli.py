@@ -17,6 +17,7 @@ from lendgate.config import ConfigError, load_config
 from lendgate.datagen import cli as datagen_cli
 from lendgate.logs import configure_logging
 from lendgate.models import cli as models_cli
+from lendgate.scoring import cli as scoring_cli
 
 EXIT_USAGE = 2
 
@@ -34,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     auction_cli.register(commands)
     datagen_cli.add_parser(commands)
     models_cli.add_parser(commands)
+    scoring_cli.add_parser(commands)
     serve.set_defaults(handler=_serve)
     args = parser.parse_args(argv)
     return int(args.handler(args))

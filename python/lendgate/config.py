@@ -66,6 +66,11 @@ class Config:
 
     auction_bidding_window_s: float = 2.0
     """Default bidding window of an auction, in seconds (sellers may ask for another)."""
+    snapshot_every_events: int = 100_000
+    """Snapshot the scoring state after this many events (0: never by count); a restart
+    restores the latest snapshot and replays only the log after it."""
+    snapshot_every_s: float = 300.0
+    """Snapshot the scoring state after this many seconds if anything changed (0: never)."""
 
     @property
     def effective_database_url(self) -> str:
@@ -148,6 +153,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("setting 'grace_period_s': must be >= 0")
     if config.max_message_bytes < 1024:
         raise ConfigError("setting 'max_message_bytes': must be >= 1024")
+    if config.snapshot_every_events < 0 or config.snapshot_every_s < 0:
+        raise ConfigError("settings 'snapshot_every_events', 'snapshot_every_s': must be >= 0")
     if config.auth_mode not in ("dev", "token"):
         raise ConfigError("setting 'auth_mode': expected 'dev' or 'token'")
     if not config.effective_database_url.startswith(("sqlite:///", "postgresql://")):

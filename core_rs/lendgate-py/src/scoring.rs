@@ -58,6 +58,12 @@ impl PyMatchIndex {
         self.lock().maybe_logged(request_key)
     }
 
+    /// Forgets every application event older than `before_us` (event time, µs since
+    /// the epoch): retention. Returns how many events were dropped.
+    fn prune(&self, py: Python<'_>, before_us: i64) -> usize {
+        py.detach(|| self.lock().prune(before_us))
+    }
+
     /// The whole index as versioned bytes.
     fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let data = py.detach(|| self.lock().snapshot()).map_err(PyCoreError)?;

@@ -6,13 +6,21 @@ servicer (``servers/scoring.py``) delegates to; the default rule pack is data in
 """
 
 from lendgate.scoring.pack import DEFAULT_PACK_DIR, Pack, install, load_pack
-from lendgate.scoring.service import ModelScorer, ScoringService, report_name
+from lendgate.scoring.service import (
+    ModelScorer,
+    RecoveryReport,
+    ScoringService,
+    StateSettings,
+    report_name,
+)
 
 __all__ = [
     "DEFAULT_PACK_DIR",
     "ModelScorer",
     "Pack",
+    "RecoveryReport",
     "ScoringService",
+    "StateSettings",
     "install",
     "load_pack",
     "report_name",

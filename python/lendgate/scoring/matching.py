@@ -11,11 +11,14 @@ first letter of each word, passports the last 4 characters, birth dates the year
 
 The index also remembers, per application, whether the aggregates already counted its
 finish, so a refusal reported both as a ``LOAN_APP_RESULT`` event and as an outcome
-counts once. :meth:`MatchIndex.snapshot` and :meth:`MatchIndex.restore` carry the whole
-index (versioned binary) across a restart.
+counts once, and a hash of every logged request key (a new request needs no store read).
+:meth:`MatchIndex.snapshot` and :meth:`MatchIndex.restore` carry all of it (versioned
+binary, ``LGMXSNAP``) across a restart; :meth:`MatchIndex.prune` is retention.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from lendgate import _core
 from lendgate.errors import core_errors
@@ -31,6 +34,11 @@ class MatchIndex:
 
     def __len__(self) -> int:
         return len(self._core)
+
+    def prune(self, before: datetime) -> int:
+        """Forget every application event older than ``before`` (event time): retention
+        of the hot state. Returns how many were dropped."""
+        return self._core.prune(int(before.timestamp() * 1_000_000))
 
     def snapshot(self) -> bytes:
         """The whole index as compact, versioned bytes (deterministic for one state)."""

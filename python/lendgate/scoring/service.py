@@ -19,12 +19,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
+import logging
+import struct
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lendgate import _core
@@ -42,8 +46,10 @@ from lendgate.lists import Lists
 from lendgate.rules import CompiledRuleSet, InMemoryRuleRepository, RuleBook
 from lendgate.scoring.matching import MatchIndex
 from lendgate.scoring.pack import Pack, install, load_pack
-from lendgate.store import NewEvent, Store
+from lendgate.store import NewEvent, Store, StoreSettings
 from lendgate.v1 import scoring_pb2
+
+log = logging.getLogger(__name__)
 
 ModelScorer = Callable[[Mapping[str, Any], Mapping[str, Any]], tuple[int, str, str] | None]
 """(event, params) -> (risk score 0..1000, model name, model version), or ``None`` when
@@ -58,6 +64,72 @@ MAX_CHECKS_IN_FLIGHT = 2048
 """Checks admitted at once per process; more are refused RESOURCE_EXHAUSTED at once
 rather than queued behind the store (where their latency would grow without bound)."""
 RESOLUTION_AUTHOR = "$resolution"
+
+STATE_MAGIC = b"LGSS"
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    """When the service snapshots and trims its in-memory state (``docs/STORAGE.md``).
+
+    - ``snapshot_every_events``: take a snapshot once this many events (checks and
+      outcomes) were applied since the last one (0: never by count);
+    - ``snapshot_every_seconds``: take one when this much time has passed and at least one
+      event was applied (0: never by time);
+    - ``retention_days``: events older than this (event time) leave the match index, as
+      they leave the store (0 keeps everything); checked every ``retention_interval_s``;
+    - ``tick_s``: how often the background task looks.
+    """
+
+    snapshot_every_events: int = 100_000
+    snapshot_every_seconds: float = 300.0
+    retention_days: float = 180.0
+    retention_interval_s: float = 60.0
+    tick_s: float = 1.0
+
+    @classmethod
+    def for_store(cls, store: Store, **overrides: Any) -> StateSettings:
+        """Defaults with the store's retention horizon (an :class:`SqlStore`'s settings)."""
+        settings = getattr(store, "settings", None)
+        if isinstance(settings, StoreSettings):
+            # The hot state forgets what the store forgets, and only when it does.
+            purging = settings.retention_interval_s > 0
+            overrides.setdefault("retention_days", settings.retention_days if purging else 0)
+            overrides.setdefault("retention_interval_s", settings.retention_interval_s)
+        return cls(**overrides)
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """What :meth:`ScoringService.recover` did: the snapshot it started from (0: none),
+    the log position reached, the events replayed after the snapshot, and the time each
+    part took (seconds)."""
+
+    snapshot_position: int
+    position: int
+    replayed: int
+    restore_s: float
+    replay_s: float
+
+
+@dataclass(frozen=True)
+class HistoryLoad:
+    """What :meth:`ScoringService.load_history` did: checks and outcomes stored, events
+    refused by validation (or duplicates of stored ones), outcomes whose application was not
+    in the history, the snapshot's log position and the seconds it took."""
+
+    checks: int
+    outcomes: int
+    refused: int
+    orphan_outcomes: int
+    position: int
+    seconds: float
+
+
+HistoryItem = tuple[str, Any]
+"""(kind, message): ``("application", ApplicationEvent)``, ``("payment", PaymentEvent)`` or
+``("outcome", ReportOutcomeRequest)`` naming its application by ``application_id``."""
 
 
 def _now() -> datetime:
@@ -115,6 +187,7 @@ class ScoringService:
         model: ModelScorer | None = None,
         clock: Callable[[], datetime] = _now,
         max_in_flight: int = MAX_CHECKS_IN_FLIGHT,
+        state: StateSettings | None = None,
     ) -> None:
         self.store = store
         self.pack = pack or load_pack()
@@ -137,7 +210,7 @@ class ScoringService:
         self._in_flight = 0
         self._max_in_flight = max_in_flight
         self._recovering = asyncio.Lock()
-        self._appending = 0
+        self._writes: set[asyncio.Future[Any]] = set()
         self._appends_settled = asyncio.Event()
         self._appends_settled.set()
         self.rebuilds = 0
@@ -145,8 +218,18 @@ class ScoringService:
         write (0 in a healthy process)."""
         self.knows_every_logged_key = False
         """Set by a recovery that noted every request key of the log in the match index
-        (``MatchIndex`` snapshot + ``note_logged`` for each replayed event): only then
-        may a check skip the store read for a key the index does not know."""
+        (the snapshot's index holds the keys of the events it covers, and the tail's are
+        noted as they are replayed): only then may a check skip the store read for a key
+        the index does not know."""
+        self._state = state or StateSettings.for_store(store)
+        self._applied_count = 0
+        """Checks and outcomes applied to the state by this process (snapshot policy)."""
+        self._applied_at_snapshot = 0
+        self._snapshot_time = time.monotonic()
+        self._pruned_at = time.monotonic()
+        self._snapshotting = asyncio.Lock()
+        self._maintenance: asyncio.Task[None] | None = None
+        self.last_recovery: RecoveryReport | None = None
 
     def recompile(self) -> None:
         """Swap in the rule book's current rules (after an edit through the admin API)."""
@@ -164,36 +247,406 @@ class ScoringService:
         return hashlib.sha256(content.encode()).hexdigest()
 
     async def recover(self) -> int:
-        """Rebuild the in-memory state (aggregates, match index, incident index) by
-        replaying the store's log in order; done once before the first call is served,
-        and again after a write the store refused. Returns the number of events
-        replayed."""
+        """Rebuild the in-memory state (aggregates, match index with its sequence counter,
+        outcome marks, counted finishes and logged request keys, incident index): restore
+        the latest snapshot, then replay the log after it in order (the whole log when
+        there is no usable snapshot). Done once before the first call is served (then the
+        background snapshots start), and again after a write the store refused. Returns
+        the number of events replayed."""
         async with self._recovering:
             if self._recovered:
                 return 0
             # Every write already issued must have landed (or failed) first: the
-            # replay must see exactly what the log will hold.
-            while self._appending:
+            # snapshot and the replay must see exactly what the log will hold.
+            while self._writes:
                 await self._appends_settled.wait()
-            self.aggregates = AggregateStore(self.pack.aggregates)
-            self.index = MatchIndex()
-            self._incidents = {}
-            replayed = 0
-            applications: dict[str, bytes] = {}
-            async for stored in self.store.snapshots.events_after(0):
-                replayed += 1
-                self.index._core.note_logged(stored.request_id)
-                if stored.kind in _REQUEST_TYPES:
-                    self._replay_check(stored, applications)
-                elif stored.kind == "outcome":
-                    request = scoring_pb2.ReportOutcomeRequest.FromString(stored.payload)
-                    app = applications.get(f"{stored.partner_id}\x1f{stored.subject_id}")
-                    outcome = scoring_pb2.Outcome.FromString(stored.response or b"")
-                    if app is not None:
-                        self._apply_outcome(app, stored.partner_id, outcome, request.outcome)
+            t0 = time.perf_counter()
+            self._reset_state()
+            position = 0
+            snapshot = await self.store.snapshots.load_latest()
+            if snapshot is not None:
+                try:
+                    self._restore_state(snapshot.data)
+                    position = snapshot.position
+                except InvalidArgumentError as exc:
+                    log.warning(
+                        "snapshot at log position %d not usable (%s); replaying the whole log",
+                        snapshot.position,
+                        exc.message,
+                    )
+                    self._reset_state()
+            t1 = time.perf_counter()
+            replayed, last = await self._replay(position)
+            # The snapshot's index holds the key of every event up to its position (each
+            # was noted when applied), and the replay noted the tail's.
             self.knows_every_logged_key = True
+            self._prune()
+            self._applied_at_snapshot = self._applied()
+            self._snapshot_time = time.monotonic()
             self._recovered = True
+            self.last_recovery = RecoveryReport(
+                position, max(position, last), replayed, t1 - t0, time.perf_counter() - t1
+            )
+            log.info(
+                "scoring state recovered",
+                extra={
+                    "snapshot_position": position,
+                    "replayed": replayed,
+                    "restore_s": round(t1 - t0, 3),
+                    "replay_s": round(self.last_recovery.replay_s, 3),
+                },
+            )
+            self._start_maintenance()
             return replayed
+
+    async def _replay(self, after: int) -> tuple[int, int]:
+        """Apply every event after log position ``after``; (events replayed, last seq)."""
+        replayed, last = 0, after
+        applications: dict[str, bytes] = {}
+        async for stored in self.store.snapshots.events_after(after):
+            replayed += 1
+            last = stored.seq
+            self.index._core.note_logged(stored.request_id)
+            if stored.kind in _REQUEST_TYPES:
+                self._replay_check(stored, applications)
+            elif stored.kind == "outcome":
+                request = scoring_pb2.ReportOutcomeRequest.FromString(stored.payload)
+                subject = f"{stored.partner_id}\x1f{stored.subject_id}"
+                app = applications.get(subject)
+                if app is None and after > 0:  # its application may be before the snapshot
+                    app = await self._application_before(stored)
+                outcome = scoring_pb2.Outcome.FromString(stored.response or b"")
+                if app is not None:
+                    self._apply_outcome(app, stored.partner_id, outcome, request.outcome)
+        return replayed, last
+
+    async def _application_before(self, outcome: Any) -> bytes | None:
+        """The request of the latest application event of an outcome's subject logged
+        before it (what a whole-log replay would hold for it), or ``None`` (gone with
+        retention)."""
+        found = [
+            e
+            for e in await self.store.events_by_subject(outcome.partner_id, outcome.subject_id)
+            if e.kind == "application" and e.seq < outcome.seq
+        ]
+        if not found:
+            return None
+        return bytes(max(found, key=lambda e: e.seq).payload)
+
+    async def load_history(
+        self,
+        items: Iterable[HistoryItem],
+        *,
+        request_prefix: str = "history",
+        batch: int = 2000,
+        progress: Callable[[int], None] | None = None,
+    ) -> HistoryLoad:
+        """Feed prior events, in event-time order, into the store and the state in process.
+
+        Each check goes through the live path's Rust scoring call (validation, aggregates,
+        rules, matches, index) and is stored with its report; outcomes go through
+        :meth:`_apply_outcome`. Appends are batched (``batch`` events, one batch committing
+        while the next is scored); a request id is ``{request_prefix}-{n}`` for the n-th
+        item, the partner the event's own. History opens no incident. Ends with a snapshot,
+        so a server started on the store replays nothing. Loading the same items twice is
+        refused (:class:`AbortedError`) before anything changes.
+        """
+        await self._ready()
+        started = time.perf_counter()
+        checks = outcomes = refused = orphans = 0
+        apps: dict[str, tuple[str, bytes, str, str]] = {}
+        pending: list[NewEvent] = []
+        committing: asyncio.Future[list[Any]] | None = None
+
+        async def flush() -> None:
+            nonlocal committing, refused
+            if committing is not None:
+                try:
+                    acks = await committing
+                except BaseException:
+                    self._diverged()  # the state holds events the log may not
+                    raise
+                duplicates = sum(1 for ack in acks if ack.duplicate)
+                if duplicates:
+                    # The state took events the log holds under other answers.
+                    refused += duplicates
+                    self._diverged()
+            committing = None
+            if pending:
+                committing = asyncio.ensure_future(self.store.append_events(list(pending)))
+                pending.clear()
+                await asyncio.sleep(0)  # let it enqueue (in order) before scoring goes on
+
+        for n, (kind, message) in enumerate(items):
+            request_id = f"{request_prefix}-{n}"
+            if n == 0 and await self.store.get_event_by_request(
+                f"{_partner_of(kind, message, apps)}/{request_id}"
+            ):
+                raise AbortedError(
+                    f"history {request_prefix!r} is already loaded ({request_id} is stored);"
+                    " use another request prefix",
+                    reason="HISTORY_LOADED",
+                )
+            event = (
+                self._history_check(kind, message, request_id, apps)
+                if kind in _REQUEST_TYPES
+                else self._history_outcome(message, request_id, apps)
+            )
+            if event is None:
+                if kind == "outcome":
+                    orphans += 1
+                else:
+                    refused += 1
+                continue
+            pending.append(event)
+            if kind == "outcome":
+                outcomes += 1
+            else:
+                checks += 1
+            if len(pending) >= batch:
+                await flush()
+                if progress is not None:
+                    progress(n + 1)
+        await flush()
+        await flush()
+        position = await self.snapshot_now()
+        return HistoryLoad(
+            checks, outcomes, refused, orphans, position, time.perf_counter() - started
+        )
+
+    def _history_check(
+        self,
+        kind: str,
+        message: Any,
+        request_id: str,
+        apps: dict[str, tuple[str, bytes, str, str]],
+    ) -> NewEvent | None:
+        started = time.perf_counter_ns()
+        request = (
+            scoring_pb2.CheckApplicationRequest(request_id=request_id, application=message)
+            if kind == "application"
+            else scoring_pb2.CheckPaymentRequest(request_id=request_id, payment=message)
+        ).SerializeToString()
+        partner = str(message.partner_id)
+        receive_time = self._clock()
+        prepared = self._scorer.prepare(kind, request, _us(receive_time))
+        if not partner or prepared.violations:
+            return None
+        try:
+            body, incident, event_time_us, event_id, keys = self._apply_check(
+                prepared,
+                partner=partner,
+                request_id=request_id,
+                receive_time=receive_time,
+                started=started,
+                incident_id="",
+            )
+        except InvalidArgumentError:  # e.g. later than the aggregates accept: unchanged
+            return None
+        if incident:  # history opens no incident
+            report = scoring_pb2.Report.FromString(body)
+            report.ClearField("incident")
+            body = report.SerializeToString()
+        subject_id = f"{kind}:{event_id}"
+        if kind == "application":
+            apps[event_id] = (partner, request, subject_id, request_id)
+        return NewEvent(
+            f"{partner}/{request_id}",
+            partner,
+            kind,
+            event_time_us,
+            request,
+            subject_id=subject_id,
+            keys=keys,
+            response=body,
+        )
+
+    def _history_outcome(
+        self,
+        request: scoring_pb2.ReportOutcomeRequest,
+        request_id: str,
+        apps: dict[str, tuple[str, bytes, str, str]],
+    ) -> NewEvent | None:
+        found = apps.get(request.application_id)
+        if found is None or not request.HasField("outcome"):
+            return None
+        partner, app, subject_id, app_request_id = found
+        stored = scoring_pb2.ReportOutcomeRequest()
+        stored.CopyFrom(request)
+        stored.request_id = request_id
+        o = stored.outcome
+        now = self._clock()
+        event_time = o.event_time.ToDatetime(UTC) if o.HasField("event_time") else now
+        outcome = scoring_pb2.Outcome()
+        outcome.CopyFrom(o)
+        outcome.name = f"{report_name(app_request_id)}/outcomes/{request_id}"
+        outcome.record_time.FromDatetime(now)
+        outcome.source = "history"
+        if not o.HasField("event_time"):
+            outcome.event_time.FromDatetime(event_time)
+        key = f"{partner}/{request_id}"
+        self._apply_outcome(app, partner, outcome, o)
+        self.index._core.note_logged(key)
+        return NewEvent(
+            key,
+            partner,
+            "outcome",
+            _us(event_time),
+            stored.SerializeToString(),
+            subject_id=subject_id,
+            response=outcome.SerializeToString(),
+        )
+
+    # --- snapshots of the in-memory state ----------------------------------------------
+
+    def _applied(self) -> int:
+        return self._applied_count
+
+    def _capture(self) -> bytes:
+        """The whole in-memory state as versioned bytes; synchronous, so no check or
+        outcome is applied while it is taken (the aggregates' snapshot is consistent only
+        between applies). The match index's part (Rust, ``LGMXSNAP``) carries the
+        sequence counter, outcome marks, counted finishes and logged request keys."""
+        meta = json.dumps(
+            {"incidents": self._incidents, "pack": self.pack.revision},
+            separators=(",", ":"),
+        ).encode()
+        aggregates = self.aggregates.snapshot()
+        index = self.index.snapshot()
+        return b"".join(
+            (
+                STATE_MAGIC,
+                bytes([STATE_VERSION]),
+                struct.pack("<IQ", len(meta), len(aggregates)),
+                meta,
+                aggregates,
+                index,
+            )
+        )
+
+    def _restore_state(self, data: bytes) -> None:
+        """Replace the in-memory state with a :meth:`_capture`; raises
+        :class:`InvalidArgumentError` for a foreign, older, newer or damaged snapshot."""
+        head = len(STATE_MAGIC) + 1 + 12
+        if len(data) < head or data[:4] != STATE_MAGIC:
+            raise InvalidArgumentError("not a scoring state snapshot", field="snapshot")
+        if data[4] != STATE_VERSION:
+            raise InvalidArgumentError(
+                f"scoring snapshot version {data[4]}, this build reads {STATE_VERSION}",
+                field="snapshot",
+            )
+        meta_len, agg_len = struct.unpack_from("<IQ", data, 5)
+        if head + meta_len + agg_len > len(data):
+            raise InvalidArgumentError("truncated scoring snapshot", field="snapshot")
+        try:
+            meta = json.loads(data[head : head + meta_len])
+            incidents = {str(p): [str(i) for i in ids] for p, ids in meta["incidents"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InvalidArgumentError(
+                f"damaged scoring snapshot: {exc}", field="snapshot"
+            ) from None
+        at = head + meta_len
+        aggregates = AggregateStore.restore(self.pack.aggregates, data[at : at + agg_len])
+        index = MatchIndex()
+        index.restore(data[at + agg_len :])
+        self.aggregates, self.index, self._incidents = aggregates, index, incidents
+
+    def _reset_state(self) -> None:
+        self.aggregates = AggregateStore(self.pack.aggregates)
+        self.index = MatchIndex()
+        self._incidents = {}
+        self.knows_every_logged_key = False
+
+    async def snapshot_now(self) -> int:
+        """Take a snapshot of the in-memory state and store it; returns its log position.
+
+        The store's fence is enqueued at the moment of the capture, behind the append of
+        every event applied so far (each check and outcome is applied and enqueued in one
+        synchronous step), so the position it resolves to is exactly what the state holds
+        — provided each of those appends was stored as applied: when one failed or met
+        another writer's event, the state was ahead of the log, and the snapshot is not
+        stored (:class:`AbortedError`; the state is rebuilt from the log). The capture
+        pauses the event loop for its duration; storing it does not.
+        """
+        async with self._snapshotting:
+            while not self._recovered:  # never capture a state the log does not hold
+                await self._ready()
+            applied = self._applied()
+            writes = list(self._writes)
+            fence = self.store.fence()
+            paused = time.perf_counter()
+            data = self._capture()
+            paused = time.perf_counter() - paused
+            position = await fence
+            if writes:
+                await asyncio.wait(writes)
+            if any(_diverging(w) for w in writes):
+                raise AbortedError(
+                    "a write covered by the snapshot was not stored as applied; the state "
+                    "is rebuilt from the log and the snapshot dropped",
+                    reason="STATE_DIVERGED",
+                )
+            await self.store.snapshots.save(position, data)
+            self._applied_at_snapshot = applied
+            self._snapshot_time = time.monotonic()
+            log.info(
+                "state snapshot stored",
+                extra={
+                    "position": position,
+                    "bytes": len(data),
+                    "events_applied": applied,
+                    "capture_s": round(paused, 3),
+                },
+            )
+            return position
+
+    def _start_maintenance(self) -> None:
+        if self._maintenance is None:
+            self._maintenance = asyncio.get_running_loop().create_task(
+                self._maintain(), name="lendgate-scoring-state"
+            )
+
+    async def _maintain(self) -> None:
+        """Background: snapshots by count or time, retention of the match index."""
+        s = self._state
+        while True:
+            await asyncio.sleep(s.tick_s)
+            since = self._applied() - self._applied_at_snapshot
+            elapsed = time.monotonic() - self._snapshot_time
+            due = (s.snapshot_every_events > 0 and since >= s.snapshot_every_events) or (
+                s.snapshot_every_seconds > 0 and since > 0 and elapsed >= s.snapshot_every_seconds
+            )
+            try:
+                if due:
+                    await self.snapshot_now()
+                if time.monotonic() - self._pruned_at >= s.retention_interval_s:
+                    self._prune()
+            except Exception:  # the store is unreachable...: retry after another interval
+                log.exception("background state maintenance failed")
+                self._snapshot_time = time.monotonic()  # (each try costs a capture pause)
+                self._applied_at_snapshot = self._applied()
+
+    def _prune(self) -> None:
+        """Retention of the hot state: the match index forgets events older than the
+        store's horizon; the aggregates expire what left their windows."""
+        self._pruned_at = time.monotonic()
+        if self._state.retention_days > 0:
+            self.index.prune(self._clock() - timedelta(days=self._state.retention_days))
+        self.aggregates.expire_all()
+
+    async def aclose(self, *, snapshot: bool = True) -> None:
+        """Stop the background task; with ``snapshot``, store a last snapshot so the next
+        start replays nothing (call after the server stopped taking calls)."""
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+            self._maintenance = None
+        if snapshot and self._recovered and self._applied() != self._applied_at_snapshot:
+            try:
+                await self.snapshot_now()
+            except Exception:  # shutting down: the log still has everything
+                log.exception("final state snapshot failed")
 
     def _replay_check(self, stored: Any, applications: dict[str, bytes]) -> None:
         with core_errors():
@@ -206,8 +659,9 @@ class ScoringService:
                 self.aggregates._core,
                 self.index._core,
             )
+        self._applied_count += 1
         if stored.kind == "application":
-            applications[f"{stored.partner_id}\x1f{stored.subject_id}"] = stored.payload
+            applications[f"{stored.partner_id}\x1f{stored.subject_id}"] = bytes(stored.payload)
         report = scoring_pb2.Report.FromString(stored.response or b"")
         if report.incident:
             incident_id = report.incident.removeprefix("incidents/")
@@ -227,19 +681,20 @@ class ScoringService:
     async def _logged(self, event: NewEvent) -> Any:
         """Append ``event``, whose effect the in-memory state already holds. The write
         goes on when the caller is cancelled (a client deadline): it is then logged as
-        scored. A write the store refuses marks the state for a rebuild from the log."""
-        self._appending += 1
+        scored. A write the store refuses, or finds another writer's event under the same
+        key, marks the state for a rebuild from the log."""
         self._appends_settled.clear()
         # A task started now runs before any later one, so the log keeps scoring order.
         write = asyncio.ensure_future(self.store.append_event(event))
+        self._writes.add(write)
         write.add_done_callback(self._settled)
         return await asyncio.shield(write)
 
     def _settled(self, write: asyncio.Future[Any]) -> None:
-        self._appending -= 1
-        if not self._appending:
+        self._writes.discard(write)
+        if not self._writes:
             self._appends_settled.set()
-        if write.cancelled() or write.exception() is not None:
+        if _diverging(write):
             self._diverged()
 
     # --- checks ------------------------------------------------------------------------
@@ -331,8 +786,54 @@ class ScoringService:
         # From here to the append, no await: checks pass through the scoring call one
         # at a time, in arrival order, and the store's seq follows the same order.
         incident_id = uuid.uuid4().hex
+        body, incident, event_time_us, event_id, keys = self._apply_check(
+            prepared,
+            partner=partner,
+            request_id=request_id,
+            receive_time=receive_time,
+            started=started,
+            incident_id=incident_id,
+        )
+        if incident:
+            # Indexed with the event (as a replay of the log would), so a snapshot taken
+            # before the incident is stored still lists it.
+            self._incidents.setdefault(partner, []).append(incident_id)
+        ack = await self._logged(
+            NewEvent(
+                key,
+                partner,
+                kind,
+                event_time_us,
+                payload,
+                subject_id=f"{kind}:{event_id}",
+                keys=keys,
+                response=body,
+            )
+        )
+        if ack.duplicate and ack.response is not None:
+            # Another writer logged this key first: the state took an event the log
+            # holds under another answer (it is rebuilt); answer what the log holds.
+            return bytes(ack.response)
+        if incident:
+            await self._open_incident(
+                incident_id, partner, scoring_pb2.Report.FromString(body), ack.seq
+            )
+        return bytes(body)
+
+    def _apply_check(
+        self,
+        prepared: _core.PreparedCheck,
+        *,
+        partner: str,
+        request_id: str,
+        receive_time: datetime,
+        started: int,
+        incident_id: str,
+    ) -> tuple[bytes, bool, int, str, list[tuple[str, str]]]:
+        """The Rust scoring call on the live state (synchronous; an error changes
+        nothing): (report, opens an incident, event time µs, event id, match keys)."""
         with core_errors():
-            body, incident, event_time_us, event_id, keys = self._scorer.score(
+            scored = self._scorer.score(
                 prepared,
                 partner_id=partner,
                 request_id=request_id,
@@ -347,29 +848,8 @@ class ScoringService:
                 revision=self.rule_pack_revision,
                 model=self._model,
             )
-        ack = await self._logged(
-            NewEvent(
-                key,
-                partner,
-                kind,
-                event_time_us,
-                payload,
-                subject_id=f"{kind}:{event_id}",
-                keys=keys,
-                response=body,
-            )
-        )
-        if ack.duplicate:
-            # Another writer logged this key first: the state took an event the log
-            # holds under another answer. Rebuild, and answer what the log holds.
-            self._diverged()
-            if ack.response is not None:
-                return bytes(ack.response)
-        if incident:
-            await self._open_incident(
-                incident_id, partner, scoring_pb2.Report.FromString(body), ack.seq
-            )
-        return bytes(body)
+        self._applied_count += 1
+        return scored
 
     async def get_report(self, name: str, partner: str) -> scoring_pb2.Report:
         """A stored report with its event and outcomes; NOT_FOUND for another partner's."""
@@ -469,6 +949,7 @@ class ScoringService:
             "APPLICATION_DECISION_"
         )
         fraud = scoring_pb2.FraudStatus.Name(reported.fraud_status).removeprefix("FRAUD_STATUS_")
+        self._applied_count += 1  # counted for the snapshot policy
         with core_errors():
             self._scorer.apply_outcome(
                 application_request,
@@ -535,7 +1016,6 @@ class ScoringService:
         await self.store.create_incident(
             f"incident/{incident_id}", incident_id, json.dumps(payload).encode(), event_seq=seq
         )
-        self._incidents.setdefault(partner, []).append(incident_id)
 
     async def get_incident(self, name: str, partner: str) -> scoring_pb2.Incident:
         """One of the caller's incidents with its comments; NOT_FOUND otherwise."""
@@ -599,9 +1079,11 @@ class ScoringService:
             raise InvalidArgumentError("not a page token", field="page_token") from None
         selected = []
         for incident_id in reversed(self._incidents.get(partner, [])):
-            incident = self._incident_proto(
-                await self.store.get_incident(incident_id), comments=False
-            )
+            try:
+                stored = await self.store.get_incident(incident_id)
+            except NotFoundError:  # its check is still being stored
+                continue
+            incident = self._incident_proto(stored, comments=False)
             if all(_field_text(incident, f) == v for f, v in wanted):
                 selected.append(incident)
         page = selected[offset : offset + size]
@@ -682,6 +1164,20 @@ class ScoringService:
         return self._incident_proto(updated), outcome
 
 
+def _diverging(write: asyncio.Future[Any]) -> bool:
+    """Whether a settled append leaves the state ahead of the log: it failed, or the log
+    already held another event under its key (another writer's)."""
+    return write.cancelled() or write.exception() is not None or bool(write.result().duplicate)
+
+
+def _partner_of(kind: str, message: Any, apps: Mapping[str, tuple[str, Any, str, str]]) -> str:
+    """The partner a history item belongs to (an outcome's: its application's)."""
+    if kind == "outcome":
+        found = apps.get(message.application_id)
+        return found[0] if found else ""
+    return str(message.partner_id)
+
+
 _FILTER_FIELDS = {
     "state": ("state", scoring_pb2.IncidentState, "INCIDENT_STATE_"),
     "zone": ("zone", scoring_pb2.Zone, "ZONE_"),
@@ -717,4 +1213,13 @@ def _field_text(incident: scoring_pb2.Incident, name: str) -> str:
     return enum.Name(v).removeprefix(prefix) if enum is not None else str(v)
 
 
-__all__ = ["FieldViolation", "ModelScorer", "ScoringService", "report_name"]
+__all__ = [
+    "FieldViolation",
+    "HistoryItem",
+    "HistoryLoad",
+    "ModelScorer",
+    "RecoveryReport",
+    "ScoringService",
+    "StateSettings",
+    "report_name",
+]

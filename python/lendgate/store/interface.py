@@ -11,7 +11,7 @@ answer and changes nothing. A write returns only after its transaction is commit
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -245,6 +245,11 @@ class Store(Protocol):
 
     async def append_events(self, events: Sequence[NewEvent]) -> list[EventAck]:
         """Append several events in one commit batch; one ack per event, in order."""
+        ...
+
+    def fence(self) -> Awaitable[int]:
+        """The log position covering every event appended before this call, once they have
+        committed (enqueued at the call: see :meth:`lendgate.store.SqlStore.fence`)."""
         ...
 
     async def get_event(self, seq: int) -> Event:

@@ -62,6 +62,15 @@ class KeyBacklog:
         self._staged_first = 0
         self._staged_last = 0
 
+    @property
+    def first_held(self) -> int | None:
+        """The first event whose keys are held in memory: the backlog's, else the running
+        batch's staged ones (their rows are visible to an operation of that batch but
+        will join the backlog on commit), else ``None``."""
+        if self.start is not None:
+            return self.start
+        return self._staged_first if self._staged_events else None
+
     def stage(self, seq: int, keys: Sequence[tuple[str, str]]) -> None:
         """Record the keys of one event the running batch inserted."""
         if not self._staged_events:

@@ -140,6 +140,17 @@ class SqlStore:
         """Append several events; one ack per event, in order."""
         return list(await asyncio.gather(*self._writer.submit_events(events)))
 
+    def fence(self) -> asyncio.Future[int]:
+        """A future for the log position that covers every event appended so far.
+
+        Enqueued at the call (not at the first await), behind every write submitted
+        before it: it resolves once those have committed (or failed), to the highest log
+        position among them, or the last committed position when there were none. Whoever
+        changed in-memory state for each event it appended, synchronously with the append,
+        labels a snapshot taken at the call with this position.
+        """
+        return self._writer.submit_fence()
+
     async def get_event(self, seq: int) -> Event:
         """The event at ``seq`` with its keys; ``NotFoundError`` if absent."""
 
@@ -969,9 +980,12 @@ def _index_batch(db: Backend, size: int, backlog: matchkeys.KeyBacklog) -> OpFn:
     def op(tx: Tx, clock: int) -> bytes:
         start = through = _indexed_through(tx)
         done = 0
-        if backlog.start is None or backlog.start > through + 1:
+        # Events of this very batch are visible here but their keys are staged: reading
+        # them back too would index them twice (and fail on the primary key).
+        first = backlog.first_held
+        if first is None or first > through + 1:
             # After a restart: the events before the backlog are read back from the log.
-            before = _MAX_SEQ if backlog.start is None else backlog.start
+            before = _MAX_SEQ if first is None else first
             rows = tx.execute(
                 "SELECT seq, match_keys FROM events WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?",
                 (through, before, size),
@@ -984,10 +998,10 @@ def _index_batch(db: Backend, size: int, backlog: matchkeys.KeyBacklog) -> OpFn:
             if key_rows:
                 db.insert_keys(tx, sorted(key_rows, key=_first))
             done = len(rows)
-            if rows and (len(rows) == size or backlog.start is None):
+            if rows and (len(rows) == size or first is None):
                 through = int(rows[-1][0])
-            elif backlog.start is not None:
-                through = backlog.start - 1  # the log has nothing else before the backlog
+            elif first is not None:
+                through = first - 1  # the log has nothing else before the backlog
         if backlog.start is not None and backlog.start <= through + 1 < backlog.end + 1:
             # The writer hashed these keys when it inserted the events: nothing to read back.
             if backlog.rows:

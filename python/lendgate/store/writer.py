@@ -61,7 +61,12 @@ class _OpWrite:
     future: Waiter
 
 
-_Write = _EventWrite | _OpWrite
+@dataclass(slots=True)
+class _Fence:
+    future: Waiter
+
+
+_Write = _EventWrite | _OpWrite | _Fence
 _STOP = object()
 
 
@@ -85,12 +90,15 @@ class GroupCommitWriter:
         self._retry_at = 0.0
         self._backoff_s = 0.05
         self._closed = False
+        self._last_seq = 0  # highest log position committed so far (set at start)
         self.key_backlog = matchkeys.KeyBacklog()
         self._thread = threading.Thread(target=self._run, name="lendgate-store-writer", daemon=True)
 
     def start(self, tx: Tx) -> None:
         """Start the writer thread on an open connection."""
         self._tx = tx
+        row = tx.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        self._last_seq = int(row[0])
         self._thread.start()
 
     def submit_events(self, events: Sequence[NewEvent]) -> list[asyncio.Future[EventAck]]:
@@ -108,6 +116,14 @@ class GroupCommitWriter:
         """Enqueue one operation from a coroutine (idempotent on ``request_id`` if given)."""
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._put(_OpWrite(_checked_id(request_id), operation, fn, future))
+        return future
+
+    def submit_fence(self) -> asyncio.Future[int]:
+        """Enqueue a fence from a coroutine: it resolves once every write queued before it
+        has been committed (or has failed), to the highest log position among the events
+        appended before it (the last committed position when there were none)."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._put(_Fence(future))
         return future
 
     def submit_blocking(self, request_id: str | None, operation: str, fn: OpFn) -> Future[bytes]:
@@ -212,6 +228,9 @@ class GroupCommitWriter:
                 _fail(batch, exc)
             return
         self.key_backlog.commit()
+        for result in results:
+            if isinstance(result, EventAck) and result.seq > self._last_seq:
+                self._last_seq = result.seq
         _settle(batch, results)
 
     def _apply(self, tx: Tx, batch: list[_Write]) -> list[object]:
@@ -227,8 +246,14 @@ class GroupCommitWriter:
                 if not ack.duplicate:
                     stage(ack.seq, event_write.event.keys)
         clock = now_us()
+        position = self._last_seq  # events before a fence have lower batch indices
         for i, write in enumerate(batch):
-            if isinstance(write, _OpWrite):
+            result = results[i]
+            if isinstance(result, EventAck) and result.seq > position:
+                position = result.seq
+            elif isinstance(write, _Fence):
+                results[i] = position
+            elif isinstance(write, _OpWrite):
                 try:
                     results[i] = _run_op(tx, write, clock)
                 except LendgateError as exc:

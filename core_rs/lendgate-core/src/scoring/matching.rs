@@ -314,6 +314,46 @@ impl MatchIndex {
             .collect()
     }
 
+    /// Forgets every application event older than `before_us` (event time, µs):
+    /// retention of the hot state, as the store forgets them. An application with no
+    /// event left forgets its counted-finish mark too (a replay of the purged log would
+    /// not have it). The sequence counter and the logged request keys stay (a key of a
+    /// purged event only sends a request to the store). Returns how many were dropped.
+    pub fn prune(&mut self, before_us: i64) -> usize {
+        if !self.records.iter().any(|r| r.event_time_us < before_us) {
+            return 0;
+        }
+        let mut moved: Vec<Option<u32>> = Vec::with_capacity(self.records.len());
+        let mut kept = Vec::with_capacity(self.records.len());
+        for record in std::mem::take(&mut self.records) {
+            if record.event_time_us < before_us {
+                moved.push(None);
+            } else {
+                // Fewer than before, so within u32 as the positions were.
+                moved.push(Some(kept.len() as u32));
+                kept.push(record);
+            }
+        }
+        let dropped = moved.len() - kept.len();
+        self.records = kept;
+        let renumber = |pos: &mut u32| match moved[*pos as usize] {
+            Some(new) => {
+                *pos = new;
+                true
+            }
+            None => false,
+        };
+        self.by_key.retain(|_, list| {
+            list.retain_mut(renumber);
+            !list.is_empty()
+        });
+        self.apps.retain(|_, app| {
+            app.records.retain_mut(renumber);
+            !app.records.is_empty()
+        });
+        dropped
+    }
+
     /// The whole index as versioned bytes (magic, version, postcard body).
     pub fn snapshot(&self) -> CoreResult<Vec<u8>> {
         let mut by_key: Vec<(String, Vec<u32>)> = self
@@ -536,5 +576,35 @@ mod tests {
         assert!(err.contains("version 9"), "{err}");
         assert!(MatchIndex::restore(b"LGAGSNAP\x01\x00").is_err());
         assert!(MatchIndex::restore(&bytes[..bytes.len() - 3]).is_err());
+    }
+
+    #[test]
+    fn prune_forgets_old_events_and_keeps_the_rest_answering_the_same() {
+        let mut index = MatchIndex::new();
+        for i in 1..=10u64 {
+            index.take_seq();
+            let app = format!("a{i}");
+            index
+                .add(record(i, "b", &app, i as i64 * 100), &phone())
+                .unwrap();
+            index.set_finish_counted("b", &app);
+        }
+        index.mark("b", "a7", "REJECTED", "CONFIRMED");
+        assert_eq!(index.prune(400), 3);
+        assert_eq!(index.len(), 7);
+        assert!(!index.finish_counted("b", "a3") && index.finish_counted("b", "a4"));
+        let current = record(11, "z", "z", 2_000);
+        let kinds = vec!["phone".to_owned()];
+        let found = index.matches(&kinds, &phone(), &current, "b", "r");
+        let apps: Vec<&str> = found.iter().map(|m| m.application_id.as_str()).collect();
+        assert_eq!(apps, ["a10", "a9", "a8", "a7", "a6", "a5", "a4"]);
+        assert_eq!(found[3].fraud_status, "CONFIRMED");
+        assert_eq!(index.prune(400), 0);
+        // A restored copy of the pruned index is the same index.
+        let back = MatchIndex::restore(&index.snapshot().unwrap()).unwrap();
+        assert_eq!(back.snapshot().unwrap(), index.snapshot().unwrap());
+        assert_eq!(index.prune(10_000), 7);
+        assert!(index.is_empty() && index.by_key.is_empty() && index.apps.is_empty());
+        assert_eq!(index.take_seq(), 11); // the counter goes on
     }
 }
