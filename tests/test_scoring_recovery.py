@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -31,7 +33,7 @@ from lendgate.v1 import scoring_pb2, scoring_pb2_grpc
 from servers.scoring import ScoringServicer
 from tests.conftest import clean_env
 from tests.test_scoring import T0, Person, application
-from tests.test_scoring_service import Client, _comparable
+from tests.test_scoring_service import Client, _comparable, rule
 from tests.test_server import serve_in_process
 
 NO_BACKGROUND = StateSettings(snapshot_every_events=0, snapshot_every_seconds=0, retention_days=0)
@@ -203,6 +205,100 @@ def test_snapshots_are_taken_in_the_background_by_event_count(tmp_path: Path) ->
                     break
                 await asyncio.sleep(0.01)
             assert latest is not None and 0 < latest.position <= await store.last_seq()
+
+    run(body)
+
+
+def test_a_snapshot_covers_exactly_the_checks_it_holds(tmp_path: Path) -> None:
+    """A check applied just before the capture, whose append has not been submitted yet,
+    is inside the snapshot's log position (else a restart would apply it twice)."""
+    db = tmp_path / "s.db"
+
+    async def body() -> None:
+        async with served(db) as s:
+            await s.client("bank-a").check(application(Person(), minutes=1), request_id="a")
+            request = scoring_pb2.CheckApplicationRequest(
+                request_id="b", application=application(Person(last="Other"), minutes=2)
+            ).SerializeToString()
+            check = asyncio.ensure_future(s.service.check("application", request, "bank-a"))
+            snap = asyncio.ensure_future(s.service.snapshot_now())  # captures after b applied
+            await check
+            assert await snap == await s.service.store.last_seq() == 2
+            held = s.service.index.snapshot()
+        async with served(db) as s:
+            recovery = s.service.last_recovery
+            assert recovery is not None and recovery.snapshot_position == 2
+            assert recovery.replayed == 0 and s.service.index.snapshot() == held
+
+    run(body)
+
+
+def test_a_snapshot_and_tail_restart_knows_every_logged_key(tmp_path: Path) -> None:
+    """The logged request keys travel in the snapshot and the tail notes its own: after a
+    snapshot+tail restart, new keys skip the store read, and a retry of a key from before
+    the snapshot or from the tail returns the first report and changes nothing."""
+    db = tmp_path / "k.db"
+    first: dict[str, scoring_pb2.Report] = {}
+
+    async def body() -> None:
+        async with served(db) as s:
+            c = s.client("bank-a")
+            first["early"] = await c.check(application(Person(), minutes=1), request_id="early")
+            assert await s.service.snapshot_now() == 1
+            first["tail"] = await c.check(
+                application(Person(last="Other"), minutes=2), request_id="tail"
+            )
+        async with served(db) as s:
+            recovery = s.service.last_recovery
+            assert recovery is not None and (recovery.snapshot_position, recovery.replayed) == (
+                1,
+                1,
+            )
+            assert s.service.knows_every_logged_key
+            core = s.service.index._core
+            assert core.maybe_logged("bank-a/early") and core.maybe_logged("bank-a/tail")
+            assert not core.maybe_logged("bank-a/new")
+            c = s.client("bank-a")
+            for key, event in (("early", application(Person(), minutes=1)), ("tail", None)):
+                again = await c.check(
+                    event or application(Person(last="Other"), minutes=2), request_id=key
+                )
+                assert again == first[key]
+            assert await s.service.store.last_seq() == 2 and s.service.rebuilds == 0
+
+    run(body)
+
+
+def test_a_refused_write_is_rebuilt_from_the_snapshot_and_the_tail(tmp_path: Path) -> None:
+    """After the store refuses a check's write, the state is rebuilt from the latest
+    snapshot plus the log after it (not the whole log), and holds no trace of the check."""
+    db = tmp_path / "r.db"
+
+    async def body() -> None:
+        async with served(db) as s:
+            c = s.client("bank-a")
+            for i, last in enumerate(("Alpha", "Beta")):
+                await c.check(application(Person(last=last, client=f"c{i}"), minutes=i))
+            assert await s.service.snapshot_now() == 2
+            await c.check(application(Person(last="Gamma", client="c2"), minutes=2))
+            with sqlite3.connect(db) as con:
+                con.execute(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON events"
+                    " WHEN NEW.request_id = 'bank-a/doomed'"
+                    " BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+                )
+            with pytest.raises(grpc.aio.AioRpcError):
+                await c.check(application(Person(last="Delta", client="c3")), request_id="doomed")
+            assert s.service.rebuilds == 1
+            probe = await c.check(application(Person(last="Omega", client="c9"), minutes=5))
+            recovery = s.service.last_recovery
+            assert recovery is not None and (recovery.snapshot_position, recovery.replayed) == (
+                2,
+                1,
+            )
+            assert s.service.knows_every_logged_key
+            # Alpha, Beta, Gamma share the phone; the refused Delta left no trace.
+            assert len(rule(probe, "s02-phone-other-name").matches) == 3
 
     run(body)
 

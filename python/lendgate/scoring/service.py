@@ -560,9 +560,10 @@ class ScoringService:
     async def snapshot_now(self) -> int:
         """Take a snapshot of the in-memory state and store it; returns its log position.
 
-        The store's fence is enqueued at the moment of the capture, behind the append of
-        every event applied so far (each check and outcome is applied and enqueued in one
-        synchronous step), so the position it resolves to is exactly what the state holds
+        The store's fence is enqueued behind the append of every event applied before the
+        capture and ahead of any applied after it (appends and the fence are submitted by
+        tasks in creation order, each check's created with its apply), so the position it
+        resolves to is exactly what the state holds
         — provided each of those appends was stored as applied: when one failed or met
         another writer's event, the state was ahead of the log, and the snapshot is not
         stored (:class:`AbortedError`; the state is rebuilt from the log). The capture
@@ -573,7 +574,10 @@ class ScoringService:
                 await self._ready()
             applied = self._applied()
             writes = list(self._writes)
-            fence = self.store.fence()
+            # Appends go through tasks (``_logged``) that submit on their first step, in
+            # creation order: the fence goes through one too, created now, so it lands
+            # behind the append of every event the capture holds and before any later.
+            fence = asyncio.ensure_future(self._fence())
             paused = time.perf_counter()
             data = self._capture()
             paused = time.perf_counter() - paused
@@ -599,6 +603,9 @@ class ScoringService:
                 },
             )
             return position
+
+    async def _fence(self) -> int:
+        return await self.store.fence()
 
     def _start_maintenance(self) -> None:
         if self._maintenance is None:
