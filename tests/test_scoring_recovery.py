@@ -24,7 +24,7 @@ from google.protobuf.message import Message
 
 from lendgate import _core
 from lendgate.aggregates import AggregateStore
-from lendgate.errors import InvalidArgumentError
+from lendgate.errors import AbortedError, InvalidArgumentError
 from lendgate.scoring import ScoringService, StateSettings
 from lendgate.scoring.matching import MatchIndex
 from lendgate.scoring.pack import load_pack
@@ -299,6 +299,35 @@ def test_a_refused_write_is_rebuilt_from_the_snapshot_and_the_tail(tmp_path: Pat
             assert s.service.knows_every_logged_key
             # Alpha, Beta, Gamma share the phone; the refused Delta left no trace.
             assert len(rule(probe, "s02-phone-other-name").matches) == 3
+
+    run(body)
+
+
+def test_a_snapshot_covering_a_refused_write_is_not_stored(tmp_path: Path) -> None:
+    """A capture that holds a check whose write the store then refuses would label a
+    state the log does not have: the snapshot is dropped, and the state rebuilt."""
+    db = tmp_path / "d.db"
+
+    async def body() -> None:
+        async with served(db) as s:
+            await s.client("bank-a").check(application(Person(), minutes=1), request_id="a")
+            with sqlite3.connect(db) as con:
+                con.execute(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON events"
+                    " WHEN NEW.request_id = 'bank-a/doomed'"
+                    " BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+                )
+            request = scoring_pb2.CheckApplicationRequest(
+                request_id="doomed", application=application(Person(last="Other"), minutes=2)
+            ).SerializeToString()
+            check = asyncio.ensure_future(s.service.check("application", request, "bank-a"))
+            snap = asyncio.ensure_future(s.service.snapshot_now())  # holds the doomed check
+            checked, snapped = await asyncio.gather(check, snap, return_exceptions=True)
+            assert isinstance(checked, Exception)
+            assert isinstance(snapped, AbortedError) and snapped.reason == "STATE_DIVERGED"
+            assert await s.service.store.snapshots.load_latest() is None
+            assert s.service.rebuilds == 1
+            assert await s.service.snapshot_now() == 1  # after the rebuild: the log's state
 
     run(body)
 
