@@ -2,7 +2,8 @@
 
 A :class:`~lendgate.errors.LendgateError` is sent as ``google.rpc.Status`` in the
 ``grpc-status-details-bin`` trailer, with an ``ErrorInfo`` (stable reason, domain
-``lendgate.dev``) and, for invalid input, a ``BadRequest`` listing every bad field.
+``lendgate.dev``) and, for invalid input, a ``BadRequest`` listing every bad field; an
+overload (RESOURCE_EXHAUSTED) carries a ``RetryInfo`` with the delay to wait.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from lendgate.errors import InvalidArgumentError, LendgateError
+from lendgate.errors import InvalidArgumentError, LendgateError, ResourceExhaustedError
 
 ERROR_DOMAIN = "lendgate.dev"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+RETRY_DELAY_MS = 50
+"""The delay an overloaded server asks a client to wait before retrying."""
 
 
 def grpc_code(err: LendgateError) -> grpc.StatusCode:
@@ -38,6 +41,10 @@ def to_status_proto(err: LendgateError) -> status_pb2.Status:
             ]
         )
         _pack(status, bad)
+    if isinstance(err, ResourceExhaustedError):
+        hint = error_details_pb2.RetryInfo()
+        hint.retry_delay.FromMilliseconds(RETRY_DELAY_MS)
+        _pack(status, hint)
     return status
 
 
@@ -47,7 +54,10 @@ def trailing_metadata(err: LendgateError) -> tuple[tuple[str, bytes], ...]:
 
 
 def _pack(
-    status: status_pb2.Status, detail: error_details_pb2.ErrorInfo | error_details_pb2.BadRequest
+    status: status_pb2.Status,
+    detail: error_details_pb2.ErrorInfo
+    | error_details_pb2.BadRequest
+    | error_details_pb2.RetryInfo,
 ) -> None:
     packed = any_pb2.Any()
     packed.Pack(detail)

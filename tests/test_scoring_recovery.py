@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -14,20 +15,25 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from lendgate.errors import InvalidArgumentError
+from lendgate import _core
+from lendgate.aggregates import AggregateStore
+from lendgate.errors import AbortedError, InvalidArgumentError
 from lendgate.scoring import ScoringService, StateSettings
 from lendgate.scoring.matching import MatchIndex
+from lendgate.scoring.pack import load_pack
 from lendgate.store import StoreSettings, open_store
 from lendgate.v1 import scoring_pb2, scoring_pb2_grpc
 from servers.scoring import ScoringServicer
 from tests.conftest import clean_env
 from tests.test_scoring import T0, Person, application
-from tests.test_scoring_service import Client, _comparable
+from tests.test_scoring_service import Client, _comparable, rule
 from tests.test_server import serve_in_process
 
 NO_BACKGROUND = StateSettings(snapshot_every_events=0, snapshot_every_seconds=0, retention_days=0)
@@ -203,37 +209,182 @@ def test_snapshots_are_taken_in_the_background_by_event_count(tmp_path: Path) ->
     run(body)
 
 
-def test_match_index_snapshot_round_trip_keeps_order_marks_and_sharing() -> None:
+def test_a_snapshot_covers_exactly_the_checks_it_holds(tmp_path: Path) -> None:
+    """A check applied just before the capture, whose append has not been submitted yet,
+    is inside the snapshot's log position (else a restart would apply it twice)."""
+    db = tmp_path / "s.db"
+
+    async def body() -> None:
+        async with served(db) as s:
+            await s.client("bank-a").check(application(Person(), minutes=1), request_id="a")
+            request = scoring_pb2.CheckApplicationRequest(
+                request_id="b", application=application(Person(last="Other"), minutes=2)
+            ).SerializeToString()
+            check = asyncio.ensure_future(s.service.check("application", request, "bank-a"))
+            snap = asyncio.ensure_future(s.service.snapshot_now())  # captures after b applied
+            await check
+            assert await snap == await s.service.store.last_seq() == 2
+            held = s.service.index.snapshot()
+        async with served(db) as s:
+            recovery = s.service.last_recovery
+            assert recovery is not None and recovery.snapshot_position == 2
+            assert recovery.replayed == 0 and s.service.index.snapshot() == held
+
+    run(body)
+
+
+def test_a_snapshot_and_tail_restart_knows_every_logged_key(tmp_path: Path) -> None:
+    """The logged request keys travel in the snapshot and the tail notes its own: after a
+    snapshot+tail restart, new keys skip the store read, and a retry of a key from before
+    the snapshot or from the tail returns the first report and changes nothing."""
+    db = tmp_path / "k.db"
+    first: dict[str, scoring_pb2.Report] = {}
+
+    async def body() -> None:
+        async with served(db) as s:
+            c = s.client("bank-a")
+            first["early"] = await c.check(application(Person(), minutes=1), request_id="early")
+            assert await s.service.snapshot_now() == 1
+            first["tail"] = await c.check(
+                application(Person(last="Other"), minutes=2), request_id="tail"
+            )
+        async with served(db) as s:
+            recovery = s.service.last_recovery
+            assert recovery is not None and (recovery.snapshot_position, recovery.replayed) == (
+                1,
+                1,
+            )
+            assert s.service.knows_every_logged_key
+            core = s.service.index._core
+            assert core.maybe_logged("bank-a/early") and core.maybe_logged("bank-a/tail")
+            assert not core.maybe_logged("bank-a/new")
+            c = s.client("bank-a")
+            for key, event in (("early", application(Person(), minutes=1)), ("tail", None)):
+                again = await c.check(
+                    event or application(Person(last="Other"), minutes=2), request_id=key
+                )
+                assert again == first[key]
+            assert await s.service.store.last_seq() == 2 and s.service.rebuilds == 0
+
+    run(body)
+
+
+def test_a_refused_write_is_rebuilt_from_the_snapshot_and_the_tail(tmp_path: Path) -> None:
+    """After the store refuses a check's write, the state is rebuilt from the latest
+    snapshot plus the log after it (not the whole log), and holds no trace of the check."""
+    db = tmp_path / "r.db"
+
+    async def body() -> None:
+        async with served(db) as s:
+            c = s.client("bank-a")
+            for i, last in enumerate(("Alpha", "Beta")):
+                await c.check(application(Person(last=last, client=f"c{i}"), minutes=i))
+            assert await s.service.snapshot_now() == 2
+            await c.check(application(Person(last="Gamma", client="c2"), minutes=2))
+            with sqlite3.connect(db) as con:
+                con.execute(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON events"
+                    " WHEN NEW.request_id = 'bank-a/doomed'"
+                    " BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+                )
+            with pytest.raises(grpc.aio.AioRpcError):
+                await c.check(application(Person(last="Delta", client="c3")), request_id="doomed")
+            assert s.service.rebuilds == 1
+            probe = await c.check(application(Person(last="Omega", client="c9"), minutes=5))
+            recovery = s.service.last_recovery
+            assert recovery is not None and (recovery.snapshot_position, recovery.replayed) == (
+                2,
+                1,
+            )
+            assert s.service.knows_every_logged_key
+            # Alpha, Beta, Gamma share the phone; the refused Delta left no trace.
+            assert len(rule(probe, "s02-phone-other-name").matches) == 3
+
+    run(body)
+
+
+def test_a_snapshot_covering_a_refused_write_is_not_stored(tmp_path: Path) -> None:
+    """A capture that holds a check whose write the store then refuses would label a
+    state the log does not have: the snapshot is dropped, and the state rebuilt."""
+    db = tmp_path / "d.db"
+
+    async def body() -> None:
+        async with served(db) as s:
+            await s.client("bank-a").check(application(Person(), minutes=1), request_id="a")
+            with sqlite3.connect(db) as con:
+                con.execute(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON events"
+                    " WHEN NEW.request_id = 'bank-a/doomed'"
+                    " BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+                )
+            request = scoring_pb2.CheckApplicationRequest(
+                request_id="doomed", application=application(Person(last="Other"), minutes=2)
+            ).SerializeToString()
+            check = asyncio.ensure_future(s.service.check("application", request, "bank-a"))
+            snap = asyncio.ensure_future(s.service.snapshot_now())  # holds the doomed check
+            checked, snapped = await asyncio.gather(check, snap, return_exceptions=True)
+            assert isinstance(checked, Exception)
+            assert isinstance(snapped, AbortedError) and snapped.reason == "STATE_DIVERGED"
+            assert await s.service.store.snapshots.load_latest() is None
+            assert s.service.rebuilds == 1
+            assert await s.service.snapshot_now() == 1  # after the rebuild: the log's state
+
+    run(body)
+
+
+def _indexed(apps: list[tuple[str, scoring_pb2.ApplicationEvent]]) -> tuple[MatchIndex, Any]:
+    """A Rust match index holding ``apps`` (partner, event), as a replay of the log
+    builds it; and a function applying an outcome to an index."""
+    pack = load_pack()
+    scorer = _core.Scorer({k: list(v) for k, v in pack.matches.items() if v})
+    aggregates = AggregateStore(pack.aggregates)
     index = MatchIndex()
-    t = datetime(2026, 1, 1, tzinfo=UTC)
+    requests: dict[tuple[str, str], bytes] = {}
+    for n, (partner, event) in enumerate(apps):
+        event.partner_id = partner
+        request = scoring_pb2.CheckApplicationRequest(request_id=f"r{n}", application=event)
+        data = request.SerializeToString()
+        requests[(partner, event.application_id)] = data
+        scorer.replay(
+            "application", data, f"{partner}/r{n}", partner, 0, aggregates._core, index._core
+        )
+
+    def outcome(into: MatchIndex, partner: str, app_id: str, decision: str, fraud: str) -> None:
+        at = int(T0.timestamp() * 1_000_000) + 86_400_000_000
+        store = AggregateStore(pack.aggregates)  # the index's marks are what is compared
+        scorer.apply_outcome(
+            requests[(partner, app_id)], partner, at, decision, fraud, store._core, into._core
+        )
+
+    return index, outcome
+
+
+def test_match_index_snapshot_round_trip_keeps_order_marks_and_sharing() -> None:
+    """The Rust index (``LGMXSNAP``): a restored copy is the same index, byte for byte,
+    outcome marks included, and a later mark reaches every indexed event of the
+    application in the copy as in the original (one application, several events)."""
+    apps = []
     for seq in range(1, 120):
-        event: dict[str, object] = {"application_id": f"a{seq % 30}", "subtype": "X"}
-        event["applicant"] = {"last_name": f"N{seq % 7}", "birth_date": "1990-01-01"}
-        record = MatchIndex.record(seq, f"bank-{seq % 3}", event, t + timedelta(minutes=seq))
-        index.add(record, [("phone", f"7{seq % 4}"), ("passport", f"p{seq % 9}")])
-    index.mark("bank-1", "a1", result="REJECTED", fraud_status="CONFIRMED")
+        p = Person(last=f"N{seq % 7}", phone=f"+7916{seq % 4:07d}", number=f"{seq % 9:06d}")
+        apps.append((f"bank-{seq % 3}", application(p, minutes=seq, app_id=f"a{seq % 30}")))
+    index, outcome = _indexed(apps)
+    outcome(index, "bank-1", "a1", "REFUSED", "CONFIRMED")
     data = index.snapshot()
     copy = MatchIndex()
     copy.restore(data)
     assert copy.snapshot() == data and len(copy) == len(index) == 119
-    current = MatchIndex.record(999, "bank-0", {"application_id": "x"}, t + timedelta(days=1))
-    keys = [("phone", "71"), ("passport", "p1")]
-    assert copy.matches(["phone", "passport"], keys, current, "bank-0", "r") == index.matches(
-        ["phone", "passport"], keys, current, "bank-0", "r"
-    )
-    copy.mark("bank-1", "a1", result="APPROVED", fraud_status="")  # one object per event
-    assert all(
-        h.result == "APPROVED" for q in copy._by_key.values() for h in q if h.application_id == "a1"
-    )
+    for each in (index, copy):
+        outcome(each, "bank-1", "a1", "APPROVED", "UNSPECIFIED")
+    assert copy.snapshot() == index.snapshot() != data
 
 
 @pytest.mark.parametrize(
     ("data", "problem"),
     [
         (b"", "not a match index snapshot"),
-        (b"LGMI\x02", "version 2"),
-        (b"LGMI\x01garbage", "damaged"),
-        (MatchIndex().snapshot()[:-1], "damaged"),
+        (b"LGMXSNAP\x02\x00", "version 2"),
+        (b"LGMXSNAP\x01\x00garbage", "corrupt"),
+        (MatchIndex().snapshot()[:-1], "corrupt"),
     ],
 )
 def test_a_foreign_or_damaged_index_snapshot_is_refused(data: bytes, problem: str) -> None:
@@ -244,15 +395,15 @@ def test_a_foreign_or_damaged_index_snapshot_is_refused(data: bytes, problem: st
 
 
 def test_retention_prunes_the_match_index_by_event_time() -> None:
-    index = MatchIndex()
-    t = datetime(2026, 1, 1, tzinfo=UTC)
-    for seq in range(1, 11):
-        record = MatchIndex.record(seq, "b", {"application_id": f"a{seq}"}, t + timedelta(days=seq))
-        index.add(record, [("phone", "7")])
-    assert index.prune(t + timedelta(days=4)) == 3
+    """(The key lists after a prune are checked by the Rust unit test
+    ``prune_forgets_old_events_and_keeps_the_rest_answering_the_same``.)"""
+    index, _ = _indexed(
+        [("b", application(minutes=seq * 1440, app_id=f"a{seq}")) for seq in range(1, 11)]
+    )
+    assert index.prune(T0 + timedelta(days=4)) == 3
     assert len(index) == 7
-    assert sorted(h.seq for h in index._by_key[("phone", "7")]) == list(range(4, 11))
-    assert index.prune(t + timedelta(days=99)) == 7 and not index._by_key
+    assert index.prune(T0 + timedelta(days=4)) == 0
+    assert index.prune(T0 + timedelta(days=99)) == 7 and len(index) == 0
 
 
 def test_load_history_answers_like_the_same_history_sent_over_grpc(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 Private: import the curated names from :mod:`lendgate` instead.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 __version__: str
@@ -269,3 +269,86 @@ def key_hash(kind: str, value: str) -> int:
 
 def key_rows(seq: int, keys: Sequence[tuple[str, str]]) -> list[tuple[int, int]]:
     """``(key_hash, seq)`` index rows for one event's keys, without duplicate keys."""
+
+# Scoring (Rust ``lendgate_core::scoring``; see docs/SCORING.md).
+
+class MatchIndex:
+    """The consortium match index (Rust ``lendgate_core::scoring::matching``)."""
+
+    def __init__(self) -> None: ...
+    def __len__(self) -> int: ...
+    def note_logged(self, request_key: str) -> None:
+        """Record that the log holds an event with this request key."""
+    def maybe_logged(self, request_key: str) -> bool:
+        """``False`` when the log certainly holds no event with this key."""
+    def prune(self, before_us: int) -> int:
+        """Forget application events older than ``before_us`` (event time); how many."""
+    def snapshot(self) -> bytes:
+        """The whole index as versioned bytes."""
+    def restore(self, data: bytes) -> None:
+        """Replace the index with a snapshot's; raises ``CoreInvalidArgument`` for
+        another format version or foreign bytes, and changes nothing then."""
+
+class PreparedCheck:
+    """A decoded, validated check request."""
+
+    @property
+    def request_id(self) -> str: ...
+    @property
+    def claimed_partner_id(self) -> str: ...
+    @property
+    def has_event(self) -> bool: ...
+    @property
+    def violations(self) -> list[tuple[str, str]]: ...
+
+class Scorer:
+    """One check from request bytes to report bytes (Rust ``lendgate_core::scoring``)."""
+
+    def __init__(self, matches: dict[str, list[str]]) -> None: ...
+    def prepare(self, kind_name: str, request: bytes, receive_time_us: int) -> PreparedCheck: ...
+    def score(
+        self,
+        prepared: PreparedCheck,
+        *,
+        partner_id: str,
+        request_id: str,
+        report_name: str,
+        receive_time_us: int,
+        incident_id: str,
+        elapsed_ns: int,
+        aggregates: AggregateStore,
+        rules: RuleSet,
+        lists: ListRegistry,
+        index: MatchIndex,
+        revision: str,
+        model: Callable[[dict[str, Any], dict[str, Any]], tuple[int, str, str] | None]
+        | None = None,
+    ) -> tuple[bytes, bool, int, str, list[tuple[str, str]]]:
+        """(report, opens an incident, event time µs, event id, match keys)."""
+    def replay(
+        self,
+        kind_name: str,
+        request: bytes,
+        request_key: str,
+        partner_id: str,
+        fallback_time_us: int,
+        aggregates: AggregateStore,
+        index: MatchIndex,
+    ) -> int: ...
+    def apply_outcome(
+        self,
+        application_request: bytes,
+        partner_id: str,
+        event_time_us: int,
+        decision: str,
+        fraud_status: str,
+        aggregates: AggregateStore,
+        index: MatchIndex,
+    ) -> None: ...
+
+def validate_event(kind_name: str, event_json: str, now_us: int) -> list[tuple[str, str]]:
+    """Every problem of one event document, as ``(proto field path, description)``."""
+
+def mask_match_value(field: str, value: str) -> str:
+    """A historical value masked by the disclosure policy (phone, name, passport,
+    birth_date)."""

@@ -14,6 +14,7 @@ pub mod lists;
 pub mod matchkeys;
 pub mod normalize;
 pub mod rules;
+pub mod scoring;
 pub mod strategy;
 
 pub use error::{CoreError, CoreResult};

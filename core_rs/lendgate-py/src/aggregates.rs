@@ -11,8 +11,8 @@ use pyo3::types::{PyBytes, PyDict};
 /// Keyed, time-windowed aggregates over JSON events.
 #[pyclass(frozen, name = "AggregateStore", module = "lendgate._core")]
 pub struct PyAggregateStore {
-    inner: AggregateStore,
-    names: Vec<String>,
+    pub(crate) inner: AggregateStore,
+    pub(crate) names: Vec<String>,
 }
 
 impl PyAggregateStore {

@@ -14,6 +14,7 @@ mod lists;
 mod matchkeys;
 mod normalize;
 mod rules;
+mod scoring;
 mod strategy;
 
 #[pymodule]
@@ -43,5 +44,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<lists::PyListRegistry>()?;
     m.add_class::<rules::PyRuleSet>()?;
     m.add_function(wrap_pyfunction!(aggregates::compare_fl, m)?)?;
+    m.add_class::<scoring::PyMatchIndex>()?;
+    m.add_class::<scoring::PyPreparedCheck>()?;
+    m.add_class::<scoring::PyScorer>()?;
+    m.add_function(wrap_pyfunction!(scoring::validate_event, m)?)?;
+    m.add_function(wrap_pyfunction!(scoring::mask_match_value, m)?)?;
     Ok(())
 }

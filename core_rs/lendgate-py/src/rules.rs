@@ -11,7 +11,7 @@ use crate::lists::PyListRegistry;
 /// A compiled rule set; evaluate it on many events, from any thread.
 #[pyclass(frozen, name = "RuleSet", module = "lendgate._core")]
 pub struct PyRuleSet {
-    inner: RuleSet,
+    pub(crate) inner: RuleSet,
 }
 
 fn encode(value: &impl serde::Serialize) -> Result<Vec<u8>, PyCoreError> {

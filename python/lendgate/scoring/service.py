@@ -1,12 +1,17 @@
 """The scoring service: check an event, record outcomes, manage incidents.
 
-One check (``docs/SCORING.md``): the Rust core decodes the request bytes; the event is
-validated completely (nothing changes for a rejected one); then, in one synchronous
-section that never awaits — so the event loop runs checks one at a time through it, in
-arrival order — the aggregates are updated at the event's time, the rules evaluated,
-the consortium matches collected and the event indexed; the report is then stored with
-the event (``request_id`` idempotency: a retry returns the first report) and an incident
-opened when the action is not APPROVE.
+One check (``docs/SCORING.md``): Python routes bytes, the Rust core
+(:class:`lendgate._core.Scorer`) decodes, validates, computes and encodes. The request
+is decoded and validated completely first (nothing changes for a rejected one); then,
+in one synchronous Rust call that the event loop never interleaves with another check,
+the aggregates are updated at the event's time, the rules evaluated, the consortium
+matches collected, the event indexed and the report encoded; the report is then stored
+with the event (``request_id`` idempotency: a retry returns the first report) and an
+incident opened when the action is not APPROVE.
+
+If the store refuses the write after the in-memory state took the event, the state is
+ahead of the log: the service then rebuilds it from the log before it scores again, so
+every answer rests on what the log holds (see "Atomicity" in docs/SCORING.md).
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from lendgate import _core
 from lendgate.aggregates import AggregateStore
-from lendgate.document import decode_document
 from lendgate.errors import (
     AbortedError,
     FieldViolation,
@@ -35,14 +40,13 @@ from lendgate.errors import (
     NotFoundError,
     PermissionDeniedError,
     ResourceExhaustedError,
+    core_errors,
 )
 from lendgate.lists import Lists
-from lendgate.rules import CompiledRuleSet, EventKind, RuleBook
-from lendgate.scoring import events
+from lendgate.rules import CompiledRuleSet, RuleBook
 from lendgate.scoring.admin import RuleAdmin
 from lendgate.scoring.matching import MatchIndex
 from lendgate.scoring.pack import Pack, load_pack
-from lendgate.scoring.report import CheckFacts, build_report
 from lendgate.store import NewEvent, Store, StoreSettings
 from lendgate.v1 import scoring_pb2
 
@@ -166,6 +170,13 @@ def _reused(request_id: str) -> InvalidArgumentError:
     )
 
 
+def _invalid(violations: list[tuple[str, str]]) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        "; ".join(f"{field}: {why}" for field, why in violations[:5]),
+        violations=[FieldViolation(field, why) for field, why in violations],
+    )
+
+
 class ScoringService:
     """Consortium application and payment scoring over one store (seed 001, seed 003)."""
 
@@ -191,19 +202,31 @@ class ScoringService:
         self.rule_pack_revision = self.pack.revision
         """Reported in every report's provenance: the shipped pack's revision, suffixed
         with a digest of the live rules once they differ from what the pack shipped."""
+        self._scorer = _core.Scorer({k: list(v) for k, v in self.pack.matches.items() if v})
         self.aggregates = AggregateStore(self.pack.aggregates)
         self.index = MatchIndex()
         self._model = model
         self._clock = clock
-        self._seq = 0
         self._inflight: dict[str, asyncio.Future[bytes]] = {}
         self._incidents: dict[str, list[str]] = {}
         self._recovered = False
         self._in_flight = 0
         self._max_in_flight = max_in_flight
         self._recovering = asyncio.Lock()
+        self._writes: set[asyncio.Future[Any]] = set()
+        self._appends_settled = asyncio.Event()
+        self._appends_settled.set()
+        self.rebuilds = 0
+        """How many times the in-memory state was rebuilt from the log after a failed
+        write (0 in a healthy process)."""
+        self.knows_every_logged_key = False
+        """Set by a recovery that noted every request key of the log in the match index
+        (the snapshot's index holds the keys of the events it covers, and the tail's are
+        noted as they are replayed): only then may a check skip the store read for a key
+        the index does not know."""
         self._state = state or StateSettings.for_store(store)
-        self._outcomes_applied = 0
+        self._applied_count = 0
+        """Checks and outcomes applied to the state by this process (snapshot policy)."""
         self._applied_at_snapshot = 0
         self._snapshot_time = time.monotonic()
         self._pruned_at = time.monotonic()
@@ -244,16 +267,23 @@ class ScoringService:
         return hashlib.sha256(content.encode()).hexdigest()
 
     async def recover(self) -> int:
-        """Rebuild the in-memory state (aggregates, match index, sequence counter, incident
-        index): restore the latest snapshot, then replay the log after it in order (the
-        whole log when there is no usable snapshot). Done once, before the first call is
-        served; starts the background snapshots. Returns the number of events replayed."""
+        """Rebuild the in-memory state (aggregates, match index with its sequence counter,
+        outcome marks, counted finishes and logged request keys, incident index): restore
+        the latest snapshot, then replay the log after it in order (the whole log when
+        there is no usable snapshot). Done once before the first call is served (then the
+        background snapshots start), and again after a write the store refused. Returns
+        the number of events replayed."""
         async with self._recovering:
             if self._recovered:
                 return 0
+            # Every write already issued must have landed (or failed) first: the
+            # snapshot and the replay must see exactly what the log will hold.
+            while self._writes:
+                await self._appends_settled.wait()
             await self.admin.load()
             self.recompile()
             t0 = time.perf_counter()
+            self._reset_state()
             position = 0
             snapshot = await self.store.snapshots.load_latest()
             if snapshot is not None:
@@ -269,6 +299,9 @@ class ScoringService:
                     self._reset_state()
             t1 = time.perf_counter()
             replayed, last = await self._replay(position)
+            # The snapshot's index holds the key of every event up to its position (each
+            # was noted when applied), and the replay noted the tail's.
+            self.knows_every_logged_key = True
             self._prune()
             self._applied_at_snapshot = self._applied()
             self._snapshot_time = time.monotonic()
@@ -291,10 +324,11 @@ class ScoringService:
     async def _replay(self, after: int) -> tuple[int, int]:
         """Apply every event after log position ``after``; (events replayed, last seq)."""
         replayed, last = 0, after
-        applications: dict[str, Mapping[str, Any]] = {}
+        applications: dict[str, bytes] = {}
         async for stored in self.store.snapshots.events_after(after):
             replayed += 1
             last = stored.seq
+            self.index._core.note_logged(stored.request_id)
             if stored.kind in _REQUEST_TYPES:
                 self._replay_check(stored, applications)
             elif stored.kind == "outcome":
@@ -308,9 +342,10 @@ class ScoringService:
                     self._apply_outcome(app, stored.partner_id, outcome, request.outcome)
         return replayed, last
 
-    async def _application_before(self, outcome: Any) -> Mapping[str, Any] | None:
-        """The latest application event of an outcome's subject logged before it (what a
-        whole-log replay would hold for it), or ``None`` (gone with retention)."""
+    async def _application_before(self, outcome: Any) -> bytes | None:
+        """The request of the latest application event of an outcome's subject logged
+        before it (what a whole-log replay would hold for it), or ``None`` (gone with
+        retention)."""
         found = [
             e
             for e in await self.store.events_by_subject(outcome.partner_id, outcome.subject_id)
@@ -318,11 +353,7 @@ class ScoringService:
         ]
         if not found:
             return None
-        latest = max(found, key=lambda e: e.seq)
-        app: Mapping[str, Any] = decode_document(_REQUEST_TYPES["application"], latest.payload)[
-            "application"
-        ]
-        return app
+        return bytes(max(found, key=lambda e: e.seq).payload)
 
     async def load_history(
         self,
@@ -334,7 +365,7 @@ class ScoringService:
     ) -> HistoryLoad:
         """Feed prior events, in event-time order, into the store and the state in process.
 
-        Each check goes through the live path's validation and :meth:`_score` (aggregates,
+        Each check goes through the live path's Rust scoring call (validation, aggregates,
         rules, matches, index) and is stored with its report; outcomes go through
         :meth:`_apply_outcome`. Appends are batched (``batch`` events, one batch committing
         while the next is scored); a request id is ``{request_prefix}-{n}`` for the n-th
@@ -345,14 +376,23 @@ class ScoringService:
         await self._ready()
         started = time.perf_counter()
         checks = outcomes = refused = orphans = 0
-        apps: dict[str, tuple[str, Mapping[str, Any], str, str]] = {}
+        apps: dict[str, tuple[str, bytes, str, str]] = {}
         pending: list[NewEvent] = []
         committing: asyncio.Future[list[Any]] | None = None
 
         async def flush() -> None:
             nonlocal committing, refused
             if committing is not None:
-                refused += sum(1 for ack in await committing if ack.duplicate)
+                try:
+                    acks = await committing
+                except BaseException:
+                    self._diverged()  # the state holds events the log may not
+                    raise
+                duplicates = sum(1 for ack in acks if ack.duplicate)
+                if duplicates:
+                    # The state took events the log holds under other answers.
+                    refused += duplicates
+                    self._diverged()
             committing = None
             if pending:
                 committing = asyncio.ensure_future(self.store.append_events(list(pending)))
@@ -401,46 +441,53 @@ class ScoringService:
         kind: str,
         message: Any,
         request_id: str,
-        apps: dict[str, tuple[str, Mapping[str, Any], str, str]],
+        apps: dict[str, tuple[str, bytes, str, str]],
     ) -> NewEvent | None:
+        started = time.perf_counter_ns()
         request = (
             scoring_pb2.CheckApplicationRequest(request_id=request_id, application=message)
             if kind == "application"
             else scoring_pb2.CheckPaymentRequest(request_id=request_id, payment=message)
         ).SerializeToString()
-        event = decode_document(_REQUEST_TYPES[kind], request)[kind]
-        partner = str(event.get("partner_id") or "")
+        partner = str(message.partner_id)
         receive_time = self._clock()
-        if not partner or events.validate(kind, event, receive_time):
+        prepared = self._scorer.prepare(kind, request, _us(receive_time))
+        if not partner or prepared.violations:
             return None
-        report, _, keys, event_time = self._score(
-            kind,
-            event,
-            request_id=request_id,
-            partner=partner,
-            receive_time=receive_time,
-            started=time.perf_counter(),
-        )
-        report.ClearField("incident")  # history opens no incident
-        subject_id = f"{kind}:{report.event_id}"
+        try:
+            body, incident, event_time_us, event_id, keys = self._apply_check(
+                prepared,
+                partner=partner,
+                request_id=request_id,
+                receive_time=receive_time,
+                started=started,
+                incident_id="",
+            )
+        except InvalidArgumentError:  # e.g. later than the aggregates accept: unchanged
+            return None
+        if incident:  # history opens no incident
+            report = scoring_pb2.Report.FromString(body)
+            report.ClearField("incident")
+            body = report.SerializeToString()
+        subject_id = f"{kind}:{event_id}"
         if kind == "application":
-            apps[report.event_id] = (partner, event, subject_id, request_id)
+            apps[event_id] = (partner, request, subject_id, request_id)
         return NewEvent(
             f"{partner}/{request_id}",
             partner,
             kind,
-            _us(event_time),
+            event_time_us,
             request,
             subject_id=subject_id,
             keys=keys,
-            response=report.SerializeToString(),
+            response=body,
         )
 
     def _history_outcome(
         self,
         request: scoring_pb2.ReportOutcomeRequest,
         request_id: str,
-        apps: dict[str, tuple[str, Mapping[str, Any], str, str]],
+        apps: dict[str, tuple[str, bytes, str, str]],
     ) -> NewEvent | None:
         found = apps.get(request.application_id)
         if found is None or not request.HasField("outcome"):
@@ -459,9 +506,11 @@ class ScoringService:
         outcome.source = "history"
         if not o.HasField("event_time"):
             outcome.event_time.FromDatetime(event_time)
+        key = f"{partner}/{request_id}"
         self._apply_outcome(app, partner, outcome, o)
+        self.index._core.note_logged(key)
         return NewEvent(
-            f"{partner}/{request_id}",
+            key,
             partner,
             "outcome",
             _us(event_time),
@@ -473,19 +522,15 @@ class ScoringService:
     # --- snapshots of the in-memory state ----------------------------------------------
 
     def _applied(self) -> int:
-        return self._seq + self._outcomes_applied
+        return self._applied_count
 
     def _capture(self) -> bytes:
         """The whole in-memory state as versioned bytes; synchronous, so no check or
         outcome is applied while it is taken (the aggregates' snapshot is consistent only
-        between applies)."""
+        between applies). The match index's part (Rust, ``LGMXSNAP``) carries the
+        sequence counter, outcome marks, counted finishes and logged request keys."""
         meta = json.dumps(
-            {
-                "seq": self._seq,
-                "outcomes": self._outcomes_applied,
-                "incidents": self._incidents,
-                "pack": self.pack.revision,
-            },
+            {"incidents": self._incidents, "pack": self.pack.revision},
             separators=(",", ":"),
         ).encode()
         aggregates = self.aggregates.snapshot()
@@ -503,7 +548,7 @@ class ScoringService:
 
     def _restore_state(self, data: bytes) -> None:
         """Replace the in-memory state with a :meth:`_capture`; raises
-        :class:`InvalidArgumentError` for a foreign, newer or damaged snapshot."""
+        :class:`InvalidArgumentError` for a foreign, older, newer or damaged snapshot."""
         head = len(STATE_MAGIC) + 1 + 12
         if len(data) < head or data[:4] != STATE_MAGIC:
             raise InvalidArgumentError("not a scoring state snapshot", field="snapshot")
@@ -517,7 +562,6 @@ class ScoringService:
             raise InvalidArgumentError("truncated scoring snapshot", field="snapshot")
         try:
             meta = json.loads(data[head : head + meta_len])
-            seq, outcomes = int(meta["seq"]), int(meta["outcomes"])
             incidents = {str(p): [str(i) for i in ids] for p, ids in meta["incidents"].items()}
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InvalidArgumentError(
@@ -527,31 +571,47 @@ class ScoringService:
         aggregates = AggregateStore.restore(self.pack.aggregates, data[at : at + agg_len])
         index = MatchIndex()
         index.restore(data[at + agg_len :])
-        self.aggregates, self.index = aggregates, index
-        self._seq, self._outcomes_applied, self._incidents = seq, outcomes, incidents
+        self.aggregates, self.index, self._incidents = aggregates, index, incidents
 
     def _reset_state(self) -> None:
         self.aggregates = AggregateStore(self.pack.aggregates)
         self.index = MatchIndex()
-        self._seq = self._outcomes_applied = 0
         self._incidents = {}
+        self.knows_every_logged_key = False
 
     async def snapshot_now(self) -> int:
         """Take a snapshot of the in-memory state and store it; returns its log position.
 
-        The store's fence is enqueued at the moment of the capture, behind the append of
-        every event applied so far (each check and outcome is applied and enqueued in one
-        synchronous step), so the position it resolves to is exactly what the state holds.
-        The capture pauses the event loop for its duration; storing it does not.
+        The store's fence is enqueued behind the append of every event applied before the
+        capture and ahead of any applied after it (appends and the fence are submitted by
+        tasks in creation order, each check's created with its apply), so the position it
+        resolves to is exactly what the state holds
+        — provided each of those appends was stored as applied: when one failed or met
+        another writer's event, the state was ahead of the log, and the snapshot is not
+        stored (:class:`AbortedError`; the state is rebuilt from the log). The capture
+        pauses the event loop for its duration; storing it does not.
         """
-        await self._ready()
         async with self._snapshotting:
+            while not self._recovered:  # never capture a state the log does not hold
+                await self._ready()
             applied = self._applied()
-            fence = self.store.fence()
+            writes = list(self._writes)
+            # Appends go through tasks (``_logged``) that submit on their first step, in
+            # creation order: the fence goes through one too, created now, so it lands
+            # behind the append of every event the capture holds and before any later.
+            fence = asyncio.ensure_future(self._fence())
             paused = time.perf_counter()
             data = self._capture()
             paused = time.perf_counter() - paused
             position = await fence
+            if writes:
+                await asyncio.wait(writes)
+            if any(_diverging(w) for w in writes):
+                raise AbortedError(
+                    "a write covered by the snapshot was not stored as applied; the state "
+                    "is rebuilt from the log and the snapshot dropped",
+                    reason="STATE_DIVERGED",
+                )
             await self.store.snapshots.save(position, data)
             self._applied_at_snapshot = applied
             self._snapshot_time = time.monotonic()
@@ -565,6 +625,9 @@ class ScoringService:
                 },
             )
             return position
+
+    async def _fence(self) -> int:
+        return await self.store.fence()
 
     def _start_maintenance(self) -> None:
         if self._maintenance is None:
@@ -614,17 +677,20 @@ class ScoringService:
             except Exception:  # shutting down: the log still has everything
                 log.exception("final state snapshot failed")
 
-    def _replay_check(self, stored: Any, applications: dict[str, Mapping[str, Any]]) -> None:
-        kind = stored.kind
-        event = decode_document(_REQUEST_TYPES[kind], stored.payload)[kind]
-        event_time = events.parse_time(event.get("event_time")) or _from_us(stored.event_time_us)
-        agg = events.aggregate_event(event, stored.partner_id, event_time)
-        self.aggregates.apply(json.dumps(agg, separators=(",", ":")).encode())
-        self._seq += 1
-        if kind == "application":
-            record = MatchIndex.record(self._seq, stored.partner_id, event, event_time)
-            self.index.add(record, events.match_keys(event))
-            applications[f"{stored.partner_id}\x1f{stored.subject_id}"] = event
+    def _replay_check(self, stored: Any, applications: dict[str, bytes]) -> None:
+        with core_errors():
+            self._scorer.replay(
+                stored.kind,
+                stored.payload,
+                stored.request_id,
+                stored.partner_id,
+                stored.event_time_us,
+                self.aggregates._core,
+                self.index._core,
+            )
+        self._applied_count += 1
+        if stored.kind == "application":
+            applications[f"{stored.partner_id}\x1f{stored.subject_id}"] = bytes(stored.payload)
         report = scoring_pb2.Report.FromString(stored.response or b"")
         if report.incident:
             incident_id = report.incident.removeprefix("incidents/")
@@ -633,6 +699,32 @@ class ScoringService:
     async def _ready(self) -> None:
         if not self._recovered:
             await self.recover()
+
+    def _diverged(self) -> None:
+        """The state took an event (or outcome) the log may not hold: rebuild it from
+        the log before the next check is scored."""
+        if self._recovered:
+            self._recovered = False
+            self.rebuilds += 1
+
+    async def _logged(self, event: NewEvent) -> Any:
+        """Append ``event``, whose effect the in-memory state already holds. The write
+        goes on when the caller is cancelled (a client deadline): it is then logged as
+        scored. A write the store refuses, or finds another writer's event under the same
+        key, marks the state for a rebuild from the log."""
+        self._appends_settled.clear()
+        # A task started now runs before any later one, so the log keeps scoring order.
+        write = asyncio.ensure_future(self.store.append_event(event))
+        self._writes.add(write)
+        write.add_done_callback(self._settled)
+        return await asyncio.shield(write)
+
+    def _settled(self, write: asyncio.Future[Any]) -> None:
+        self._writes.discard(write)
+        if not self._writes:
+            self._appends_settled.set()
+        if _diverging(write):
+            self._diverged()
 
     # --- checks ------------------------------------------------------------------------
 
@@ -650,44 +742,21 @@ class ScoringService:
             self._in_flight -= 1
 
     async def _check(self, kind: str, request: bytes, partner: str) -> bytes:
-        await self._ready()
-        started = time.perf_counter()
+        started = time.perf_counter_ns()
         receive_time = self._clock()
         try:
-            doc = decode_document(_REQUEST_TYPES[kind], request)
-        except InvalidArgumentError as exc:
+            prepared = self._scorer.prepare(kind, request, _us(receive_time))
+        except _core.CoreInvalidArgument as exc:
             raise InvalidArgumentError(
-                f"the request is not a valid {_REQUEST_TYPES[kind]} message: {exc.message}",
+                f"the request is not a valid {_REQUEST_TYPES[kind]} message: {exc.args[1]}",
                 reason="MALFORMED_MESSAGE",
             ) from None
-        request_id = str(doc.get("request_id") or "") or uuid.uuid4().hex
+        request_id = prepared.request_id or uuid.uuid4().hex
         if len(request_id) > MAX_REQUEST_ID:
             raise InvalidArgumentError(f"at most {MAX_REQUEST_ID} characters", field="request_id")
-        event = doc.get(kind)
-        if not event:
+        if not prepared.has_event:
             raise InvalidArgumentError("required", field=kind)
-        return await self._check_event(
-            kind,
-            event,
-            request,
-            request_id=request_id,
-            partner=partner,
-            receive_time=receive_time,
-            started=started,
-        )
-
-    async def _check_event(
-        self,
-        kind: str,
-        event: Mapping[str, Any],
-        payload: bytes,
-        *,
-        request_id: str,
-        partner: str,
-        receive_time: datetime,
-        started: float,
-    ) -> bytes:
-        claimed = event.get("partner_id") or ""
+        claimed = prepared.claimed_partner_id
         if claimed and claimed != partner:
             raise PermissionDeniedError(f"{kind}.partner_id: not the caller's partner id")
         key = f"{partner}/{request_id}"
@@ -698,43 +767,16 @@ class ScoringService:
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            stored = await self.store.get_event_by_request(key)
-            if stored is not None and stored.response is not None:
-                if stored.kind != kind:
-                    raise _reused(request_id)
-                future.set_result(stored.response)
-                return stored.response
-            violations = events.validate(kind, event, receive_time)
-            if violations:
-                raise InvalidArgumentError(
-                    "; ".join(f"{v.field}: {v.description}" for v in violations[:5]),
-                    violations=violations,
-                )
-            report, incident, keys, event_time = self._score(
+            body = await self._score(
                 kind,
-                event,
+                prepared,
+                payload=request,
+                key=key,
                 request_id=request_id,
                 partner=partner,
                 receive_time=receive_time,
                 started=started,
             )
-            body = report.SerializeToString()
-            ack = await self.store.append_event(
-                NewEvent(
-                    key,
-                    partner,
-                    kind,
-                    _us(event_time),
-                    payload,
-                    subject_id=f"{kind}:{report.event_id}",
-                    keys=keys,
-                    response=body,
-                )
-            )
-            if ack.duplicate and ack.response is not None:
-                body = ack.response
-            elif incident is not None:
-                await self._open_incident(incident, partner, report, ack.seq)
             future.set_result(body)
             return body
         except BaseException as exc:
@@ -744,63 +786,100 @@ class ScoringService:
         finally:
             del self._inflight[key]
 
-    def _score(
+    async def _score(
         self,
         kind: str,
-        event: Mapping[str, Any],
+        prepared: _core.PreparedCheck,
         *,
+        payload: bytes,
+        key: str,
         request_id: str,
         partner: str,
         receive_time: datetime,
-        started: float,
-    ) -> tuple[scoring_pb2.Report, str | None, list[tuple[str, str]], datetime]:
-        # The one synchronous section: no await from the aggregates' apply to the index
-        # update, so concurrent checks pass through it one at a time, in arrival order.
-        event_time = events.parse_time(event.get("event_time")) or receive_time
-        agg_event = events.aggregate_event(event, partner, event_time)
-        params = self.aggregates.apply(json.dumps(agg_event, separators=(",", ":")).encode())
-        model = self._model(event, params) if self._model is not None else None
-        score = model[0] if model else None
-        doc = json.dumps(
-            {kind: event, "params": params, "model": {"risk_score": score}},
-            separators=(",", ":"),
-        ).encode()
-        rules, lists = self.evaluator(partner)
-        evaluation = rules.evaluate(doc, EventKind(kind.upper()), event_time, lists)
-        self._seq += 1
-        name = report_name(request_id)
-        keys = events.match_keys(event) if kind == "application" else []
-        current = MatchIndex.record(self._seq, partner, event, event_time)
-        matches = {
-            rule.rule_id: self.index.matches(
-                self.pack.matches.get(rule.rule_id, ()), keys, current, partner, name
-            )
-            for rule in evaluation.fired_rules
-            if self.pack.matches.get(rule.rule_id)
-        }
-        if kind == "application":
-            self.index.add(current, keys)
-        event_id = str(event.get("application_id") or event.get("payment_id") or "")
-        facts = CheckFacts(
-            name=name,
-            event_kind=kind,
-            event_id=event_id,
-            subtype=str(event.get("subtype") or "") if kind == "application" else "",
+        started: int,
+    ) -> bytes:
+        if not self._recovered:
+            await self._ready()
+        # The index knows a hash of every request key the log holds: a new request
+        # (nearly all of them) needs no store read.
+        if not self.knows_every_logged_key or self.index._core.maybe_logged(key):
+            stored = await self.store.get_event_by_request(key)
+            if stored is not None and stored.response is not None:
+                if stored.kind != kind:
+                    raise _reused(request_id)
+                return stored.response
+            if not self._recovered:
+                await self._ready()
+        if prepared.violations:
+            raise _invalid(prepared.violations)
+        # From here to the append, no await: checks pass through the scoring call one
+        # at a time, in arrival order, and the store's seq follows the same order.
+        incident_id = uuid.uuid4().hex
+        body, incident, event_time_us, event_id, keys = self._apply_check(
+            prepared,
+            partner=partner,
             request_id=request_id,
-            event_time=event_time,
             receive_time=receive_time,
-            model_risk_score=score,
-            rule_pack_revision=self.rule_pack_revision,
-            model_name=model[1] if model else "",
-            model_version=model[2] if model else "",
+            started=started,
+            incident_id=incident_id,
         )
-        report = build_report(facts, evaluation, matches)
-        incident = None
-        if report.recommended_action != scoring_pb2.RECOMMENDED_ACTION_APPROVE:
-            incident = uuid.uuid4().hex
-            report.incident = f"incidents/{incident}"
-        report.processing_time.FromNanoseconds(int((time.perf_counter() - started) * 1e9))
-        return report, incident, keys, event_time
+        if incident:
+            # Indexed with the event (as a replay of the log would), so a snapshot taken
+            # before the incident is stored still lists it.
+            self._incidents.setdefault(partner, []).append(incident_id)
+        ack = await self._logged(
+            NewEvent(
+                key,
+                partner,
+                kind,
+                event_time_us,
+                payload,
+                subject_id=f"{kind}:{event_id}",
+                keys=keys,
+                response=body,
+            )
+        )
+        if ack.duplicate and ack.response is not None:
+            # Another writer logged this key first: the state took an event the log
+            # holds under another answer (it is rebuilt); answer what the log holds.
+            return bytes(ack.response)
+        if incident:
+            await self._open_incident(
+                incident_id, partner, scoring_pb2.Report.FromString(body), ack.seq
+            )
+        return bytes(body)
+
+    def _apply_check(
+        self,
+        prepared: _core.PreparedCheck,
+        *,
+        partner: str,
+        request_id: str,
+        receive_time: datetime,
+        started: int,
+        incident_id: str,
+    ) -> tuple[bytes, bool, int, str, list[tuple[str, str]]]:
+        """The Rust scoring call on the live state (synchronous; an error changes
+        nothing): (report, opens an incident, event time µs, event id, match keys)."""
+        rules, lists = self.evaluator(partner)
+        with core_errors():
+            scored = self._scorer.score(
+                prepared,
+                partner_id=partner,
+                request_id=request_id,
+                report_name=report_name(request_id),
+                receive_time_us=_us(receive_time),
+                incident_id=incident_id,
+                elapsed_ns=time.perf_counter_ns() - started,
+                aggregates=self.aggregates._core,
+                rules=rules._inner,
+                lists=lists.registry,
+                index=self.index._core,
+                revision=self.rule_pack_revision,
+                model=self._model,
+            )
+        self._applied_count += 1
+        return scored
 
     async def get_report(self, name: str, partner: str) -> scoring_pb2.Report:
         """A stored report with its event and outcomes; NOT_FOUND for another partner's."""
@@ -870,10 +949,13 @@ class ScoringService:
         if not o.HasField("event_time"):
             outcome.event_time.FromDatetime(event_time)
         if subject.kind == "application":
-            app = decode_document(_REQUEST_TYPES["application"], subject.payload)["application"]
-            self._apply_outcome(app, partner, outcome, o)
+            if not self._recovered:
+                await self._ready()
+            # No await from here to the append (as for a check).
+            self._apply_outcome(subject.payload, partner, outcome, o)
+        self.index._core.note_logged(key)
         body = outcome.SerializeToString()
-        ack = await self.store.append_event(
+        ack = await self._logged(
             NewEvent(
                 key,
                 partner,
@@ -888,7 +970,7 @@ class ScoringService:
 
     def _apply_outcome(
         self,
-        app: Mapping[str, Any],
+        application_request: bytes,
         partner: str,
         outcome: scoring_pb2.Outcome,
         reported: scoring_pb2.Outcome,
@@ -897,20 +979,17 @@ class ScoringService:
             "APPLICATION_DECISION_"
         )
         fraud = scoring_pb2.FraudStatus.Name(reported.fraud_status).removeprefix("FRAUD_STATUS_")
-        event_time = outcome.event_time.ToDatetime(UTC)
-        self._outcomes_applied += 1  # counted for the snapshot policy
-        for agg in events.outcome_event(
-            app, partner, event_time, decision=decision, fraud_status=fraud
-        ):
-            self.aggregates.apply(json.dumps(agg, separators=(",", ":")).encode())
-        self.index.mark(
-            partner,
-            str(app.get("application_id") or ""),
-            result={"APPROVED": "APPROVED", "REFUSED": "REJECTED", "CANCELLED": "CANCELLED"}.get(
-                decision, ""
-            ),
-            fraud_status=fraud if fraud != "UNSPECIFIED" else "",
-        )
+        self._applied_count += 1  # counted for the snapshot policy
+        with core_errors():
+            self._scorer.apply_outcome(
+                application_request,
+                partner,
+                _us(outcome.event_time.ToDatetime(UTC)),
+                decision,
+                fraud,
+                self.aggregates._core,
+                self.index._core,
+            )
 
     async def _subject(
         self, request: scoring_pb2.ReportOutcomeRequest, target: str, partner: str
@@ -967,7 +1046,6 @@ class ScoringService:
         await self.store.create_incident(
             f"incident/{incident_id}", incident_id, json.dumps(payload).encode(), event_seq=seq
         )
-        self._incidents.setdefault(partner, []).append(incident_id)
 
     async def get_incident(self, name: str, partner: str) -> scoring_pb2.Incident:
         """One of the caller's incidents with its comments; NOT_FOUND otherwise."""
@@ -1031,9 +1109,11 @@ class ScoringService:
             raise InvalidArgumentError("not a page token", field="page_token") from None
         selected = []
         for incident_id in reversed(self._incidents.get(partner, [])):
-            incident = self._incident_proto(
-                await self.store.get_incident(incident_id), comments=False
-            )
+            try:
+                stored = await self.store.get_incident(incident_id)
+            except NotFoundError:  # its check is still being stored
+                continue
+            incident = self._incident_proto(stored, comments=False)
             if all(_field_text(incident, f) == v for f, v in wanted):
                 selected.append(incident)
         page = selected[offset : offset + size]
@@ -1112,6 +1192,12 @@ class ScoringService:
             request_id, stored.incident_id, status="resolved"
         )
         return self._incident_proto(updated), outcome
+
+
+def _diverging(write: asyncio.Future[Any]) -> bool:
+    """Whether a settled append leaves the state ahead of the log: it failed, or the log
+    already held another event under its key (another writer's)."""
+    return write.cancelled() or write.exception() is not None or bool(write.result().duplicate)
 
 
 def _partner_of(kind: str, message: Any, apps: Mapping[str, tuple[str, Any, str, str]]) -> str:

@@ -1,0 +1,610 @@
+//! Consortium matches: earlier applications of all partners sharing a key, masked.
+//!
+//! The index keeps, per normalised key (`phone` `79991234567`), the most recent
+//! applications that carried it ([`MAX_PER_KEY`]). A fired rule that names match kinds
+//! in the pack gets the applications behind it, as the caller may see them.
+//!
+//! Disclosure policy (the consortium's, applied to every match):
+//!
+//! - the other partner is never named, and its application id is never shown; a match
+//!   of the caller's own application carries its application id;
+//! - `match_ref` is a hash of the report name and the historical event, so it is
+//!   stable within one report and cannot link two reports or find the partner;
+//! - event time is truncated to the day (UTC);
+//! - compared values are masked: phones keep the country code and the last 4 digits,
+//!   names the first letter of each word, passports the last 4 characters, birth
+//!   dates the year only; the caller's own application is shown unmasked;
+//! - the result and fraud status of the historical application are shown.
+//!
+//! The index also keeps, per application, whether its finish (a `LOAN_APP_RESULT`
+//! event or an APPROVED/REFUSED outcome) was already counted by the aggregates, so
+//! that a refusal reported both ways counts once; and a 64-bit hash of every request
+//! key the log holds, so that a new request needs no store read to know it is new
+//! (a hash seen before sends the caller to the store, which has the exact answer).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{CoreError, CoreResult};
+
+/// Applications kept per key (the most recent).
+pub const MAX_PER_KEY: usize = 50;
+/// Matches reported per rule (the most recent).
+pub const MAX_PER_RULE: usize = 20;
+/// Snapshot magic and the format version this build writes and reads.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"LGMXSNAP";
+/// Version of the match index snapshot format.
+pub const SNAPSHOT_VERSION: u16 = 1;
+const KEY_SEP: char = '\u{1f}';
+
+/// What the index remembers of one application event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Check sequence number (this process's order of checks, replayed identically).
+    pub seq: u64,
+    /// The partner that sent it.
+    pub partner_id: String,
+    /// The partner's application id.
+    pub application_id: String,
+    /// Subtype name (`LOAN_APP_CREATE`), or empty.
+    pub subtype: String,
+    /// Event time, microseconds since the epoch.
+    pub event_time_us: i64,
+    /// Applicant's normalised mobile phone.
+    pub phone: String,
+    /// Applicant's normalised full name.
+    pub name: String,
+    /// Applicant's birth date `YYYY-MM-DD`.
+    pub birth_date: String,
+    /// Applicant's normalised passport.
+    pub passport: String,
+    /// Result name (`REJECTED`) of the event or of a later outcome, or empty.
+    pub result: String,
+    /// Fraud status name (`CONFIRMED`) of a later outcome, or empty.
+    pub fraud_status: String,
+}
+
+/// A compared field of a match (proto `MatchedField`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchedField {
+    /// Proto path of the compared field.
+    pub field: &'static str,
+    /// `true` when equal (EXACT), `false` when different (CONTRADICTION).
+    pub exact: bool,
+    /// The current event's value.
+    pub current_value: String,
+    /// The historical value, masked unless it is the caller's own.
+    pub historical_value: String,
+}
+
+/// A historical application as the caller may see it (proto `HistoricalMatch`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    /// Opaque reference, stable within one report.
+    pub match_ref: String,
+    /// Whether it is the caller's own application.
+    pub own_application: bool,
+    /// Its application id (only for the caller's own).
+    pub application_id: String,
+    /// Start of its event's day (UTC), seconds since the epoch.
+    pub event_day_s: i64,
+    /// Subtype name, or empty.
+    pub subtype: String,
+    /// Compared fields.
+    pub fields: Vec<MatchedField>,
+    /// Result name, or empty.
+    pub result: String,
+    /// Fraud status name, or empty.
+    pub fraud_status: String,
+}
+
+/// `79991234567` → `+7******4567`.
+pub fn mask_phone(value: &str) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    if chars.len() <= 5 {
+        return "*".repeat(chars.len());
+    }
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("+{}{}{tail}", chars[0], "*".repeat(chars.len() - 5))
+}
+
+/// `ivanov ivan` → `I*** I***`.
+pub fn mask_name(value: &str) -> String {
+    value
+        .split_whitespace()
+        .filter_map(|w| w.chars().next())
+        .map(|c| c.to_uppercase().collect::<String>() + "***")
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// All but the last 4 characters hidden.
+pub fn mask_passport(value: &str) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    let hidden = chars.len().saturating_sub(4);
+    "*".repeat(hidden) + &chars[hidden..].iter().collect::<String>()
+}
+
+/// The year only.
+pub fn mask_birth_date(value: &str) -> String {
+    if value.is_empty() {
+        return String::new();
+    }
+    value.chars().take(4).collect::<String>() + "-**-**"
+}
+
+type Field = (&'static str, fn(&Record) -> &str, fn(&str) -> String);
+
+const FIELDS: [Field; 4] = [
+    ("application.applicant.phones", |r| &r.phone, mask_phone),
+    ("application.applicant.last_name", |r| &r.name, mask_name),
+    (
+        "application.applicant.birth_date",
+        |r| &r.birth_date,
+        mask_birth_date,
+    ),
+    (
+        "application.applicant.passport.number",
+        |r| &r.passport,
+        mask_passport,
+    ),
+];
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct AppState {
+    /// Positions in `records`, in insertion order.
+    records: Vec<u32>,
+    /// The aggregates already counted this application's finish.
+    finish_counted: bool,
+}
+
+/// In-memory index of recent applications by match key (one process's view).
+///
+/// Not synchronised: the caller serialises access (the scoring service's one
+/// synchronous section; the bindings hold it behind a mutex).
+#[derive(Debug, Default)]
+pub struct MatchIndex {
+    next_seq: u64,
+    records: Vec<Record>,
+    by_key: HashMap<String, VecDeque<u32>>,
+    apps: HashMap<String, AppState>,
+    logged: HashSet<u64>,
+}
+
+fn app_key(partner_id: &str, application_id: &str) -> String {
+    format!("{partner_id}{KEY_SEP}{application_id}")
+}
+
+fn index_key(kind: &str, value: &str) -> String {
+    format!("{kind}{KEY_SEP}{value}")
+}
+
+/// The serialized form: records, the per-key lists and the per-application flags,
+/// each sorted so that equal states give equal bytes.
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    next_seq: u64,
+    records: Vec<Record>,
+    by_key: Vec<(String, Vec<u32>)>,
+    finish_counted: Vec<String>,
+    logged: Vec<u64>,
+}
+
+impl MatchIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of application events held.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether no application is held.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The next check's sequence number (every check, application or payment, takes one).
+    pub fn take_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    /// Records that the log holds an event with this request key.
+    pub fn note_logged(&mut self, request_key: &str) {
+        self.logged.insert(request_hash(request_key));
+    }
+
+    /// Whether the log may hold an event with this request key: `false` is certain
+    /// (every logged key was noted), `true` needs the store's exact answer.
+    pub fn maybe_logged(&self, request_key: &str) -> bool {
+        self.logged.contains(&request_hash(request_key))
+    }
+
+    /// Whether the aggregates already counted the finish of this application.
+    pub fn finish_counted(&self, partner_id: &str, application_id: &str) -> bool {
+        self.apps
+            .get(&app_key(partner_id, application_id))
+            .is_some_and(|a| a.finish_counted)
+    }
+
+    /// Records that the aggregates counted the finish of this application.
+    pub fn set_finish_counted(&mut self, partner_id: &str, application_id: &str) {
+        self.apps
+            .entry(app_key(partner_id, application_id))
+            .or_default()
+            .finish_counted = true;
+    }
+
+    /// Indexes `record` under `keys` (kind, normalised value).
+    pub fn add(&mut self, record: Record, keys: &[(String, String)]) -> CoreResult<()> {
+        let pos = u32::try_from(self.records.len()).map_err(|_| CoreError::Internal {
+            reason: "the match index is full (2^32 applications)".into(),
+        })?;
+        for (kind, value) in keys {
+            let list = self.by_key.entry(index_key(kind, value)).or_default();
+            if list.len() == MAX_PER_KEY {
+                list.pop_front();
+            }
+            list.push_back(pos);
+        }
+        self.apps
+            .entry(app_key(&record.partner_id, &record.application_id))
+            .or_default()
+            .records
+            .push(pos);
+        self.records.push(record);
+        Ok(())
+    }
+
+    /// Records an outcome on every indexed event of the application (empty values
+    /// leave the field as it is).
+    pub fn mark(&mut self, partner_id: &str, application_id: &str, result: &str, fraud: &str) {
+        let Some(app) = self.apps.get(&app_key(partner_id, application_id)) else {
+            return;
+        };
+        for &pos in &app.records {
+            let r = &mut self.records[pos as usize];
+            if !result.is_empty() {
+                result.clone_into(&mut r.result);
+            }
+            if !fraud.is_empty() {
+                fraud.clone_into(&mut r.fraud_status);
+            }
+        }
+    }
+
+    /// Earlier applications sharing a key of `kinds`, most recent first (event time,
+    /// then sequence), at most [`MAX_PER_RULE`], masked for `caller`; the caller's
+    /// other events of the same application are left out.
+    pub fn matches(
+        &self,
+        kinds: &[String],
+        keys: &[(String, String)],
+        current: &Record,
+        caller: &str,
+        report_name: &str,
+    ) -> Vec<Match> {
+        let mut found: Vec<&Record> = Vec::new();
+        for (kind, value) in keys {
+            if !kinds.iter().any(|k| k == kind) {
+                continue;
+            }
+            let Some(list) = self.by_key.get(&index_key(kind, value)) else {
+                continue;
+            };
+            for &pos in list {
+                let r = &self.records[pos as usize];
+                if r.partner_id == caller && r.application_id == current.application_id {
+                    continue;
+                }
+                found.push(r);
+            }
+        }
+        found.sort_by_key(|r| std::cmp::Reverse((r.event_time_us, r.seq)));
+        found.dedup_by_key(|r| r.seq);
+        found
+            .into_iter()
+            .take(MAX_PER_RULE)
+            .map(|h| masked(h, current, caller, report_name))
+            .collect()
+    }
+
+    /// Forgets every application event older than `before_us` (event time, µs):
+    /// retention of the hot state, as the store forgets them. An application with no
+    /// event left forgets its counted-finish mark too (a replay of the purged log would
+    /// not have it). The sequence counter and the logged request keys stay (a key of a
+    /// purged event only sends a request to the store). Returns how many were dropped.
+    pub fn prune(&mut self, before_us: i64) -> usize {
+        if !self.records.iter().any(|r| r.event_time_us < before_us) {
+            return 0;
+        }
+        let mut moved: Vec<Option<u32>> = Vec::with_capacity(self.records.len());
+        let mut kept = Vec::with_capacity(self.records.len());
+        for record in std::mem::take(&mut self.records) {
+            if record.event_time_us < before_us {
+                moved.push(None);
+            } else {
+                // Fewer than before, so within u32 as the positions were.
+                moved.push(Some(kept.len() as u32));
+                kept.push(record);
+            }
+        }
+        let dropped = moved.len() - kept.len();
+        self.records = kept;
+        let renumber = |pos: &mut u32| match moved[*pos as usize] {
+            Some(new) => {
+                *pos = new;
+                true
+            }
+            None => false,
+        };
+        self.by_key.retain(|_, list| {
+            list.retain_mut(renumber);
+            !list.is_empty()
+        });
+        self.apps.retain(|_, app| {
+            app.records.retain_mut(renumber);
+            !app.records.is_empty()
+        });
+        dropped
+    }
+
+    /// The whole index as versioned bytes (magic, version, postcard body).
+    pub fn snapshot(&self) -> CoreResult<Vec<u8>> {
+        let mut by_key: Vec<(String, Vec<u32>)> = self
+            .by_key
+            .iter()
+            .map(|(k, v)| (k.clone(), v.iter().copied().collect()))
+            .collect();
+        by_key.sort_unstable();
+        let mut finish_counted: Vec<String> = self
+            .apps
+            .iter()
+            .filter(|(_, a)| a.finish_counted)
+            .map(|(k, _)| k.clone())
+            .collect();
+        finish_counted.sort_unstable();
+        let mut logged: Vec<u64> = self.logged.iter().copied().collect();
+        logged.sort_unstable();
+        let body = SnapshotBody {
+            next_seq: self.next_seq,
+            records: self.records.clone(),
+            by_key,
+            finish_counted,
+            logged,
+        };
+        let mut out = Vec::with_capacity(64 + self.records.len() * 96);
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        postcard::to_extend(&body, out)
+            .map_err(|e| CoreError::invalid("snapshot", format!("cannot encode: {e}")))
+    }
+
+    /// An index rebuilt from [`Self::snapshot`] bytes. Another format version, a
+    /// foreign or corrupt snapshot is refused with a message saying so.
+    pub fn restore(data: &[u8]) -> CoreResult<Self> {
+        let bad = |why: String| CoreError::invalid("snapshot", why);
+        let rest = data
+            .strip_prefix(SNAPSHOT_MAGIC.as_slice())
+            .ok_or_else(|| bad("not a match index snapshot (bad magic)".into()))?;
+        let (ver, rest) = rest
+            .split_first_chunk::<2>()
+            .ok_or_else(|| bad("truncated header".into()))?;
+        let ver = u16::from_le_bytes(*ver);
+        if ver != SNAPSHOT_VERSION {
+            return Err(bad(format!(
+                "match index snapshot format version {ver} cannot be read by this build, \
+                 which reads version {SNAPSHOT_VERSION}; rebuild the index by replaying \
+                 the event log"
+            )));
+        }
+        let body: SnapshotBody =
+            postcard::from_bytes(rest).map_err(|e| bad(format!("corrupt or truncated: {e}")))?;
+        let n = body.records.len();
+        let mut index = Self {
+            next_seq: body.next_seq,
+            records: Vec::with_capacity(n),
+            by_key: HashMap::with_capacity(body.by_key.len()),
+            apps: HashMap::new(),
+            logged: body.logged.into_iter().collect(),
+        };
+        for (pos, record) in body.records.into_iter().enumerate() {
+            let app = app_key(&record.partner_id, &record.application_id);
+            index.apps.entry(app).or_default().records.push(pos as u32);
+            index.records.push(record);
+        }
+        for (key, list) in body.by_key {
+            if list.len() > MAX_PER_KEY || list.iter().any(|&p| p as usize >= n) {
+                return Err(bad(format!("key list of {key:?} does not fit the records")));
+            }
+            index.by_key.insert(key, list.into());
+        }
+        for app in body.finish_counted {
+            index.apps.entry(app).or_default().finish_counted = true;
+        }
+        Ok(index)
+    }
+}
+
+fn request_hash(request_key: &str) -> u64 {
+    crate::matchkeys::key_hash("request", request_key) as u64
+}
+
+fn masked(h: &Record, current: &Record, caller: &str, report_name: &str) -> Match {
+    let own = h.partner_id == caller;
+    let digest = Sha256::digest(format!("{report_name}{KEY_SEP}{}", h.seq).as_bytes());
+    let match_ref = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let fields = FIELDS
+        .iter()
+        .filter_map(|(path, get, mask)| {
+            let (mine, theirs) = (get(current), get(h));
+            if mine.is_empty() || theirs.is_empty() {
+                return None;
+            }
+            Some(MatchedField {
+                field: path,
+                exact: mine == theirs,
+                current_value: mine.to_owned(),
+                historical_value: if own { theirs.to_owned() } else { mask(theirs) },
+            })
+        })
+        .collect();
+    Match {
+        match_ref,
+        own_application: own,
+        application_id: if own {
+            h.application_id.clone()
+        } else {
+            String::new()
+        },
+        event_day_s: h.event_time_us.div_euclid(86_400_000_000) * 86_400,
+        subtype: h.subtype.clone(),
+        fields,
+        result: h.result.clone(),
+        fraud_status: h.fraud_status.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: u64, partner: &str, app: &str, t: i64) -> Record {
+        Record {
+            seq,
+            partner_id: partner.into(),
+            application_id: app.into(),
+            subtype: "LOAN_APP_CREATE".into(),
+            event_time_us: t,
+            phone: "79991234567".into(),
+            name: "ivanov ivan".into(),
+            birth_date: "1990-05-15".into(),
+            passport: "4510123456".into(),
+            result: String::new(),
+            fraud_status: String::new(),
+        }
+    }
+
+    fn phone() -> Vec<(String, String)> {
+        vec![("phone".into(), "79991234567".into())]
+    }
+
+    #[test]
+    fn masks_hide_all_but_what_the_policy_allows() {
+        assert_eq!(mask_phone("79991234567"), "+7******4567");
+        assert_eq!(mask_phone("1234"), "****");
+        assert_eq!(mask_name("ivanov ivan"), "I*** I***");
+        assert_eq!(mask_passport("4510123456"), "******3456");
+        assert_eq!(mask_passport("12"), "12");
+        assert_eq!(mask_birth_date("1990-05-15"), "1990-**-**");
+    }
+
+    #[test]
+    fn matches_are_newest_first_masked_and_never_the_same_application() {
+        let mut index = MatchIndex::new();
+        index.add(record(1, "a", "a1", 10), &phone()).unwrap();
+        index.add(record(2, "b", "b1", 30), &phone()).unwrap();
+        index.add(record(3, "c", "own", 20), &phone()).unwrap();
+        let mut current = record(4, "c", "own", 40);
+        current.name = "petrov petr".into();
+        let kinds = vec!["phone".to_owned()];
+        let found = index.matches(&kinds, &phone(), &current, "c", "reports/x");
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].event_day_s, 0);
+        assert!(!found[0].own_application && found[0].application_id.is_empty());
+        let name = &found[0].fields[1];
+        assert!(!name.exact);
+        assert_eq!(name.historical_value, "I*** I***");
+        assert_eq!(found[0].fields[0].historical_value, "+7******4567");
+        // Another caller sees a1 as its own application, unmasked.
+        let found = index.matches(&kinds, &phone(), &current, "a", "reports/x");
+        let own = found.iter().find(|m| m.own_application).unwrap();
+        assert_eq!(own.application_id, "a1");
+        assert_eq!(own.fields[0].historical_value, "79991234567");
+        assert!(index
+            .matches(&["passport".to_owned()], &phone(), &current, "c", "r")
+            .is_empty());
+    }
+
+    #[test]
+    fn a_key_keeps_its_most_recent_applications() {
+        let mut index = MatchIndex::new();
+        for i in 0..(MAX_PER_KEY as u64 + 5) {
+            index
+                .add(record(i, "a", &format!("a{i}"), i as i64), &phone())
+                .unwrap();
+        }
+        let current = record(999, "z", "z", 1_000);
+        let kinds = vec!["phone".to_owned()];
+        let found = index.matches(&kinds, &phone(), &current, "z", "r");
+        assert_eq!(found.len(), MAX_PER_RULE);
+        assert_eq!(index.by_key.values().next().unwrap().len(), MAX_PER_KEY);
+    }
+
+    #[test]
+    fn snapshot_restores_the_same_answers_and_refuses_other_versions() {
+        let mut index = MatchIndex::new();
+        index.take_seq();
+        index.add(record(1, "a", "a1", 10), &phone()).unwrap();
+        index.add(record(2, "b", "b1", 30), &phone()).unwrap();
+        index.mark("a", "a1", "REJECTED", "CONFIRMED");
+        index.set_finish_counted("a", "a1");
+        index.note_logged("a/r1");
+        let bytes = index.snapshot().unwrap();
+        let back = MatchIndex::restore(&bytes).unwrap();
+        assert_eq!(back.snapshot().unwrap(), bytes);
+        assert!(back.finish_counted("a", "a1") && !back.finish_counted("b", "b1"));
+        assert!(back.maybe_logged("a/r1") && !back.maybe_logged("a/r2"));
+        let current = record(3, "c", "c1", 40);
+        let kinds = vec!["phone".to_owned()];
+        assert_eq!(
+            back.matches(&kinds, &phone(), &current, "c", "r"),
+            index.matches(&kinds, &phone(), &current, "c", "r")
+        );
+        assert_eq!(
+            back.matches(&kinds, &phone(), &current, "c", "r")[1].result,
+            "REJECTED"
+        );
+        let mut newer = bytes.clone();
+        newer[8] = 9;
+        let err = MatchIndex::restore(&newer).unwrap_err().to_string();
+        assert!(err.contains("version 9"), "{err}");
+        assert!(MatchIndex::restore(b"LGAGSNAP\x01\x00").is_err());
+        assert!(MatchIndex::restore(&bytes[..bytes.len() - 3]).is_err());
+    }
+
+    #[test]
+    fn prune_forgets_old_events_and_keeps_the_rest_answering_the_same() {
+        let mut index = MatchIndex::new();
+        for i in 1..=10u64 {
+            index.take_seq();
+            let app = format!("a{i}");
+            index
+                .add(record(i, "b", &app, i as i64 * 100), &phone())
+                .unwrap();
+            index.set_finish_counted("b", &app);
+        }
+        index.mark("b", "a7", "REJECTED", "CONFIRMED");
+        assert_eq!(index.prune(400), 3);
+        assert_eq!(index.len(), 7);
+        assert!(!index.finish_counted("b", "a3") && index.finish_counted("b", "a4"));
+        let current = record(11, "z", "z", 2_000);
+        let kinds = vec!["phone".to_owned()];
+        let found = index.matches(&kinds, &phone(), &current, "b", "r");
+        let apps: Vec<&str> = found.iter().map(|m| m.application_id.as_str()).collect();
+        assert_eq!(apps, ["a10", "a9", "a8", "a7", "a6", "a5", "a4"]);
+        assert_eq!(found[3].fraud_status, "CONFIRMED");
+        assert_eq!(index.prune(400), 0);
+        // A restored copy of the pruned index is the same index.
+        let back = MatchIndex::restore(&index.snapshot().unwrap()).unwrap();
+        assert_eq!(back.snapshot().unwrap(), index.snapshot().unwrap());
+        assert_eq!(index.prune(10_000), 7);
+        assert!(index.is_empty() && index.by_key.is_empty() && index.apps.is_empty());
+        assert_eq!(index.take_seq(), 11); // the counter goes on
+    }
+}
