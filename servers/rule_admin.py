@@ -66,7 +66,6 @@ from lendgate.scoring.backtest import (
     history_item,
     run_backtest,
 )
-from lendgate.scoring.report import MODEL_DECLINE_SCORE, MODEL_REVIEW_SCORE, REVIEW_THRESHOLD
 from lendgate.v1 import common_pb2, rules_pb2
 from servers.handlers import Ctx
 
@@ -379,9 +378,9 @@ def settings_to_proto(s: ScoringSettings) -> rules_pb2.ScoringSettings:
     out = rules_pb2.ScoringSettings(
         name="scoringSettings",
         zone_threshold=s.zone_threshold,
-        review_threshold=REVIEW_THRESHOLD,
-        model_decline_score=MODEL_DECLINE_SCORE,
-        model_review_score=MODEL_REVIEW_SCORE,
+        review_threshold=_core.REVIEW_THRESHOLD,
+        model_decline_score=_core.MODEL_DECLINE_SCORE,
+        model_review_score=_core.MODEL_REVIEW_SCORE,
         version=s.version,
         update_author=s.update_author,
         change_reason=s.change_reason,

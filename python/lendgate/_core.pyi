@@ -301,6 +301,13 @@ class PreparedCheck:
     @property
     def violations(self) -> list[tuple[str, str]]: ...
 
+REVIEW_THRESHOLD: int
+"""Fraud score (points) from which a report recommends REVIEW."""
+MODEL_REVIEW_SCORE: int
+"""Model risk score (0..1000) from which a report recommends REVIEW."""
+MODEL_DECLINE_SCORE: int
+"""Model risk score (0..1000) from which a report recommends DECLINE."""
+
 class Scorer:
     """One check from request bytes to report bytes (Rust ``lendgate_core::scoring``)."""
 

@@ -354,3 +354,14 @@ pub fn mask_match_value(field: &str, value: &str) -> Result<String, PyCoreError>
         }
     })
 }
+
+/// The action thresholds the report applies (``REVIEW_THRESHOLD`` points,
+/// ``MODEL_REVIEW_SCORE`` / ``MODEL_DECLINE_SCORE`` on the 0..1000 model scale), so
+/// Python reads the same numbers the Rust report uses.
+pub fn register_constants(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    use lendgate_core::scoring::report;
+    m.add("REVIEW_THRESHOLD", report::REVIEW_THRESHOLD)?;
+    m.add("MODEL_REVIEW_SCORE", report::MODEL_REVIEW_SCORE)?;
+    m.add("MODEL_DECLINE_SCORE", report::MODEL_DECLINE_SCORE)?;
+    Ok(())
+}

@@ -19,18 +19,17 @@ period's events are held in memory while they are sorted.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from lendgate import _core
 from lendgate.aggregates import AggregateStore
-from lendgate.document import decode_document
+from lendgate.errors import InvalidArgumentError, core_errors
 from lendgate.lists import Lists
-from lendgate.rules import CompiledRuleSet, Evaluation, EventKind, Rule, RuleStatus
-from lendgate.scoring import events
+from lendgate.rules import CompiledRuleSet, EventKind, Rule, RuleStatus
 from lendgate.store import Event
 from lendgate.v1 import scoring_pb2
 
@@ -193,40 +192,38 @@ def run_backtest(
         and h.event_time_us >= start_us
         and (partners is None or h.partner_id in partners)
     )
+    # The live scoring code: the same Rust scorer, aggregates and match index as a check.
+    scorer = _core.Scorer({})
     store = AggregateStore(aggregates)
-    applications: dict[tuple[str, str], Mapping[str, Any]] = {}
+    index = _core.MatchIndex()
+    applications: dict[tuple[str, str], bytes] = {}
     done = unlabelled = 0
     for item in ordered:
         if item.kind in REQUEST_TYPES:
-            event = decode_document(REQUEST_TYPES[item.kind], item.payload)[item.kind]
-            event_time = events.parse_time(event.get("event_time")) or _from_us(item.event_time_us)
-            agg = events.aggregate_event(event, item.partner_id, event_time)
-            params = store.apply(json.dumps(agg, separators=(",", ":")).encode())
             if item.kind == "application":
-                applications[(item.partner_id, item.subject_id)] = event
+                applications[(item.partner_id, item.subject_id)] = bytes(item.payload)
             if (
                 item.kind != kind
                 or item.event_time_us < start_us
                 or (partners is not None and item.partner_id not in partners)
             ):
+                _replay(scorer, item, store, index)
                 continue
             label = known.get((item.partner_id, item.subject_id))
             if label is None:
                 unlabelled += 1
                 if exclude_unlabelled:
+                    _replay(scorer, item, store, index)
                     continue
-            fraud = label == "CONFIRMED"
-            doc = json.dumps(
-                {kind: event, "params": params, "model": {"risk_score": None}},
-                separators=(",", ":"),
-            ).encode()
-            evaluation = ruleset.evaluate(doc, event_kind, event_time, lists)
-            _count(evaluation, index_of, counts, whole, fraud=fraud)
+            report = _score(scorer, item, ruleset=ruleset, lists=lists, store=store, index=index)
+            if report is None:
+                continue
+            _count(report, index_of, counts, whole, fraud=label == "CONFIRMED")
             done += 1
             if progress is not None and done % PROGRESS_EVERY == 0:
                 progress(done, total)
         elif item.kind == "outcome" and item.response:
-            _apply_outcome(store, applications, item)
+            _apply_outcome(scorer, store, index, applications, item)
     if progress is not None:
         progress(done, total)
     return BacktestOutcome(
@@ -239,30 +236,83 @@ def run_backtest(
     )
 
 
+def _replay(
+    scorer: _core.Scorer, item: HistoryItem, store: AggregateStore, index: _core.MatchIndex
+) -> None:
+    """Apply a check that is not evaluated to the state, as a restart's replay does."""
+    with core_errors():
+        scorer.replay(
+            item.kind,
+            item.payload,
+            f"{item.partner_id}/backtest-{item.seq}",
+            item.partner_id,
+            item.event_time_us,
+            store._core,
+            index,
+        )
+
+
+def _score(
+    scorer: _core.Scorer,
+    item: HistoryItem,
+    *,
+    ruleset: CompiledRuleSet,
+    lists: Lists,
+    store: AggregateStore,
+    index: _core.MatchIndex,
+) -> scoring_pb2.Report | None:
+    """Score one stored check as live traffic is scored (``None``: the stored request
+    no longer validates, e.g. an event too late for the aggregates)."""
+    prepared = scorer.prepare(item.kind, item.payload, item.event_time_us)
+    if prepared.violations:
+        return None
+    try:
+        with core_errors():
+            body, *_ = scorer.score(
+                prepared,
+                partner_id=item.partner_id,
+                request_id=f"backtest-{item.seq}",
+                report_name=f"reports/backtest-{item.seq}",
+                receive_time_us=item.event_time_us,
+                incident_id="",
+                elapsed_ns=0,
+                aggregates=store._core,
+                rules=ruleset._inner,
+                lists=lists.registry,
+                index=index,
+                revision="backtest",
+            )
+    except InvalidArgumentError:
+        return None
+    return scoring_pb2.Report.FromString(body)
+
+
 def _count(
-    evaluation: Evaluation,
+    report: scoring_pb2.Report,
     index_of: Mapping[str, int],
     counts: Sequence[Counts],
     whole: Counts,
     *,
     fraud: bool,
 ) -> None:
-    fired = {r.rule_id for r in evaluation.fired_rules}
-    failed = {e.rule_id for e in evaluation.rule_errors}
+    fired = {r.rule.removeprefix("rules/") for r in report.fired_rules}
+    failed = {e.rule.removeprefix("rules/") for e in report.rule_errors}
     for rule_id, i in index_of.items():
         counts[i].add(stopped=rule_id in fired, fraud=fraud)
         if rule_id in failed:
             counts[i].errors += 1
-    whole.add(stopped=evaluation.fraud_score >= evaluation.zone_threshold, fraud=fraud)
+    whole.add(stopped=report.zone == scoring_pb2.ZONE_BLACK, fraud=fraud)
     whole.errors += bool(failed)
 
 
 def _apply_outcome(
+    scorer: _core.Scorer,
     store: AggregateStore,
-    applications: Mapping[tuple[str, str], Mapping[str, Any]],
+    index: _core.MatchIndex,
+    applications: Mapping[tuple[str, str], bytes],
     item: HistoryItem,
 ) -> None:
-    """Feed an outcome to the aggregates as ``ScoringService`` does."""
+    """Feed an outcome to the state as ``ScoringService`` does."""
     app = applications.get((item.partner_id, item.subject_id))
     if app is None or not item.response:
         return
@@ -271,14 +321,10 @@ def _apply_outcome(
         "APPLICATION_DECISION_"
     )
     fraud_status = scoring_pb2.FraudStatus.Name(outcome.fraud_status).removeprefix("FRAUD_STATUS_")
-    for agg in events.outcome_event(
-        app,
-        item.partner_id,
-        _from_us(item.event_time_us),
-        decision=decision,
-        fraud_status=fraud_status,
-    ):
-        store.apply(json.dumps(agg, separators=(",", ":")).encode())
+    with core_errors():
+        scorer.apply_outcome(
+            app, item.partner_id, item.event_time_us, decision, fraud_status, store._core, index
+        )
 
 
 def _from_us(us: int) -> datetime:
