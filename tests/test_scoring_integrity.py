@@ -41,6 +41,7 @@ async def served(
     store = await asyncio.to_thread(open_store, None, settings)
     try:
         service = ScoringService(store, max_in_flight=max_in_flight, model=model)
+        await service.recover()  # as `lendgate serve` does before it takes calls
         async with serve_in_process({"lendgate.v1.ScoringService": ScoringServicer(service)}) as ch:
             yield service, scoring_pb2_grpc.ScoringServiceStub(ch), db
     finally:
