@@ -4,7 +4,7 @@ use super::compile::{Definitions, Element, Object, Operand, ParamBody};
 use super::query;
 use super::spec::ExceptSpec;
 use super::state::{ElemState, Entity};
-use super::value::{check_len, convert, EventView, Millis, Scalar};
+use super::value::{check_len, convert, EventView, Millis, Scalar, Val};
 use crate::error::{CoreError, CoreResult};
 use crate::normalize::{normalize_key_into, KeyKind};
 use parking_lot::Mutex;
@@ -182,8 +182,7 @@ impl AggregateStore {
             let doc = parse_event(event)?;
             f(&EventView::from_document(&doc, &self.defs.paths))
         } else {
-            let values = self.defs.paths.extract_json(event)?;
-            f(&EventView::from_extracted(&values))
+            f(&EventView::from_slots(self.defs.paths.extract_json(event)?))
         }
     }
 
@@ -208,7 +207,7 @@ impl AggregateStore {
             .time_attr
             .at(event)
             .ok_or_else(|| CoreError::invalid(defs.time_attr.as_str(), "the event has no time"))?;
-        let t = super::value::parse_time(tv, defs.time_attr.as_str())?;
+        let t = super::value::parse_time_val(tv, defs.time_attr.as_str())?;
         let w = self.watermark.load(Ordering::Acquire);
         if w != i64::MIN && t < w - defs.lateness_ms {
             return Err(CoreError::invalid(
@@ -513,8 +512,10 @@ fn build_key(
     let start = keys.len();
     for (i, (path, kind)) in o.key.iter().enumerate() {
         let raw = match path.at(event) {
-            Some(Value::String(s)) => std::borrow::Cow::Borrowed(s.as_str()),
-            Some(v @ (Value::Number(_) | Value::Bool(_))) => std::borrow::Cow::Owned(v.to_string()),
+            Some(Val::Str(s)) => std::borrow::Cow::Borrowed(&**s),
+            Some(v @ (Val::Int(_) | Val::UInt(_) | Val::Float(_) | Val::Bool(_))) => {
+                std::borrow::Cow::Owned(v.scalar_text().unwrap_or_default())
+            }
             Some(_) => {
                 return Err(CoreError::invalid(
                     path.as_str(),
@@ -616,9 +617,20 @@ fn eval_stateful(
 
 fn operand(o: &Operand, event: &EventView<'_>, done: &[Scalar]) -> Scalar {
     match o {
-        Operand::Attr(p) => p.at(event).map_or(Scalar::Null, json_scalar),
+        Operand::Attr(p) => p.at(event).map_or(Scalar::Null, val_scalar),
         Operand::Param(i) => done.get(*i).cloned().unwrap_or(Scalar::Null),
         Operand::Value(v) => json_scalar(v),
+    }
+}
+
+fn val_scalar(v: &Val<'_>) -> Scalar {
+    match v {
+        Val::Bool(b) => Scalar::Bool(*b),
+        Val::Int(i) => Scalar::Int(*i),
+        Val::UInt(u) => Scalar::Num(*u as f64),
+        Val::Float(x) => Scalar::Num(*x),
+        Val::Str(s) => Scalar::Str((**s).into()),
+        Val::Json(_) | Val::Raw(_) => Scalar::Null,
     }
 }
 
