@@ -20,6 +20,7 @@
 pub mod compile;
 pub mod filter;
 mod json;
+mod proto;
 pub mod query;
 pub mod spec;
 mod state;
