@@ -116,9 +116,21 @@ pub fn proto_event(i: u64, clients: u64) -> Vec<u8> {
     ts.set_field_by_name("seconds", P::I64(t / 1000));
     ts.set_field_by_name("nanos", P::I32((t % 1000) as i32 * 1_000_000));
     set(&mut m, "event_time", P::Message(ts));
-    set(&mut m, "partner_id", P::String(format!("partner-{}", (r >> 8) % 40)));
-    set(&mut m, "result", P::EnumNumber(if r % 3 == 0 { 2 } else { 1 }));
-    set(&mut m, "branch_id", P::String(format!("branch-{}", (r >> 9) % 400)));
+    set(
+        &mut m,
+        "partner_id",
+        P::String(format!("partner-{}", (r >> 8) % 40)),
+    );
+    set(
+        &mut m,
+        "result",
+        P::EnumNumber(if r % 3 == 0 { 2 } else { 1 }),
+    );
+    set(
+        &mut m,
+        "branch_id",
+        P::String(format!("branch-{}", (r >> 9) % 400)),
+    );
     let mut money = DynamicMessage::new(d("lendgate.v1.Money"));
     money.set_field_by_name("amount_minor", P::I64((r % 100_000) as i64 * 100));
     money.set_field_by_name("currency", P::String("RUB".into()));
@@ -131,15 +143,37 @@ pub fn proto_event(i: u64, clients: u64) -> Vec<u8> {
     let mut passport = DynamicMessage::new(d("lendgate.v1.Passport"));
     passport.set_field_by_name("series", P::String("4510".into()));
     passport.set_field_by_name("number", P::String(format!("{:06}", client % 1_000_000)));
-    passport.set_field_by_name("issuing_region", P::String(format!("region-{}", client % 85)));
+    passport.set_field_by_name(
+        "issuing_region",
+        P::String(format!("region-{}", client % 85)),
+    );
     person.set_field_by_name("passport", P::Message(passport));
-    person.set_field_by_name("emails", P::List(vec![P::String(format!("user{client}@example.org"))]));
+    person.set_field_by_name(
+        "emails",
+        P::List(vec![P::String(format!("user{client}@example.org"))]),
+    );
     set(&mut m, "applicant", P::Message(person));
-    set(&mut m, "ip_address", P::String(format!("10.{}.{}.{}", (r >> 3) % 4, (r >> 5) % 256, (r >> 7) % 256)));
+    set(
+        &mut m,
+        "ip_address",
+        P::String(format!(
+            "10.{}.{}.{}",
+            (r >> 3) % 4,
+            (r >> 5) % 256,
+            (r >> 7) % 256
+        )),
+    );
     let mut device = DynamicMessage::new(d("lendgate.v1.Device"));
-    device.set_field_by_name("device_id", P::String(format!("dev-{}", client * 2 + (r >> 30) % 2)));
+    device.set_field_by_name(
+        "device_id",
+        P::String(format!("dev-{}", client * 2 + (r >> 30) % 2)),
+    );
     device.set_field_by_name("model", P::String("Pixel 8".into()));
     set(&mut m, "device", P::Message(device));
-    set(&mut m, "session_id", P::String(format!("s-{}", r % 1_000_000_007)));
+    set(
+        &mut m,
+        "session_id",
+        P::String(format!("s-{}", r % 1_000_000_007)),
+    );
     m.encode_to_vec()
 }

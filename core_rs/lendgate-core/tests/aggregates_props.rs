@@ -45,8 +45,18 @@ type Event = (i64, Option<&'static str>, Option<&'static str>, Option<i64>);
 fn case() -> impl Strategy<Value = Case> {
     let param = (
         prop::sample::select(vec![
-            "count", "sum", "unique_count", "max", "min", "value", "any_count", "mean",
-            "median", "p90", "interval_last", "interval_first",
+            "count",
+            "sum",
+            "unique_count",
+            "max",
+            "min",
+            "value",
+            "any_count",
+            "mean",
+            "median",
+            "p90",
+            "interval_last",
+            "interval_first",
         ]),
         prop::sample::select(vec!["none", "record", "value"]),
         prop::option::of(1i64..3000),
@@ -72,7 +82,11 @@ fn case() -> impl Strategy<Value = Case> {
         prop::option::of(-3i64..5),
     );
     (
-        prop::sample::select(vec!["time_and_value", "unique", "time_and_last_unique_value"]),
+        prop::sample::select(vec![
+            "time_and_value",
+            "unique",
+            "time_and_last_unique_value",
+        ]),
         prop::collection::vec(any::<bool>(), 40),
         any::<bool>(),
         prop::option::of(1usize..6),
@@ -80,25 +94,27 @@ fn case() -> impl Strategy<Value = Case> {
         prop::collection::vec(param, 1..4),
         prop::collection::vec(event, 1..40),
     )
-        .prop_map(|(kind, expire, composite, max_records, max_days, params, steps)| {
-            let mut t = T0;
-            let events = steps
-                .into_iter()
-                .map(|(step, k1, k2, v)| {
-                    t = (t + step).max(T0);
-                    (t, k1, k2, v)
-                })
-                .collect();
-            Case {
-                kind,
-                expire,
-                composite,
-                max_records,
-                max_days,
-                params,
-                events,
-            }
-        })
+        .prop_map(
+            |(kind, expire, composite, max_records, max_days, params, steps)| {
+                let mut t = T0;
+                let events = steps
+                    .into_iter()
+                    .map(|(step, k1, k2, v)| {
+                        t = (t + step).max(T0);
+                        (t, k1, k2, v)
+                    })
+                    .collect();
+                Case {
+                    kind,
+                    expire,
+                    composite,
+                    max_records,
+                    max_days,
+                    params,
+                    events,
+                }
+            },
+        )
 }
 
 /// Array kinds that keep one record per value keep, between pruning passes, what the
@@ -136,7 +152,9 @@ fn definitions(c: &Case) -> Value {
         .map(|(i, p)| {
             let mut v = match p.agg {
                 "interval_last" | "interval_first" => {
-                    let search = p.search.map_or(json!({"any": true}), |x| json!({"equal": x}));
+                    let search = p
+                        .search
+                        .map_or(json!({"any": true}), |x| json!({"equal": x}));
                     json!({"fn": "calc_interval", "name": format!("p{i}"), "object": "O",
                            "element": "e", "unit": "minutes", "search": search,
                            "which": if p.agg == "interval_last" { "last" } else { "first" }})

@@ -114,8 +114,7 @@ impl<'a> Scanner<'a, '_, '_> {
             self.ws();
             self.expect(b':', "expected ':'")?;
             self.ws();
-            let child =
-                node.and_then(|n| self.table.nodes[n].child(&key).map(|c| c as usize));
+            let child = node.and_then(|n| self.table.nodes[n].child(&key).map(|c| c as usize));
             match child {
                 Some(c) => self.value_at(c, depth + 1)?,
                 None => self.skip_value(depth + 1)?,
@@ -401,7 +400,10 @@ fn special(b: &[u8], mut i: usize) -> usize {
         }
         i += 8;
     }
-    while b.get(i).is_some_and(|c| *c != b'"' && *c != b'\\' && *c >= 0x20) {
+    while b
+        .get(i)
+        .is_some_and(|c| *c != b'"' && *c != b'\\' && *c >= 0x20)
+    {
         i += 1;
     }
     i

@@ -65,7 +65,9 @@ enum Read {
     /// A repeated field read only as a whole: present when it has elements.
     /// `packable`: numeric elements, whose length-delimited chunk holds any number
     /// of them (zero included); otherwise each occurrence is one element.
-    Repeated { packable: bool },
+    Repeated {
+        packable: bool,
+    },
 }
 
 impl ProtoPlan {
@@ -84,17 +86,17 @@ impl ProtoPlan {
             };
             let child = *child as usize;
             let n = &table.nodes[child];
-            if field
-                .containing_oneof()
-                .is_some_and(|o| !o.is_synthetic())
-            {
+            if field.containing_oneof().is_some_and(|o| !o.is_synthetic()) {
                 return None;
             }
             let read = if field.is_map() {
                 return None;
             } else if field.is_list() {
                 Read::Repeated {
-                    packable: !matches!(field.kind(), Kind::String | Kind::Bytes | Kind::Message(_)),
+                    packable: !matches!(
+                        field.kind(),
+                        Kind::String | Kind::Bytes | Kind::Message(_)
+                    ),
                 }
             } else {
                 scalar_read(&field, table, child)?
@@ -179,7 +181,10 @@ fn scalar_read(field: &FieldDescriptor, table: &PathTable, child: usize) -> Opti
                 e.values()
                     .map(|v| {
                         let name = v.name();
-                        (v.number(), name.strip_prefix(&prefix).unwrap_or(name).into())
+                        (
+                            v.number(),
+                            name.strip_prefix(&prefix).unwrap_or(name).into(),
+                        )
                     })
                     .collect(),
             )
@@ -391,9 +396,9 @@ fn timestamp(mut body: &[u8]) -> Result<Val<'static>, String> {
 mod tests {
     use super::*;
     use crate::aggregates::value::{AttrPath, EventView};
+    use proptest::prelude::*;
     use prost::Message as _;
     use prost_reflect::{DynamicMessage, Value as PValue};
-    use proptest::prelude::*;
 
     const PATHS: &[&str] = &[
         "application_id",
@@ -558,14 +563,29 @@ mod tests {
         let (table, _) = table_of(PATHS);
         let name = "lendgate.v1.ApplicationEvent";
         let plan = ProtoPlan::compile(&desc(name), &table).unwrap();
-        for bad in [&b"\xff\xff\xff"[..], b"\x0a\x05ab", b"\x0a\x02\xff\xfe", b"\x10"] {
+        for bad in [
+            &b"\xff\xff\xff"[..],
+            b"\x0a\x05ab",
+            b"\x0a\x02\xff\xfe",
+            b"\x10",
+        ] {
             let err = plan.extract(name, bad, table.len()).unwrap_err();
-            assert!(matches!(err, CoreError::InvalidArgument { ref field, .. } if field == "request"), "{bad:?}");
-            assert!(crate::document::decode_document(name, bad).is_err(), "{bad:?}");
+            assert!(
+                matches!(err, CoreError::InvalidArgument { ref field, .. } if field == "request"),
+                "{bad:?}"
+            );
+            assert!(
+                crate::document::decode_document(name, bad).is_err(),
+                "{bad:?}"
+            );
         }
         // Unknown fields are skipped; a string field sent as a varint is refused.
-        assert!(plan.extract(name, b"\x0a\x00\xa0\x01\x01", table.len()).is_ok());
-        assert!(plan.extract(name, b"\x0a\x00\x20\x01", table.len()).is_err());
+        assert!(plan
+            .extract(name, b"\x0a\x00\xa0\x01\x01", table.len())
+            .is_ok());
+        assert!(plan
+            .extract(name, b"\x0a\x00\x20\x01", table.len())
+            .is_err());
         assert!(plan.extract(name, b"\x08\x01", table.len()).is_err());
         // `attributes` is a Struct: read through the whole document.
         let (t2, _) = table_of(&["attributes.channel"]);

@@ -59,6 +59,9 @@ impl Map {
     }
 }
 
+/// A message type's name and its plan (`None`: the type is read as a whole document).
+type ProtoPlanEntry = (Box<str>, Option<Arc<ProtoPlan>>);
+
 /// Randomly seeded per store (keys come from requests: no predictable collisions).
 type Hasher = foldhash::fast::RandomState;
 
@@ -101,7 +104,7 @@ pub struct AggregateStore {
     objects: Box<[ObjectShards]>,
     hasher: Hasher,
     /// Protobuf extraction plans by message type (`None`: decode the whole document).
-    proto_plans: parking_lot::RwLock<Vec<(Box<str>, Option<Arc<ProtoPlan>>)>>,
+    proto_plans: parking_lot::RwLock<Vec<ProtoPlanEntry>>,
     watermark: AtomicI64,
     expire_cursor: AtomicUsize,
 }
@@ -782,10 +785,7 @@ fn eval_transform(body: &ParamBody, event: &EventView<'_>, done: &[Scalar]) -> S
     };
     match body {
         ParamBody::CompareFl(a, b) => {
-            match (
-                operand_text(a, event, done),
-                operand_text(b, event, done),
-            ) {
+            match (operand_text(a, event, done), operand_text(b, event, done)) {
                 (Some(a), Some(b)) => Scalar::Num(query::compare_fl(&a, &b)),
                 _ => Scalar::Null,
             }

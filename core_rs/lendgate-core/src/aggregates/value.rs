@@ -645,8 +645,19 @@ mod tests {
             }
         }
         for bad in [
-            "[1]", "3", "\"s\"", "{", "{} x", "null", "{\"a\": 01}", "{\"a\": \"\\ud800\"}",
-            "{\"a\": tru}", "{\"a\" 1}", "{\"a\": [1,]}", "{\"a\": 1e999}", "{\"a\": \"\t\"}",
+            "[1]",
+            "3",
+            "\"s\"",
+            "{",
+            "{} x",
+            "null",
+            "{\"a\": 01}",
+            "{\"a\": \"\\ud800\"}",
+            "{\"a\": tru}",
+            "{\"a\" 1}",
+            "{\"a\": [1,]}",
+            "{\"a\": 1e999}",
+            "{\"a\": \"\t\"}",
         ] {
             let parsed = serde_json::from_str::<Value>(bad);
             assert!(parsed.as_ref().map_or(true, |v| !v.is_object()), "{bad}");
@@ -692,10 +703,13 @@ mod tests {
         leaf.prop_recursive(4, 40, 5, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                prop::collection::vec((prop::sample::select(vec!["a", "b", "c", "x"]), inner), 0..5)
-                    .prop_map(|kv| Value::Object(
-                        kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
-                    )),
+                prop::collection::vec(
+                    (prop::sample::select(vec!["a", "b", "c", "x"]), inner),
+                    0..5
+                )
+                .prop_map(|kv| Value::Object(
+                    kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+                )),
             ]
         })
     }
