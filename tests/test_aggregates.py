@@ -304,3 +304,151 @@ def test_protobuf_events_and_compare_fl() -> None:
         s.apply_proto("lendgate.v1.ApplicationEvent", b"\xff\xff\xff")
     assert compare_fl("4510123456", "4510123456") == 0.0
     assert 0 < compare_fl("4510123456", "4510123465") < 10
+
+
+PROTO_DEFS = json.dumps(
+    {
+        "time_attr": "event_time",
+        "objects": [
+            {
+                "name": "Applicant",
+                "key": [{"attr": "applicant.client_id", "kind": "text"}],
+                "elements": [
+                    {"name": "n", "kind": "count"},
+                    {
+                        "name": "amounts",
+                        "kind": "time_and_value",
+                        "attr": "loan_amount.amount_minor",
+                        "type": "integer",
+                    },
+                    {
+                        "name": "passports",
+                        "kind": "unique",
+                        "attr": "applicant.passport.number",
+                        "max_records": 10,
+                    },
+                ],
+            }
+        ],
+        "params": [
+            {
+                "fn": "calc_aggregate",
+                "name": "n",
+                "object": "Applicant",
+                "element": "n",
+                "agg": "value",
+            },
+            {
+                "fn": "calc_aggregate",
+                "name": "total",
+                "object": "Applicant",
+                "element": "amounts",
+                "agg": "sum",
+            },
+            {
+                "fn": "calc_aggregate",
+                "name": "other_passports",
+                "object": "Applicant",
+                "element": "passports",
+                "agg": "count",
+                "except": "value",
+            },
+        ],
+    }
+)
+
+
+def application(
+    seconds: int, client: str = "c1", amount: int = 500, passport: str = "4510123456"
+) -> scoring_pb2.ApplicationEvent:
+    msg = scoring_pb2.ApplicationEvent(
+        application_id="a1",
+        partner_id="P1",
+        event_time=Timestamp(seconds=seconds),
+        subtype=scoring_pb2.APPLICATION_SUBTYPE_LOAN_APP_CREATE,
+    )
+    msg.applicant.client_id = client
+    msg.applicant.passport.number = passport
+    msg.loan_amount.amount_minor = amount
+    msg.loan_amount.currency = "RUB"
+    return msg
+
+
+def test_protobuf_events_read_only_the_needed_fields_as_the_document_would() -> None:
+    s = AggregateStore(PROTO_DEFS)
+    name = "lendgate.v1.ApplicationEvent"
+    first = application(T0 // 1000).SerializeToString()
+    assert s.apply_proto(name, first) == {"n": 1, "total": 500, "other_passports": 0}
+    # Two messages back to back merge (protobuf semantics): the later passport wins.
+    later = application(T0 // 1000 + 60, passport="4510999999").SerializeToString()
+    merged = first + later
+    assert s.apply_proto(name, merged) == {"n": 2, "total": 1000, "other_passports": 1}
+    # The same event as JSON answers the same (the proto document's field names).
+    doc = {
+        "event_time": T0 + 120_000,
+        "applicant": {"client_id": "c1", "passport": {"number": "4510123456"}},
+        "loan_amount": {"amount_minor": 500},
+    }
+    assert s.evaluate(json.dumps(doc).encode()) == s.evaluate_proto(
+        name, application(T0 // 1000 + 120).SerializeToString()
+    )
+
+
+def test_bad_input_through_every_entry_point_is_refused_and_changes_nothing() -> None:
+    s = AggregateStore(PROTO_DEFS)
+    name = "lendgate.v1.ApplicationEvent"
+    s.apply_proto(name, application(T0 // 1000).SerializeToString())
+    before = s.snapshot()
+    good = application(T0 // 1000 + 1).SerializeToString()
+    bad_proto = [
+        (application(-2_208_988_800).SerializeToString(), "event_time"),  # 1900-01-01
+        (application(7_258_118_400).SerializeToString(), "event_time"),  # 2200-01-01
+        (application(T0 // 1000 + 1, client="x" * 5000).SerializeToString(), "applicant.client_id"),
+        (
+            application(T0 // 1000 + 1, passport="9" * 5000).SerializeToString(),
+            "applicant.passport.number",
+        ),
+        # applicant.client_id with invalid UTF-8, applicant (field 10) sent as a varint,
+        # a length that runs past the end.
+        (good + b"\x52\x04\x0a\x02\xff\xfe", "request"),
+        (good + b"\x50\x01", "request"),
+        (good + b"\x52\x7f\x01", "request"),
+        (b"\xff\xff\xff", "request"),
+    ]
+    for data, field in bad_proto:
+        with pytest.raises(InvalidArgumentError) as err:
+            s.apply_proto(name, data)
+        assert err.value.violations[0].field == field, data[:40]
+    bad_json = [
+        (b'{"event_time": 1709251200001, "applicant": {"client_id": "\xff"}}', "event"),
+        (b'{"event_time": 1709251200001, "x": "\\ud800"}', "event"),
+        (b'{"event_time": 1e999}', "event"),
+        (b'{"a": ' * 10_000 + b"1" + b"}" * 10_000, "event"),
+        (json.dumps({"event_time": 1.5e12}).encode(), "event_time"),
+        (json.dumps({"event_time": True}).encode(), "event_time"),
+        (
+            json.dumps(
+                {
+                    "event_time": T0 + 1,
+                    "applicant": {"client_id": "c1"},
+                    "loan_amount": {"amount_minor": 1.5},
+                }
+            ).encode(),
+            "loan_amount.amount_minor",
+        ),
+        (
+            json.dumps(
+                {
+                    "event_time": T0 + 1,
+                    "applicant": {"client_id": {"id": "c1"}},
+                }
+            ).encode(),
+            "applicant.client_id",
+        ),
+    ]
+    for data, field in bad_json:
+        with pytest.raises(InvalidArgumentError) as err:
+            s.apply(data)
+        assert err.value.violations[0].field == field, data[:40]
+    assert s.snapshot() == before
+    assert s.apply_proto(name, good)["n"] == 2

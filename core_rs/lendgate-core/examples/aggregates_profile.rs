@@ -3,11 +3,14 @@
 //! ```text
 //! cargo build --release -p lendgate-core --example aggregates_profile
 //! valgrind --tool=callgrind --toggle-collect='*measured*' \
-//!     target/release/examples/aggregates_profile [json|value] [clients] [events]
+//!     target/release/examples/aggregates_profile [json|value|proto|proto_doc] [clients] [events]
 //! ```
 //!
 //! It warms a store with the seed-003 pack (3 events per client), then applies
 //! `events` more inside `measured`, so callgrind's total is the cost of those events.
+//! `proto` applies `lendgate.v1.ApplicationEvent` bytes to a proto-shaped pack with
+//! `apply_proto` (only the fields read are decoded); `proto_doc` applies the same bytes
+//! the way `apply_proto` did before: the whole document, then `apply_value`.
 
 #[path = "../benches/agg_workload.rs"]
 mod workload;
@@ -34,11 +37,63 @@ fn measured_value(store: &AggregateStore, events: &[Value]) -> usize {
     n
 }
 
+#[inline(never)]
+fn measured_proto(store: &AggregateStore, events: &[Vec<u8>]) -> usize {
+    let mut n = 0;
+    for ev in events {
+        n += store
+            .apply_proto("lendgate.v1.ApplicationEvent", ev)
+            .expect("apply")
+            .len();
+    }
+    n
+}
+
+#[inline(never)]
+fn measured_proto_doc(store: &AggregateStore, events: &[Vec<u8>]) -> usize {
+    let mut n = 0;
+    for ev in events {
+        let doc = lendgate_core::document::decode_document("lendgate.v1.ApplicationEvent", ev)
+            .expect("decode");
+        n += store.apply_value(&doc).expect("apply").len();
+    }
+    n
+}
+
+fn proto_main(mode: &str, clients: u64, n: u64) {
+    let store = AggregateStore::new(workload::proto_pack());
+    let warm = clients * 3;
+    let all: Vec<Vec<u8>> = (0..warm + n)
+        .map(|i| workload::proto_event(i, clients))
+        .collect();
+    for ev in &all[..warm as usize] {
+        store
+            .apply_proto("lendgate.v1.ApplicationEvent", ev)
+            .expect("warm");
+    }
+    let events = &all[warm as usize..];
+    let start = std::time::Instant::now();
+    let out = if mode == "proto" {
+        measured_proto(&store, events)
+    } else {
+        measured_proto_doc(&store, events)
+    };
+    let secs = start.elapsed().as_secs_f64();
+    black_box(out);
+    eprintln!(
+        "{mode}: {n} events over {clients} clients in {secs:.3}s = {:.2} us/event",
+        secs * 1e6 / n as f64
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mode = args.get(1).map_or("json", String::as_str);
     let clients: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let n: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    if mode.starts_with("proto") {
+        return proto_main(mode, clients, n);
+    }
     let store = AggregateStore::new(workload::pack());
     let warm = clients * 3;
     for i in 0..warm {

@@ -5,7 +5,7 @@
 //! built-in [`FieldFilter`] covers the seed's filters: a conjunction (or disjunction)
 //! of comparisons of one attribute with literals, given as structured data.
 
-use super::value::{AttrPath, EventView};
+use super::value::{AttrPath, EventView, Val};
 use crate::error::{CoreError, CoreResult};
 use serde::Deserialize;
 use serde_json::Value;
@@ -188,28 +188,27 @@ pub fn json_eq(a: &Value, b: &Value) -> bool {
     }
 }
 
-fn as_number(v: &Value) -> Option<f64> {
+fn as_number(v: &Val<'_>) -> Option<f64> {
     match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
+        Val::Str(s) => s.trim().parse().ok(),
+        other => other.as_f64(),
     }
 }
 
 impl Cond {
     fn holds(&self, event: &Value) -> bool {
-        self.holds_value(self.path.get(event))
+        self.holds_value(self.path.get(event).and_then(Val::from_json).as_ref())
     }
 
     #[inline]
-    fn holds_value(&self, v: Option<&Value>) -> bool {
+    fn holds_value(&self, v: Option<&Val<'_>>) -> bool {
         match (&self.op, v) {
             (Op::Exists(want), v) => v.is_some() == *want,
-            (Op::Ne(lit), v) => v.map_or(true, |v| !json_eq(v, lit)),
-            (Op::NotIn(lits), v) => v.map_or(true, |v| !lits.iter().any(|l| json_eq(v, l))),
+            (Op::Ne(lit), v) => v.map_or(true, |v| !v.eq_json(lit)),
+            (Op::NotIn(lits), v) => v.map_or(true, |v| !lits.iter().any(|l| v.eq_json(l))),
             (_, None) => false,
-            (Op::Eq(lit), Some(v)) => json_eq(v, lit),
-            (Op::In(lits), Some(v)) => lits.iter().any(|l| json_eq(v, l)),
+            (Op::Eq(lit), Some(v)) => v.eq_json(lit),
+            (Op::In(lits), Some(v)) => lits.iter().any(|l| v.eq_json(l)),
             (Op::Gt(x), Some(v)) => as_number(v).is_some_and(|n| n > *x),
             (Op::Gte(x), Some(v)) => as_number(v).is_some_and(|n| n >= *x),
             (Op::Lt(x), Some(v)) => as_number(v).is_some_and(|n| n < *x),

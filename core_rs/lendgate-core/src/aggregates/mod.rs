@@ -19,6 +19,8 @@
 
 pub mod compile;
 pub mod filter;
+mod json;
+mod proto;
 pub mod query;
 pub mod spec;
 mod state;
@@ -28,4 +30,4 @@ pub mod value;
 pub use compile::{Definitions, ExprCompiler};
 pub use filter::EventFilter;
 pub use store::{AggregateStore, ExpireProgress, ParamValues, SNAPSHOT_VERSION};
-pub use value::Scalar;
+pub use value::{Scalar, Val};

@@ -81,7 +81,7 @@ impl ElemState {
                     *self = Self::Records(Vec::new());
                 }
                 if let Self::Records(recs) = self {
-                    insert_record(recs, e.kind, t, v);
+                    insert_record(recs, e, t, v);
                 }
             }
             K::DateAndCounter => {
@@ -200,12 +200,16 @@ fn worth_draining(drop: usize, len: usize) -> bool {
     drop > 0 && (drop == len || drop * 8 >= len.max(8))
 }
 
-fn insert_record(recs: &mut Vec<Rec>, kind: ElementKind, t: Millis, v: Scalar) {
-    let keep_first = kind == ElementKind::Unique;
-    if kind != ElementKind::TimeAndValue {
+fn insert_record(recs: &mut Vec<Rec>, e: &Element, t: Millis, v: Scalar) {
+    let keep_first = e.kind == ElementKind::Unique;
+    if e.kind != ElementKind::TimeAndValue {
         if let Some(i) = recs.iter().position(|r| r.v == v) {
             let moves = if keep_first {
-                t < recs[i].t
+                // A record no query at `t` can see any more (older than the horizon, or
+                // beyond the depth in records) counts as gone: the value seen again
+                // starts a new record. Whether pruning has already removed it must not
+                // change any answer.
+                t < recs[i].t || !live_at(recs, i, e, t)
             } else {
                 t > recs[i].t
             };
@@ -217,6 +221,13 @@ fn insert_record(recs: &mut Vec<Rec>, kind: ElementKind, t: Millis, v: Scalar) {
     }
     let at = recs.partition_point(|r| r.t <= t);
     recs.insert(at, Rec { t, v });
+}
+
+/// Whether record `i` is still visible to a query at time `t` (within the element's
+/// horizon and among the newest `max_records` records at or before `t`).
+fn live_at(recs: &[Rec], i: usize, e: &Element, t: Millis) -> bool {
+    let upto_t = recs.partition_point(|r| r.t <= t);
+    recs[i].t > t - e.horizon_ms && i >= upto_t.saturating_sub(e.max_records as usize)
 }
 
 /// Index of the bucket of width `w` that holds time `t` (UTC days or hours).

@@ -1,17 +1,18 @@
 //! The in-memory store: per object, sharded maps from normalised key to element state.
 
 use super::compile::{Definitions, Element, Object, Operand, ParamBody};
+use super::proto::ProtoPlan;
 use super::query;
 use super::spec::ExceptSpec;
 use super::state::{ElemState, Entity};
-use super::value::{check_len, convert, EventView, Millis, Scalar};
+use super::value::{check_len, convert, EventView, Millis, Scalar, Val};
 use crate::error::{CoreError, CoreResult};
 use crate::normalize::{normalize_key_into, KeyKind};
 use parking_lot::Mutex;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Shards per object: a power of two, enough that two cores rarely meet on one lock.
 const SHARDS: usize = 64;
@@ -22,7 +23,47 @@ const SNAPSHOT_MAGIC: &[u8; 8] = b"LGAGSNAP";
 /// Version of the snapshot format.
 pub const SNAPSHOT_VERSION: u16 = 1;
 
-type Map = HashMap<Box<str>, Entity, foldhash::fast::RandomState>;
+/// The keys of one shard: each key is hashed once per event, and that one hash picks
+/// the shard (top bits) and the bucket (all bits).
+#[derive(Default)]
+struct Map {
+    table: hashbrown::HashTable<(Box<str>, Entity)>,
+}
+
+impl Map {
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn get_mut(&mut self, hash: u64, key: &str) -> Option<&mut Entity> {
+        self.table
+            .find_mut(hash, |(k, _)| **k == *key)
+            .map(|(_, e)| e)
+    }
+
+    /// Inserts a key known to be absent; returns its entity.
+    fn insert(&mut self, hasher: &Hasher, hash: u64, key: &str, ent: Entity) -> &mut Entity {
+        &mut self
+            .table
+            .insert_unique(hash, (key.into(), ent), |(k, _)| hasher.hash_one(&**k))
+            .into_mut()
+            .1
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(Box<str>, Entity)> {
+        self.table.iter()
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&mut Entity) -> bool) {
+        self.table.retain(|(_, e)| keep(e));
+    }
+}
+
+/// A message type's name and its plan (`None`: the type is read as a whole document).
+type ProtoPlanEntry = (Box<str>, Option<Arc<ProtoPlan>>);
+
+/// Randomly seeded per store (keys come from requests: no predictable collisions).
+type Hasher = foldhash::fast::RandomState;
 
 struct ObjectShards {
     shards: Box<[Mutex<Map>]>,
@@ -35,11 +76,8 @@ impl ObjectShards {
         }
     }
 
-    fn shard(&self, key: &str) -> &Mutex<Map> {
-        // A fixed seed: shard choice only spreads load; the maps themselves use
-        // randomly seeded hashers.
-        let h = foldhash::fast::FixedState::with_seed(0x6c65_6e64).hash_one(key);
-        &self.shards[(h >> 58) as usize % SHARDS]
+    fn shard(&self, hash: u64) -> &Mutex<Map> {
+        &self.shards[(hash >> 58) as usize % SHARDS]
     }
 }
 
@@ -64,6 +102,9 @@ pub struct ExpireProgress {
 pub struct AggregateStore {
     defs: Definitions,
     objects: Box<[ObjectShards]>,
+    hasher: Hasher,
+    /// Protobuf extraction plans by message type (`None`: decode the whole document).
+    proto_plans: parking_lot::RwLock<Vec<ProtoPlanEntry>>,
     watermark: AtomicI64,
     expire_cursor: AtomicUsize,
 }
@@ -103,6 +144,8 @@ impl AggregateStore {
         Self {
             defs,
             objects,
+            hasher: Hasher::default(),
+            proto_plans: parking_lot::RwLock::new(Vec::new()),
             watermark: AtomicI64::new(i64::MIN),
             expire_cursor: AtomicUsize::new(0),
         }
@@ -150,16 +193,56 @@ impl AggregateStore {
     }
 
     /// [`Self::apply`] for a serialized protobuf message of type `full_name` (a
-    /// `lendgate.v1` message), decoded in Rust into the event document.
+    /// `lendgate.v1` message). Only the fields the definitions read are decoded (see
+    /// `aggregates::proto`), unless an expression filter needs the whole document.
     pub fn apply_proto(&self, full_name: &str, bytes: &[u8]) -> CoreResult<ParamValues> {
-        let doc = crate::document::decode_document(full_name, bytes)?;
-        self.apply_value(&doc)
+        self.with_proto(full_name, bytes, |view| self.apply_view(view))
     }
 
     /// [`Self::evaluate`] for a serialized protobuf message of type `full_name`.
     pub fn evaluate_proto(&self, full_name: &str, bytes: &[u8]) -> CoreResult<ParamValues> {
-        let doc = crate::document::decode_document(full_name, bytes)?;
-        self.evaluate_value(&doc)
+        self.with_proto(full_name, bytes, |view| self.evaluate_view(view))
+    }
+
+    fn with_proto<R>(
+        &self,
+        full_name: &str,
+        bytes: &[u8],
+        f: impl FnOnce(&EventView<'_>) -> CoreResult<R>,
+    ) -> CoreResult<R> {
+        match self.proto_plan(full_name)? {
+            Some(plan) => f(&EventView::from_slots(plan.extract(
+                full_name,
+                bytes,
+                self.defs.paths.len(),
+            )?)),
+            None => {
+                let doc = crate::document::decode_document(full_name, bytes)?;
+                f(&EventView::from_document(&doc, &self.defs.paths))
+            }
+        }
+    }
+
+    /// The extraction plan of a message type, compiled on first use.
+    fn proto_plan(&self, full_name: &str) -> CoreResult<Option<Arc<ProtoPlan>>> {
+        if let Some((_, plan)) = self
+            .proto_plans
+            .read()
+            .iter()
+            .find(|(n, _)| &**n == full_name)
+        {
+            return Ok(plan.clone());
+        }
+        let desc = crate::document::message_descriptor(full_name)?;
+        let plan = (!self.defs.needs_document)
+            .then(|| ProtoPlan::compile(&desc, &self.defs.paths))
+            .flatten()
+            .map(Arc::new);
+        let mut plans = self.proto_plans.write();
+        if !plans.iter().any(|(n, _)| &**n == full_name) {
+            plans.push((full_name.into(), plan.clone()));
+        }
+        Ok(plan)
     }
 
     /// The values [`Self::apply`] would return for this event, without changing
@@ -182,8 +265,7 @@ impl AggregateStore {
             let doc = parse_event(event)?;
             f(&EventView::from_document(&doc, &self.defs.paths))
         } else {
-            let values = self.defs.paths.extract_json(event)?;
-            f(&EventView::from_extracted(&values))
+            f(&EventView::from_slots(self.defs.paths.extract_json(event)?))
         }
     }
 
@@ -208,7 +290,7 @@ impl AggregateStore {
             .time_attr
             .at(event)
             .ok_or_else(|| CoreError::invalid(defs.time_attr.as_str(), "the event has no time"))?;
-        let t = super::value::parse_time(tv, defs.time_attr.as_str())?;
+        let t = super::value::parse_time_val(tv, defs.time_attr.as_str())?;
         let w = self.watermark.load(Ordering::Acquire);
         if w != i64::MIN && t < w - defs.lateness_ms {
             return Err(CoreError::invalid(
@@ -229,7 +311,7 @@ impl AggregateStore {
             updates: Vec::with_capacity(n_elems),
             current: Vec::with_capacity(n_elems),
         };
-        let mut seen = Vec::new();
+        let mut seen = Vec::with_capacity(defs.objects.len());
         for o in &defs.objects {
             prepare_object(o, event, &mut p, &mut seen)?;
         }
@@ -264,8 +346,9 @@ impl AggregateStore {
             if !changes && obj.params_before.is_empty() && obj.params_after.is_empty() {
                 continue;
             }
-            let mut shard = self.objects[oi].shard(prep.key).lock();
-            let existing = shard.get_mut(prep.key);
+            let hash = self.hasher.hash_one(prep.key);
+            let mut shard = self.objects[oi].shard(hash).lock();
+            let existing = shard.get_mut(hash, prep.key);
             for &pi in &obj.params_before {
                 out[pi] = eval_stateful(&defs.params[pi].body, obj, existing.as_deref(), p.t, prep);
             }
@@ -279,8 +362,7 @@ impl AggregateStore {
                 (true, true, None) => {
                     let mut ent = Entity::new(obj.elements.len());
                     apply_updates(&mut ent, obj, p.t, prep, cut);
-                    shard.insert(prep.key.into(), ent);
-                    shard.get(prep.key)
+                    Some(&*shard.insert(&self.hasher, hash, prep.key, ent))
                 }
                 (true, false, existing) => {
                     scratch = existing
@@ -324,7 +406,7 @@ impl AggregateStore {
             let obj = &self.defs.objects[oi];
             let mut shard = self.objects[oi].shards[si].lock();
             let before = shard.len();
-            shard.retain(|_, ent| {
+            shard.retain(|ent| {
                 for (st, el) in ent.elems.iter_mut().zip(&obj.elements) {
                     st.prune(el, cut);
                 }
@@ -405,7 +487,12 @@ impl AggregateStore {
                     if ent.elems.len() != n_elems {
                         return Err(bad("an entity does not match its object".into()));
                     }
-                    obj.shard(&k).lock().insert(k.into_boxed_str(), ent);
+                    let hash = store.hasher.hash_one(k.as_str());
+                    let mut shard = obj.shard(hash).lock();
+                    if shard.get_mut(hash, &k).is_some() {
+                        return Err(bad(format!("key {k:?} appears twice")));
+                    }
+                    shard.insert(&store.hasher, hash, &k, ent);
                 }
             }
         }
@@ -513,8 +600,10 @@ fn build_key(
     let start = keys.len();
     for (i, (path, kind)) in o.key.iter().enumerate() {
         let raw = match path.at(event) {
-            Some(Value::String(s)) => std::borrow::Cow::Borrowed(s.as_str()),
-            Some(v @ (Value::Number(_) | Value::Bool(_))) => std::borrow::Cow::Owned(v.to_string()),
+            Some(Val::Str(s)) => std::borrow::Cow::Borrowed(&**s),
+            Some(v @ (Val::Int(_) | Val::UInt(_) | Val::Float(_) | Val::Bool(_))) => {
+                std::borrow::Cow::Owned(v.scalar_text().unwrap_or_default())
+            }
             Some(_) => {
                 return Err(CoreError::invalid(
                     path.as_str(),
@@ -614,11 +703,34 @@ fn eval_stateful(
     }
 }
 
-fn operand(o: &Operand, event: &EventView<'_>, done: &[Scalar]) -> Scalar {
+/// An operand as text, borrowed from the event or the results where it can be.
+fn operand_text<'a>(
+    o: &'a Operand,
+    event: &'a EventView<'_>,
+    done: &'a [Scalar],
+) -> Option<std::borrow::Cow<'a, str>> {
+    use std::borrow::Cow;
     match o {
-        Operand::Attr(p) => p.at(event).map_or(Scalar::Null, json_scalar),
-        Operand::Param(i) => done.get(*i).cloned().unwrap_or(Scalar::Null),
-        Operand::Value(v) => json_scalar(v),
+        Operand::Attr(p) => match p.at(event)? {
+            Val::Str(s) => Some(Cow::Borrowed(&**s)),
+            other => as_text(&val_scalar(other)).map(Cow::Owned),
+        },
+        Operand::Param(i) => match done.get(*i)? {
+            Scalar::Str(s) => Some(Cow::Borrowed(&**s)),
+            other => as_text(other).map(Cow::Owned),
+        },
+        Operand::Value(v) => as_text(&json_scalar(v)).map(Cow::Owned),
+    }
+}
+
+fn val_scalar(v: &Val<'_>) -> Scalar {
+    match v {
+        Val::Bool(b) => Scalar::Bool(*b),
+        Val::Int(i) => Scalar::Int(*i),
+        Val::UInt(u) => Scalar::Num(*u as f64),
+        Val::Float(x) => Scalar::Num(*x),
+        Val::Str(s) => Scalar::Str((**s).into()),
+        Val::Json(_) | Val::Raw(_) => Scalar::Null,
     }
 }
 
@@ -650,8 +762,20 @@ fn as_number(s: &Scalar) -> Option<f64> {
     }
 }
 
+/// An operand as a number, without building a [`Scalar`] for it.
+fn operand_number(o: &Operand, event: &EventView<'_>, done: &[Scalar]) -> Option<f64> {
+    match o {
+        Operand::Attr(p) => match p.at(event)? {
+            Val::Str(s) => s.trim().parse().ok(),
+            other => other.as_f64(),
+        },
+        Operand::Param(i) => as_number(done.get(*i)?),
+        Operand::Value(v) => as_number(&json_scalar(v)),
+    }
+}
+
 fn eval_transform(body: &ParamBody, event: &EventView<'_>, done: &[Scalar]) -> Scalar {
-    let num = |o: &Operand| as_number(&operand(o, event, done));
+    let num = |o: &Operand| operand_number(o, event, done);
     let finite = |x: f64| {
         if x.is_finite() {
             Scalar::Num(x)
@@ -661,10 +785,7 @@ fn eval_transform(body: &ParamBody, event: &EventView<'_>, done: &[Scalar]) -> S
     };
     match body {
         ParamBody::CompareFl(a, b) => {
-            match (
-                as_text(&operand(a, event, done)),
-                as_text(&operand(b, event, done)),
-            ) {
+            match (operand_text(a, event, done), operand_text(b, event, done)) {
                 (Some(a), Some(b)) => Scalar::Num(query::compare_fl(&a, &b)),
                 _ => Scalar::Null,
             }
@@ -677,11 +798,11 @@ fn eval_transform(body: &ParamBody, event: &EventView<'_>, done: &[Scalar]) -> S
             (Some(a), Some(b)) => finite(a * b),
             _ => Scalar::Null,
         },
-        ParamBody::Sum(ops) => {
-            let vals: Option<Vec<f64>> = ops.iter().map(num).collect();
-            vals.map_or(Scalar::Null, |v| finite(v.iter().sum()))
-        }
-        ParamBody::Substring { of, start, len } => as_text(&operand(of, event, done))
+        ParamBody::Sum(ops) => ops
+            .iter()
+            .try_fold(-0.0, |acc, o| num(o).map(|x| acc + x))
+            .map_or(Scalar::Null, finite),
+        ParamBody::Substring { of, start, len } => operand_text(of, event, done)
             .map_or(Scalar::Null, |s| {
                 Scalar::Str(query::substring(&s, *start, *len).into())
             }),

@@ -118,11 +118,8 @@ impl AttrPath {
 
     /// The value at this path in an event view, or `None` when missing or null.
     #[inline]
-    pub fn at<'a>(&self, ev: &EventView<'a>) -> Option<&'a Value> {
-        match ev.slots.get(self.slot as usize) {
-            Some(v) => *v,
-            None => ev.doc.and_then(|d| self.get(d)),
-        }
+    pub fn at<'v, 'a>(&self, ev: &'v EventView<'a>) -> Option<&'v Val<'a>> {
+        ev.slots.get(self.slot as usize).and_then(Option::as_ref)
     }
 
     /// The path as written.
@@ -138,14 +135,114 @@ impl AttrPath {
         }
         (!cur.is_null()).then_some(cur)
     }
+}
 
-    /// The value at this path inside `v`, the value at `prefix` (a prefix of this path).
-    fn get_suffix<'a>(&self, v: &'a Value, prefix: &AttrPath) -> Option<&'a Value> {
-        let mut cur = v;
-        for part in self.parts.get(prefix.parts.len()..)?.iter() {
-            cur = cur.as_object()?.get(&**part)?;
+/// One attribute's value in an event, borrowed from the event wherever it can be:
+/// what the aggregates read of an event without building a JSON document.
+///
+/// Numbers keep the three forms a JSON parser gives them (`1` is an integer, `1.0` a
+/// float), so conversions and comparisons behave exactly as on a parsed document.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val<'a> {
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer that fits `i64`.
+    Int(i64),
+    /// A positive integer above `i64::MAX`.
+    UInt(u64),
+    /// A number with a fraction or an exponent (or beyond the 64-bit integers).
+    Float(f64),
+    /// A string (borrowed unless it had escapes or was formatted for the view).
+    Str(std::borrow::Cow<'a, str>),
+    /// An object or an array of a parsed document.
+    Json(&'a Value),
+    /// An object or an array, as its JSON text (or a short description of a
+    /// protobuf message): present, but not a scalar.
+    Raw(&'a str),
+}
+
+impl<'a> Val<'a> {
+    /// The view of one value of a parsed document (`None` for `null`).
+    pub fn from_json(v: &'a Value) -> Option<Self> {
+        Some(match v {
+            Value::Null => return None,
+            Value::Bool(b) => Self::Bool(*b),
+            Value::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    Self::Int(i)
+                } else if let Some(u) = n.as_u64() {
+                    Self::UInt(u)
+                } else {
+                    Self::Float(n.as_f64().unwrap_or(f64::NAN))
+                }
+            }
+            Value::String(s) => Self::Str(std::borrow::Cow::Borrowed(s.as_str())),
+            Value::Array(_) | Value::Object(_) => Self::Json(v),
+        })
+    }
+
+    /// The number, for numeric comparisons (`None` for strings and the rest).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Self::Int(i) => Some(*i as f64),
+            Self::UInt(u) => Some(*u as f64),
+            Self::Float(x) => Some(*x),
+            _ => None,
         }
-        Some(cur)
+    }
+
+    /// The value as a 64-bit integer, as `serde_json::Number::as_i64` would give it.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Self::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// A number or a boolean as its JSON text (`None` for strings and compounds).
+    pub fn scalar_text(&self) -> Option<String> {
+        match self {
+            Self::Bool(b) => Some(b.to_string()),
+            Self::Int(i) => Some(i.to_string()),
+            Self::UInt(u) => Some(u.to_string()),
+            Self::Float(x) => Some(
+                serde_json::Number::from_f64(*x).map_or_else(|| x.to_string(), |n| n.to_string()),
+            ),
+            _ => None,
+        }
+    }
+
+    /// JSON equality with a literal of a definition, numbers compared by value
+    /// (`1 == 1.0`), as [`super::filter::json_eq`] compares two documents.
+    pub fn eq_json(&self, lit: &Value) -> bool {
+        match (self, lit) {
+            (Self::Bool(a), Value::Bool(b)) => a == b,
+            (Self::Str(a), Value::String(b)) => **a == **b,
+            (Self::Int(_) | Self::UInt(_) | Self::Float(_), Value::Number(n)) => {
+                self.as_f64() == n.as_f64()
+            }
+            (Self::Json(v), lit) => super::filter::json_eq(v, lit),
+            (Self::Raw(text), Value::Array(_) | Value::Object(_)) => {
+                serde_json::from_str::<Value>(text).is_ok_and(|v| super::filter::json_eq(&v, lit))
+            }
+            _ => false,
+        }
+    }
+
+    /// A short text of the value for error messages.
+    pub(crate) fn short(&self) -> String {
+        let mut s = match self {
+            Self::Str(s) => Value::String(s.to_string()).to_string(),
+            Self::Json(v) => v.to_string(),
+            Self::Raw(t) => (*t).to_string(),
+            other => other.scalar_text().unwrap_or_default(),
+        };
+        if s.len() > 60 {
+            let cut = (0..=60).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+            s.truncate(cut);
+            s.push('…');
+        }
+        s
     }
 }
 
@@ -154,7 +251,7 @@ impl AttrPath {
 #[derive(Debug)]
 pub struct EventView<'a> {
     pub(crate) doc: Option<&'a Value>,
-    pub(crate) slots: Vec<Option<&'a Value>>,
+    pub(crate) slots: Vec<Option<Val<'a>>>,
 }
 
 impl<'a> EventView<'a> {
@@ -162,19 +259,18 @@ impl<'a> EventView<'a> {
     pub fn from_document(doc: &'a Value, paths: &PathTable) -> Self {
         Self {
             doc: Some(doc),
-            slots: paths.paths.iter().map(|p| p.get(doc)).collect(),
+            slots: paths
+                .paths
+                .iter()
+                .map(|p| p.get(doc).and_then(Val::from_json))
+                .collect(),
         }
     }
 
-    /// A view of values extracted by [`PathTable::extract_json`] (no whole document).
-    pub fn from_extracted(values: &'a [Option<Value>]) -> Self {
-        Self {
-            doc: None,
-            slots: values
-                .iter()
-                .map(|v| v.as_ref().filter(|v| !v.is_null()))
-                .collect(),
-        }
+    /// A view of values extracted without a document (JSON bytes or protobuf), in
+    /// slot order.
+    pub fn from_slots(slots: Vec<Option<Val<'a>>>) -> Self {
+        Self { doc: None, slots }
     }
 
     /// The whole document, when the view was made from one.
@@ -184,22 +280,33 @@ impl<'a> EventView<'a> {
 }
 
 /// The distinct attribute paths of a set of definitions, in slot order, and a trie of
-/// them that extracts exactly those values from JSON bytes without building the rest
-/// of the document.
+/// them that extracts exactly those values from JSON bytes or protobuf messages
+/// without building the rest of the document.
 #[derive(Debug, Default)]
 pub struct PathTable {
-    paths: Vec<AttrPath>,
+    pub(crate) paths: Vec<AttrPath>,
     index: std::collections::HashMap<Box<str>, u32>,
-    nodes: Vec<TrieNode>,
+    pub(crate) nodes: Vec<TrieNode>,
 }
 
 #[derive(Debug, Default)]
-struct TrieNode {
-    children: Vec<(Box<str>, u32)>,
+pub(crate) struct TrieNode {
+    pub(crate) children: Vec<(Box<str>, u32)>,
     /// The slot of the path ending here.
-    slot: Option<u32>,
+    pub(crate) slot: Option<u32>,
     /// The slots of this node and every node below it.
-    below: Box<[u32]>,
+    pub(crate) below: Box<[u32]>,
+}
+
+impl TrieNode {
+    /// The child named `name`.
+    #[inline]
+    pub(crate) fn child(&self, name: &str) -> Option<u32> {
+        self.children
+            .iter()
+            .find(|(k, _)| &**k == name)
+            .map(|(_, c)| *c)
+    }
 }
 
 impl PathTable {
@@ -251,7 +358,7 @@ impl PathTable {
         }
     }
 
-    /// Slots under node `n` (for clearing on a repeated JSON key).
+    /// Slots under node `n` (for clearing on a repeated key).
     fn subtree_slots(&self, n: usize, out: &mut Vec<u32>) {
         let node = &self.nodes[n];
         out.extend(node.slot);
@@ -260,190 +367,33 @@ impl PathTable {
         }
     }
 
-    /// Parses JSON bytes, keeping only the values at the table's paths (by slot).
-    /// Errors as parsing the whole document would: not JSON, or not an object.
-    pub fn extract_json(&self, bytes: &[u8]) -> CoreResult<Vec<Option<Value>>> {
-        use serde::de::DeserializeSeed;
-        let mut out = vec![None; self.paths.len()];
-        let mut seen = vec![false; self.nodes.len()];
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let mut not_object = false;
-        NodeSeed {
-            table: self,
-            node: 0,
-            out: &mut out,
-            seen: &mut seen,
-            root_not_object: Some(&mut not_object),
-        }
-        .deserialize(&mut de)
-        .and_then(|()| de.end())
-        .map_err(|e| CoreError::invalid("event", format!("not a JSON document: {e}")))?;
-        if not_object {
-            return Err(CoreError::invalid(
-                "event",
-                "the event must be a JSON object",
-            ));
-        }
-        Ok(out)
+    /// Scans JSON bytes, keeping only the values at the table's paths (by slot),
+    /// borrowed from `bytes`. Errors as parsing the whole document would: not JSON, or
+    /// not an object.
+    pub fn extract_json<'a>(&self, bytes: &'a [u8]) -> CoreResult<Vec<Option<Val<'a>>>> {
+        super::json::extract(self, bytes)
     }
 }
 
-struct NodeSeed<'t, 's> {
-    table: &'t PathTable,
-    node: usize,
-    out: &'s mut Vec<Option<Value>>,
-    seen: &'s mut Vec<bool>,
-    root_not_object: Option<&'s mut bool>,
-}
-
-impl NodeSeed<'_, '_> {
-    fn clear(&mut self) {
-        if std::mem::replace(&mut self.seen[self.node], true) {
-            for &s in self.table.nodes[self.node].below.iter() {
-                self.out[s as usize] = None;
-            }
-        }
-    }
-
-    fn not_object<E>(self) -> Result<(), E> {
-        if let Some(flag) = self.root_not_object {
-            *flag = true;
-        }
-        Ok(())
-    }
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for NodeSeed<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(mut self, d: D) -> Result<(), D::Error> {
-        use serde::Deserialize;
-        if self.node != 0 {
-            // A repeated key replaces what an earlier occurrence set (last wins, as
-            // when the whole document is parsed).
-            self.clear();
-        }
-        let node = &self.table.nodes[self.node];
-        if let (Some(slot), false) = (node.slot, self.node == 0) {
-            let v = Value::deserialize(d)?;
-            if !node.children.is_empty() {
-                for &s in node.below.iter() {
-                    if s != slot {
-                        self.out[s as usize] = self.table.paths[s as usize]
-                            .get_suffix(&v, &self.table.paths[slot as usize])
-                            .cloned();
-                    }
-                }
-            }
-            self.out[slot as usize] = Some(v);
-            return Ok(());
-        }
-        d.deserialize_any(self)
-    }
-}
-
-struct KeySeed<'t> {
-    children: &'t [(Box<str>, u32)],
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for KeySeed<'_> {
-    type Value = Option<u32>;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<u32>, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for KeySeed<'_> {
-    type Value = Option<u32>;
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a key")
-    }
-    fn visit_str<E>(self, k: &str) -> Result<Option<u32>, E> {
-        Ok(self
-            .children
-            .iter()
-            .find(|(name, _)| &**name == k)
-            .map(|(_, c)| *c))
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for NodeSeed<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let table = self.table;
-        let children = &table.nodes[self.node].children;
-        while let Some(child) = map.next_key_seed(KeySeed { children })? {
-            match child {
-                Some(c) => map.next_value_seed(NodeSeed {
-                    table,
-                    node: c as usize,
-                    out: &mut *self.out,
-                    seen: &mut *self.seen,
-                    root_not_object: None,
-                })?,
-                None => {
-                    map.next_value::<serde::de::IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-        self.not_object()
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        self.not_object()
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        self.not_object()
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        self.not_object()
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        self.not_object()
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        self.not_object()
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        self.not_object()
-    }
-    fn visit_none<E>(self) -> Result<(), E> {
-        self.not_object()
-    }
-}
-
-/// Converts the JSON value found at `path` to `ty`; errors name the attribute.
-pub fn convert(ty: ValueType, v: &Value, path: &AttrPath) -> CoreResult<Scalar> {
+/// Converts the value found at `path` to `ty`; errors name the attribute.
+pub fn convert(ty: ValueType, v: &Val<'_>, path: &AttrPath) -> CoreResult<Scalar> {
     let bad = |what: &str| {
-        CoreError::invalid(
-            path.as_str(),
-            format!("expected {what}, got {}", short_json(v)),
-        )
+        CoreError::invalid(path.as_str(), format!("expected {what}, got {}", v.short()))
     };
     match ty {
         ValueType::String => {
-            let s = match v {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
-                Value::Bool(b) => b.to_string(),
-                _ => return Err(bad("a string")),
+            let s: Box<str> = match v {
+                Val::Str(s) => {
+                    check_len(s, path.as_str())?;
+                    (**s).into()
+                }
+                other => other.scalar_text().ok_or_else(|| bad("a string"))?.into(),
             };
-            check_len(&s, path.as_str())?;
-            Ok(Scalar::Str(s.into_boxed_str()))
+            Ok(Scalar::Str(s))
         }
         ValueType::Integer => match v {
-            Value::Number(n) => n.as_i64().map(Scalar::Int).ok_or_else(|| bad("an integer")),
-            Value::String(s) => s
+            Val::Int(i) => Ok(Scalar::Int(*i)),
+            Val::Str(s) => s
                 .trim()
                 .parse()
                 .map(Scalar::Int)
@@ -452,20 +402,19 @@ pub fn convert(ty: ValueType, v: &Value, path: &AttrPath) -> CoreResult<Scalar> 
         },
         ValueType::Decimal => {
             let x = match v {
-                Value::Number(n) => n.as_f64(),
-                Value::String(s) => s.trim().parse::<f64>().ok(),
-                _ => None,
+                Val::Str(s) => s.trim().parse::<f64>().ok(),
+                other => other.as_f64(),
             };
             match x {
                 Some(x) if x.is_finite() => Ok(Scalar::Num(x)),
                 _ => Err(bad("a finite decimal number")),
             }
         }
-        ValueType::Timestamp => parse_time(v, path.as_str()).map(Scalar::Int),
+        ValueType::Timestamp => parse_time_val(v, path.as_str()).map(Scalar::Int),
         ValueType::Boolean => match v {
-            Value::Bool(b) => Ok(Scalar::Bool(*b)),
-            Value::String(s) if s == "true" => Ok(Scalar::Bool(true)),
-            Value::String(s) if s == "false" => Ok(Scalar::Bool(false)),
+            Val::Bool(b) => Ok(Scalar::Bool(*b)),
+            Val::Str(s) if s == "true" => Ok(Scalar::Bool(true)),
+            Val::Str(s) if s == "false" => Ok(Scalar::Bool(false)),
             _ => Err(bad("a boolean")),
         },
     }
@@ -485,23 +434,21 @@ pub fn check_len(s: &str, field: &str) -> CoreResult<()> {
     Ok(())
 }
 
-fn short_json(v: &Value) -> String {
-    let mut s = v.to_string();
-    if s.len() > 60 {
-        let cut = (0..=60).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
-        s.truncate(cut);
-        s.push('…');
-    }
-    s
-}
-
 /// Parses an event time: epoch milliseconds (integer) or an RFC 3339 string
 /// (`2024-03-01T10:00:00Z`, `2024-03-01T13:00:00.250+03:00`). Times before 2000 or
 /// from 2100 on are rejected as absurd.
 pub fn parse_time(v: &Value, field: &str) -> CoreResult<Millis> {
+    match Val::from_json(v) {
+        Some(v) => parse_time_val(&v, field),
+        None => parse_time_val(&Val::Raw("null"), field),
+    }
+}
+
+/// [`parse_time`] of a value of an event view.
+pub fn parse_time_val(v: &Val<'_>, field: &str) -> CoreResult<Millis> {
     let ms = match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => parse_rfc3339(s),
+        Val::Int(i) => Some(*i),
+        Val::Str(s) => parse_rfc3339(s),
         _ => None,
     }
     .ok_or_else(|| {
@@ -509,7 +456,7 @@ pub fn parse_time(v: &Value, field: &str) -> CoreResult<Millis> {
             field,
             format!(
                 "expected epoch milliseconds or an RFC 3339 time, got {}",
-                short_json(v)
+                v.short()
             ),
         )
     })?;
@@ -605,6 +552,20 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::sync::LazyLock;
+
+    /// A value of a view as JSON, so views of documents and of bytes compare.
+    fn norm(v: Option<&Val<'_>>) -> Option<Value> {
+        v.map(|v| match v {
+            Val::Json(v) => (*v).clone(),
+            Val::Raw(t) => serde_json::from_str(t).unwrap(),
+            Val::Str(s) => Value::String(s.to_string()),
+            Val::Bool(b) => Value::Bool(*b),
+            Val::Int(i) => json!(i),
+            Val::UInt(u) => json!(u),
+            Val::Float(x) => json!(x),
+        })
+    }
 
     #[test]
     fn rfc3339_and_epoch_agree() {
@@ -636,16 +597,20 @@ mod tests {
     #[test]
     fn conversion_names_the_attribute() {
         let p = AttrPath::parse("ext.amount", "attr").unwrap();
+        let val = |v: &'static Value| Val::from_json(v).unwrap();
+        static DEC: LazyLock<Value> = LazyLock::new(|| json!("12.5"));
+        static ABC: LazyLock<Value> = LazyLock::new(|| json!("abc"));
+        static NUM: LazyLock<Value> = LazyLock::new(|| json!(4510));
         assert_eq!(
-            convert(ValueType::Decimal, &json!("12.5"), &p).unwrap(),
+            convert(ValueType::Decimal, &val(&DEC), &p).unwrap(),
             Scalar::Num(12.5)
         );
-        let err = convert(ValueType::Integer, &json!("abc"), &p).unwrap_err();
+        let err = convert(ValueType::Integer, &val(&ABC), &p).unwrap_err();
         assert!(
             matches!(err, CoreError::InvalidArgument { ref field, .. } if field == "ext.amount")
         );
         assert_eq!(
-            convert(ValueType::String, &json!(4510), &p).unwrap(),
+            convert(ValueType::String, &val(&NUM), &p).unwrap(),
             Scalar::Str("4510".into())
         );
     }
@@ -669,14 +634,33 @@ mod tests {
         ] {
             let parsed: Value = serde_json::from_str(doc).unwrap();
             let whole = EventView::from_document(&parsed, &table);
-            let values = table.extract_json(doc.as_bytes()).unwrap();
-            let extracted = EventView::from_extracted(&values);
+            let extracted = EventView::from_slots(table.extract_json(doc.as_bytes()).unwrap());
             for p in &paths {
-                assert_eq!(p.at(&whole), p.at(&extracted), "{doc} at {}", p.as_str());
+                assert_eq!(
+                    norm(p.at(&whole)),
+                    norm(p.at(&extracted)),
+                    "{doc} at {}",
+                    p.as_str()
+                );
             }
         }
-        for bad in ["[1]", "3", "\"s\"", "{", "{} x", "null"] {
+        for bad in [
+            "[1]",
+            "3",
+            "\"s\"",
+            "{",
+            "{} x",
+            "null",
+            "{\"a\": 01}",
+            "{\"a\": \"\\ud800\"}",
+            "{\"a\": tru}",
+            "{\"a\" 1}",
+            "{\"a\": [1,]}",
+            "{\"a\": 1e999}",
+            "{\"a\": \"\t\"}",
+        ] {
             let parsed = serde_json::from_str::<Value>(bad);
+            assert!(parsed.as_ref().map_or(true, |v| !v.is_object()), "{bad}");
             let err = table.extract_json(bad.as_bytes()).unwrap_err();
             assert!(
                 matches!(err, CoreError::InvalidArgument { ref field, .. } if field == "event"),
@@ -691,5 +675,81 @@ mod tests {
         assert_eq!(p.get(&json!({"a": {"b": {"c": 1}}})), Some(&json!(1)));
         assert_eq!(p.get(&json!({"a": {"b": null}})), None);
         assert!(AttrPath::parse("a..b", "attr").is_err());
+    }
+
+    fn table_of(paths: &[&str]) -> (PathTable, Vec<AttrPath>) {
+        let mut table = PathTable::default();
+        let mut ps: Vec<AttrPath> = paths
+            .iter()
+            .map(|p| AttrPath::parse(p, "attr").unwrap())
+            .collect();
+        for p in &mut ps {
+            table.intern(p);
+        }
+        table.finish();
+        (table, ps)
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-1e6f64..1e6).prop_map(Value::from),
+            "[a-c\\\\\"\u{e9}\u{1F600}\n ]{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 40, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec(
+                    (prop::sample::select(vec!["a", "b", "c", "x"]), inner),
+                    0..5
+                )
+                .prop_map(|kv| Value::Object(
+                    kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// The byte scanner reads exactly what the parsed document holds, and refuses
+        /// exactly what serde_json refuses (random documents, then random damage).
+        #[test]
+        fn extraction_is_the_parsed_document(
+            doc in json_value(),
+            pretty in proptest::bool::ANY,
+            cut in 0usize..400,
+            junk in proptest::sample::select(vec!["", "x", "}", ",", "\\", "\"", "0", "-", "\u{1}"]),
+        ) {
+            let (table, paths) = table_of(&["a", "a.b", "a.b.c", "x", "b.x", "c", "a.x.a"]);
+            let text = if pretty { serde_json::to_string_pretty(&doc) } else { serde_json::to_string(&doc) }.unwrap();
+            let parsed: Value = serde_json::from_str(&text).unwrap();
+            match table.extract_json(text.as_bytes()) {
+                Ok(slots) => {
+                    proptest::prop_assert!(parsed.is_object());
+                    let whole = EventView::from_document(&parsed, &table);
+                    let view = EventView::from_slots(slots);
+                    for p in &paths {
+                        // serde_json (without `float_roundtrip`) may round a decimal one
+                        // ulp away from the nearest double; the scanner rounds exactly.
+                        let (a, b) = (p.at(&whole), p.at(&view));
+                        if let (Some(Val::Float(x)), Some(Val::Float(y))) = (a, b) {
+                            proptest::prop_assert!((x - y).abs() <= x.abs() * 4.0 * f64::EPSILON);
+                            continue;
+                        }
+                        proptest::prop_assert_eq!(norm(a), norm(b), "{} at {}", text, p.as_str());
+                    }
+                }
+                Err(_) => proptest::prop_assert!(!parsed.is_object()),
+            }
+            let mut damaged = text.clone();
+            let at = (0..=cut.min(damaged.len())).rev().find(|i| damaged.is_char_boundary(*i)).unwrap_or(0);
+            damaged.insert_str(at, junk);
+            let serde_ok = serde_json::from_str::<Value>(&damaged).is_ok_and(|v| v.is_object());
+            proptest::prop_assert_eq!(table.extract_json(damaged.as_bytes()).is_ok(), serde_ok, "{}", damaged);
+        }
     }
 }
