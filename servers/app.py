@@ -91,7 +91,11 @@ async def create_server(
         ("grpc.max_send_message_length", config.max_message_bytes),
     ]
     authenticator = authenticator_for(config)
-    server = grpc.aio.server(options=options)
+    # Past the limit grpc refuses a call at once with RESOURCE_EXHAUSTED: overload is
+    # answered before the queue makes every call late.
+    server = grpc.aio.server(
+        options=options, maximum_concurrent_rpcs=config.max_concurrent_rpcs or None
+    )
     for name in PLATFORM_SERVICES:
         handlers = service_handlers(service_descriptor(name), servicers.get(name), authenticator)
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))

@@ -107,8 +107,10 @@ def test_malformed_message_answers_invalid_argument(channel: grpc.Channel) -> No
 
 
 @asynccontextmanager
-async def serve_in_process(servicers: dict[str, object]) -> AsyncIterator[grpc.aio.Channel]:
-    running = await create_server(Config(listen="127.0.0.1:0"), servicers)
+async def serve_in_process(
+    servicers: dict[str, object], config: Config | None = None
+) -> AsyncIterator[grpc.aio.Channel]:
+    running = await create_server(config or Config(listen="127.0.0.1:0"), servicers)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as chan:
             yield chan
@@ -167,6 +169,36 @@ def test_domain_errors_map_to_status_with_field_details() -> None:
         ("strategy_id", "must not be empty")
     ]
     assert missing.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_calls_past_the_concurrency_limit_are_refused_at_once() -> None:
+    release = asyncio.Event()
+    both_inside = asyncio.Event()
+    running: list[int] = []
+
+    class Strategy:
+        async def Evaluate(self, request: object, context: object) -> bytes:  # noqa: N802
+            running.append(1)
+            if len(running) == 2:
+                both_inside.set()
+            await release.wait()
+            return b""
+
+    async def scenario() -> tuple[grpc.aio.AioRpcError, bytes]:
+        config = Config(listen="127.0.0.1:0", max_concurrent_rpcs=2)
+        async with serve_in_process({"lendgate.v1.StrategyService": Strategy()}, config) as chan:
+            call = chan.unary_unary("/lendgate.v1.StrategyService/Evaluate")
+            held = [asyncio.ensure_future(call(b"", timeout=30)) for _ in range(2)]
+            await asyncio.wait_for(both_inside.wait(), timeout=10)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call(b"", timeout=5)
+            release.set()
+            await asyncio.gather(*held)
+            return caught.value, await call(b"", timeout=5)
+
+    refused, after = asyncio.run(scenario())
+    assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert after == b""  # once the load is gone, calls are served again
 
 
 def test_unexpected_exception_is_internal_without_leaking() -> None:

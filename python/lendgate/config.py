@@ -47,6 +47,11 @@ class Config:
     """On SIGTERM, seconds in-flight calls get to finish before they are cancelled."""
     max_message_bytes: int = 4 * 1024 * 1024
     """Largest request or response message accepted, in bytes."""
+    max_concurrent_rpcs: int = 512
+    """Calls (unary calls and open streams, all services together) the server runs at
+    once; one more is refused at once with RESOURCE_EXHAUSTED instead of joining a queue
+    whose latency grows without bound. 0 means no limit. Long-lived streams (auction
+    subscriptions, check streams) count for as long as they are open."""
     auth_mode: str = "dev"
     """``dev`` (partner from the ``x-lendgate-partner`` header; never in production) or
     ``token`` (bearer tokens checked against ``auth_tokens_file``); see ``lendgate.auth``."""
@@ -149,6 +154,8 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"setting 'listen': expected HOST:PORT, got {config.listen!r}")
     if config.log_level.upper() not in LOG_LEVELS:
         raise ConfigError(f"setting 'log_level': expected one of {', '.join(LOG_LEVELS)}")
+    if config.max_concurrent_rpcs < 0:
+        raise ConfigError("setting 'max_concurrent_rpcs': must be >= 0 (0: no limit)")
     if config.grace_period_s < 0:
         raise ConfigError("setting 'grace_period_s': must be >= 0")
     if config.max_message_bytes < 1024:
