@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use lendgate_core::expr::{Expression, Map, UnaryExpression, Value};
+use lendgate_core::expr::{map_with_capacity, Expression, UnaryExpression, Value};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
@@ -112,7 +112,7 @@ fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
         return Ok(Value::str(&s.to_cow()?));
     }
     if let Ok(d) = obj.cast::<PyDict>() {
-        let mut map = Map::with_capacity(d.len());
+        let mut map = map_with_capacity(d.len());
         for (k, v) in d.iter() {
             let key = k
                 .cast::<PyString>()

@@ -14,7 +14,7 @@ use super::date::{self, DateValue, Interval, Method, Unit};
 use super::functions::{self, ClosureFn};
 use super::host::{Host, Read};
 use super::lexer::Op;
-use super::value::{Map, Value};
+use super::value::{map_with_capacity, Map, Value};
 use super::{Clock, ExprError, Limits};
 
 /// The state of one evaluation.
@@ -232,7 +232,7 @@ fn insert_path(target: &mut Value, keys: &[Arc<str>], value: Value) {
         return;
     };
     if !matches!(target, Value::Object(_)) {
-        *target = Value::object(Map::new());
+        *target = Value::object(Map::default());
     }
     if let Value::Object(map) = target {
         let map = Arc::make_mut(map);
@@ -337,7 +337,7 @@ pub(crate) fn eval(node: &Node, cx: &mut Cx<'_>) -> Result<Value, ExprError> {
             Value::array(out)
         }
         Node::Object(pairs) => {
-            let mut map = Map::with_capacity(pairs.len());
+            let mut map = map_with_capacity(pairs.len());
             for (k, v) in pairs {
                 let key = functions::to_string(&eval(k, cx)?)?;
                 let value = eval(v, cx)?;
@@ -442,7 +442,7 @@ pub(crate) fn eval(node: &Node, cx: &mut Cx<'_>) -> Result<Value, ExprError> {
             call_method(*method, &this, &values, cx)?
         }
         Node::Assign { list, output } => {
-            let mut assigned = Value::object(Map::new());
+            let mut assigned = Value::object(Map::default());
             for (keys, value) in list {
                 let v = eval(value, cx)?;
                 if !matches!(cx.env, Value::Object(_) | Value::Null) {

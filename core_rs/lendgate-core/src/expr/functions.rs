@@ -358,7 +358,7 @@ pub(crate) fn call(
         F::Merge => {
             let a = array_arg(func, args, 0)?;
             match a.iter().find(|v| !matches!(v, Value::Null)) {
-                None => Value::object(Map::new()),
+                None => Value::object(Map::default()),
                 Some(Value::Array(_)) => {
                     let mut out = Vec::new();
                     for v in a.iter() {
@@ -372,7 +372,7 @@ pub(crate) fn call(
                     Value::array(out)
                 }
                 Some(Value::Object(_)) => {
-                    let mut out = Map::new();
+                    let mut out = Map::default();
                     for v in a.iter() {
                         match v {
                             Value::Object(o) => {
@@ -397,7 +397,7 @@ pub(crate) fn call(
         }
         F::MergeDeep => {
             let a = array_arg(func, args, 0)?;
-            let mut out = Value::object(Map::new());
+            let mut out = Value::object(Map::default());
             for v in a.iter() {
                 match v {
                     Value::Object(_) => {

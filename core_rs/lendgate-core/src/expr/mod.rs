@@ -30,7 +30,7 @@ use chrono_tz::Tz;
 
 pub use date::{DateValue, Interval};
 pub use host::{Context, Host, HostFunction, HostFunctions, Read};
-pub use value::{Map, Value};
+pub use value::{map_with_capacity, Map, MapHasher, Value};
 pub use value_serde::to_json_bytes;
 
 use crate::error::{CoreError, CoreResult};

@@ -15,7 +15,18 @@ use rust_decimal::Decimal;
 use super::date::{DateValue, Interval};
 
 /// An object: keys in insertion order.
-pub type Map = IndexMap<Arc<str>, Value>;
+pub type Map = IndexMap<Arc<str>, Value, MapHasher>;
+
+/// The hasher of [`Map`]: foldhash, seeded per process. Object keys are hashed on every
+/// member access, and SipHash (std's default) was 13–30 % of rule and strategy
+/// evaluation; foldhash's per-process random seed keeps keys chosen by a client from
+/// being aimed at one bucket.
+pub type MapHasher = foldhash::fast::RandomState;
+
+/// An empty [`Map`] with room for `capacity` members.
+pub fn map_with_capacity(capacity: usize) -> Map {
+    Map::with_capacity_and_hasher(capacity, MapHasher::default())
+}
 
 /// A value of the expression language.
 #[derive(Debug, Clone, Default)]

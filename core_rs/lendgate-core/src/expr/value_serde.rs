@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
-use super::value::{Map, Value};
+use super::value::{map_with_capacity, Value};
 
 /// How a decimal is written: integral values as integers, others as the nearest
 /// double (as [`super::value::decimal_to_json`]); `null` if not representable.
@@ -186,7 +186,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
-        let mut map = Map::with_capacity(access.size_hint().unwrap_or(0).min(4096));
+        let mut map = map_with_capacity(access.size_hint().unwrap_or(0).min(4096));
         while let Some(key) = access.next_key::<KeyStr>()? {
             let value = access.next_value::<Value>()?;
             // serde_json keeps the last of duplicate keys; so do we.
@@ -224,6 +224,7 @@ impl<'de> Deserialize<'de> for Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::expr::Map;
     use serde_json::json;
 
     #[test]
@@ -245,7 +246,7 @@ mod tests {
     #[test]
     fn shared_containers_are_written_once_and_copied() {
         let items = Value::from(&json!([{"a": 1}, {"b": "x\"y"}]));
-        let mut map = Map::new();
+        let mut map = Map::default();
         map.insert(Arc::from("one"), items.clone());
         map.insert(Arc::from("two"), items.clone());
         map.insert(

@@ -9,7 +9,7 @@ use rust_decimal::prelude::FromPrimitive;
 use rust_decimal::Decimal;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::expr::{Map, Value};
+use crate::expr::{map_with_capacity, Value};
 
 /// A JSON document as a [`Value`]; numbers convert as `Value::from(&serde_json::Value)`
 /// does (a float outside the decimal range becomes null).
@@ -88,7 +88,7 @@ impl<'de> Visitor<'de> for DocumentVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::with_capacity(map.size_hint().unwrap_or(0));
+        let mut out = map_with_capacity(map.size_hint().unwrap_or(0));
         while let Some((Key(k), Document(v))) = map.next_entry()? {
             out.insert(k, v);
         }

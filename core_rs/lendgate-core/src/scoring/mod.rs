@@ -26,7 +26,7 @@ use serde_json::Value as Json;
 use crate::aggregates::{AggregateStore, ParamValues};
 use crate::document::decode_document;
 use crate::error::{CoreError, CoreResult};
-use crate::expr::{Map, Value};
+use crate::expr::{map_with_capacity, Value};
 use crate::lists::ListRegistry;
 use crate::rules::{EventKind, RuleSet};
 use event::{aggregate_event, match_keys, outcome_events, parse_time_us, text, validate};
@@ -150,7 +150,7 @@ pub struct State<'a> {
 pub type ModelFn<'m> = dyn FnMut(&Json, &ParamValues) -> CoreResult<Option<ModelScore>> + 'm;
 
 fn params_value(names: &[Arc<str>], values: &ParamValues) -> Value {
-    let mut map = Map::with_capacity(names.len());
+    let mut map = map_with_capacity(names.len());
     for (name, v) in names.iter().zip(values) {
         map.insert(name.clone(), Value::from(&v.to_json()));
     }
@@ -280,10 +280,10 @@ impl Scorer {
             .param_names()
             .map(Arc::from)
             .collect();
-        let mut doc = Map::with_capacity(3);
+        let mut doc = map_with_capacity(3);
         doc.insert(Arc::from(kind.field()), Value::from(event));
         doc.insert(Arc::from("params"), params_value(&names, &params));
-        let mut m = Map::with_capacity(1);
+        let mut m = map_with_capacity(1);
         m.insert(
             Arc::from("risk_score"),
             model_score

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use crate::expr::{Map, Value};
+use crate::expr::{map_with_capacity, Map, Value};
 
 /// An empty object.
 pub(crate) fn empty_object() -> Value {
-    Value::object(Map::new())
+    Value::object(Map::default())
 }
 
 /// Inserts `value` at the dotted `path` of the object `target`, creating the
@@ -65,7 +65,7 @@ fn merge_inner(doc: Value, patch: &Value) -> Value {
 pub(crate) fn with_fields(input: &Value, fields: &[(&str, Value)]) -> Value {
     let mut map = match input {
         Value::Object(m) => Map::clone(m),
-        _ => Map::with_capacity(fields.len()),
+        _ => map_with_capacity(fields.len()),
     };
     for (k, v) in fields {
         map.insert(Arc::from(*k), v.clone());

@@ -260,7 +260,7 @@ impl<'g, 'o> Run<'g, 'o> {
 
     /// `$nodes`: every node's output so far, by node name.
     fn nodes_context(&self) -> Value {
-        let mut map = Map::new();
+        let mut map = Map::default();
         for (i, node) in self.def.nodes.iter().enumerate() {
             if let Some(d) = self.nodes_view[i].as_ref().or(self.data[i].as_ref()) {
                 map.insert(node.name.clone(), d.clone());

@@ -13,7 +13,7 @@ use rust_decimal::prelude::FromPrimitive;
 use rust_decimal::Decimal;
 
 use crate::expr::value_serde::{json_number, JsonNumber};
-use crate::expr::{Map, Value};
+use crate::expr::{map_with_capacity, Map, Value};
 
 /// `google.protobuf.Struct`.
 #[derive(Clone, PartialEq, Message)]
@@ -72,7 +72,7 @@ pub fn encode(value: &Value) -> Vec<u8> {
 }
 
 fn from_struct(s: Struct) -> Value {
-    let mut map = Map::with_capacity(s.fields.len());
+    let mut map = map_with_capacity(s.fields.len());
     for (k, v) in s.fields {
         map.insert(Arc::from(k), from_pb(v));
     }
