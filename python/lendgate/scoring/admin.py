@@ -23,7 +23,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from lendgate import _core
 from lendgate.errors import (
@@ -46,6 +46,7 @@ from lendgate.rules import (
 )
 from lendgate.scoring.pack import PACK_AUTHOR, Pack, install
 from lendgate.store import DefinitionVersion, Store
+from lendgate.timeutil import from_us, utc_now
 
 CONSORTIUM = ""
 """The scope of the consortium's pack (a partner's scope is its partner id)."""
@@ -85,18 +86,6 @@ def decode_entry(text: str) -> EntryRow:
     """The entry of :func:`encode_entry`."""
     value, expire, created, author, comment = text.split("\x1f", 4)
     return value, int(expire) if expire else None, comment, int(created), author
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _us(t: datetime) -> int:
-    return int(t.timestamp() * 1_000_000)
-
-
-def _from_us(us: int) -> datetime:
-    return datetime.fromtimestamp(us / 1_000_000, tz=UTC)
 
 
 def _request_id() -> str:
@@ -162,7 +151,7 @@ def _list_from(stored: DefinitionVersion) -> ListDefinition:
         update_author=stored.author,
         change_reason=stored.reason,
         create_time=datetime.fromisoformat(created) if created else None,
-        update_time=_from_us(stored.created_at_us),
+        update_time=from_us(stored.created_at_us),
     )
 
 
@@ -174,7 +163,7 @@ def _mentions_list(rule: Rule, list_id: str) -> bool:
 class RuleAdmin:
     """The consortium's pack and the partners' private rules and lists, persisted."""
 
-    def __init__(self, store: Store, pack: Pack, clock: Callable[[], datetime] = _now) -> None:
+    def __init__(self, store: Store, pack: Pack, clock: Callable[[], datetime] = utc_now) -> None:
         self.store = store
         self.pack = pack
         self._clock = clock
@@ -250,7 +239,7 @@ class RuleAdmin:
                     version=stored.version,
                     author=stored.author,
                     reason=stored.reason,
-                    at=_from_us(stored.created_at_us),
+                    at=from_us(stored.created_at_us),
                 )
 
     async def _read_all(
@@ -490,7 +479,7 @@ class RuleAdmin:
                 version=stored.version,
                 author=author,
                 reason=reason,
-                at=_from_us(stored.created_at_us),
+                at=from_us(stored.created_at_us),
             )
 
     async def delete_list(
@@ -600,7 +589,7 @@ class RuleAdmin:
                     version=stored.version,
                     author=author,
                     reason=reason,
-                    at=_from_us(stored.created_at_us),
+                    at=from_us(stored.created_at_us),
                 )
             added, replaced, _ = registry.write(list_id, list(keyed.values()), replace_all)
             return WriteResult(added, replaced, rejected)
@@ -634,7 +623,7 @@ class RuleAdmin:
                 version=stored.version,
                 author=author,
                 reason=reason,
-                at=_from_us(stored.created_at_us),
+                at=from_us(stored.created_at_us),
             )
             return lists.registry.remove(list_id, [r[0] for r in found])
 
@@ -721,7 +710,7 @@ def _settings_from(stored: DefinitionVersion) -> ScoringSettings:
         stored.version,
         stored.author,
         stored.reason,
-        _from_us(stored.created_at_us),
+        from_us(stored.created_at_us),
     )
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from lendgate import _core
@@ -325,7 +324,3 @@ def _apply_outcome(
         scorer.apply_outcome(
             app, item.partner_id, item.event_time_us, decision, fraud_status, store._core, index
         )
-
-
-def _from_us(us: int) -> datetime:
-    return datetime.fromtimestamp(us / 1_000_000, tz=UTC)

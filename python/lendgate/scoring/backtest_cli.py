@@ -37,6 +37,7 @@ from lendgate.scoring.backtest import (
     run_backtest,
 )
 from lendgate.scoring.pack import install, load_pack
+from lendgate.timeutil import to_us
 from lendgate.v1 import common_pb2, rules_pb2, scoring_pb2
 
 EXIT_USAGE = 2
@@ -221,8 +222,8 @@ def _on_file(
         aggregates=pack.aggregates,
         lists=lists,
         event_kind=EventKind(args.kind),
-        start_us=int(start.timestamp() * 1_000_000),
-        end_us=int(end.timestamp() * 1_000_000),
+        start_us=to_us(start),
+        end_us=to_us(end),
         zone_threshold=args.zone_threshold or pack.zone_threshold,
         exclude_unlabelled=args.exclude_unlabelled,
         progress=bar.update,

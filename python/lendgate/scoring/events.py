@@ -15,13 +15,12 @@ from typing import Any
 
 from lendgate import _core
 from lendgate.errors import FieldViolation, core_errors
+from lendgate.timeutil import to_us
 
 
 def validate(kind: str, event: Mapping[str, Any], now: datetime) -> list[FieldViolation]:
     """Every problem of the event ``kind`` (``application``/``payment``) received at
     ``now``, as violations whose field is the request's proto path."""
     with core_errors():
-        found = _core.validate_event(
-            kind, json.dumps(event, default=str), int(now.timestamp() * 1_000_000)
-        )
+        found = _core.validate_event(kind, json.dumps(event, default=str), to_us(now))
     return [FieldViolation(field, description) for field, description in found]

@@ -22,6 +22,7 @@ from datetime import datetime
 
 from lendgate import _core
 from lendgate.errors import core_errors
+from lendgate.timeutil import to_us
 
 
 class MatchIndex:
@@ -38,7 +39,7 @@ class MatchIndex:
     def prune(self, before: datetime) -> int:
         """Forget every application event older than ``before`` (event time): retention
         of the hot state. Returns how many were dropped."""
-        return self._core.prune(int(before.timestamp() * 1_000_000))
+        return self._core.prune(to_us(before))
 
     def snapshot(self) -> bytes:
         """The whole index as compact, versioned bytes (deterministic for one state)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lendgate.lists import ListDefinition, ListEntry, ListEntryKind, Lists, ListType
-from lendgate.rules import EventKind, Rule, RuleBook, RuleStatus, SubRule
+from lendgate.rules import Rule, RuleBook, rule_from_json
 
 DEFAULT_PACK_DIR = Path(__file__).parent / "default_pack"
 PACK_AUTHOR = "default-pack"
@@ -35,24 +35,8 @@ class Pack:
 
 
 def _rule(raw: dict[str, Any], pack: str) -> Rule:
-    return Rule(
-        rule_id=raw["rule_id"],
-        event_kind=EventKind(raw.get("event_kind", "APPLICATION")),
-        condition=raw.get("condition", ""),
-        points=int(raw.get("points", 0)),
-        status=RuleStatus(raw.get("status", "WORKING")),
-        display_name=raw.get("display_name", ""),
-        description=raw.get("description", ""),
-        recommendation=raw.get("recommendation", ""),
-        sub_rules=tuple(
-            SubRule(
-                s["sub_rule_id"], s["condition"], int(s.get("points", 0)), s.get("display_name", "")
-            )
-            for s in raw.get("sub_rules", [])
-        ),
-        tags=tuple(raw.get("tags", [])),
-        source_pack=pack,
-    )
+    """A pack rule: the stored rule format, kind APPLICATION unless it says otherwise."""
+    return rule_from_json({"event_kind": "APPLICATION", **raw, "source_pack": pack})
 
 
 def load_pack(directory: Path = DEFAULT_PACK_DIR) -> Pack:

@@ -48,6 +48,7 @@ from lendgate.scoring.admin import RuleAdmin
 from lendgate.scoring.matching import MatchIndex
 from lendgate.scoring.pack import Pack, load_pack
 from lendgate.store import NewEvent, Store, StoreSettings
+from lendgate.timeutil import from_us, to_us, utc_now
 from lendgate.v1 import scoring_pb2
 
 log = logging.getLogger(__name__)
@@ -133,18 +134,6 @@ HistoryItem = tuple[str, Any]
 ``("outcome", ReportOutcomeRequest)`` naming its application by ``application_id``."""
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _us(t: datetime) -> int:
-    return int(t.timestamp() * 1_000_000)
-
-
-def _from_us(us: int) -> datetime:
-    return datetime.fromtimestamp(us / 1_000_000, tz=UTC)
-
-
 def report_name(request_id: str) -> str:
     """``reports/{id}``: the id encodes the caller's request id (unpadded base64url)."""
     return "reports/" + base64.urlsafe_b64encode(request_id.encode()).decode().rstrip("=")
@@ -186,7 +175,7 @@ class ScoringService:
         pack: Pack | None = None,
         *,
         model: ModelScorer | None = None,
-        clock: Callable[[], datetime] = _now,
+        clock: Callable[[], datetime] = utc_now,
         max_in_flight: int = MAX_CHECKS_IN_FLIGHT,
         state: StateSettings | None = None,
     ) -> None:
@@ -451,7 +440,7 @@ class ScoringService:
         ).SerializeToString()
         partner = str(message.partner_id)
         receive_time = self._clock()
-        prepared = self._scorer.prepare(kind, request, _us(receive_time))
+        prepared = self._scorer.prepare(kind, request, to_us(receive_time))
         if not partner or prepared.violations:
             return None
         try:
@@ -513,7 +502,7 @@ class ScoringService:
             key,
             partner,
             "outcome",
-            _us(event_time),
+            to_us(event_time),
             stored.SerializeToString(),
             subject_id=subject_id,
             response=outcome.SerializeToString(),
@@ -745,7 +734,7 @@ class ScoringService:
         started = time.perf_counter_ns()
         receive_time = self._clock()
         try:
-            prepared = self._scorer.prepare(kind, request, _us(receive_time))
+            prepared = self._scorer.prepare(kind, request, to_us(receive_time))
         except _core.CoreInvalidArgument as exc:
             raise InvalidArgumentError(
                 f"the request is not a valid {_REQUEST_TYPES[kind]} message: {exc.args[1]}",
@@ -868,7 +857,7 @@ class ScoringService:
                 partner_id=partner,
                 request_id=request_id,
                 report_name=report_name(request_id),
-                receive_time_us=_us(receive_time),
+                receive_time_us=to_us(receive_time),
                 incident_id=incident_id,
                 elapsed_ns=time.perf_counter_ns() - started,
                 aggregates=self.aggregates._core,
@@ -960,7 +949,7 @@ class ScoringService:
                 key,
                 partner,
                 "outcome",
-                _us(event_time),
+                to_us(event_time),
                 request.SerializeToString(),
                 subject_id=subject.subject_id,
                 response=body,
@@ -984,7 +973,7 @@ class ScoringService:
             self._scorer.apply_outcome(
                 application_request,
                 partner,
-                _us(outcome.event_time.ToDatetime(UTC)),
+                to_us(outcome.event_time.ToDatetime(UTC)),
                 decision,
                 fraud,
                 self.aggregates._core,
@@ -1081,8 +1070,8 @@ class ScoringService:
         )
         if p.get("model_risk_score") is not None:
             out.model_risk_score = p["model_risk_score"]
-        out.create_time.FromDatetime(_from_us(stored.created_at_us))
-        out.update_time.FromDatetime(_from_us(stored.updated_at_us))
+        out.create_time.FromDatetime(from_us(stored.created_at_us))
+        out.update_time.FromDatetime(from_us(stored.updated_at_us))
         for c in stored.comments:
             if c.author == RESOLUTION_AUTHOR:
                 out.resolution.CopyFrom(
@@ -1092,7 +1081,7 @@ class ScoringService:
                 comment = out.comments.add(
                     name=f"{out.name}/comments/{c.comment_id}", author=c.author, text=c.body
                 )
-                comment.create_time.FromDatetime(_from_us(c.created_at_us))
+                comment.create_time.FromDatetime(from_us(c.created_at_us))
         return out
 
     async def list_incidents(

@@ -20,6 +20,7 @@ from enum import Enum
 from typing import Any, Final, Protocol
 
 from lendgate.store import Store
+from lendgate.timeutil import from_us, to_us
 
 
 class VersionState(Enum):
@@ -171,11 +172,11 @@ META = "/meta"
 
 
 def _us(t: datetime | None) -> int | None:
-    return None if t is None else int(t.timestamp() * 1_000_000)
+    return None if t is None else to_us(t)
 
 
 def _time(us: int | None) -> datetime | None:
-    return None if us is None else datetime.fromtimestamp(us / 1_000_000, UTC)
+    return None if us is None else from_us(us)
 
 
 def _record_json(r: StrategyRecord) -> bytes:
