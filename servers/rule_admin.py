@@ -12,12 +12,16 @@ the partners in ``rule_admins``) or private to the partner that created it (seen
 changed and evaluated for that partner alone). Another partner's private rule or list
 is NOT_FOUND, exactly like one that does not exist.
 
-Not served yet (UNIMPLEMENTED): the aggregate definitions (their live state cannot be
-rebuilt from a changed definition yet).
+Aggregate definitions are the consortium's (read by every partner, changed by the
+``rule_admins``), versioned like rules; a change is stored first, then the live
+aggregates are rebuilt from the event log in the background
+(:meth:`ScoringService.rebuild_aggregates`) while the old definitions keep answering;
+``AggregateDefinition.state_status`` says which version serves.
+
+``filter`` of the List* methods is a subset of AIP-160 (:mod:`lendgate.listfilter`).
 
 Limits, said plainly:
 
-- ``filter`` of the List* methods is ignored (every item is returned);
 - idempotency by ``request_id`` keeps the first successful answer of each
   (partner, method, request_id) in a bounded in-memory dict (not persisted, not
   shared between processes); a failed call is not remembered and may be retried;
@@ -29,14 +33,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import re
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, timedelta
 from typing import Any, TypeVar
 
-from google.protobuf import message
+from google.protobuf import duration_pb2, message
 
 from lendgate import _core
 from lendgate.auth import current_partner
@@ -48,6 +53,7 @@ from lendgate.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from lendgate.listfilter import Fields, compile_filter
 from lendgate.lists import ListDefinition, ListEntry, ListEntryKind, ListType
 from lendgate.rules import (
     EventKind,
@@ -59,6 +65,13 @@ from lendgate.rules import (
 )
 from lendgate.scoring import ScoringService
 from lendgate.scoring.admin import CONSORTIUM, ScoringSettings
+from lendgate.scoring.aggdefs import (
+    AGGREGATE_ID_RE,
+    ELEMENT_ID_RE,
+    PARAM_NAME_RE,
+    AggregateDefinition,
+    AggregateVersion,
+)
 from lendgate.scoring.backtest import (
     BacktestOutcome,
     Counts,
@@ -320,6 +333,463 @@ def entry_to_proto(e: ListEntry) -> rules_pb2.ListEntry:
     return out
 
 
+# --- aggregate definitions: proto <-> domain --------------------------------------
+
+_KEY_NORMALIZATIONS = {
+    "text": (rules_pb2.NORMALIZATION_WHITESPACE, rules_pb2.NORMALIZATION_LOWERCASE),
+    "phone": (rules_pb2.NORMALIZATION_PHONE_E164,),
+    "alnum": (rules_pb2.NORMALIZATION_STRIP_PUNCTUATION, rules_pb2.NORMALIZATION_LOWERCASE),
+}
+_AGG_FUNCTIONS = {
+    rules_pb2.AGGREGATE_FUNCTION_VALUE: "value",
+    rules_pb2.AGGREGATE_FUNCTION_MAX: "max",
+    rules_pb2.AGGREGATE_FUNCTION_MIN: "min",
+    rules_pb2.AGGREGATE_FUNCTION_MEDIAN: "median",
+    rules_pb2.AGGREGATE_FUNCTION_PERCENTILE: "percentile",
+    rules_pb2.AGGREGATE_FUNCTION_SUM: "sum",
+    rules_pb2.AGGREGATE_FUNCTION_MEAN: "mean",
+    rules_pb2.AGGREGATE_FUNCTION_COUNT: "count",
+    rules_pb2.AGGREGATE_FUNCTION_ANY_COUNT: "any_count",
+    rules_pb2.AGGREGATE_FUNCTION_UNIQUE_COUNT: "unique_count",
+}
+_INTERVALS = {
+    rules_pb2.AGGREGATE_FUNCTION_TIME_SINCE_LAST: "last",
+    rules_pb2.AGGREGATE_FUNCTION_TIME_SINCE_FIRST: "first",
+}
+_EXCLUSIONS = {
+    rules_pb2.AGGREGATE_EXCLUSION_CURRENT_RECORD: "record",
+    rules_pb2.AGGREGATE_EXCLUSION_CURRENT_VALUE: "value",
+}
+_UNITS = {
+    rules_pb2.INTERVAL_UNIT_SECONDS: "seconds",
+    rules_pb2.INTERVAL_UNIT_MINUTES: "minutes",
+    rules_pb2.INTERVAL_UNIT_HOURS: "hours",
+    rules_pb2.INTERVAL_UNIT_DAYS: "days",
+}
+_UNIT_SECONDS = {"days": 86_400, "hours": 3_600, "minutes": 60, "seconds": 1}
+_FILTER_OPS = {"eq": "==", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+UPDATABLE_AGGREGATE_FIELDS = (
+    "display_name",
+    "description",
+    "event_kind",
+    "key_attributes",
+    "elements",
+    "parameters",
+    "backfill",
+)
+
+
+def _literal(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def render_filter(spec: Mapping[str, Any]) -> str:
+    """A structured element filter (``{all: [...], any: [...]}``) as the equivalent
+    expression, the form the API shows."""
+
+    def cond(c: Mapping[str, Any]) -> str:
+        attr = c["attr"]
+        for op, sym in _FILTER_OPS.items():
+            if op in c:
+                return f"{attr} {sym} {_literal(c[op])}"
+        if "in" in c:
+            return f"{attr} in [{', '.join(_literal(v) for v in c['in'])}]"
+        if "not_in" in c:
+            return f"not ({attr} in [{', '.join(_literal(v) for v in c['not_in'])}])"
+        return f"{attr} {'!=' if c.get('exists') else '=='} null"
+
+    parts = [cond(c) for c in spec.get("all", [])]
+    anys = [cond(c) for c in spec.get("any", [])]
+    if anys:
+        parts.append("(" + " or ".join(anys) + ")" if len(anys) > 1 else anys[0])
+    return " and ".join(parts)
+
+
+def _window_spec(
+    last: duration_pb2.Duration | None, skip: duration_pb2.Duration | None, field: str
+) -> dict[str, Any] | None:
+    seconds = {}
+    for name, d, sub in (("last", last, "window"), ("skip", skip, "window_offset")):
+        if d is None:
+            continue
+        if d.nanos or d.seconds <= 0 or d.seconds > 3_660 * 86_400:
+            raise InvalidArgumentError("whole seconds, 1 s .. 3660 days", field=f"{field}.{sub}")
+        seconds[name] = d.seconds
+    if not seconds:
+        return None
+    unit = next(u for u, n in _UNIT_SECONDS.items() if all(v % n == 0 for v in seconds.values()))
+    return {"unit": unit, **{k: v // _UNIT_SECONDS[unit] for k, v in seconds.items()}}
+
+
+def _window_proto(spec: Mapping[str, Any] | None, out: rules_pb2.AggregateParameter) -> None:
+    if not spec:
+        return
+    n = _UNIT_SECONDS[spec.get("unit", "days")]
+    if spec.get("last") is not None:
+        out.window.seconds = int(spec["last"]) * n
+    if spec.get("skip"):
+        out.window_offset.seconds = int(spec["skip"]) * n
+
+
+def _key_kind(normalizations: Iterable[int], field: str) -> str:
+    given = set(normalizations)
+    for n in given:
+        if n not in rules_pb2.Normalization.values():
+            raise InvalidArgumentError(f"unknown Normalization value {n}", field=field)
+    if rules_pb2.NORMALIZATION_TRANSLITERATE in given:
+        raise InvalidArgumentError("TRANSLITERATE is not served in this release", field=field)
+    if rules_pb2.NORMALIZATION_PHONE_E164 in given:
+        return "phone"
+    if given & {rules_pb2.NORMALIZATION_DIGITS_ONLY, rules_pb2.NORMALIZATION_STRIP_PUNCTUATION}:
+        return "alnum"
+    return "text"
+
+
+def _element_from_proto(
+    e: rules_pb2.AggregateElement, ef: str, old: Mapping[str, Any]
+) -> dict[str, Any]:
+    if not ELEMENT_ID_RE.match(e.element_id):
+        raise InvalidArgumentError(
+            "1..64 characters of [A-Za-z0-9_], starting with a letter", field=f"{ef}.element_id"
+        )
+    if e.kind == rules_pb2.AGGREGATE_ELEMENT_KIND_UNSPECIFIED:
+        raise InvalidArgumentError("required", field=f"{ef}.kind")
+    out: dict[str, Any] = {
+        "name": e.element_id,
+        "description": e.description,
+        "kind": _enum_suffix(
+            e.kind, rules_pb2.AggregateElementKind, "AGGREGATE_ELEMENT_KIND_", f"{ef}.kind"
+        ).lower(),
+    }
+    if e.source_attribute:
+        out["attr"] = e.source_attribute
+    if e.value_type != rules_pb2.VALUE_TYPE_UNSPECIFIED:
+        out["type"] = _enum_suffix(
+            e.value_type, rules_pb2.ValueType, "VALUE_TYPE_", f"{ef}.value_type"
+        ).lower()
+    kept = old.get(e.element_id, {}).get("filter")
+    if kept is not None and render_filter(kept) == e.filter:
+        out["filter"] = kept  # unchanged: keep the structured form (no document parse)
+    elif e.filter.strip():
+        out["filter_expr"] = e.filter
+    for name, proto_name, value in (
+        ("max_records", "max_records", e.max_records),
+        ("max_days", "max_age_days", e.max_age_days),
+    ):
+        if value < 0:
+            raise InvalidArgumentError("must be >= 0", field=f"{ef}.{proto_name}")
+        if value:
+            out[name] = value
+    if e.bucket != rules_pb2.BUCKET_GRANULARITY_UNSPECIFIED:
+        out["bucket"] = _enum_suffix(
+            e.bucket, rules_pb2.BucketGranularity, "BUCKET_GRANULARITY_", f"{ef}.bucket"
+        ).lower()
+    return out
+
+
+def _search(values: list[str]) -> dict[str, Any]:
+    if not values:
+        return {"any": True}
+    return {"equal": values[0]} if len(values) == 1 else {"in": values}
+
+
+def _param_from_proto(
+    p: rules_pb2.AggregateParameter, pf: str, aggregate_id: str
+) -> dict[str, Any]:
+    if not PARAM_NAME_RE.match(p.name):
+        raise InvalidArgumentError(
+            "1..64 characters of [A-Za-z0-9_], starting with a letter", field=f"{pf}.name"
+        )
+    window = _window_spec(
+        p.window if p.HasField("window") else None,
+        p.window_offset if p.HasField("window_offset") else None,
+        pf,
+    )
+    param: dict[str, Any]
+    if p.function in _AGG_FUNCTIONS:
+        param = {"fn": "calc_aggregate", "agg": _AGG_FUNCTIONS[p.function]}
+        if p.function == rules_pb2.AGGREGATE_FUNCTION_PERCENTILE:
+            param["p"] = p.percentile
+    elif p.function in _INTERVALS:
+        if p.interval_unit not in (*_UNITS, rules_pb2.INTERVAL_UNIT_UNSPECIFIED):
+            raise InvalidArgumentError(
+                f"unknown IntervalUnit value {p.interval_unit}", field=f"{pf}.interval_unit"
+            )
+        param = {
+            "fn": "calc_interval",
+            "unit": _UNITS.get(p.interval_unit, "days"),
+            "search": _search(list(p.match_values)),
+        }
+        if _INTERVALS[p.function] == "first":
+            param["which"] = "first"
+    else:
+        raise InvalidArgumentError(
+            "required"
+            if p.function == rules_pb2.AGGREGATE_FUNCTION_UNSPECIFIED
+            else f"unknown AggregateFunction value {p.function}",
+            field=f"{pf}.function",
+        )
+    if p.exclusion not in (*_EXCLUSIONS, rules_pb2.AGGREGATE_EXCLUSION_UNSPECIFIED):
+        raise InvalidArgumentError(
+            f"unknown AggregateExclusion value {p.exclusion}", field=f"{pf}.exclusion"
+        )
+    param.update(name=p.name, object=aggregate_id, element=p.element_id)
+    if window is not None:
+        param["window"] = window
+    if p.exclusion in _EXCLUSIONS:
+        param["except"] = _EXCLUSIONS[p.exclusion]
+    return param
+
+
+def aggregate_from_proto(
+    aggregate_id: str,
+    msg: rules_pb2.AggregateDefinition,
+    current: AggregateDefinition | None = None,
+) -> AggregateDefinition:
+    """The domain definition of ``msg`` (output-only fields ignored). An element whose
+    filter text is unchanged from ``current``'s rendering keeps its structured form."""
+    f = "aggregate_definition"
+    if msg.event_kind == common_pb2.EVENT_KIND_UNSPECIFIED:
+        raise InvalidArgumentError("required", field=f"{f}.event_kind")
+    if msg.event_kind != common_pb2.EVENT_KIND_APPLICATION:
+        raise InvalidArgumentError(
+            "only EVENT_KIND_APPLICATION is served in this release", field=f"{f}.event_kind"
+        )
+    if not msg.key_attributes:
+        raise InvalidArgumentError("at least one", field=f"{f}.key_attributes")
+    if not msg.elements:
+        raise InvalidArgumentError("at least one", field=f"{f}.elements")
+    key = [
+        {
+            "attr": k.attribute,
+            "kind": _key_kind(k.normalizations, f"{f}.key_attributes[{i}].normalizations"),
+        }
+        for i, k in enumerate(msg.key_attributes)
+    ]
+    old = {e["name"]: e for e in (current.spec["elements"] if current else [])}
+    elements = [
+        _element_from_proto(e, f"{f}.elements[{i}]", old) for i, e in enumerate(msg.elements)
+    ]
+    params = [
+        _param_from_proto(p, f"{f}.parameters[{i}]", aggregate_id)
+        for i, p in enumerate(msg.parameters)
+    ]
+    return AggregateDefinition(
+        aggregate_id=aggregate_id,
+        spec={
+            "name": aggregate_id,
+            "description": msg.description,
+            "key": key,
+            "elements": elements,
+        },
+        params=tuple(params),
+        display_name=msg.display_name,
+        event_kind="APPLICATION",
+    )
+
+
+def _param_to_proto(p: Mapping[str, Any]) -> rules_pb2.AggregateParameter:
+    out = rules_pb2.AggregateParameter(name=p["name"], element_id=p["element"])
+    if p["fn"] == "calc_aggregate":
+        out.function = rules_pb2.AggregateFunction.Value(f"AGGREGATE_FUNCTION_{p['agg'].upper()}")
+        if p.get("p") is not None:
+            out.percentile = float(p["p"])
+    else:
+        which = p.get("which", "last")
+        out.function = rules_pb2.AggregateFunction.Value(
+            f"AGGREGATE_FUNCTION_TIME_SINCE_{which.upper()}"
+        )
+        out.interval_unit = rules_pb2.IntervalUnit.Value(
+            f"INTERVAL_UNIT_{p.get('unit', 'days').upper()}"
+        )
+        search = p.get("search", {})
+        if "equal" in search:
+            out.match_values.append(str(search["equal"]))
+        out.match_values.extend(str(v) for v in search.get("in", []))
+    _window_proto(p.get("window"), out)
+    if p.get("except", "none") != "none":
+        out.exclusion = rules_pb2.AggregateExclusion.Value(
+            f"AGGREGATE_EXCLUSION_CURRENT_{p['except'].upper()}"
+        )
+    return out
+
+
+def aggregate_to_proto(
+    d: AggregateDefinition,
+    serving_version: int = 0,
+    failure: str | None = None,
+) -> rules_pb2.AggregateDefinition:
+    """The proto of a definition, with the state of the live aggregates."""
+    out = rules_pb2.AggregateDefinition(
+        name=f"aggregateDefinitions/{d.aggregate_id}",
+        display_name=d.display_name,
+        description=d.spec.get("description", ""),
+        event_kind=common_pb2.EventKind.Value(f"EVENT_KIND_{d.event_kind}"),
+        key_attributes=[
+            rules_pb2.KeyAttribute(
+                attribute=k["attr"], normalizations=_KEY_NORMALIZATIONS[k.get("kind", "text")]
+            )
+            for k in d.spec["key"]
+        ],
+        parameters=[_param_to_proto(p) for p in d.params],
+        version=d.version,
+        update_author=d.update_author,
+        change_reason=d.change_reason,
+        etag=d.etag,
+        serving_version=serving_version,
+    )
+    for e in d.spec["elements"]:
+        el = out.elements.add(
+            element_id=e["name"],
+            description=e.get("description", ""),
+            kind=rules_pb2.AggregateElementKind.Value(
+                f"AGGREGATE_ELEMENT_KIND_{e['kind'].upper()}"
+            ),
+            source_attribute=e.get("attr", ""),
+            max_records=e.get("max_records", 0),
+            max_age_days=e.get("max_days", 0),
+        )
+        if "type" in e:
+            el.value_type = rules_pb2.ValueType.Value(f"VALUE_TYPE_{e['type'].upper()}")
+        if "bucket" in e:
+            el.bucket = rules_pb2.BucketGranularity.Value(
+                f"BUCKET_GRANULARITY_{e['bucket'].upper()}"
+            )
+        if e.get("filter_expr"):
+            el.filter = e["filter_expr"]
+        elif e.get("filter"):
+            el.filter = render_filter(e["filter"])
+    if serving_version == d.version:
+        out.state_status = rules_pb2.AGGREGATE_STATE_STATUS_SERVING
+    elif failure is not None:
+        out.state_status = rules_pb2.AGGREGATE_STATE_STATUS_FAILED
+        out.state_detail = failure
+    else:
+        out.state_status = rules_pb2.AGGREGATE_STATE_STATUS_REBUILDING
+    if d.create_time:
+        out.create_time.FromDatetime(d.create_time)
+    if d.update_time:
+        out.update_time.FromDatetime(d.update_time)
+    return out
+
+
+def _aggregate_version_from(name: str, field: str) -> tuple[str, int]:
+    match = re.fullmatch(
+        r"aggregateDefinitions/([A-Za-z0-9_-]{1,64})/versions/([1-9][0-9]{0,17})", name
+    )
+    if not match:
+        raise InvalidArgumentError(
+            "must be aggregateDefinitions/{aggregate_id}/versions/{version}", field=field
+        )
+    return match.group(1), int(match.group(2))
+
+
+def _aggregate_id_from(name: str, field: str) -> str:
+    prefix = "aggregateDefinitions/"
+    if not name:
+        raise InvalidArgumentError("required", field=field)
+    if not name.startswith(prefix) or not AGGREGATE_ID_RE.match(name[len(prefix) :]):
+        raise InvalidArgumentError(
+            "must be aggregateDefinitions/{id}, id of [A-Za-z0-9_-]", field=field
+        )
+    return name[len(prefix) :]
+
+
+def _merge_aggregate(
+    current: AggregateDefinition, incoming: rules_pb2.AggregateDefinition, paths: list[str]
+) -> AggregateDefinition:
+    """``current`` with the fields named by ``paths`` taken from ``incoming``."""
+    if not paths:
+        raise InvalidArgumentError("required: the fields to update", field="update_mask")
+    if "*" in paths:
+        paths = list(UPDATABLE_AGGREGATE_FIELDS)
+    for i, path in enumerate(paths):
+        if path not in UPDATABLE_AGGREGATE_FIELDS:
+            raise InvalidArgumentError(
+                f"{path!r} is not an updatable field of AggregateDefinition",
+                field=f"update_mask.paths[{i}]",
+            )
+    merged = aggregate_to_proto(current)
+    for path in paths:
+        if path == "backfill":
+            continue
+        merged.ClearField(path)  # type: ignore[arg-type]
+        value = getattr(incoming, path)
+        if isinstance(value, (str, int)):
+            setattr(merged, path, value)
+        else:
+            getattr(merged, path).extend(value)
+    candidate = aggregate_from_proto(current.aggregate_id, merged, current)
+    return replace(
+        candidate,
+        version=current.version,
+        create_time=current.create_time,
+    )
+
+
+def aggregate_version_to_proto(
+    v: AggregateVersion, serving_version: int = 0
+) -> rules_pb2.AggregateDefinitionVersion:
+    """The proto of an aggregate definition's version."""
+    out = rules_pb2.AggregateDefinitionVersion(
+        name=f"aggregateDefinitions/{v.definition.aggregate_id}/versions/{v.version}",
+        version=v.version,
+        aggregate_definition=aggregate_to_proto(v.definition, serving_version),
+        change=rules_pb2.VersionChange.Value(f"VERSION_CHANGE_{v.change.value}"),
+        restored_from_version=v.restored_from_version,
+        author=v.author,
+        change_reason=v.change_reason,
+    )
+    out.create_time.FromDatetime(v.create_time)
+    return out
+
+
+# --- filters of the List methods (AIP-160 subset, lendgate.listfilter) ------------
+
+RULE_FILTER = {
+    "status": "enum:RULE_STATUS_",
+    "event_kind": "enum:EVENT_KIND_",
+    "tags": "strs",
+    "source_pack": "str",
+    "display_name": "str",
+    "update_time": "time",
+}
+VERSION_FILTER = {"author": "str", "change": "enum:VERSION_CHANGE_", "create_time": "time"}
+LIST_FILTER = {
+    "type": "enum:LIST_TYPE_",
+    "entry_kind": "enum:LIST_ENTRY_KIND_",
+    "tags": "strs",
+    "display_name": "str",
+}
+ENTRY_FILTER = {"value": "str", "expire_time": "time", "create_time": "time"}
+AGGREGATE_FILTER = {
+    "event_kind": "enum:EVENT_KIND_",
+    "display_name": "str",
+    "update_time": "time",
+}
+AGGREGATE_VERSION_FILTER = {"author": "str", "change": "enum:VERSION_CHANGE_"}
+
+
+def _rule_fields(r: Rule) -> Fields:
+    return {
+        "status": r.status.value,
+        "event_kind": r.event_kind.value,
+        "tags": r.tags,
+        "source_pack": r.source_pack,
+        "display_name": r.display_name,
+        "update_time": r.update_time,
+    }
+
+
+def _list_fields(d: ListDefinition) -> Fields:
+    return {
+        "type": d.type.value,
+        "entry_kind": d.entry_kind.value,
+        "tags": d.tags,
+        "display_name": d.display_name,
+    }
+
+
 # --- idempotency ------------------------------------------------------------------
 
 
@@ -392,7 +862,7 @@ def settings_to_proto(s: ScoringSettings) -> rules_pb2.ScoringSettings:
 
 
 class RuleAdminServicer:
-    """Implements ``lendgate.v1.RuleAdminService`` (but the aggregate definitions)."""
+    """Implements ``lendgate.v1.RuleAdminService``."""
 
     def __init__(self, scoring: ScoringService, admins: frozenset[str] | None = None) -> None:
         """``admins``: the partners allowed to change the consortium's rules, lists and
@@ -468,13 +938,14 @@ class RuleAdminServicer:
     async def ListRules(
         self, request: rules_pb2.ListRulesRequest, context: Ctx
     ) -> rules_pb2.ListRulesResponse:
-        """The consortium's and the caller's rules by id; ``filter`` is ignored."""
+        """The consortium's and the caller's rules by id, those ``filter`` selects."""
         partner = await self._ready()
         size = _page_size(request.page_size, DEFAULT_RULE_PAGE, MAX_PAGE)
+        wanted = compile_filter(request.filter, RULE_FILTER)
         rules = [
             (scope, r)
             for scope, r in self.admin.visible_rules(partner)
-            if r.rule_id > request.page_token
+            if r.rule_id > request.page_token and wanted(_rule_fields(r))
         ]
         page = rules[:size]
         token = page[-1][1].rule_id if len(rules) > size else ""
@@ -539,12 +1010,17 @@ class RuleAdminServicer:
     async def ListRuleVersions(
         self, request: rules_pb2.ListRuleVersionsRequest, context: Ctx
     ) -> rules_pb2.ListRuleVersionsResponse:
-        """Versions newest first; ``filter`` is ignored (every version is returned)."""
+        """Versions newest first, those ``filter`` selects."""
         partner = await self._ready()
         rule_id = _id_from(request.parent, "rules", "parent")
         scope = self.admin.rule_scope(partner, rule_id)
         size = _page_size(request.page_size, DEFAULT_VERSION_PAGE, MAX_PAGE)
-        versions = self.admin.book(scope).versions(rule_id)
+        wanted = compile_filter(request.filter, VERSION_FILTER)
+        versions = [
+            v
+            for v in self.admin.book(scope).versions(rule_id)
+            if wanted({"author": v.author, "change": v.change.value, "create_time": v.create_time})
+        ]
         if request.page_token:
             if not request.page_token.isdigit():
                 raise InvalidArgumentError("not a token this method gave", field="page_token")
@@ -624,13 +1100,14 @@ class RuleAdminServicer:
     async def ListLists(
         self, request: rules_pb2.ListListsRequest, context: Ctx
     ) -> rules_pb2.ListListsResponse:
-        """The consortium's and the caller's lists by id; ``filter`` is ignored."""
+        """The consortium's and the caller's lists by id, those ``filter`` selects."""
         partner = await self._ready()
         size = _page_size(request.page_size, DEFAULT_RULE_PAGE, MAX_PAGE)
+        wanted = compile_filter(request.filter, LIST_FILTER)
         found = [
             (scope, d.list_id)
             for scope, d in self.admin.visible_lists(partner)
-            if d.list_id > request.page_token
+            if d.list_id > request.page_token and wanted(_list_fields(d))
         ]
         page = found[:size]
         token = page[-1][1] if len(found) > size else ""
@@ -734,12 +1211,27 @@ class RuleAdminServicer:
     async def ListListEntries(
         self, request: rules_pb2.ListListEntriesRequest, context: Ctx
     ) -> rules_pb2.ListListEntriesResponse:
-        """Live entries ordered by value; ``filter`` is ignored."""
+        """Live entries ordered by value, those ``filter`` selects (a filter scans the
+        list from the page token on until the page is full)."""
         scope, list_id = await self._list_scope(request.parent, "parent")
         size = _page_size(request.page_size, DEFAULT_ENTRY_PAGE, MAX_ENTRY_PAGE)
-        entries = self.admin.lists(scope).entries(
-            list_id, limit=size + 1, after=request.page_token or None
-        )
+        wanted = compile_filter(request.filter, ENTRY_FILTER)
+        lists = self.admin.lists(scope)
+        entries: list[ListEntry] = []
+        after = request.page_token or None
+        while len(entries) <= size:
+            chunk = lists.entries(list_id, limit=max(size + 1, 10_000), after=after)
+            entries += [
+                e
+                for e in chunk
+                if not request.filter
+                or wanted(
+                    {"value": e.value, "expire_time": e.expire_time, "create_time": e.create_time}
+                )
+            ]
+            if len(chunk) < max(size + 1, 10_000):
+                break
+            after = chunk[-1].value
         page = entries[:size]
         token = page[-1].value if len(entries) > size else ""
         return rules_pb2.ListListEntriesResponse(
@@ -797,6 +1289,195 @@ class RuleAdminServicer:
 
         # The idempotency key covers the import's head (name, mode), not its content.
         return await self._run("ImportListEntries", request, make)
+
+    # aggregate definitions
+
+    def _aggregate_proto(self, d: AggregateDefinition) -> rules_pb2.AggregateDefinition:
+        serving = self.scoring.aggregate_state.versions.get(d.aggregate_id, 0)
+        failed = self.scoring.aggregate_rebuild_error
+        wanted = self.admin.aggregate_state()
+        failure = failed[1] if failed is not None and failed[0] == wanted.digest else None
+        return aggregate_to_proto(d, serving, failure)
+
+    def _aggregate_changed(self) -> None:
+        """Start bringing the live state to the stored definitions (background)."""
+        self.scoring.rebuild_aggregates()
+
+    async def CreateAggregateDefinition(
+        self, request: rules_pb2.CreateAggregateDefinitionRequest, context: Ctx
+    ) -> rules_pb2.CreateAggregateDefinitionResponse:
+        await self._ready()
+        self._may_change(CONSORTIUM)
+
+        async def make() -> rules_pb2.CreateAggregateDefinitionResponse:
+            if not AGGREGATE_ID_RE.match(request.aggregate_id):
+                raise InvalidArgumentError(
+                    "1..64 characters of [A-Za-z0-9_-]" if request.aggregate_id else "required",
+                    field="aggregate_id",
+                )
+            d = aggregate_from_proto(request.aggregate_id, request.aggregate_definition)
+            created = await self.admin.create_aggregate(
+                d,
+                author=self._author(),
+                reason=request.change_reason,
+                validate_only=request.validate_only,
+            )
+            if not request.validate_only:
+                self._aggregate_changed()
+            return rules_pb2.CreateAggregateDefinitionResponse(
+                aggregate_definition=self._aggregate_proto(created)
+            )
+
+        return await self._run("CreateAggregateDefinition", request, make)
+
+    async def GetAggregateDefinition(
+        self, request: rules_pb2.GetAggregateDefinitionRequest, context: Ctx
+    ) -> rules_pb2.GetAggregateDefinitionResponse:
+        await self._ready()
+        aggregate_id = _aggregate_id_from(request.name, "name")
+        return rules_pb2.GetAggregateDefinitionResponse(
+            aggregate_definition=self._aggregate_proto(self.admin.aggregates.get(aggregate_id))
+        )
+
+    async def ListAggregateDefinitions(
+        self, request: rules_pb2.ListAggregateDefinitionsRequest, context: Ctx
+    ) -> rules_pb2.ListAggregateDefinitionsResponse:
+        """Every live definition by id (they are the consortium's: every partner reads
+        them)."""
+        await self._ready()
+        size = _page_size(request.page_size, DEFAULT_RULE_PAGE, MAX_PAGE)
+        wanted = compile_filter(request.filter, AGGREGATE_FILTER)
+        found = [
+            self._aggregate_proto(d)
+            for d in self.admin.aggregates.live()
+            if d.aggregate_id > request.page_token
+            and wanted(
+                {
+                    "event_kind": d.event_kind,
+                    "display_name": d.display_name,
+                    "update_time": d.update_time,
+                }
+            )
+        ]
+        page = found[:size]
+        token = page[-1].name.split("/", 1)[1] if len(found) > size else ""
+        return rules_pb2.ListAggregateDefinitionsResponse(
+            aggregate_definitions=page, next_page_token=token
+        )
+
+    async def UpdateAggregateDefinition(
+        self, request: rules_pb2.UpdateAggregateDefinitionRequest, context: Ctx
+    ) -> rules_pb2.UpdateAggregateDefinitionResponse:
+        await self._ready()
+        aggregate_id = _aggregate_id_from(
+            request.aggregate_definition.name, "aggregate_definition.name"
+        )
+        self._may_change(CONSORTIUM)
+
+        async def make() -> rules_pb2.UpdateAggregateDefinitionResponse:
+            if not request.aggregate_definition.etag:
+                raise InvalidArgumentError(
+                    "required: the etag last read", field="aggregate_definition.etag"
+                )
+            current = self.admin.aggregates.get(aggregate_id)
+            merged = _merge_aggregate(
+                current, request.aggregate_definition, list(request.update_mask.paths)
+            )
+            updated = await self.admin.update_aggregate(
+                merged,
+                etag=request.aggregate_definition.etag,
+                author=self._author(),
+                reason=request.change_reason,
+                validate_only=request.validate_only,
+            )
+            if not request.validate_only:
+                self._aggregate_changed()
+            return rules_pb2.UpdateAggregateDefinitionResponse(
+                aggregate_definition=self._aggregate_proto(updated)
+            )
+
+        return await self._run("UpdateAggregateDefinition", request, make)
+
+    async def DeleteAggregateDefinition(
+        self, request: rules_pb2.DeleteAggregateDefinitionRequest, context: Ctx
+    ) -> rules_pb2.DeleteAggregateDefinitionResponse:
+        await self._ready()
+        aggregate_id = _aggregate_id_from(request.name, "name")
+        self._may_change(CONSORTIUM)
+
+        async def make() -> rules_pb2.DeleteAggregateDefinitionResponse:
+            if not request.etag:
+                raise InvalidArgumentError("required: the etag last read", field="etag")
+            await self.admin.delete_aggregate(
+                aggregate_id,
+                etag=request.etag,
+                author=self._author(),
+                reason=request.change_reason,
+            )
+            self._aggregate_changed()
+            return rules_pb2.DeleteAggregateDefinitionResponse()
+
+        return await self._run("DeleteAggregateDefinition", request, make)
+
+    async def ListAggregateDefinitionVersions(
+        self, request: rules_pb2.ListAggregateDefinitionVersionsRequest, context: Ctx
+    ) -> rules_pb2.ListAggregateDefinitionVersionsResponse:
+        """Versions newest first."""
+        await self._ready()
+        aggregate_id = _aggregate_id_from(request.parent, "parent")
+        size = _page_size(request.page_size, DEFAULT_VERSION_PAGE, MAX_PAGE)
+        wanted = compile_filter(request.filter, AGGREGATE_VERSION_FILTER)
+        versions = [
+            v
+            for v in self.admin.aggregates.history(aggregate_id)
+            if wanted({"author": v.author, "change": v.change.value})
+        ]
+        if request.page_token:
+            if not request.page_token.isdigit():
+                raise InvalidArgumentError("not a token this method gave", field="page_token")
+            before = int(request.page_token)
+            versions = [v for v in versions if v.version < before]
+        page = versions[:size]
+        token = str(page[-1].version) if len(versions) > size else ""
+        serving = self.scoring.aggregate_state.versions.get(aggregate_id, 0)
+        return rules_pb2.ListAggregateDefinitionVersionsResponse(
+            versions=[aggregate_version_to_proto(v, serving) for v in page],
+            next_page_token=token,
+        )
+
+    async def GetAggregateDefinitionVersion(
+        self, request: rules_pb2.GetAggregateDefinitionVersionRequest, context: Ctx
+    ) -> rules_pb2.GetAggregateDefinitionVersionResponse:
+        await self._ready()
+        aggregate_id, number = _aggregate_version_from(request.name, "name")
+        serving = self.scoring.aggregate_state.versions.get(aggregate_id, 0)
+        return rules_pb2.GetAggregateDefinitionVersionResponse(
+            version=aggregate_version_to_proto(
+                self.admin.aggregates.version(aggregate_id, number), serving
+            )
+        )
+
+    async def RestoreAggregateDefinitionVersion(
+        self, request: rules_pb2.RestoreAggregateDefinitionVersionRequest, context: Ctx
+    ) -> rules_pb2.RestoreAggregateDefinitionVersionResponse:
+        await self._ready()
+        aggregate_id, number = _aggregate_version_from(request.name, "name")
+        self._may_change(CONSORTIUM)
+
+        async def make() -> rules_pb2.RestoreAggregateDefinitionVersionResponse:
+            restored = await self.admin.restore_aggregate(
+                aggregate_id,
+                number,
+                etag=request.etag,
+                author=self._author(),
+                reason=request.change_reason,
+            )
+            self._aggregate_changed()
+            return rules_pb2.RestoreAggregateDefinitionVersionResponse(
+                aggregate_definition=self._aggregate_proto(restored)
+            )
+
+        return await self._run("RestoreAggregateDefinitionVersion", request, make)
 
     # scoring settings
 
@@ -880,7 +1561,7 @@ class RuleAdminServicer:
                 run_backtest,
                 history,
                 tested,
-                aggregates=self.scoring.pack.aggregates,
+                aggregates=self.scoring.aggregate_state.document,
                 lists=lists,
                 event_kind=kind,
                 start_us=start_us,

@@ -177,7 +177,7 @@ def test_restore_refuses_other_versions_and_definitions(store: AggregateStore) -
                         "name": "A",
                         "key": [{"attr": "a"}],
                         "elements": [
-                            {"name": "e", "kind": "unique", "attr": "x", "filter_expr": "x > 1"}
+                            {"name": "e", "kind": "unique", "attr": "x", "filter_expr": "x > "}
                         ],
                     }
                 ]

@@ -351,15 +351,19 @@ def test_a_repeated_request_id_gets_the_first_answer(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_methods_not_built_answer_unimplemented(tmp_path: Path) -> None:
+def test_aggregate_definition_names_are_checked(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with admin(tmp_path) as a:
-            with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await a.rules.GetAggregateDefinition(
-                    rules_pb2.GetAggregateDefinitionRequest(name="aggregateDefinitions/x"),
-                    metadata=MD,
-                )
-            assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            for name, code in (
+                ("aggregateDefinitions/x", grpc.StatusCode.NOT_FOUND),
+                ("aggregates/x", grpc.StatusCode.INVALID_ARGUMENT),
+                ("", grpc.StatusCode.INVALID_ARGUMENT),
+            ):
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await a.rules.GetAggregateDefinition(
+                        rules_pb2.GetAggregateDefinitionRequest(name=name), metadata=MD
+                    )
+                assert caught.value.code() == code, name
 
     asyncio.run(scenario())
 

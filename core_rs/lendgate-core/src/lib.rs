@@ -10,6 +10,7 @@ pub mod auction;
 pub mod document;
 pub mod error;
 pub mod expr;
+pub mod expr_filter;
 pub mod lists;
 pub mod matchkeys;
 pub mod normalize;

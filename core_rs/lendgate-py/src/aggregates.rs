@@ -5,6 +5,7 @@
 
 use crate::error::PyCoreError;
 use lendgate_core::aggregates::{AggregateStore, Definitions, ParamValues, Scalar};
+use lendgate_core::expr_filter::ExprFilters;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
@@ -137,7 +138,8 @@ fn compile(definitions: &[u8]) -> Result<Definitions, PyCoreError> {
             format!("not UTF-8: {e}"),
         ))
     })?;
-    Ok(Definitions::from_json(text)?)
+    // Element filters may be expressions (`filter_expr`), compiled by the expression engine.
+    Ok(Definitions::from_json_with(text, Some(&ExprFilters))?)
 }
 
 /// Jaro–Winkler mismatch percentage `(1 - jw) * 100` of two strings (seed `CompareFL`).

@@ -13,6 +13,13 @@ checks, together with the consortium's. A private id may not repeat a consortium
 ``rules/{id}`` always names one rule for a caller; partners' private ids are separate
 namespaces (two partners may both have a list "watch", and neither learns of the other's).
 Store names are ``consortium/{id}`` and ``partner/{partner_id}/{id}``.
+
+Aggregate definitions (``lendgate.scoring.aggdefs``) are the consortium's only: the
+aggregates are one state fed by every partner's events, and a partner's private object
+over it would let that partner read other partners' data through its values. They are
+stored as kind ``aggregate``, versioned like rules; :meth:`RuleAdmin.aggregate_state`
+composes the document the live aggregates compile (the scoring service rebuilds its
+state when it changes).
 """
 
 from __future__ import annotations
@@ -26,10 +33,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from lendgate import _core
+from lendgate.aggregates import AggregateStore
 from lendgate.errors import (
     AbortedError,
     AlreadyExistsError,
     FailedPreconditionError,
+    FieldViolation,
     InvalidArgumentError,
     NotFoundError,
 )
@@ -43,6 +52,20 @@ from lendgate.rules import (
     VersionChange,
     version_from_json,
     version_to_json,
+)
+from lendgate.scoring.aggdefs import (
+    AggregateBook,
+    AggregateDefinition,
+    AggregateVersion,
+    Composed,
+    check_attributes,
+    compose,
+    proto_field,
+    rules_reading,
+    split_pack,
+    version_body,
+    version_from_body,
+    with_version,
 )
 from lendgate.scoring.pack import PACK_AUTHOR, Pack, install
 from lendgate.store import DefinitionVersion, Store
@@ -171,8 +194,21 @@ class RuleAdmin:
         install(pack, self.consortium.book, self.consortium.lists)
         self.private: dict[str, Workspace] = {}
         self.settings = ScoringSettings(pack.zone_threshold)
+        self.aggregates = AggregateBook()
+        """Every version of every aggregate definition (the consortium's)."""
+        self._install_pack_aggregates()
         self._lock = asyncio.Lock()
         self.loaded = False
+
+    def _install_pack_aggregates(self) -> None:
+        self.aggregates = AggregateBook()
+        now = self._clock()
+        reason = f"{self.pack.name} pack {self.pack.revision}"
+        for d in split_pack(self.pack.aggregates)[0]:
+            stamped = with_version(d, 1, PACK_AUTHOR, reason, now)
+            self.aggregates.commit(
+                AggregateVersion(stamped, VersionChange.CREATED, PACK_AUTHOR, reason, now)
+            )
 
     def _workspace(self, scope: str) -> Workspace:
         return Workspace(scope, RuleBook(InMemoryRuleRepository(), self._clock), Lists(self._clock))
@@ -208,7 +244,39 @@ class RuleAdmin:
                 pass
             else:
                 self.settings = _settings_from(stored)
+            await self._load_aggregates()
             self.loaded = True
+
+    async def _load_aggregates(self) -> None:
+        """Read the stored aggregate definitions; over a store without any (a new one,
+        or one written before they were administered), store the pack's as version 1."""
+        stored = await self.store.list_definitions("aggregate")
+        if not stored:
+            self._install_pack_aggregates()
+            try:
+                for first in [vs[0] for vs in self.aggregates.versions.values()]:
+                    await self._put_aggregate(first, expected=0)
+                return
+            except AbortedError:  # another server wrote them first: read theirs
+                stored = await self.store.list_definitions("aggregate")
+        book = AggregateBook()
+        for latest in stored:
+            parsed = parse_store_name(latest.name)
+            if parsed is None or parsed[0] != CONSORTIUM:
+                continue
+            for stored_version in await self.store.list_definition_versions(
+                "aggregate", latest.name
+            ):
+                book.commit(
+                    version_from_body(
+                        stored_version.body,
+                        version=stored_version.version,
+                        author=stored_version.author,
+                        reason=stored_version.reason,
+                        at=from_us(stored_version.created_at_us),
+                    )
+                )
+        self.aggregates = book
 
     async def _write_pack(self) -> None:
         ws = self.consortium
@@ -671,6 +739,190 @@ class RuleAdmin:
                 f"list {name!r} changed concurrently", reason="ETAG_MISMATCH"
             ) from None
 
+    # --- aggregate definitions -------------------------------------------------------
+
+    def aggregate_state(self) -> Composed:
+        """The document the live aggregates should compile: the current definitions."""
+        return compose(self.pack.aggregates, self.aggregates.live())
+
+    def _all_rules(self) -> list[tuple[str, Rule]]:
+        out = [(CONSORTIUM, r) for r in self.consortium.book.rules()]
+        for scope, ws in self.private.items():
+            out += [(scope, r) for r in ws.book.rules()]
+        return out
+
+    def _refuse_if_read(self, aggregate_id: str, names: Sequence[str]) -> None:
+        """``FailedPreconditionError`` naming the rules that read any of ``names``."""
+        consortium = rules_reading([r for s, r in self._all_rules() if s == CONSORTIUM], names)
+        private = rules_reading([r for s, r in self._all_rules() if s != CONSORTIUM], names)
+        if consortium or private:
+            # Partners' private rule ids stay private: counted, not named.
+            said = ", ".join(consortium[:10])
+            if private:
+                said += f"{' and ' if said else ''}{len(private)} private rule(s) of partners"
+            raise FailedPreconditionError(
+                f"aggregate definition {aggregate_id!r}: its parameters"
+                f" {', '.join(sorted(names))} are read by rules: {said}",
+                reason="AGGREGATE_IN_USE",
+            )
+
+    def check_aggregate(self, candidate: AggregateDefinition) -> Composed:
+        """Compile the live document with ``candidate`` in place of its current version;
+        ``InvalidArgumentError`` naming the request field when it does not compile."""
+        check_attributes(candidate)
+        others = [d for d in self.aggregates.live() if d.aggregate_id != candidate.aggregate_id]
+        composed = compose(self.pack.aggregates, [*others, candidate])
+        self._compile(composed, candidate.aggregate_id)
+        return composed
+
+    def _compile(self, composed: Composed, aggregate_id: str) -> None:
+        try:
+            AggregateStore(composed.document)
+        except InvalidArgumentError as exc:
+            violations = []
+            for v in exc.violations:
+                mapped = proto_field(v.field, composed, aggregate_id)
+                if mapped is None:
+                    # Something else (a pack parameter) reads what the change removes.
+                    raise FailedPreconditionError(
+                        f"aggregate definition {aggregate_id!r}: the change breaks"
+                        f" {v.field}: {v.description}",
+                        reason="AGGREGATE_IN_USE",
+                    ) from None
+                violations.append(FieldViolation(mapped, v.description))
+            raise InvalidArgumentError(
+                "; ".join(f"{v.field}: {v.description}" for v in violations),
+                violations=violations,
+            ) from None
+
+    async def create_aggregate(
+        self, d: AggregateDefinition, *, author: str, reason: str, validate_only: bool = False
+    ) -> AggregateDefinition:
+        """Create a definition (version 1, or the next one of a deleted id)."""
+        async with self._lock:
+            latest = self.aggregates.latest(d.aggregate_id)
+            if latest is not None and latest.change is not VersionChange.DELETED:
+                raise AlreadyExistsError(f"aggregate definition {d.aggregate_id!r} exists")
+            number = 1 if latest is None else latest.version + 1
+            candidate = with_version(d, number, author, reason, self._clock())
+            self.check_aggregate(candidate)
+            if validate_only:
+                return candidate
+            v = AggregateVersion(
+                candidate,
+                VersionChange.CREATED,
+                author,
+                reason,
+                candidate.update_time or self._clock(),
+            )
+            return (await self._commit_aggregate(v)).definition
+
+    async def update_aggregate(
+        self,
+        d: AggregateDefinition,
+        *,
+        etag: str,
+        author: str,
+        reason: str,
+        validate_only: bool = False,
+    ) -> AggregateDefinition:
+        """A new version with ``d``'s content; refused while a rule reads a parameter
+        the update removes."""
+        async with self._lock:
+            current = self.aggregates.get(d.aggregate_id)
+            self.aggregates.check_etag(d.aggregate_id, etag)
+            removed = sorted(set(current.param_names) - set(d.param_names))
+            self._refuse_if_read(d.aggregate_id, removed)
+            candidate = with_version(
+                replace(d, create_time=current.create_time),
+                current.version + 1,
+                author,
+                reason,
+                self._clock(),
+            )
+            self.check_aggregate(candidate)
+            if validate_only:
+                return candidate
+            v = AggregateVersion(
+                candidate,
+                VersionChange.UPDATED,
+                author,
+                reason,
+                candidate.update_time or self._clock(),
+            )
+            return (await self._commit_aggregate(v)).definition
+
+    async def delete_aggregate(
+        self, aggregate_id: str, *, etag: str, author: str, reason: str
+    ) -> AggregateVersion:
+        """Delete a definition (a DELETED version; restorable); refused
+        (``FAILED_PRECONDITION``) while a rule reads one of its parameters."""
+        async with self._lock:
+            current = self.aggregates.get(aggregate_id)
+            self.aggregates.check_etag(aggregate_id, etag)
+            self._refuse_if_read(aggregate_id, current.param_names)
+            others = [d for d in self.aggregates.live() if d.aggregate_id != aggregate_id]
+            self._compile(compose(self.pack.aggregates, others), aggregate_id)
+            at = self._clock()
+            deleted = with_version(current, current.version + 1, author, reason, at)
+            v = AggregateVersion(deleted, VersionChange.DELETED, author, reason, at)
+            return await self._commit_aggregate(v)
+
+    async def restore_aggregate(
+        self, aggregate_id: str, number: int, *, etag: str, author: str, reason: str
+    ) -> AggregateDefinition:
+        """Make version ``number``'s content current again, as a new version."""
+        async with self._lock:
+            old = self.aggregates.version(aggregate_id, number)
+            latest = self.aggregates.check_etag(aggregate_id, etag)
+            assert latest is not None  # version() found the id
+            if latest.change is not VersionChange.DELETED:
+                removed = sorted(
+                    set(latest.definition.param_names) - set(old.definition.param_names)
+                )
+                self._refuse_if_read(aggregate_id, removed)
+            candidate = with_version(
+                replace(old.definition, create_time=latest.definition.create_time),
+                latest.version + 1,
+                author,
+                reason,
+                self._clock(),
+            )
+            self.check_aggregate(candidate)
+            v = AggregateVersion(
+                candidate,
+                VersionChange.RESTORED,
+                author,
+                reason,
+                candidate.update_time or self._clock(),
+                restored_from_version=number,
+            )
+            return (await self._commit_aggregate(v)).definition
+
+    async def _commit_aggregate(self, v: AggregateVersion) -> AggregateVersion:
+        stored = await self._put_aggregate(v, expected=v.version - 1)
+        at = from_us(stored.created_at_us)
+        stamped = replace(v, create_time=at, definition=replace(v.definition, update_time=at))
+        return self.aggregates.commit(stamped)
+
+    async def _put_aggregate(self, v: AggregateVersion, expected: int) -> DefinitionVersion:
+        try:
+            return await self.store.put_definition(
+                _request_id(),
+                "aggregate",
+                store_name(CONSORTIUM, v.definition.aggregate_id),
+                version_body(v),
+                status="deleted" if v.change is VersionChange.DELETED else "active",
+                author=v.author,
+                reason=v.change_reason,
+                expected_version=expected,
+            )
+        except FailedPreconditionError:
+            raise AbortedError(
+                f"aggregate definition {v.definition.aggregate_id!r} changed concurrently",
+                reason="ETAG_MISMATCH",
+            ) from None
+
     # --- settings --------------------------------------------------------------------
 
     async def update_settings(
@@ -724,6 +976,7 @@ def _has_rule(book: RuleBook, rule_id: str) -> bool:
 
 __all__ = [
     "CONSORTIUM",
+    "AggregateDefinition",
     "RuleAdmin",
     "ScoringSettings",
     "Workspace",

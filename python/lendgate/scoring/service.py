@@ -45,6 +45,7 @@ from lendgate.errors import (
 from lendgate.lists import Lists
 from lendgate.rules import CompiledRuleSet, RuleBook
 from lendgate.scoring.admin import RuleAdmin
+from lendgate.scoring.aggdefs import Composed
 from lendgate.scoring.matching import MatchIndex
 from lendgate.scoring.pack import Pack, load_pack
 from lendgate.store import NewEvent, Store, StoreSettings
@@ -183,6 +184,15 @@ class ScoringService:
         self.pack = pack or load_pack()
         self.admin = RuleAdmin(store, self.pack, clock=clock)
         """The consortium's and the partners' rules, lists and settings (persisted)."""
+        self.aggregate_state: Composed = self.admin.aggregate_state()
+        """The aggregate definitions the live state answers with (a changed definition
+        serves once :meth:`rebuild_aggregates` has rebuilt the state from the log)."""
+        self.aggregate_rebuild_error: tuple[str, str] | None = None
+        """(digest of the definitions, why) of the last rebuild that was not swapped in."""
+        self._rebuilding: asyncio.Task[None] | None = None
+        self._admission = asyncio.Event()
+        self._admission.set()
+        self._epoch = 0
         self.book: RuleBook = self.admin.consortium.book
         self.lists: Lists = self.admin.consortium.lists
         self.rules: CompiledRuleSet = self.book.compile(self.pack.zone_threshold)
@@ -192,7 +202,7 @@ class ScoringService:
         """Reported in every report's provenance: the shipped pack's revision, suffixed
         with a digest of the live rules once they differ from what the pack shipped."""
         self._scorer = _core.Scorer({k: list(v) for k, v in self.pack.matches.items() if v})
-        self.aggregates = AggregateStore(self.pack.aggregates)
+        self.aggregates = AggregateStore(self.aggregate_state.document)
         self.index = MatchIndex()
         self._model = model
         self._clock = clock
@@ -250,6 +260,7 @@ class ScoringService:
             {
                 "rules": [r.to_core() for r in self.book.rules()],
                 "zone_threshold": self.admin.settings.zone_threshold,
+                "aggregates": self.aggregate_state.digest,
             },
             sort_keys=True,
         )
@@ -270,6 +281,9 @@ class ScoringService:
             while self._writes:
                 await self._appends_settled.wait()
             await self.admin.load()
+            # A recovery replays the whole state: with the newest definitions.
+            self._epoch += 1
+            self.aggregate_state = self.admin.aggregate_state()
             self.recompile()
             t0 = time.perf_counter()
             self._reset_state()
@@ -343,6 +357,159 @@ class ScoringService:
         if not found:
             return None
         return bytes(max(found, key=lambda e: e.seq).payload)
+
+    # --- aggregate definitions changed: rebuild the state from the log ----------------
+
+    def rebuild_aggregates(self) -> asyncio.Task[None]:
+        """Bring the live aggregates to the current definitions
+        (:meth:`RuleAdmin.aggregate_state`) in the background; returns the task.
+
+        A new :class:`AggregateStore` of the new definitions replays the whole stored
+        log (checks and outcomes, as a recovery does, on worker threads) while the old
+        one keeps answering checks. Once it has caught up, new checks and outcomes wait
+        a moment at the door, the few events logged meanwhile are applied, and the new
+        store is swapped in; a snapshot is then taken. A change made during a rebuild
+        starts another one after it. A rebuild that the new definitions make refuse a
+        stored event is not swapped in (:attr:`aggregate_rebuild_error`).
+        """
+        if self._rebuilding is None or self._rebuilding.done():
+            self._rebuilding = asyncio.get_running_loop().create_task(
+                self._rebuild_until_current(), name="lendgate-aggregates-rebuild"
+            )
+        return self._rebuilding
+
+    async def _rebuild_until_current(self) -> None:
+        while True:
+            await self._ready()
+            wanted = self.admin.aggregate_state()
+            failed = self.aggregate_rebuild_error
+            if wanted.digest == self.aggregate_state.digest or (
+                failed is not None and failed[0] == wanted.digest
+            ):
+                return
+            try:
+                swapped = await self._rebuild(wanted)
+            except Exception as exc:
+                log.exception("aggregate rebuild failed")
+                self.aggregate_rebuild_error = (wanted.digest, str(exc))
+                return
+            if swapped:
+                self.aggregate_rebuild_error = None
+                try:
+                    await self.snapshot_now()
+                except Exception:  # the next scheduled snapshot retries
+                    log.exception("snapshot after the aggregate rebuild failed")
+
+    async def _rebuild(self, wanted: Composed) -> bool:
+        """Replay the log into a new store of ``wanted`` and swap it in; ``False`` when a
+        recovery replaced the state meanwhile (it used the newest definitions)."""
+        epoch = self._epoch
+        started = time.perf_counter()
+        aggregates = AggregateStore(wanted.document)
+        index = MatchIndex()  # the marks the replay needs (counted finishes), thrown away
+        applications: dict[str, bytes] = {}
+        refused: list[str] = []
+        position = 0
+
+        async def catch_up() -> int:
+            nonlocal position
+            batch: list[Any] = []
+            replayed = 0
+            async for stored in self.store.snapshots.events_after(position):
+                batch.append(stored)
+                if len(batch) >= 2000:
+                    await asyncio.to_thread(
+                        self._replay_into, batch, aggregates, index, applications, refused
+                    )
+                    position, replayed, batch = batch[-1].seq, replayed + len(batch), []
+            if batch:
+                await asyncio.to_thread(
+                    self._replay_into, batch, aggregates, index, applications, refused
+                )
+                position, replayed = batch[-1].seq, replayed + len(batch)
+            return replayed
+
+        while await catch_up() > 1000:  # the log grew meanwhile: again, until it is short
+            if epoch != self._epoch:
+                return False
+        self._admission.clear()
+        try:
+            while True:
+                applied = self._applied_count
+                while self._writes:  # every event applied live is in the log first
+                    await self._appends_settled.wait()
+                if await catch_up() == 0 and applied == self._applied_count and not self._writes:
+                    break
+            if refused:
+                self.aggregate_rebuild_error = (
+                    wanted.digest,
+                    f"the new definitions refuse {len(refused)} stored event(s): {refused[0]}",
+                )
+                log.error("aggregate rebuild not swapped in: %s", self.aggregate_rebuild_error[1])
+                return False
+            if epoch != self._epoch or not self._recovered:
+                return False
+            # Synchronous from here: no check runs between the last catch-up and the swap.
+            self.aggregates = aggregates
+            self.aggregate_state = wanted
+            self.recompile()
+        finally:
+            self._admission.set()
+        log.info(
+            "aggregates rebuilt from the log",
+            extra={"position": position, "seconds": round(time.perf_counter() - started, 3)},
+        )
+        return True
+
+    def _replay_into(
+        self,
+        events: list[Any],
+        aggregates: AggregateStore,
+        index: MatchIndex,
+        applications: dict[str, bytes],
+        refused: list[str],
+    ) -> None:
+        """Apply stored checks and outcomes to a state being rebuilt (a worker thread:
+        the Rust calls release the GIL and touch only this new state)."""
+        for stored in events:
+            try:
+                if stored.kind in _REQUEST_TYPES:
+                    with core_errors():
+                        self._scorer.replay(
+                            stored.kind,
+                            stored.payload,
+                            stored.request_id,
+                            stored.partner_id,
+                            stored.event_time_us,
+                            aggregates._core,
+                            index._core,
+                        )
+                    if stored.kind == "application":
+                        applications[f"{stored.partner_id}\x1f{stored.subject_id}"] = bytes(
+                            stored.payload
+                        )
+                elif stored.kind == "outcome":
+                    app = applications.get(f"{stored.partner_id}\x1f{stored.subject_id}")
+                    if app is None:  # gone with retention, as in a whole-log recovery
+                        continue
+                    reported = scoring_pb2.ReportOutcomeRequest.FromString(stored.payload).outcome
+                    outcome = scoring_pb2.Outcome.FromString(stored.response or b"")
+                    with core_errors():
+                        self._scorer.apply_outcome(
+                            app,
+                            stored.partner_id,
+                            to_us(outcome.event_time.ToDatetime(UTC)),
+                            scoring_pb2.ApplicationDecision.Name(reported.decision).removeprefix(
+                                "APPLICATION_DECISION_"
+                            ),
+                            scoring_pb2.FraudStatus.Name(reported.fraud_status).removeprefix(
+                                "FRAUD_STATUS_"
+                            ),
+                            aggregates._core,
+                            index._core,
+                        )
+            except InvalidArgumentError as exc:
+                refused.append(f"log position {stored.seq}: {exc.message}")
 
     async def load_history(
         self,
@@ -519,7 +686,11 @@ class ScoringService:
         between applies). The match index's part (Rust, ``LGMXSNAP``) carries the
         sequence counter, outcome marks, counted finishes and logged request keys."""
         meta = json.dumps(
-            {"incidents": self._incidents, "pack": self.pack.revision},
+            {
+                "incidents": self._incidents,
+                "pack": self.pack.revision,
+                "aggregates": self.aggregate_state.digest,
+            },
             separators=(",", ":"),
         ).encode()
         aggregates = self.aggregates.snapshot()
@@ -556,14 +727,19 @@ class ScoringService:
             raise InvalidArgumentError(
                 f"damaged scoring snapshot: {exc}", field="snapshot"
             ) from None
+        if meta.get("aggregates") != self.aggregate_state.digest:
+            # Same layout is not enough: a changed filter or attribute keeps the layout.
+            raise InvalidArgumentError(
+                "the snapshot was taken with other aggregate definitions", field="snapshot"
+            )
         at = head + meta_len
-        aggregates = AggregateStore.restore(self.pack.aggregates, data[at : at + agg_len])
+        aggregates = AggregateStore.restore(self.aggregate_state.document, data[at : at + agg_len])
         index = MatchIndex()
         index.restore(data[at + agg_len :])
         self.aggregates, self.index, self._incidents = aggregates, index, incidents
 
     def _reset_state(self) -> None:
-        self.aggregates = AggregateStore(self.pack.aggregates)
+        self.aggregates = AggregateStore(self.aggregate_state.document)
         self.index = MatchIndex()
         self._incidents = {}
         self.knows_every_logged_key = False
@@ -787,6 +963,8 @@ class ScoringService:
         receive_time: datetime,
         started: int,
     ) -> bytes:
+        if not self._admission.is_set():  # the aggregates are being swapped
+            await self._admission.wait()
         if not self._recovered:
             await self._ready()
         # The index knows a hash of every request key the log holds: a new request
@@ -902,6 +1080,8 @@ class ScoringService:
         self, request: scoring_pb2.ReportOutcomeRequest, partner: str, *, source: str = "partner"
     ) -> scoring_pb2.Outcome:
         """Record one outcome; confirmed fraud and refusals feed every later check."""
+        if not self._admission.is_set():  # the aggregates are being swapped
+            await self._admission.wait()
         await self._ready()
         target = request.WhichOneof("target")
         if target is None:

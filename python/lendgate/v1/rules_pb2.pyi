@@ -392,6 +392,174 @@ BUCKET_GRANULARITY_HOUR: BucketGranularity.ValueType  # 2
 """One counter per hour."""
 Global___BucketGranularity: _TypeAlias = BucketGranularity  # noqa: Y015
 
+class _AggregateStateStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AggregateStateStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AggregateStateStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AGGREGATE_STATE_STATUS_UNSPECIFIED: _AggregateStateStatus.ValueType  # 0
+    """Not set."""
+    AGGREGATE_STATE_STATUS_SERVING: _AggregateStateStatus.ValueType  # 1
+    """Checks get the answers of the current version."""
+    AGGREGATE_STATE_STATUS_REBUILDING: _AggregateStateStatus.ValueType  # 2
+    """The state of the current version is being rebuilt from the stored event
+    log in the background; meanwhile checks get the answers of
+    serving_version (a new definition's parameters are null until then).
+    """
+    AGGREGATE_STATE_STATUS_FAILED: _AggregateStateStatus.ValueType  # 3
+    """The rebuild was not swapped in (state_detail says why, e.g. the new
+    definitions refuse stored events); checks keep the answers of
+    serving_version until a later change rebuilds successfully.
+    """
+
+class AggregateStateStatus(_AggregateStateStatus, metaclass=_AggregateStateStatusEnumTypeWrapper):
+    """Whether the live aggregate state answers with a definition's current version."""
+
+AGGREGATE_STATE_STATUS_UNSPECIFIED: AggregateStateStatus.ValueType  # 0
+"""Not set."""
+AGGREGATE_STATE_STATUS_SERVING: AggregateStateStatus.ValueType  # 1
+"""Checks get the answers of the current version."""
+AGGREGATE_STATE_STATUS_REBUILDING: AggregateStateStatus.ValueType  # 2
+"""The state of the current version is being rebuilt from the stored event
+log in the background; meanwhile checks get the answers of
+serving_version (a new definition's parameters are null until then).
+"""
+AGGREGATE_STATE_STATUS_FAILED: AggregateStateStatus.ValueType  # 3
+"""The rebuild was not swapped in (state_detail says why, e.g. the new
+definitions refuse stored events); checks keep the answers of
+serving_version until a later change rebuilds successfully.
+"""
+Global___AggregateStateStatus: _TypeAlias = AggregateStateStatus  # noqa: Y015
+
+class _AggregateFunction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AggregateFunctionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AggregateFunction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AGGREGATE_FUNCTION_UNSPECIFIED: _AggregateFunction.ValueType  # 0
+    """Not set."""
+    AGGREGATE_FUNCTION_VALUE: _AggregateFunction.ValueType  # 1
+    """The value of a single-value element, or the latest value in the window."""
+    AGGREGATE_FUNCTION_MAX: _AggregateFunction.ValueType  # 2
+    """Largest value in the window."""
+    AGGREGATE_FUNCTION_MIN: _AggregateFunction.ValueType  # 3
+    """Smallest value in the window."""
+    AGGREGATE_FUNCTION_MEDIAN: _AggregateFunction.ValueType  # 4
+    """Median (linear interpolation)."""
+    AGGREGATE_FUNCTION_PERCENTILE: _AggregateFunction.ValueType  # 5
+    """Percentile `percentile` (linear interpolation)."""
+    AGGREGATE_FUNCTION_SUM: _AggregateFunction.ValueType  # 6
+    """Sum of the values (of the counters, for DATE_AND_COUNTER)."""
+    AGGREGATE_FUNCTION_MEAN: _AggregateFunction.ValueType  # 7
+    """Mean of the values."""
+    AGGREGATE_FUNCTION_COUNT: _AggregateFunction.ValueType  # 8
+    """Number of records."""
+    AGGREGATE_FUNCTION_ANY_COUNT: _AggregateFunction.ValueType  # 9
+    """Number of non-null values (active buckets, for DATE_AND_COUNTER)."""
+    AGGREGATE_FUNCTION_UNIQUE_COUNT: _AggregateFunction.ValueType  # 10
+    """Number of distinct values."""
+    AGGREGATE_FUNCTION_TIME_SINCE_LAST: _AggregateFunction.ValueType  # 11
+    """Time since the most recent record matching match_values, in
+    interval_unit; null when there is none.
+    """
+    AGGREGATE_FUNCTION_TIME_SINCE_FIRST: _AggregateFunction.ValueType  # 12
+    """Time since the earliest record matching match_values, in interval_unit."""
+
+class AggregateFunction(_AggregateFunction, metaclass=_AggregateFunctionEnumTypeWrapper):
+    """What an aggregate parameter computes over its element."""
+
+AGGREGATE_FUNCTION_UNSPECIFIED: AggregateFunction.ValueType  # 0
+"""Not set."""
+AGGREGATE_FUNCTION_VALUE: AggregateFunction.ValueType  # 1
+"""The value of a single-value element, or the latest value in the window."""
+AGGREGATE_FUNCTION_MAX: AggregateFunction.ValueType  # 2
+"""Largest value in the window."""
+AGGREGATE_FUNCTION_MIN: AggregateFunction.ValueType  # 3
+"""Smallest value in the window."""
+AGGREGATE_FUNCTION_MEDIAN: AggregateFunction.ValueType  # 4
+"""Median (linear interpolation)."""
+AGGREGATE_FUNCTION_PERCENTILE: AggregateFunction.ValueType  # 5
+"""Percentile `percentile` (linear interpolation)."""
+AGGREGATE_FUNCTION_SUM: AggregateFunction.ValueType  # 6
+"""Sum of the values (of the counters, for DATE_AND_COUNTER)."""
+AGGREGATE_FUNCTION_MEAN: AggregateFunction.ValueType  # 7
+"""Mean of the values."""
+AGGREGATE_FUNCTION_COUNT: AggregateFunction.ValueType  # 8
+"""Number of records."""
+AGGREGATE_FUNCTION_ANY_COUNT: AggregateFunction.ValueType  # 9
+"""Number of non-null values (active buckets, for DATE_AND_COUNTER)."""
+AGGREGATE_FUNCTION_UNIQUE_COUNT: AggregateFunction.ValueType  # 10
+"""Number of distinct values."""
+AGGREGATE_FUNCTION_TIME_SINCE_LAST: AggregateFunction.ValueType  # 11
+"""Time since the most recent record matching match_values, in
+interval_unit; null when there is none.
+"""
+AGGREGATE_FUNCTION_TIME_SINCE_FIRST: AggregateFunction.ValueType  # 12
+"""Time since the earliest record matching match_values, in interval_unit."""
+Global___AggregateFunction: _TypeAlias = AggregateFunction  # noqa: Y015
+
+class _AggregateExclusion:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AggregateExclusionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AggregateExclusion.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AGGREGATE_EXCLUSION_UNSPECIFIED: _AggregateExclusion.ValueType  # 0
+    """Nothing is left out."""
+    AGGREGATE_EXCLUSION_CURRENT_RECORD: _AggregateExclusion.ValueType  # 1
+    """The record this event adds (the state just before the event)."""
+    AGGREGATE_EXCLUSION_CURRENT_VALUE: _AggregateExclusion.ValueType  # 2
+    """Every record whose value equals this event's value of the element's
+    source attribute ("other birth dates than this one").
+    """
+
+class AggregateExclusion(_AggregateExclusion, metaclass=_AggregateExclusionEnumTypeWrapper):
+    """Which of the current event's own contributions a parameter leaves out."""
+
+AGGREGATE_EXCLUSION_UNSPECIFIED: AggregateExclusion.ValueType  # 0
+"""Nothing is left out."""
+AGGREGATE_EXCLUSION_CURRENT_RECORD: AggregateExclusion.ValueType  # 1
+"""The record this event adds (the state just before the event)."""
+AGGREGATE_EXCLUSION_CURRENT_VALUE: AggregateExclusion.ValueType  # 2
+"""Every record whose value equals this event's value of the element's
+source attribute ("other birth dates than this one").
+"""
+Global___AggregateExclusion: _TypeAlias = AggregateExclusion  # noqa: Y015
+
+class _IntervalUnit:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _IntervalUnitEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_IntervalUnit.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    INTERVAL_UNIT_UNSPECIFIED: _IntervalUnit.ValueType  # 0
+    """Not set; treated as INTERVAL_UNIT_DAYS."""
+    INTERVAL_UNIT_SECONDS: _IntervalUnit.ValueType  # 1
+    """Seconds."""
+    INTERVAL_UNIT_MINUTES: _IntervalUnit.ValueType  # 2
+    """Minutes."""
+    INTERVAL_UNIT_HOURS: _IntervalUnit.ValueType  # 3
+    """Hours."""
+    INTERVAL_UNIT_DAYS: _IntervalUnit.ValueType  # 4
+    """Days (24 hours)."""
+
+class IntervalUnit(_IntervalUnit, metaclass=_IntervalUnitEnumTypeWrapper):
+    """Unit of a TIME_SINCE_* parameter's result."""
+
+INTERVAL_UNIT_UNSPECIFIED: IntervalUnit.ValueType  # 0
+"""Not set; treated as INTERVAL_UNIT_DAYS."""
+INTERVAL_UNIT_SECONDS: IntervalUnit.ValueType  # 1
+"""Seconds."""
+INTERVAL_UNIT_MINUTES: IntervalUnit.ValueType  # 2
+"""Minutes."""
+INTERVAL_UNIT_HOURS: IntervalUnit.ValueType  # 3
+"""Hours."""
+INTERVAL_UNIT_DAYS: IntervalUnit.ValueType  # 4
+"""Days (24 hours)."""
+Global___IntervalUnit: _TypeAlias = IntervalUnit  # noqa: Y015
+
 @_typing.final
 class SubRule(_message.Message):
     """A sub-rule of a composite rule."""
@@ -1760,8 +1928,9 @@ class KeyAttribute(_message.Message):
     ATTRIBUTE_FIELD_NUMBER: _builtins.int
     NORMALIZATIONS_FIELD_NUMBER: _builtins.int
     attribute: _builtins.str
-    """Path of the attribute in the event document (see the file comment), e.g.
-    "application.applicant.employer.tax_id" or "application.ip_address".
+    """Path of the attribute in the aggregates' event document (the seed-003
+    names listed in docs/RULES.md, "Aggregate definitions"), e.g.
+    "employer.inn", "device.ip", "consumer.mobile".
     """
     @_builtins.property
     def normalizations(self) -> _containers.RepeatedScalarFieldContainer[Global___Normalization.ValueType]:
@@ -1805,14 +1974,17 @@ class AggregateElement(_message.Message):
     kind: Global___AggregateElementKind.ValueType
     """Kind of element."""
     filter: _builtins.str
-    """Which events update the element: a ZEN expression evaluating to a
-    boolean, e.g. `application.subtype == "LOAN_APP_CREATE"`. Empty = all
+    """Which events update the element: a ZEN expression over the aggregates'
+    event document evaluating to a boolean, e.g.
+    `common.subtype == "LOAN_APP_CREATE" and ext.requestResult == "REJECTED"`.
+    An event on which it gives anything but true (including an evaluation
+    error such as `null > 1`) does not update the element. Empty = all
     events the definition receives.
     """
     source_attribute: _builtins.str
-    """Path of the event attribute whose value is stored, e.g.
-    "application.applicant.birth_date". Empty for COUNT and DATE_AND_COUNTER
-    (which only count events).
+    """Path of the attribute whose value is stored (aggregates' event document),
+    e.g. "consumer.birthdate". Empty for COUNT and DATE_AND_COUNTER (which
+    only count events).
     """
     value_type: Global___ValueType.ValueType
     """Type of the stored values."""
@@ -1822,8 +1994,8 @@ class AggregateElement(_message.Message):
     max_age_days.
     """
     max_age_days: _builtins.int
-    """Array and UNIQUE kinds: records older than this many days (by event time)
-    expire; 0 = no age limit.
+    """Records older than this many days (by event time) expire; 0 = the
+    aggregates' retention horizon (365 days in the default pack).
     """
     bucket: Global___BucketGranularity.ValueType
     """DATE_AND_COUNTER only: bucket size."""
@@ -1870,6 +2042,10 @@ class AggregateDefinition(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    SERVING_VERSION_FIELD_NUMBER: _builtins.int
+    STATE_STATUS_FIELD_NUMBER: _builtins.int
+    STATE_DETAIL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "aggregateDefinitions/{aggregate_id}"; aggregate_id is
     1..64 characters of [A-Za-z0-9_-], e.g. "EmployerINNAndIP". Expressions
@@ -1880,11 +2056,13 @@ class AggregateDefinition(_message.Message):
     description: _builtins.str
     """What the object is for."""
     event_kind: _common_pb2.EventKind.ValueType
-    """Kind of events that update it. Required."""
+    """Kind of events that update it. Required; only EVENT_KIND_APPLICATION is
+    served in this release.
+    """
     backfill: _builtins.bool
-    """If true, on creation (and on an update that resets elements) the state is
-    rebuilt from stored history within the elements' age limits before the
-    definition is used; otherwise it fills from new events only.
+    """Ignored: every created, updated or restored definition's state is
+    rebuilt from the stored event log in the background (see state_status),
+    so its answers are those a replay of history gives.
     """
     version: _builtins.int
     """Version number, incremented on every change. Output only."""
@@ -1894,6 +2072,17 @@ class AggregateDefinition(_message.Message):
     """Why, as given in the last change. Output only."""
     etag: _builtins.str
     """Opaque version tag for optimistic concurrency. Output only."""
+    serving_version: _builtins.int
+    """The version the live state answers with: equal to `version` once the
+    state of the current version is built, lower (0 for a new definition)
+    while it is being rebuilt from the event log. Output only.
+    """
+    state_status: Global___AggregateStateStatus.ValueType
+    """Whether the live state answers with the current version. Output only."""
+    state_detail: _builtins.str
+    """For AGGREGATE_STATE_STATUS_FAILED: why the rebuilt state was not swapped
+    in. Output only.
+    """
     @_builtins.property
     def key_attributes(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeyAttribute]:
         """The key: one attribute (simple key) or several, concatenated in this
@@ -1913,6 +2102,13 @@ class AggregateDefinition(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When it last changed. Output only."""
 
+    @_builtins.property
+    def parameters(self) -> _containers.RepeatedCompositeFieldContainer[Global___AggregateParameter]:
+        """Parameters computed from this definition's elements for every event and
+        read by rule conditions as `params.<name>`. Names are unique across all
+        definitions.
+        """
+
     def __init__(
         self,
         *,
@@ -1929,14 +2125,315 @@ class AggregateDefinition(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
+        parameters: _abc.Iterable[Global___AggregateParameter] | None = ...,
+        serving_version: _builtins.int = ...,
+        state_status: Global___AggregateStateStatus.ValueType = ...,
+        state_detail: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backfill", b"backfill", "change_reason", b"change_reason", "create_time", b"create_time", "description", b"description", "display_name", b"display_name", "elements", b"elements", "etag", b"etag", "event_kind", b"event_kind", "key_attributes", b"key_attributes", "name", b"name", "update_author", b"update_author", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backfill", b"backfill", "change_reason", b"change_reason", "create_time", b"create_time", "description", b"description", "display_name", b"display_name", "elements", b"elements", "etag", b"etag", "event_kind", b"event_kind", "key_attributes", b"key_attributes", "name", b"name", "parameters", b"parameters", "serving_version", b"serving_version", "state_detail", b"state_detail", "state_status", b"state_status", "update_author", b"update_author", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AggregateDefinition: _TypeAlias = AggregateDefinition  # noqa: Y015
+
+@_typing.final
+class AggregateParameter(_message.Message):
+    """A parameter of an aggregate definition (seed 003 calcAggregate /
+    calcInterval): one number per event, computed as of the event's own time.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ELEMENT_ID_FIELD_NUMBER: _builtins.int
+    FUNCTION_FIELD_NUMBER: _builtins.int
+    PERCENTILE_FIELD_NUMBER: _builtins.int
+    WINDOW_FIELD_NUMBER: _builtins.int
+    WINDOW_OFFSET_FIELD_NUMBER: _builtins.int
+    EXCLUSION_FIELD_NUMBER: _builtins.int
+    INTERVAL_UNIT_FIELD_NUMBER: _builtins.int
+    MATCH_VALUES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name read by rule conditions as `params.<name>`: 1..64 characters of
+    [A-Za-z0-9_] starting with a letter, unique across all definitions.
+    """
+    element_id: _builtins.str
+    """Id of the element of this definition it reads."""
+    function: Global___AggregateFunction.ValueType
+    """What it computes. Required."""
+    percentile: _builtins.float
+    """PERCENTILE only: the percentile, 0..100."""
+    exclusion: Global___AggregateExclusion.ValueType
+    """Which of the current event's own contributions are left out."""
+    interval_unit: Global___IntervalUnit.ValueType
+    """TIME_SINCE_* only: unit of the result."""
+    @_builtins.property
+    def window(self) -> _duration_pb2.Duration:
+        """How far back from the event's time the window reaches, in whole seconds
+        (expressed in the largest of days, hours, minutes, seconds that divides
+        it); absent = the element's whole depth.
+        """
+
+    @_builtins.property
+    def window_offset(self) -> _duration_pb2.Duration:
+        """The most recent part of the window left out (seed intervalFrom), whole
+        seconds; absent = nothing.
+        """
+
+    @_builtins.property
+    def match_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """TIME_SINCE_* only: the records searched are those whose value is one of
+        these; empty = any record.
+        """
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        element_id: _builtins.str = ...,
+        function: Global___AggregateFunction.ValueType = ...,
+        percentile: _builtins.float = ...,
+        window: _duration_pb2.Duration | None = ...,
+        window_offset: _duration_pb2.Duration | None = ...,
+        exclusion: Global___AggregateExclusion.ValueType = ...,
+        interval_unit: Global___IntervalUnit.ValueType = ...,
+        match_values: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["window", b"window", "window_offset", b"window_offset"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["element_id", b"element_id", "exclusion", b"exclusion", "function", b"function", "interval_unit", b"interval_unit", "match_values", b"match_values", "name", b"name", "percentile", b"percentile", "window", b"window", "window_offset", b"window_offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AggregateParameter: _TypeAlias = AggregateParameter  # noqa: Y015
+
+@_typing.final
+class AggregateDefinitionVersion(_message.Message):
+    """An immutable version of an aggregate definition."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    AGGREGATE_DEFINITION_FIELD_NUMBER: _builtins.int
+    CHANGE_FIELD_NUMBER: _builtins.int
+    RESTORED_FROM_VERSION_FIELD_NUMBER: _builtins.int
+    AUTHOR_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    CHANGE_REASON_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name, "aggregateDefinitions/{aggregate_id}/versions/{version}"."""
+    version: _builtins.int
+    """Version number (1, 2, ...)."""
+    change: Global___VersionChange.ValueType
+    """What made this version."""
+    restored_from_version: _builtins.int
+    """For RESTORED: the version number that was restored."""
+    author: _builtins.str
+    """Who made it (the calling partner's id)."""
+    change_reason: _builtins.str
+    """Why, as given by the author."""
+    @_builtins.property
+    def aggregate_definition(self) -> Global___AggregateDefinition:
+        """The definition's content in this version (for DELETED: the content that
+        was deleted).
+        """
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was made."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        version: _builtins.int = ...,
+        aggregate_definition: Global___AggregateDefinition | None = ...,
+        change: Global___VersionChange.ValueType = ...,
+        restored_from_version: _builtins.int = ...,
+        author: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        change_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["aggregate_definition", b"aggregate_definition", "create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregate_definition", b"aggregate_definition", "author", b"author", "change", b"change", "change_reason", b"change_reason", "create_time", b"create_time", "name", b"name", "restored_from_version", b"restored_from_version", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AggregateDefinitionVersion: _TypeAlias = AggregateDefinitionVersion  # noqa: Y015
+
+@_typing.final
+class ListAggregateDefinitionVersionsRequest(_message.Message):
+    """Request of RuleAdminService.ListAggregateDefinitionVersions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The definition, "aggregateDefinitions/{aggregate_id}". Required."""
+    page_size: _builtins.int
+    """Maximum number of versions to return (0 = 50; at most 1000)."""
+    page_token: _builtins.str
+    """Token from a previous ListAggregateDefinitionVersionsResponse.next_page_token."""
+    filter: _builtins.str
+    """AIP-160 filter over: author, change."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        filter: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAggregateDefinitionVersionsRequest: _TypeAlias = ListAggregateDefinitionVersionsRequest  # noqa: Y015
+
+@_typing.final
+class ListAggregateDefinitionVersionsResponse(_message.Message):
+    """Response of RuleAdminService.ListAggregateDefinitionVersions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___AggregateDefinitionVersion]:
+        """The versions, newest first."""
+
+    def __init__(
+        self,
+        *,
+        versions: _abc.Iterable[Global___AggregateDefinitionVersion] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "versions", b"versions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAggregateDefinitionVersionsResponse: _TypeAlias = ListAggregateDefinitionVersionsResponse  # noqa: Y015
+
+@_typing.final
+class GetAggregateDefinitionVersionRequest(_message.Message):
+    """Request of RuleAdminService.GetAggregateDefinitionVersion."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The version, "aggregateDefinitions/{aggregate_id}/versions/{version}".
+    Required.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAggregateDefinitionVersionRequest: _TypeAlias = GetAggregateDefinitionVersionRequest  # noqa: Y015
+
+@_typing.final
+class GetAggregateDefinitionVersionResponse(_message.Message):
+    """Response of RuleAdminService.GetAggregateDefinitionVersion."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def version(self) -> Global___AggregateDefinitionVersion:
+        """The version."""
+
+    def __init__(
+        self,
+        *,
+        version: Global___AggregateDefinitionVersion | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["version", b"version"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAggregateDefinitionVersionResponse: _TypeAlias = GetAggregateDefinitionVersionResponse  # noqa: Y015
+
+@_typing.final
+class RestoreAggregateDefinitionVersionRequest(_message.Message):
+    """Request of RuleAdminService.RestoreAggregateDefinitionVersion."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    CHANGE_REASON_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key."""
+    name: _builtins.str
+    """The version to restore,
+    "aggregateDefinitions/{aggregate_id}/versions/{version}". Required.
+    """
+    etag: _builtins.str
+    """The etag of the definition's current version; empty if it is deleted."""
+    change_reason: _builtins.str
+    """Why; stored in the new version."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        change_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_reason", b"change_reason", "etag", b"etag", "name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestoreAggregateDefinitionVersionRequest: _TypeAlias = RestoreAggregateDefinitionVersionRequest  # noqa: Y015
+
+@_typing.final
+class RestoreAggregateDefinitionVersionResponse(_message.Message):
+    """Response of RuleAdminService.RestoreAggregateDefinitionVersion."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGGREGATE_DEFINITION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def aggregate_definition(self) -> Global___AggregateDefinition:
+        """The definition after the restore (a new version with the old content)."""
+
+    def __init__(
+        self,
+        *,
+        aggregate_definition: Global___AggregateDefinition | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["aggregate_definition", b"aggregate_definition"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregate_definition", b"aggregate_definition"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestoreAggregateDefinitionVersionResponse: _TypeAlias = RestoreAggregateDefinitionVersionResponse  # noqa: Y015
 
 @_typing.final
 class CreateAggregateDefinitionRequest(_message.Message):

@@ -146,6 +146,21 @@ class RuleAdminServiceStub:
                 request_serializer=lendgate_dot_v1_dot_rules__pb2.DeleteAggregateDefinitionRequest.SerializeToString,
                 response_deserializer=lendgate_dot_v1_dot_rules__pb2.DeleteAggregateDefinitionResponse.FromString,
                 _registered_method=True)
+        self.ListAggregateDefinitionVersions = channel.unary_unary(
+                '/lendgate.v1.RuleAdminService/ListAggregateDefinitionVersions',
+                request_serializer=lendgate_dot_v1_dot_rules__pb2.ListAggregateDefinitionVersionsRequest.SerializeToString,
+                response_deserializer=lendgate_dot_v1_dot_rules__pb2.ListAggregateDefinitionVersionsResponse.FromString,
+                _registered_method=True)
+        self.GetAggregateDefinitionVersion = channel.unary_unary(
+                '/lendgate.v1.RuleAdminService/GetAggregateDefinitionVersion',
+                request_serializer=lendgate_dot_v1_dot_rules__pb2.GetAggregateDefinitionVersionRequest.SerializeToString,
+                response_deserializer=lendgate_dot_v1_dot_rules__pb2.GetAggregateDefinitionVersionResponse.FromString,
+                _registered_method=True)
+        self.RestoreAggregateDefinitionVersion = channel.unary_unary(
+                '/lendgate.v1.RuleAdminService/RestoreAggregateDefinitionVersion',
+                request_serializer=lendgate_dot_v1_dot_rules__pb2.RestoreAggregateDefinitionVersionRequest.SerializeToString,
+                response_deserializer=lendgate_dot_v1_dot_rules__pb2.RestoreAggregateDefinitionVersionResponse.FromString,
+                _registered_method=True)
         self.GetScoringSettings = channel.unary_unary(
                 '/lendgate.v1.RuleAdminService/GetScoringSettings',
                 request_serializer=lendgate_dot_v1_dot_rules__pb2.GetScoringSettingsRequest.SerializeToString,
@@ -334,6 +349,30 @@ class RuleAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAggregateDefinitionVersions(self, request, context):
+        """Lists the versions of an aggregate definition, newest first (a deleted
+        definition's versions stay readable).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAggregateDefinitionVersion(self, request, context):
+        """Returns one version of an aggregate definition.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreAggregateDefinitionVersion(self, request, context):
+        """Makes the content of an old version of an aggregate definition current
+        again, as a new version (also brings back a deleted definition); its state
+        is rebuilt from the event log like an update's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetScoringSettings(self, request, context):
         """Returns the caller's scoring settings (zone and action thresholds).
         """
@@ -472,6 +511,21 @@ def add_RuleAdminServiceServicer_to_server(servicer, server):
                     servicer.DeleteAggregateDefinition,
                     request_deserializer=lendgate_dot_v1_dot_rules__pb2.DeleteAggregateDefinitionRequest.FromString,
                     response_serializer=lendgate_dot_v1_dot_rules__pb2.DeleteAggregateDefinitionResponse.SerializeToString,
+            ),
+            'ListAggregateDefinitionVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAggregateDefinitionVersions,
+                    request_deserializer=lendgate_dot_v1_dot_rules__pb2.ListAggregateDefinitionVersionsRequest.FromString,
+                    response_serializer=lendgate_dot_v1_dot_rules__pb2.ListAggregateDefinitionVersionsResponse.SerializeToString,
+            ),
+            'GetAggregateDefinitionVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAggregateDefinitionVersion,
+                    request_deserializer=lendgate_dot_v1_dot_rules__pb2.GetAggregateDefinitionVersionRequest.FromString,
+                    response_serializer=lendgate_dot_v1_dot_rules__pb2.GetAggregateDefinitionVersionResponse.SerializeToString,
+            ),
+            'RestoreAggregateDefinitionVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreAggregateDefinitionVersion,
+                    request_deserializer=lendgate_dot_v1_dot_rules__pb2.RestoreAggregateDefinitionVersionRequest.FromString,
+                    response_serializer=lendgate_dot_v1_dot_rules__pb2.RestoreAggregateDefinitionVersionResponse.SerializeToString,
             ),
             'GetScoringSettings': grpc.unary_unary_rpc_method_handler(
                     servicer.GetScoringSettings,
@@ -1085,6 +1139,87 @@ class RuleAdminService:
             '/lendgate.v1.RuleAdminService/DeleteAggregateDefinition',
             lendgate_dot_v1_dot_rules__pb2.DeleteAggregateDefinitionRequest.SerializeToString,
             lendgate_dot_v1_dot_rules__pb2.DeleteAggregateDefinitionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAggregateDefinitionVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lendgate.v1.RuleAdminService/ListAggregateDefinitionVersions',
+            lendgate_dot_v1_dot_rules__pb2.ListAggregateDefinitionVersionsRequest.SerializeToString,
+            lendgate_dot_v1_dot_rules__pb2.ListAggregateDefinitionVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAggregateDefinitionVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lendgate.v1.RuleAdminService/GetAggregateDefinitionVersion',
+            lendgate_dot_v1_dot_rules__pb2.GetAggregateDefinitionVersionRequest.SerializeToString,
+            lendgate_dot_v1_dot_rules__pb2.GetAggregateDefinitionVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreAggregateDefinitionVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lendgate.v1.RuleAdminService/RestoreAggregateDefinitionVersion',
+            lendgate_dot_v1_dot_rules__pb2.RestoreAggregateDefinitionVersionRequest.SerializeToString,
+            lendgate_dot_v1_dot_rules__pb2.RestoreAggregateDefinitionVersionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -138,6 +138,17 @@ class RuleAdminServiceStub:
     """Deletes an aggregate definition and its state. FAILED_PRECONDITION while
     a working rule refers to it.
     """
+    ListAggregateDefinitionVersions: _grpc.UnaryUnaryMultiCallable[_rules_pb2.ListAggregateDefinitionVersionsRequest, _rules_pb2.ListAggregateDefinitionVersionsResponse]
+    """Lists the versions of an aggregate definition, newest first (a deleted
+    definition's versions stay readable).
+    """
+    GetAggregateDefinitionVersion: _grpc.UnaryUnaryMultiCallable[_rules_pb2.GetAggregateDefinitionVersionRequest, _rules_pb2.GetAggregateDefinitionVersionResponse]
+    """Returns one version of an aggregate definition."""
+    RestoreAggregateDefinitionVersion: _grpc.UnaryUnaryMultiCallable[_rules_pb2.RestoreAggregateDefinitionVersionRequest, _rules_pb2.RestoreAggregateDefinitionVersionResponse]
+    """Makes the content of an old version of an aggregate definition current
+    again, as a new version (also brings back a deleted definition); its state
+    is rebuilt from the event log like an update's.
+    """
     GetScoringSettings: _grpc.UnaryUnaryMultiCallable[_rules_pb2.GetScoringSettingsRequest, _rules_pb2.GetScoringSettingsResponse]
     """Returns the caller's scoring settings (zone and action thresholds)."""
     UpdateScoringSettings: _grpc.UnaryUnaryMultiCallable[_rules_pb2.UpdateScoringSettingsRequest, _rules_pb2.UpdateScoringSettingsResponse]
@@ -222,6 +233,17 @@ class RuleAdminServiceAsyncStub(RuleAdminServiceStub):
     DeleteAggregateDefinition: _aio.UnaryUnaryMultiCallable[_rules_pb2.DeleteAggregateDefinitionRequest, _rules_pb2.DeleteAggregateDefinitionResponse]  # type: ignore[assignment]
     """Deletes an aggregate definition and its state. FAILED_PRECONDITION while
     a working rule refers to it.
+    """
+    ListAggregateDefinitionVersions: _aio.UnaryUnaryMultiCallable[_rules_pb2.ListAggregateDefinitionVersionsRequest, _rules_pb2.ListAggregateDefinitionVersionsResponse]  # type: ignore[assignment]
+    """Lists the versions of an aggregate definition, newest first (a deleted
+    definition's versions stay readable).
+    """
+    GetAggregateDefinitionVersion: _aio.UnaryUnaryMultiCallable[_rules_pb2.GetAggregateDefinitionVersionRequest, _rules_pb2.GetAggregateDefinitionVersionResponse]  # type: ignore[assignment]
+    """Returns one version of an aggregate definition."""
+    RestoreAggregateDefinitionVersion: _aio.UnaryUnaryMultiCallable[_rules_pb2.RestoreAggregateDefinitionVersionRequest, _rules_pb2.RestoreAggregateDefinitionVersionResponse]  # type: ignore[assignment]
+    """Makes the content of an old version of an aggregate definition current
+    again, as a new version (also brings back a deleted definition); its state
+    is rebuilt from the event log like an update's.
     """
     GetScoringSettings: _aio.UnaryUnaryMultiCallable[_rules_pb2.GetScoringSettingsRequest, _rules_pb2.GetScoringSettingsResponse]  # type: ignore[assignment]
     """Returns the caller's scoring settings (zone and action thresholds)."""
@@ -436,6 +458,35 @@ class RuleAdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_rules_pb2.DeleteAggregateDefinitionResponse, _abc.Awaitable[_rules_pb2.DeleteAggregateDefinitionResponse]]:
         """Deletes an aggregate definition and its state. FAILED_PRECONDITION while
         a working rule refers to it.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAggregateDefinitionVersions(
+        self,
+        request: _rules_pb2.ListAggregateDefinitionVersionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rules_pb2.ListAggregateDefinitionVersionsResponse, _abc.Awaitable[_rules_pb2.ListAggregateDefinitionVersionsResponse]]:
+        """Lists the versions of an aggregate definition, newest first (a deleted
+        definition's versions stay readable).
+        """
+
+    @_abc_1.abstractmethod
+    def GetAggregateDefinitionVersion(
+        self,
+        request: _rules_pb2.GetAggregateDefinitionVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rules_pb2.GetAggregateDefinitionVersionResponse, _abc.Awaitable[_rules_pb2.GetAggregateDefinitionVersionResponse]]:
+        """Returns one version of an aggregate definition."""
+
+    @_abc_1.abstractmethod
+    def RestoreAggregateDefinitionVersion(
+        self,
+        request: _rules_pb2.RestoreAggregateDefinitionVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rules_pb2.RestoreAggregateDefinitionVersionResponse, _abc.Awaitable[_rules_pb2.RestoreAggregateDefinitionVersionResponse]]:
+        """Makes the content of an old version of an aggregate definition current
+        again, as a new version (also brings back a deleted definition); its state
+        is rebuilt from the event log like an update's.
         """
 
     @_abc_1.abstractmethod
