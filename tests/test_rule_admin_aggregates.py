@@ -395,3 +395,29 @@ def test_every_pack_definition_round_trips_through_the_contract() -> None:
     for d, b in zip(defs, back, strict=True):
         assert b.content() == d.content(), d.aggregate_id
     assert compose(pack.aggregates, back).digest == compose(pack.aggregates, defs).digest
+
+
+def test_checks_during_a_rebuild_are_all_counted(database_url: str) -> None:  # noqa: F811
+    """Events scored while the new state is built from the log reach it too: the
+    answer after the swap is the one a replay of the whole log gives."""
+
+    async def scenario() -> None:
+        async with serving(database_url, ADMINS) as a:
+            for i in range(10):
+                await fired(a, minutes=i)
+
+            async def create() -> None:
+                await a.rules.CreateAggregateDefinition(
+                    rules_pb2.CreateAggregateDefinitionRequest(
+                        aggregate_id="IpApps", aggregate_definition=ip_definition(1)
+                    ),
+                    metadata=MD_A,
+                )
+
+            await asyncio.gather(create(), *(fired(a, minutes=10 + i) for i in range(30)))
+            await serving_version(a, "IpApps", 1)
+            await a.create("exactly-41", "params.ip_apps == 41", points=1)
+            assert "exactly-41" in await fired(a, minutes=50)
+            assert a.service.aggregate_rebuild_error is None
+
+    asyncio.run(scenario())
