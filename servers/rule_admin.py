@@ -23,8 +23,8 @@ aggregates are rebuilt from the event log in the background
 Limits, said plainly:
 
 - idempotency by ``request_id`` keeps the first successful answer of each
-  (partner, method, request_id) in a bounded in-memory dict (not persisted, not
-  shared between processes); a failed call is not remembered and may be retried;
+  (partner, method, request_id) in the store (:class:`FirstAnswers`); a failed call is
+  not remembered and may be retried;
 - of the scoring settings only ``zone_threshold`` is configurable; the review and
   model thresholds are the server's fixed ones (reported by GetScoringSettings).
 """
@@ -35,7 +35,6 @@ import asyncio
 import hashlib
 import json
 import re
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, timedelta
@@ -79,6 +78,7 @@ from lendgate.scoring.backtest import (
     history_item,
     run_backtest,
 )
+from lendgate.store import Store
 from lendgate.v1 import common_pb2, rules_pb2
 from servers.handlers import Ctx
 
@@ -91,7 +91,7 @@ DEFAULT_VERSION_PAGE = 50
 DEFAULT_ENTRY_PAGE = 1000
 MAX_ENTRY_PAGE = 10_000
 MAX_ENTRIES_PER_CALL = 10_000
-IDEMPOTENCY_CAPACITY = 10_000
+MAX_REQUEST_ID = 128
 
 UPDATABLE_RULE_FIELDS = (
     "display_name",
@@ -794,17 +794,21 @@ def _list_fields(d: ListDefinition) -> Fields:
 
 
 class FirstAnswers:
-    """The first successful answer of each (partner, method, request_id), in memory.
+    """The first successful answer of each (partner, method, request_id), kept in the
+    store's idempotency table (so a retry after a restart, or to another server on the
+    same database, gets it too; purged with the events' retention).
 
-    A stop-gap until idempotency keys are stored: bounded (oldest forgotten first), not
-    persisted. A key reused for a different request is refused (REQUEST_ID_REUSED).
+    The stored answer is prefixed by a SHA-256 of the request: the same id with another
+    request is refused (``REQUEST_ID_REUSED``). Calls with one key in flight in this
+    process wait for each other. A failed call is not remembered and may be retried; a
+    call whose change succeeded but whose answer could not be stored is not remembered
+    either (its retry meets the change: e.g. ``ALREADY_EXISTS``).
     """
 
-    def __init__(self, capacity: int = IDEMPOTENCY_CAPACITY) -> None:
-        self._capacity = capacity
-        self._answers: OrderedDict[tuple[str, str, str], tuple[bytes, message.Message]] = (
-            OrderedDict()
-        )
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._inflight: dict[str, asyncio.Lock] = {}
+        self._waiting: dict[str, int] = {}
 
     async def run(
         self, method: str, request: message.Message, make: Callable[[], Awaitable[M]]
@@ -813,23 +817,36 @@ class FirstAnswers:
         request_id: str = getattr(request, "request_id", "")
         if not request_id:
             return await make()
-        key = (current_partner().partner_id, method, request_id)
+        if len(request_id) > MAX_REQUEST_ID:
+            raise InvalidArgumentError(f"at most {MAX_REQUEST_ID} characters", field="request_id")
+        key = f"rule-admin/{current_partner().partner_id}/{method}/{request_id}"
         digest = hashlib.sha256(request.SerializeToString(deterministic=True)).digest()
-        seen = self._answers.get(key)
-        if seen is not None:
-            if seen[0] != digest:
-                raise InvalidArgumentError(
-                    f"request_id {request_id!r} was used for another request",
-                    field="request_id",
-                    reason="REQUEST_ID_REUSED",
+        lock = self._inflight.setdefault(key, asyncio.Lock())
+        self._waiting[key] = self._waiting.get(key, 0) + 1
+        try:
+            async with lock:
+                found = await self._store.recall_answer(key)
+                if found is not None:
+                    return self._kept(method, request_id, digest, found[1])
+                answer = await make()
+                kept = await self._store.remember_answer(
+                    key, method, digest + answer.SerializeToString()
                 )
-            answer: M = seen[1]  # type: ignore[assignment]
-            return answer
-        answer = await make()
-        self._answers[key] = (digest, answer)
-        if len(self._answers) > self._capacity:
-            self._answers.popitem(last=False)
-        return answer
+                return self._kept(method, request_id, digest, kept)
+        finally:
+            self._waiting[key] -= 1
+            if not self._waiting[key]:
+                del self._waiting[key], self._inflight[key]
+
+    @staticmethod
+    def _kept(method: str, request_id: str, digest: bytes, stored: bytes) -> Any:
+        if stored[:32] != digest:
+            raise InvalidArgumentError(
+                f"request_id {request_id!r} was used for another request",
+                field="request_id",
+                reason="REQUEST_ID_REUSED",
+            )
+        return getattr(rules_pb2, f"{method}Response").FromString(stored[32:])
 
 
 # --- the servicer -----------------------------------------------------------------
@@ -869,7 +886,7 @@ class RuleAdminServicer:
         settings; ``None`` lets every authenticated partner (development mode only)."""
         self.scoring = scoring
         self.admin = scoring.admin
-        self.answers = FirstAnswers()
+        self.answers = FirstAnswers(scoring.store)
         self.admins = admins
 
     async def _ready(self) -> str:

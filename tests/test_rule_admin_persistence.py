@@ -586,3 +586,37 @@ def test_two_servers_starting_together_write_the_pack_once(tmp_path: Path) -> No
                 await s.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_request_id_keeps_its_first_answer_across_a_restart(database_url: str) -> None:  # noqa: F811
+    """Idempotency keys are in the store: a retry after a restart changes nothing and
+    gets the first answer; the same key with another request is refused."""
+    req = rules_pb2.CreateRuleRequest(
+        request_id="create-once",
+        rule_id="t-once",
+        rule=rules_pb2.Rule(
+            event_kind=common_pb2.EVENT_KIND_APPLICATION, condition=amount_is(777_001), points=3
+        ),
+        change_reason="first",
+    )
+
+    async def scenario() -> None:
+        async with serving(database_url) as a:
+            first: rules_pb2.CreateRuleResponse = await a.rules.CreateRule(req, metadata=MD_A)
+        async with serving(database_url) as a:
+            again: rules_pb2.CreateRuleResponse = await a.rules.CreateRule(req, metadata=MD_A)
+            assert again == first
+            assert len(a.service.book.versions("t-once")) == 1
+            other = rules_pb2.CreateRuleRequest()
+            other.CopyFrom(req)
+            other.rule.points = 4
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await a.rules.CreateRule(other, metadata=MD_A)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert details(caught.value)[0] == "REQUEST_ID_REUSED"
+            # Another partner's key space is its own.
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await a.rules.CreateRule(req, metadata=MD_B)
+            assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+    asyncio.run(scenario())

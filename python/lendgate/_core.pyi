@@ -213,6 +213,12 @@ class ListRegistry:
     @staticmethod
     def normalize(entry_kind: str, value: str) -> str:
         """Normalise a value of the kind; raises :class:`CoreInvalidArgument`."""
+    @staticmethod
+    def normalize_many(
+        entry_kind: str, values: list[str]
+    ) -> tuple[list[str | None], list[tuple[int, str]]]:
+        """Normalise a batch (GIL released): normal forms (``None`` where invalid) and
+        ``(index, reason)`` of the invalid values."""
     def write(
         self,
         list_id: str,

@@ -100,9 +100,7 @@ def encode_entry(row: EntryRow) -> str:
     """One list entry as the store keeps it: its value and metadata in one string, so
     that a change of expiry or comment is a removal plus an addition of a version."""
     value, expire, comment, created, author = row
-    return "\x1f".join(
-        (value, "" if expire is None else str(expire), str(created), author, comment)
-    )
+    return f"{value}\x1f{'' if expire is None else expire}\x1f{created}\x1f{author}\x1f{comment}"
 
 
 def decode_entry(text: str) -> EntryRow:
@@ -622,27 +620,20 @@ class RuleAdmin:
             now = self._clock()
             now_ms = to_ms(now)
             default = to_ms(now + d.default_entry_ttl) if d.default_entry_ttl else None
-            kind = d.entry_kind.value
-            normalize = _core.ListRegistry.normalize
-            keyed: dict[str, EntryRow] = {}
-            rejected: list[tuple[int, str]] = []
-            for i, (value, expire, comment) in enumerate(rows):
-                try:
-                    key = normalize(kind, value)
-                except _core.CoreInvalidArgument as exc:
-                    rejected.append((i, str(exc.args[-1])))
-                    continue
-                keyed[key] = (key, default if expire is None else expire, comment, now_ms, author)
             registry = lists.registry
-            if replace_all:
-                old_rows = registry.entries(list_id, _NEVER, _ALL)
-            else:
-                old_rows = [r for r in registry.lookup(list_id, list(keyed)) if r is not None]
-            old = {encode_entry(r) for r in old_rows}
-            new = [encode_entry(r) for r in keyed.values()]
-            same = old.intersection(new)
-            add = [e for e in new if e not in same]
-            remove = [e for e in old if e not in same]
+            # A bulk import is a million entries: the CPU work runs on a worker thread
+            # (the Rust calls release the GIL), so the server keeps answering checks.
+            keyed, add, remove, rejected = await asyncio.to_thread(
+                _plan_write,
+                registry,
+                list_id,
+                d.entry_kind.value,
+                rows,
+                default_expire=default,
+                now_ms=now_ms,
+                author=author,
+                replace_all=replace_all,
+            )
             if add or remove:
                 stored = await self._change_entries(
                     store_name(scope, list_id),
@@ -659,7 +650,9 @@ class RuleAdmin:
                     reason=reason,
                     at=from_us(stored.created_at_us),
                 )
-            added, replaced, _ = registry.write(list_id, list(keyed.values()), replace_all)
+            added, replaced, _ = await asyncio.to_thread(
+                registry.write, list_id, keyed, replace_all
+            )
             return WriteResult(added, replaced, rejected)
 
     async def remove_entries(
@@ -953,6 +946,43 @@ class RuleAdmin:
                 ) from None
             self.settings = _settings_from(stored)
             return self.settings
+
+
+def _plan_write(
+    registry: _core.ListRegistry,
+    list_id: str,
+    kind: str,
+    rows: Iterable[tuple[str, int | None, str]],
+    *,
+    default_expire: int | None,
+    now_ms: int,
+    author: str,
+    replace_all: bool,
+) -> tuple[list[EntryRow], list[str], list[str], list[tuple[int, str]]]:
+    """What a write of ``rows`` changes: the entries to write (normalised in one Rust
+    call, the last of each value kept), the store entries to add and to remove, and
+    the rejected values ``(index, reason)``."""
+    rows = list(rows)
+    keys, rejected = _core.ListRegistry.normalize_many(kind, [r[0] for r in rows])
+    keyed = {
+        key: (key, default_expire if expire is None else expire, comment, now_ms, author)
+        for key, (_, expire, comment) in zip(keys, rows, strict=True)
+        if key is not None
+    }
+    if replace_all:
+        old_rows = registry.entries(list_id, _NEVER, _ALL)
+    elif registry.live_count(list_id, _NEVER) == 0:
+        old_rows = []  # a first import: nothing to look up
+    else:
+        old_rows = [r for r in registry.lookup(list_id, list(keyed)) if r is not None]
+    new = [encode_entry(r) for r in keyed.values()]
+    if not old_rows:
+        return list(keyed.values()), new, [], rejected
+    old = {encode_entry(r) for r in old_rows}
+    same = old.intersection(new)
+    add = [e for e in new if e not in same]
+    remove = [e for e in old if e not in same]
+    return list(keyed.values()), add, remove, rejected
 
 
 def _settings_from(stored: DefinitionVersion) -> ScoringSettings:

@@ -314,6 +314,18 @@ class Store(Protocol):
         """The highest committed log position (0 when the log is empty)."""
         ...
 
+    # --- first answers of requests (idempotency of API calls) ------------------------
+
+    async def remember_answer(self, request_id: str, operation: str, answer: bytes) -> bytes:
+        """Keep ``answer`` as the first answer to ``request_id``; returns the answer kept
+        (an earlier one wins). ``InvalidArgumentError`` (``REQUEST_ID_REUSED``) when the
+        id was first used for another operation."""
+        ...
+
+    async def recall_answer(self, request_id: str) -> tuple[str, bytes] | None:
+        """``(operation, answer)`` kept for ``request_id``, or ``None``."""
+        ...
+
     # --- reports -------------------------------------------------------------------
 
     async def put_report(self, request_id: str, report: Report) -> Report:

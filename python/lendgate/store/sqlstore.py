@@ -241,6 +241,25 @@ class SqlStore:
 
         return await self._read(read)
 
+    # --- first answers of requests (idempotency of API calls) --------------------------
+
+    async def remember_answer(self, request_id: str, operation: str, answer: bytes) -> bytes:
+        """Keep ``answer`` as the first answer to ``request_id`` in the idempotency table
+        (purged with the events' retention); returns the answer kept."""
+        return await self._write(request_id, operation, lambda tx, clock: answer)
+
+    async def recall_answer(self, request_id: str) -> tuple[str, bytes] | None:
+        """``(operation, answer)`` kept for ``request_id``, or ``None``."""
+
+        def read(tx: Tx) -> tuple[str, bytes] | None:
+            row = tx.execute(
+                "SELECT operation, response FROM idempotency WHERE request_id = ?",
+                (request_id,),
+            ).fetchone()
+            return None if row is None else (str(row[0]), bytes(row[1]))
+
+        return await self._read(read)
+
     # --- reports -----------------------------------------------------------------------
 
     async def put_report(self, request_id: str, report: Report) -> Report:
@@ -396,7 +415,7 @@ class SqlStore:
     ) -> DefinitionVersion:
         """Add and remove entries of a list; the change is a new version of the list."""
         add, remove = list(dict.fromkeys(add)), list(dict.fromkeys(remove))
-        if set(add) & set(remove):
+        if remove and not set(remove).isdisjoint(add):
             raise InvalidArgumentError("a value is both added and removed", field="add")
 
         def op(tx: Tx, clock: int) -> bytes:
@@ -408,7 +427,11 @@ class SqlStore:
             _insert_version(tx, stored)
             live = set(_entries_at(tx, list_name, version - 1))
             _change_entries(
-                tx, list_name, version, [v for v in add if v not in live], set(remove) & live
+                tx,
+                list_name,
+                version,
+                [v for v in add if v not in live] if live else add,
+                set(remove) & live,
             )
             return codec.dumps(stored)
 
@@ -982,17 +1005,39 @@ def _entries_at(tx: Tx, list_name: str, version: int) -> list[str]:
 def _change_entries(
     tx: Tx, list_name: str, version: int, add: Sequence[str] | set[str], remove: set[str]
 ) -> None:
+    # A bulk import is a million rows: one statement each way, not one per row
+    # (executemany binds every row through Python on SQLite, and costs a message per
+    # row on PostgreSQL). SQLite reads the values from one JSON array; PostgreSQL
+    # takes them by COPY and removes them with one array parameter.
     if add:
-        tx.executemany(
-            "INSERT INTO list_entries (list_name, value, added_in) VALUES (?, ?, ?)",
-            [(list_name, value, version) for value in sorted(add)],
-        )
+        values = sorted(add)
+        if tx.backend == "postgres":
+            with (
+                tx.raw.cursor() as cur,
+                cur.copy("COPY list_entries (list_name, value, added_in) FROM STDIN") as copy,
+            ):
+                for value in values:
+                    copy.write_row((list_name, value, version))
+        else:
+            tx.execute(
+                "INSERT INTO list_entries (list_name, value, added_in)"
+                " SELECT ?, value, ? FROM json_each(?)",
+                (list_name, version, json.dumps(values)),
+            )
     if remove:
-        tx.executemany(
-            "UPDATE list_entries SET removed_in = ? WHERE list_name = ? AND value = ?"
-            " AND removed_in IS NULL",
-            [(version, list_name, value) for value in sorted(remove)],
-        )
+        values = sorted(remove)
+        if tx.backend == "postgres":
+            tx.raw.execute(
+                "UPDATE list_entries SET removed_in = %s"
+                " WHERE list_name = %s AND removed_in IS NULL AND value = ANY(%s::text[])",
+                (version, list_name, values),
+            )
+        else:
+            tx.execute(
+                "UPDATE list_entries SET removed_in = ? WHERE list_name = ?"
+                " AND removed_in IS NULL AND value IN (SELECT value FROM json_each(?))",
+                (version, list_name, json.dumps(values)),
+            )
 
 
 def _incident(tx: Tx, incident_id: str) -> Incident:
