@@ -827,12 +827,14 @@ class FirstAnswers:
             async with lock:
                 found = await self._store.recall_answer(key)
                 if found is not None:
-                    return self._kept(method, request_id, digest, found[1])
+                    recalled: M = self._kept(method, request_id, digest, found[1])
+                    return recalled
                 answer = await make()
                 kept = await self._store.remember_answer(
                     key, method, digest + answer.SerializeToString()
                 )
-                return self._kept(method, request_id, digest, kept)
+                first: M = self._kept(method, request_id, digest, kept)
+                return first
         finally:
             self._waiting[key] -= 1
             if not self._waiting[key]:

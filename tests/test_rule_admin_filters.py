@@ -10,13 +10,13 @@ import grpc
 import pytest
 
 from lendgate.errors import InvalidArgumentError
-from lendgate.listfilter import compile_filter
+from lendgate.listfilter import Fields, compile_filter
 from lendgate.v1 import common_pb2, rules_pb2
 from tests.test_rule_admin_persistence import MD_A, entry, inn_list, serving
 from tests.test_rule_admin_service import amount_is, details
 
 FIELDS = {"status": "enum:RULE_STATUS_", "tags": "strs", "name": "str", "n": "int", "t": "time"}
-ROW = {
+ROW: Fields = {
     "status": "WORKING",
     "tags": ("seed-003", "rates"),
     "name": "Rule 4 - refusals",
