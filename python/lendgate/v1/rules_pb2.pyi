@@ -25,15 +25,18 @@ the expression field giving the position and reason, e.g.
 "1:17: unexpected token ')'".
 
 Versions. Every create, update, delete and restore of a rule makes a new,
-immutable RuleVersion recording who, when and why. Lists and aggregate
-definitions keep a version number, author and reason of their last change
-(a change of a list's entries is a new version of the list). Every version
+immutable RuleVersion recording who, when and why; so does every change of
+an aggregate definition (AggregateDefinitionVersion). Lists keep a version
+number, author and reason of their last change (a change of a list's
+entries is a new version of the list). Every version
 is stored before it takes effect, so a restarted server serves the same
 rules, lists and settings.
 
 Scopes. The consortium's pack applies to every partner's checks; a partner
 may also keep private rules and lists (DefinitionScope), seen, changed and
-evaluated for that partner alone.
+evaluated for that partner alone. Aggregate definitions are the
+consortium's only: read by every partner, changed by its rule
+administrators.
 Any change to a rule, a list definition, an aggregate definition or the
 scoring settings also moves the partner's rule-pack revision
 (DecisionProvenance.rule_pack_revision).
