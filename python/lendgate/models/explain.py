@@ -12,6 +12,7 @@ loaded, so a row costs a walk to its leaves and one gather-and-sum (see docs/MOD
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -150,9 +151,11 @@ class PathExplainer:
         )
 
     @staticmethod
-    def load(path: Path) -> PathExplainer:
-        """Read arrays written by :meth:`save`."""
-        with np.load(path, allow_pickle=False) as data:
+    def load(source: Path | bytes) -> PathExplainer:
+        """Read arrays written by :meth:`save` (a file, or its bytes)."""
+        with np.load(
+            io.BytesIO(source) if isinstance(source, bytes) else source, allow_pickle=False
+        ) as data:
             return PathExplainer({k: data[k] for k in data.files})
 
     def contributions(self, x: npt.ArrayLike) -> npt.NDArray[np.float64]:
