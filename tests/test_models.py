@@ -109,6 +109,8 @@ def test_onnx_agrees_with_lightgbm_and_explanations_add_up(
     contrib = explainer.contributions(hold.x[:200])
     raw = booster.predict(hold.x[:200].astype(np.float64), raw_score=True)
     assert np.allclose(explainer.bias + contrib.sum(axis=1), raw, atol=1e-6)
+    for i in range(20):  # the single-row path (a served check) gives the batch's answer
+        assert np.array_equal(explainer.contributions(hold.x[i : i + 1])[0], contrib[i])
 
 
 def test_calibration_reproduces_band_shares_on_training_population(
