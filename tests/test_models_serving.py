@@ -22,6 +22,9 @@ from lendgate.v1 import models_pb2_grpc, scoring_pb2, scoring_pb2_grpc
 from tests.conftest import ServerProcess, start_server, stop_server
 from tests.test_scoring import Person, application
 
+# Training a model (the module fixtures) takes longer than the default 60 s under load.
+pytestmark = pytest.mark.timeout(300)
+
 MODEL = "models/application-gbdt"
 PARTNER = (("x-lendgate-partner", "bank-a"),)
 

@@ -18,6 +18,9 @@ from lendgate.store import StoreSettings, open_store
 from lendgate.store.sqlstore import SqlStore
 from tests.test_store import postgres_schema
 
+# Training a model (the module fixtures) takes longer than the default 60 s under load.
+pytestmark = pytest.mark.timeout(300)
+
 NAME = "application-gbdt"
 
 
