@@ -178,6 +178,7 @@ def test_promote_and_rollback_swap_live_while_a_client_keeps_checking(
         seen: list[str] = []
         failures: list[BaseException] = []
         stop = threading.Event()
+        checked = threading.Semaphore(0)
 
         def keep_checking() -> None:
             while not stop.is_set():
@@ -185,11 +186,14 @@ def test_promote_and_rollback_swap_live_while_a_client_keeps_checking(
                     seen.append(client.check().provenance.model_version)
                 except BaseException as exc:  # every failure is one the test reports
                     failures.append(exc)
+                    checked.release()
                     return
+                checked.release()
 
         worker = threading.Thread(target=keep_checking)
         worker.start()
         try:
+            assert checked.acquire(timeout=60)  # the client is checking before any swap
             for target, expect in ((v1, "1"), (v2, "2")):
                 client.promote(target)
                 # Once the promote answered, the next check of any client sees it.
@@ -197,6 +201,7 @@ def test_promote_and_rollback_swap_live_while_a_client_keeps_checking(
             rolled = client.models.RollbackModel(m.RollbackModelRequest(name=MODEL)).model
             assert rolled.champion_version == v1
             assert client.check().provenance.model_version == "1"
+            assert checked.acquire(timeout=60)  # and it went on checking across them
         finally:
             stop.set()
             worker.join(timeout=60)
