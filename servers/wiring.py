@@ -11,8 +11,8 @@ from pathlib import Path
 from lendgate.auction.coordinator import AuctionConfig, Coordinator
 from lendgate.config import Config
 from lendgate.models.admin import ModelAdmin
-from lendgate.models.registry import FileSystemRegistry
-from lendgate.models.serving import ModelService
+from lendgate.models.serving import CheckModel, ModelService
+from lendgate.models.store_registry import registry_for
 from lendgate.scoring import ScoringService, StateSettings
 from lendgate.store import Store
 from lendgate.strategy import StrategyService
@@ -43,10 +43,12 @@ def build_servicers(config: Config, store: Store) -> dict[str, object]:
         snapshot_every_events=config.snapshot_every_events,
         snapshot_every_seconds=config.snapshot_every_s,
     )
-    scoring = ScoringService(store, state=state)
-    models = ModelService(FileSystemRegistry(Path(config.data_dir) / "models"))
+    # Model versions and serving states live in the store (migration 0007).
+    models = ModelService(registry_for(store, Path(config.data_dir)))
     models.load_all()
     models.watch()  # picks up promotions made by other processes (lendgate retrain, models)
+    # Application checks carry the champion's score (none while no version is promoted).
+    scoring = ScoringService(store, state=state, model=CheckModel(models))
     return {
         "lendgate.v1.ScoringService": ScoringServicer(scoring),
         # Shares the ScoringService: rule and list edits apply to the next check.

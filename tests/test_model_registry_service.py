@@ -21,6 +21,9 @@ from lendgate.v1 import models_pb2 as m
 from lendgate.v1 import models_pb2_grpc
 from tests.conftest import ServerProcess, clean_env, start_server, stop_server
 
+# Training a model (the module fixtures) takes longer than the default 60 s under load.
+pytestmark = pytest.mark.timeout(300)
+
 MODEL = "models/application-gbdt"
 
 

@@ -18,6 +18,9 @@ from lendgate.models.retrain import retrain, run_daily, seconds_until
 from lendgate.models.serving import ModelService
 from lendgate.models.train import TrainConfig
 
+# Training a model (the module fixtures) takes longer than the default 60 s under load.
+pytestmark = pytest.mark.timeout(300)
+
 NAME = "application-gbdt"
 
 

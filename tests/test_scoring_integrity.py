@@ -182,11 +182,15 @@ def test_the_model_reads_the_event_and_parameters_and_a_failure_changes_nothing(
 ) -> None:
     seen: list[tuple[str, int]] = []
 
-    def model(event: Mapping[str, Any], params: Mapping[str, Any]) -> tuple[int, str, str] | None:
+    def model(
+        event: Mapping[str, Any], params: Mapping[str, Any], rules: Mapping[str, Any]
+    ) -> tuple[int, str, str] | None:
         if event["applicant"]["last_name"] == "Broken":
             raise RuntimeError("model server down")
         if event["applicant"]["last_name"] == "Unknown":
             return None
+        # The rules' verdict without a model score (nothing fires on this applicant).
+        assert (rules["fraud_score"], rules["fired"]) == (0, [])
         seen.append((event["application_id"], params["rule1_other_birth_dates"]))
         return 950, "fraud-gbm", "3"
 

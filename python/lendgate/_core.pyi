@@ -334,7 +334,9 @@ class Scorer:
         lists: ListRegistry,
         index: MatchIndex,
         revision: str,
-        model: Callable[[dict[str, Any], dict[str, Any]], tuple[int, str, str] | None]
+        model: Callable[
+            [dict[str, Any], dict[str, Any], dict[str, Any]], tuple[int, str, str] | None
+        ]
         | None = None,
     ) -> tuple[bytes, bool, int, str, list[tuple[str, str]]]:
         """(report, opens an incident, event time µs, event id, match keys)."""

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use lendgate_core::aggregates::ParamValues;
+use lendgate_core::rules::Evaluation;
 use lendgate_core::scoring::matching::MatchIndex;
 use lendgate_core::scoring::{self, CheckContext, Kind, ModelScore, Prepared, Scorer, State};
 use lendgate_core::{CoreError, CoreResult};
@@ -143,13 +144,15 @@ fn kind(text: &str) -> Result<Kind, PyCoreError> {
     })
 }
 
-/// Calls the Python model scorer `(event: dict, params: dict) -> (score, name,
-/// version) | None` with the GIL held.
+/// Calls the Python model scorer `(event: dict, params: dict, rules: dict) -> (score,
+/// name, version) | None` with the GIL held; `rules` is the evaluation without a model
+/// score: `{"fraud_score": int, "fired": [rule_id, ...]}` (working rules only).
 fn call_model(
     model: &Py<PyAny>,
     names: &[String],
     event: &serde_json::Value,
     params: &ParamValues,
+    rules: &Evaluation,
 ) -> CoreResult<Option<ModelScore>> {
     Python::attach(|py| -> PyResult<Option<ModelScore>> {
         let json = py.import("json")?;
@@ -161,7 +164,15 @@ fn call_model(
                 json.call_method1("loads", (v.to_json().to_string(),))?,
             )?;
         }
-        let out = model.bind(py).call1((event, values))?;
+        let verdict = PyDict::new(py);
+        verdict.set_item("fraud_score", rules.fraud_score)?;
+        let fired: Vec<&str> = rules
+            .fired_rules
+            .iter()
+            .map(|r| r.rule_id.as_str())
+            .collect();
+        verdict.set_item("fired", fired)?;
+        let out = model.bind(py).call1((event, values, verdict))?;
         if out.is_none() {
             return Ok(None);
         }
@@ -247,9 +258,10 @@ impl PyScorer {
             match &model {
                 None => self.inner.score(&prepared.inner, &ctx, state, None),
                 Some(m) => {
-                    let mut f = |event: &serde_json::Value, params: &ParamValues| {
-                        call_model(m, &names, event, params)
-                    };
+                    let mut f =
+                        |event: &serde_json::Value, params: &ParamValues, rules: &Evaluation| {
+                            call_model(m, &names, event, params, rules)
+                        };
                     self.inner.score(&prepared.inner, &ctx, state, Some(&mut f))
                 }
             }

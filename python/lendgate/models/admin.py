@@ -10,7 +10,6 @@ FAILED_PRECONDITION.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import tempfile
 import threading
@@ -101,9 +100,8 @@ class ModelAdmin:
     def info(self, files: ModelFiles) -> VersionInfo:
         """``files`` with its digest and its role in the serving state."""
         state = self.registry.state(files.name)
-        digest = hashlib.sha256(files.onnx.read_bytes()).hexdigest()
         return VersionInfo(
-            files, digest, files.version == state.champion, files.version in state.shadows
+            files, files.sha256, files.version == state.champion, files.version in state.shadows
         )
 
     def versions(self, model_id: str) -> list[VersionInfo]:

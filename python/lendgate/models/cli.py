@@ -3,10 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from lendgate.store.backends import StoreOpenError
+
+if TYPE_CHECKING:
+    from lendgate.models.registry import ModelRegistry
+
+
+_DB_HELP = "the server's store: sqlite:///PATH or postgresql://... (default: under --data-dir)"
+
+
+@contextlib.contextmanager
+def _registry(args: argparse.Namespace) -> Iterator[ModelRegistry]:
+    """The server's model registry: in its store (a file-system registry under
+    ``--data-dir/models`` from earlier releases is imported first)."""
+    from lendgate.models.store_registry import registry_for  # noqa: PLC0415
+    from lendgate.store import open_store  # noqa: PLC0415
+
+    url = args.database_url or f"sqlite:///{Path(args.data_dir) / 'lendgate.db'}"
+    store = open_store(url)
+    try:
+        yield registry_for(store, Path(args.data_dir))
+    finally:
+        store.close()
 
 
 def add_parser(commands: Any) -> None:
@@ -25,7 +50,8 @@ def add_parser(commands: Any) -> None:
         help="train on a rolling window; register and promote only if it beats the champion",
     )
     r.add_argument("--data", required=True, help="JSON Lines file of events (gen-data format)")
-    r.add_argument("--data-dir", default="var", help="data directory of the registry")
+    r.add_argument("--data-dir", default="var", help="data directory (default var)")
+    r.add_argument("--database-url", help=_DB_HELP)
     r.add_argument("--name", default="application-gbdt", help="model name")
     r.add_argument("--window-days", type=int, default=90, help="rolling window of training")
     r.add_argument("--holdout", type=float, default=0.2, help="hold-out share of the window")
@@ -37,6 +63,7 @@ def add_parser(commands: Any) -> None:
 
     m = commands.add_parser("models", help="the model registry: list, register, promote, rollback")
     m.add_argument("--data-dir", default="var", help="data directory (default var)")
+    m.add_argument("--database-url", help=_DB_HELP)
     actions = m.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="names, versions, champion and shadows")
     reg = actions.add_parser("register", help="validate and add a trained model directory")
@@ -78,7 +105,7 @@ def run_retrain(args: argparse.Namespace) -> int:
     import datetime as dt  # noqa: PLC0415
     import json  # noqa: PLC0415
 
-    from lendgate.models.registry import FileSystemRegistry, RegistryError  # noqa: PLC0415
+    from lendgate.models.registry import RegistryError  # noqa: PLC0415
     from lendgate.models.retrain import RetrainError, retrain, run_daily  # noqa: PLC0415
     from lendgate.models.train import TrainConfig, TrainingError  # noqa: PLC0415
 
@@ -93,12 +120,19 @@ def run_retrain(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
         name=args.name, holdout=args.holdout, rounds=args.rounds, window_days=args.window_days
     )
-    registry = FileSystemRegistry(Path(args.data_dir) / "models")
 
     def once() -> int:
         try:
-            decision = retrain(Path(args.data), registry, cfg, args.min_gain)
-        except (TrainingError, RetrainError, RegistryError, OSError, ValueError) as exc:
+            with _registry(args) as registry:
+                decision = retrain(Path(args.data), registry, cfg, args.min_gain)
+        except (
+            TrainingError,
+            RetrainError,
+            RegistryError,
+            StoreOpenError,
+            OSError,
+            ValueError,
+        ) as exc:
             print(f"lendgate: retrain: {exc}", file=sys.stderr)
             return 2
         print(json.dumps(decision.as_dict()), flush=True)
@@ -112,30 +146,38 @@ def run_retrain(args: argparse.Namespace) -> int:
 
 def run_models(args: argparse.Namespace) -> int:
     """Registry commands; a running server picks changes up within seconds (it polls)."""
-    from lendgate.models.registry import FileSystemRegistry, RegistryError  # noqa: PLC0415
+    from lendgate.models.registry import RegistryError  # noqa: PLC0415
 
-    registry = FileSystemRegistry(Path(args.data_dir) / "models")
     try:
-        if args.action == "register":
-            registered_at = datetime.now(UTC).isoformat()
-            version = registry.register(args.name, Path(args.dir), {"registered_at": registered_at})
-            print(f"{args.name} version {version} registered")
-        elif args.action == "promote":
-            state = registry.promote(args.name, args.version, shadow=args.shadow)
-            print(f"{args.name}: champion {state.champion}, shadows {state.shadows}")
-        elif args.action == "rollback":
-            state = registry.rollback(args.name)
-            print(f"{args.name}: champion {state.champion} (rolled back)")
-        else:
-            for name in registry.names():
-                state = registry.state(name)
-                for files in registry.versions(name):
-                    role = "champion" if files.version == state.champion else ""
-                    role = "shadow" if files.version in state.shadows else role
-                    auc = files.card.get("metrics", {}).get("holdout_pr_auc", float("nan"))
-                    print(f"{name}\t{files.version}\t{role or '-'}\tPR-AUC {auc:.4f}")
+        with _registry(args) as registry:
+            return _models_action(args, registry)
+    except StoreOpenError as exc:
+        print(f"lendgate: {exc}", file=sys.stderr)
+        return 2
     except RegistryError as exc:
         where = f"{args.dir}: " if args.action == "register" else ""
         print(f"lendgate: {where}{exc}", file=sys.stderr)
         return 2
+
+
+def _models_action(args: argparse.Namespace, registry: ModelRegistry) -> int:
+    """Run one ``lendgate models`` action on ``registry``."""
+    if args.action == "register":
+        registered_at = datetime.now(UTC).isoformat()
+        version = registry.register(args.name, Path(args.dir), {"registered_at": registered_at})
+        print(f"{args.name} version {version} registered")
+    elif args.action == "promote":
+        state = registry.promote(args.name, args.version, shadow=args.shadow)
+        print(f"{args.name}: champion {state.champion}, shadows {state.shadows}")
+    elif args.action == "rollback":
+        state = registry.rollback(args.name)
+        print(f"{args.name}: champion {state.champion} (rolled back)")
+    else:
+        for name in registry.names():
+            state = registry.state(name)
+            for files in registry.versions(name):
+                role = "champion" if files.version == state.champion else ""
+                role = "shadow" if files.version in state.shadows else role
+                auc = files.card.get("metrics", {}).get("holdout_pr_auc", float("nan"))
+                print(f"{name}\t{files.version}\t{role or '-'}\tPR-AUC {auc:.4f}")
     return 0

@@ -12,6 +12,7 @@ loaded, so a row costs a walk to its leaves and one gather-and-sum (see docs/MOD
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -150,14 +151,18 @@ class PathExplainer:
         )
 
     @staticmethod
-    def load(path: Path) -> PathExplainer:
-        """Read arrays written by :meth:`save`."""
-        with np.load(path, allow_pickle=False) as data:
+    def load(source: Path | bytes) -> PathExplainer:
+        """Read arrays written by :meth:`save` (a file, or its bytes)."""
+        with np.load(
+            io.BytesIO(source) if isinstance(source, bytes) else source, allow_pickle=False
+        ) as data:
             return PathExplainer({k: data[k] for k in data.files})
 
     def contributions(self, x: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Contributions (rows, features) to the raw log-odds; rows sum to raw - bias."""
         rows = np.atleast_2d(np.asarray(x, dtype=np.float64))
+        if rows.shape[0] == 1:
+            return self._one(rows[0])[None, :]
         node = np.broadcast_to(self._base, (rows.shape[0], self._base.size))
         zero_splits = bool(self._zero_default.any())
         for _ in range(self.depth):
@@ -168,6 +173,21 @@ class PathExplainer:
                 go_left = np.where(zero, self._default_left[node], go_left)
             node = np.where(go_left, self._left[node], self._right[node])
         out: npt.NDArray[np.float64] = self._leaf_table[node].sum(axis=1)
+        return out
+
+    def _one(self, row: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """:meth:`contributions` of one row (a served check): plain fancy indexing, about
+        half the cost of the batch walk's ``take_along_axis`` on a 1-row batch."""
+        node = self._base
+        zero_splits = bool(self._zero_default.any())
+        for _ in range(self.depth):
+            v = row[self._feature[node]]
+            go_left = np.where(np.isnan(v), self._nan_left[node], v <= self._threshold[node])
+            if zero_splits:
+                zero = self._zero_default[node] & (np.abs(v) <= 1e-35)
+                go_left = np.where(zero, self._default_left[node], go_left)
+            node = np.where(go_left, self._left[node], self._right[node])
+        out: npt.NDArray[np.float64] = self._leaf_table[node].sum(axis=0)
         return out
 
 

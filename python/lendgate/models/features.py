@@ -1,32 +1,35 @@
 """The feature vector of an application: one function for training and for serving.
 
-``build_features(event, aggregates, rule_hits)`` turns a ``LOAN_APP_CREATE``
-``ApplicationEvent`` plus its aggregate parameters (history of the consortium as of the
-event's time) plus, when available, the rule engine's verdict into the model's input row.
-Training and serving call it the same way, so there is no train/serve skew.
+``build_features(event, params, rules)`` turns what the Rust scorer hands its model
+callable — the event document (``lendgate._core.Scorer.score`` decodes the request into a
+dict: proto field names, enum names without their prefix, RFC 3339 timestamps), the rule
+pack's aggregate parameters as of the event's time (the event not yet applied) and the
+working rules' verdict on them without a model score (``{"fraud_score", "fired"}``) — into
+the model's input row. Serving calls it from that callable; training obtains the very same
+three arguments by replaying the generated history through the same Rust scorer
+(:mod:`lendgate.models.dataset`), so there is no second implementation of any aggregate or
+rule and no train/serve skew.
 
-Where the aggregates come from is the caller's business. Until the Rust aggregates engine
-serves them, :class:`History` computes the documented set (``AGGREGATE_NAMES``) in one
-streaming pass with plain Python state; the scoring service will hand the same names from
-the Rust engine instead. A missing aggregate or rule value is NaN (the model treats it as
-missing), so the signature and the feature names stay stable while the sources change.
-Never rename or reorder ``FEATURE_NAMES``: a model's input schema is checked against it at
-registration.
+The scorer evaluates the rules once without a model score, hands that verdict to the
+model, and evaluates them again with the score only when the model gave one (rules may
+read ``model.risk_score``, docs/RULES.md); so the rule features never depend on the model.
+
+A missing parameter or field is NaN (the model treats it as missing). Never rename or
+reorder ``FEATURE_NAMES`` within a model version: a model's input schema is checked against
+it at registration, and the card records it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from typing import Any
 
 from lendgate.v1 import common_pb2 as c
 from lendgate.v1 import scoring_pb2 as s
 
 NAN = float("nan")
-DAY = 86400
 
 EVENT_FEATURES: tuple[str, ...] = (
     "age_years",
@@ -52,62 +55,95 @@ EVENT_FEATURES: tuple[str, ...] = (
     "device_ip_mismatch",
     "hour_of_day",
 )
-AGGREGATE_NAMES: tuple[str, ...] = (
-    "phone_name_other_birthdates",
-    "phone_other_names",
-    "phone_apps_30d",
-    "device_apps_7d",
-    "device_persons_30d",
-    "ip_apps_2d",
-    "ip_persons_7d",
-    "employer_ip_apps_2d",
-    "employer_apps_7d",
-    "employer_persons_30d",
-    "employer_age_days",
-    "employer_refusal_rate_60d",
-    "employer_days_since_fraud",
-    "address_persons_30d",
-    "person_apps_30d",
-    "person_days_since_last_app",
+PARAM_FEATURES: tuple[str, ...] = (
+    # Aggregate parameters of the default pack (default_pack/aggregates.json), by their
+    # pack names. Left out: the *_ratio duplicates of the *_pct ones, and
+    # rule11_previous_passport (a document number, not a number to split on).
+    "rule1_other_birth_dates",
+    "rule2_other_borrowers",
+    "rule2_other_borrower_apps",
+    "rule3_days_since_employer_fraud",
+    "rule4_finished_60d",
+    "rule4_reject_pct_60d",
+    "rule4_special_60d",
+    "rule4_special_reject_pct_60d",
+    "rule5_partner_special_reject_pct_6m",
+    "rule5_partner_received_6m",
+    "rule5_employer_special_6m",
+    "rule5_employer_special_reject_pct_6m",
+    "rule5_employer_received_6m",
+    "rule6_region_reject_pct_1y",
+    "rule6_region_default_pct_1y",
+    "rule7_apps_by_employer_ip_2d",
+    "rule11_passport_mismatch_pct",
+    "s02_other_names_by_phone",
+    "s03_other_birth_dates_by_passport",
+    "s04_other_names_by_passport",
+    "s06_days_since_fraud_by_passport",
+    "s06_days_since_fraud_by_phone",
 )
 RULE_FEATURES: tuple[str, ...] = ("rule_points_total", "rule_hits_count")
-FEATURE_NAMES: tuple[str, ...] = EVENT_FEATURES + AGGREGATE_NAMES + RULE_FEATURES
+"""The working rules' fraud score (Σ points) and number of fired rules, without a model
+score."""
+FEATURE_NAMES: tuple[str, ...] = EVENT_FEATURES + PARAM_FEATURES + RULE_FEATURES
+
+MODELLED_SUBTYPE = "LOAN_APP_CREATE"
+"""The application subtype the model scores (the one it is trained on); other subtypes
+and payments get no model score."""
 
 
-@dataclass(frozen=True)
-class RuleHits:
-    """What the rule engine said about the event: total points and number of fired rules."""
-
-    points_total: float
-    hits_count: int
+def is_modelled(event: Mapping[str, Any]) -> bool:
+    """Whether ``event`` (a scorer event document) is one the model scores."""
+    return event.get("subtype") == MODELLED_SUBTYPE and "application_id" in event
 
 
 def build_features(
-    event: s.ApplicationEvent,
-    aggregates: Mapping[str, float],
-    rule_hits: RuleHits | None = None,
+    event: Mapping[str, Any], params: Mapping[str, Any], rules: Mapping[str, Any] | None = None
 ) -> list[float]:
-    """The model input row for ``event``, in ``FEATURE_NAMES`` order.
+    """The model input row for an application document, in ``FEATURE_NAMES`` order.
 
-    ``aggregates`` maps names of ``AGGREGATE_NAMES`` to values as of the event's time,
-    excluding the event itself; absent names are NaN. ``rule_hits`` is None when no rules
-    were evaluated (NaN features).
+    ``params`` maps the pack's parameter names to their values as of the event's time,
+    without the event itself (what the scorer hands its model); absent or non-numeric
+    values are NaN. ``rules`` is the scorer's rule verdict (``fraud_score``, ``fired``);
+    None gives NaN rule features.
     """
     row = _event_features(event)
-    row.extend(float(aggregates.get(name, NAN)) for name in AGGREGATE_NAMES)
-    if rule_hits is None:
+    row.extend(_number(params.get(name)) for name in PARAM_FEATURES)
+    if rules is None:
         row.extend((NAN, NAN))
     else:
-        row.extend((float(rule_hits.points_total), float(rule_hits.hits_count)))
+        fired = rules.get("fired")
+        row.append(_number(rules.get("fraud_score")))
+        row.append(float(len(fired)) if isinstance(fired, list | tuple) else NAN)
     # Four decimals: no two feature values are then adjacent float32 numbers, so a split
     # threshold (a double midpoint in LightGBM, a float32 in ONNX) sends every value the
     # same way in both, and ONNX reproduces the native model.
     return [round(v, 4) for v in row]
 
 
-def _date(text: str) -> dt.date | None:
+def _number(v: Any) -> float:
+    if isinstance(v, bool):
+        return 1.0 if v else 0.0
+    if isinstance(v, int | float):
+        x = float(v)
+        return x if math.isfinite(x) else NAN
+    return NAN
+
+
+def _date(text: Any) -> dt.date | None:
+    if not isinstance(text, str):
+        return None
     try:
         return dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _time(text: Any) -> dt.datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(dt.UTC)
     except ValueError:
         return None
 
@@ -124,43 +160,82 @@ def _digit_match(a: str, b: str) -> float:
     return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
 
 
-def _event_features(e: s.ApplicationEvent) -> list[float]:
-    p = e.applicant
-    when = dt.datetime.fromtimestamp(e.event_time.seconds, dt.UTC)
-    today = when.date()
-    birth = _date(p.birth_date)
-    age = _years(today, birth) if birth else NAN
-    amount = e.loan_amount.amount_minor / 100.0
-    income = p.monthly_income.amount_minor / 100.0
-    term = float(e.loan_term.count)
-    if e.loan_term.unit == c.TERM_UNIT_DAYS:
+def _enum_numbers(enum: Any) -> dict[str, float]:
+    """Document enum names (the value name without the enum's UPPER_SNAKE prefix) to the
+    enum's numbers: the same numeric code as the proto, so the feature stays stable."""
+    prefix = "".join(f"_{ch}" if ch.isupper() and i else ch for i, ch in enumerate(enum.name))
+    prefix = prefix.upper() + "_"
+    return {v.name.removeprefix(prefix): float(v.number) for v in enum.values}
+
+
+_PRODUCT = _enum_numbers(s.ApplicationEvent.DESCRIPTOR.fields_by_name["product"].enum_type)
+_CHANNEL = _enum_numbers(s.ApplicationEvent.DESCRIPTOR.fields_by_name["channel"].enum_type)
+_CALL_STATES = {
+    c.PhoneCallState.Name(v).removeprefix("PHONE_CALL_STATE_")
+    for v in (
+        c.PHONE_CALL_STATE_INCOMING,
+        c.PHONE_CALL_STATE_OUTGOING,
+        c.PHONE_CALL_STATE_ACTIVE,
+    )
+}
+_WEB = c.DevicePlatform.Name(c.DEVICE_PLATFORM_WEB).removeprefix("DEVICE_PLATFORM_")
+_DAYS = c.TermUnit.Name(c.TERM_UNIT_DAYS).removeprefix("TERM_UNIT_")
+
+
+def _obj(v: Any) -> Mapping[str, Any]:
+    return v if isinstance(v, Mapping) else {}
+
+
+def _minor(v: Any) -> float:
+    return _number(_obj(v).get("amount_minor", 0)) / 100.0
+
+
+def _flag(d: Mapping[str, Any], key: str) -> float:
+    # Optional booleans: absent is unknown (NaN), not false.
+    return _number(d[key]) if key in d else NAN
+
+
+def _event_features(e: Mapping[str, Any]) -> list[float]:
+    p = _obj(e.get("applicant"))
+    when = _time(e.get("event_time"))
+    today = when.date() if when else None
+    birth = _date(p.get("birth_date"))
+    age = _years(today, birth) if birth and today else NAN
+    amount = _minor(e.get("loan_amount"))
+    income = _minor(p.get("monthly_income"))
+    term_doc = _obj(e.get("loan_term"))
+    term = _number(term_doc.get("count", 0))
+    if term_doc.get("unit") == _DAYS:
         term /= 30.0
-    employer = p.employer
-    size = float(employer.employee_count) if employer.HasField("employee_count") else NAN
-    started = _date(employer.employment_start_date)
-    employment = _years(today, started) * 12 if started else NAN
-    issued = _date(p.passport.issue_date)
+    employer = _obj(p.get("employer"))
+    size = _number(employer["employee_count"]) if "employee_count" in employer else NAN
+    started = _date(employer.get("employment_start_date"))
+    employment = _years(today, started) * 12 if started and today else NAN
+    passport = _obj(p.get("passport"))
+    issued = _date(passport.get("issue_date"))
     issue_age = _years(issued, birth) if issued and birth else NAN
     off_rule = NAN
     if not math.isnan(issue_age):
         off_rule = 0.0 if any(0 <= issue_age - a < 0.5 for a in (14, 20, 45)) else 1.0
-    previous = p.previous_passports
-    match = _digit_match(p.passport.number, previous[0].number) if previous else NAN
-    d = e.device
-    has_device = e.HasField("device")
-    anydesk = d.hours_since_anydesk_install if d.HasField("hours_since_anydesk_install") else -1
-    call = d.phone_call_state in {
-        c.PHONE_CALL_STATE_INCOMING,
-        c.PHONE_CALL_STATE_OUTGOING,
-        c.PHONE_CALL_STATE_ACTIVE,
-    }
+    previous = p.get("previous_passports")
+    previous = previous if isinstance(previous, list) else []
+    match = (
+        _digit_match(str(passport.get("number", "")), str(_obj(previous[0]).get("number", "")))
+        if previous
+        else NAN
+    )
+    has_device = "device" in e
+    d = _obj(e.get("device"))
+    anydesk = _number(d.get("hours_since_anydesk_install", -1))
+    ip = e.get("ip_address", "")
+    reported = d.get("reported_ip", "")
     return [
         age,
-        math.log1p(amount),
+        math.log1p(max(amount, 0.0)),
         term,
-        float(e.product),
-        float(e.channel),
-        math.log1p(income),
+        _PRODUCT.get(str(e.get("product", "UNSPECIFIED")), NAN),
+        _CHANNEL.get(str(e.get("channel", "UNSPECIFIED")), NAN),
+        math.log1p(max(income, 0.0)),
         amount / income if income > 0 else NAN,
         size,
         employment,
@@ -169,216 +244,12 @@ def _event_features(e: s.ApplicationEvent) -> list[float]:
         float(len(previous)),
         match,
         0.0 if has_device else 1.0,
-        1.0 if d.platform == c.DEVICE_PLATFORM_WEB else 0.0,
-        float(d.emulator) if d.HasField("emulator") else NAN,
-        float(d.rooted) if d.HasField("rooted") else NAN,
-        float(d.remote_control_active) if d.HasField("remote_control_active") else NAN,
+        1.0 if d.get("platform") == _WEB else 0.0,
+        _flag(d, "emulator"),
+        _flag(d, "rooted"),
+        _flag(d, "remote_control_active"),
         1.0 if 0 <= anydesk <= 168 else 0.0,
-        1.0 if call else 0.0,
-        1.0 if d.reported_ip and e.ip_address and d.reported_ip != e.ip_address else 0.0,
-        float(when.hour),
+        1.0 if d.get("phone_call_state") in _CALL_STATES else 0.0,
+        1.0 if reported and ip and reported != ip else 0.0,
+        float(when.hour) if when else NAN,
     ]
-
-
-# --- history aggregates (interim Python implementation) ------------------------------
-
-
-class _Window:
-    """Timestamped values under one key, oldest first, trimmed to ``horizon`` seconds."""
-
-    __slots__ = ("items",)
-
-    def __init__(self) -> None:
-        self.items: deque[tuple[int, str]] = deque()
-
-    def add(self, t: int, value: str, horizon: int) -> None:
-        self.items.append((t, value))
-        while self.items and self.items[0][0] < t - horizon:
-            self.items.popleft()
-
-    def count(self, now: int, window: int) -> int:
-        return sum(1 for t, _ in self.items if t >= now - window)
-
-    def distinct(self, now: int, window: int, exclude: str = "") -> int:
-        return len({v for t, v in self.items if t >= now - window and v != exclude})
-
-
-def _key(*parts: str) -> str | None:
-    return "|".join(parts) if all(parts) else None
-
-
-class History:
-    """The consortium history needed by ``AGGREGATE_NAMES``, fed event by event.
-
-    Call :meth:`aggregates` for a ``LOAN_APP_CREATE`` event *before* :meth:`observe` of
-    that event, and feed every application event and outcome in event-time order. Memory
-    grows with the number of distinct keys (phones, devices, employers, ...).
-    """
-
-    HORIZON = 60 * DAY
-
-    def __init__(self) -> None:
-        self._windows: dict[str, _Window] = {}
-        self._sets: dict[str, set[str]] = {}
-        self._first_seen: dict[str, int] = {}
-        self._last_seen: dict[str, int] = {}
-        self._employer_of_app: dict[str, str] = {}
-        self._fraud_at: dict[str, int] = {}
-
-    def _w(self, key: str) -> _Window:
-        w = self._windows.get(key)
-        if w is None:
-            w = self._windows[key] = _Window()
-        return w
-
-    def _peek(self, key: str | None) -> _Window | None:
-        return self._windows.get(key) if key else None
-
-    def aggregates(self, e: s.ApplicationEvent) -> dict[str, float]:
-        """The aggregate parameters of a create event, as of its time, without it."""
-        k = _Keys.of(e)
-        now = e.event_time.seconds
-        out: dict[str, float] = {}
-
-        def count(key: str | None, window: int) -> float:
-            w = self._peek(key)
-            return float(w.count(now, window)) if w else 0.0
-
-        def distinct(key: str | None, window: int, exclude: str = "") -> float:
-            w = self._peek(key)
-            return float(w.distinct(now, window, exclude)) if w else 0.0
-
-        births = self._sets.get(f"pnb|{k.phone_name}", set()) if k.phone_name else set()
-        out["phone_name_other_birthdates"] = float(len(births - {k.birth}))
-        names = self._sets.get(f"pn|{k.phone}", set()) if k.phone else set()
-        out["phone_other_names"] = float(len(names - {k.name}))
-        out["phone_apps_30d"] = count(_key("ph", k.phone), 30 * DAY)
-        out["device_apps_7d"] = count(_key("dv", k.device), 7 * DAY)
-        out["device_persons_30d"] = distinct(_key("dv", k.device), 30 * DAY, k.person)
-        out["ip_apps_2d"] = count(_key("ip", k.ip), 2 * DAY)
-        out["ip_persons_7d"] = distinct(_key("ip", k.ip), 7 * DAY, k.person)
-        out["employer_ip_apps_2d"] = count(_key("ei", k.employer, k.ip), 2 * DAY)
-        out["employer_apps_7d"] = count(_key("em", k.employer), 7 * DAY)
-        out["employer_persons_30d"] = distinct(_key("em", k.employer), 30 * DAY, k.person)
-        first = self._first_seen.get(k.employer) if k.employer else None
-        out["employer_age_days"] = (now - first) / DAY if first is not None else NAN
-        finished = count(_key("ef", k.employer), 60 * DAY)
-        refused = count(_key("er", k.employer), 60 * DAY)
-        out["employer_refusal_rate_60d"] = refused / finished if finished else NAN
-        fraud = self._fraud_at.get(k.employer) if k.employer else None
-        out["employer_days_since_fraud"] = (now - fraud) / DAY if fraud is not None else NAN
-        out["address_persons_30d"] = distinct(_key("ad", k.address), 30 * DAY, k.person)
-        out["person_apps_30d"] = count(_key("pp", k.person), 30 * DAY)
-        last = self._last_seen.get(k.person) if k.person else None
-        out["person_days_since_last_app"] = (now - last) / DAY if last is not None else NAN
-        return out
-
-    def observe(self, e: s.ApplicationEvent) -> None:
-        """Add an application event (any subtype) to the history."""
-        now = e.event_time.seconds
-        h = self.HORIZON
-        if e.subtype == s.APPLICATION_SUBTYPE_LOAN_APP_CREATE:
-            k = _Keys.of(e)
-            if k.phone_name:
-                self._sets.setdefault(f"pnb|{k.phone_name}", set()).add(k.birth)
-            if k.phone:
-                self._sets.setdefault(f"pn|{k.phone}", set()).add(k.name)
-            for key in (
-                _key("ph", k.phone),
-                _key("dv", k.device),
-                _key("ip", k.ip),
-                _key("ei", k.employer, k.ip),
-                _key("em", k.employer),
-                _key("ad", k.address),
-                _key("pp", k.person),
-            ):
-                if key:
-                    self._w(key).add(now, k.person, h)
-            if k.employer:
-                self._first_seen.setdefault(k.employer, now)
-                self._employer_of_app[e.application_id] = k.employer
-            if k.person:
-                self._last_seen[k.person] = now
-        elif e.subtype == s.APPLICATION_SUBTYPE_LOAN_APP_RESULT:
-            employer = self._employer_of_app.get(e.application_id)
-            if employer:
-                self._w(f"ef|{employer}").add(now, "", h)
-                if e.result == s.CHECK_RESULT_REJECTED:
-                    self._w(f"er|{employer}").add(now, "", h)
-
-    def observe_outcome(self, o: s.ReportOutcomeRequest) -> None:
-        """Add an outcome: confirmed fraud marks the application's employer."""
-        if o.outcome.fraud_status != s.FRAUD_STATUS_CONFIRMED:
-            return
-        employer = self._employer_of_app.get(o.application_id)
-        if employer:
-            self._fraud_at[employer] = o.outcome.event_time.seconds
-
-
-@dataclass(frozen=True)
-class _Keys:
-    phone: str
-    name: str
-    phone_name: str
-    birth: str
-    device: str
-    ip: str
-    employer: str
-    address: str
-    person: str
-
-    @staticmethod
-    def of(e: s.ApplicationEvent) -> _Keys:
-        p = e.applicant
-        phone = p.phones[0].number if p.phones else ""
-        name = f"{p.last_name}|{p.first_name}".lower()
-        a = p.addresses[0] if p.addresses else None
-        address = f"{a.city}|{a.street}|{a.house}|{a.flat}".lower() if a else ""
-        device = e.device.device_id or e.device.fingerprint
-        return _Keys(
-            phone=phone,
-            name=name,
-            phone_name=f"{phone}|{name}" if phone else "",
-            birth=p.birth_date,
-            device=device,
-            ip=e.ip_address,
-            employer=p.employer.tax_id,
-            address=address,
-            person=f"{p.passport.series}{p.passport.number}",
-        )
-
-
-@dataclass(frozen=True)
-class Example:
-    """One training row: a create event's features, its time, label and pattern."""
-
-    application_id: str
-    time: int
-    features: list[float]
-    fraud: bool
-    pattern: str
-
-
-def examples(records: Iterable[object]) -> Iterator[Example]:
-    """Training rows of a stream of ``datagen.Record``s in event-time order.
-
-    One row per ``LOAN_APP_CREATE`` event, built by ``build_features`` with the
-    aggregates of a :class:`History` fed by the same stream (rule hits: not yet).
-    """
-    history = History()
-    for record in records:
-        message = getattr(record, "message", None)
-        label = getattr(record, "label", {})
-        if isinstance(message, s.ApplicationEvent):
-            if message.subtype == s.APPLICATION_SUBTYPE_LOAN_APP_CREATE:
-                row = build_features(message, history.aggregates(message))
-                yield Example(
-                    message.application_id,
-                    message.event_time.seconds,
-                    row,
-                    bool(label.get("fraud")),
-                    str(label.get("pattern", "")),
-                )
-            history.observe(message)
-        elif isinstance(message, s.ReportOutcomeRequest):
-            history.observe_outcome(message)

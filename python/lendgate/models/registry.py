@@ -14,6 +14,7 @@ monotone calibration table), so a bad file never reaches serving. Writes of
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -55,13 +56,19 @@ class ActiveState:
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """Where one registered version lives and what its card says."""
+    """One registered version: its ONNX bytes, explainer arrays (``explain.npz`` bytes,
+    optional) and card."""
 
     name: str
     version: str
-    onnx: Path
-    explain: Path | None
+    onnx: bytes
+    explain: bytes | None
     card: dict[str, Any]
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the ONNX bytes (hex)."""
+        return hashlib.sha256(self.onnx).hexdigest()
 
 
 class ModelRegistry(Protocol):
@@ -204,7 +211,11 @@ class FileSystemRegistry:
             raise RegistryError(f"no model {name} version {version}") from exc
         explain = where / EXPLAIN_FILE
         return ModelFiles(
-            name, version, where / MODEL_FILE, explain if explain.exists() else None, card
+            name,
+            version,
+            (where / MODEL_FILE).read_bytes(),
+            explain.read_bytes() if explain.exists() else None,
+            card,
         )
 
     def state(self, name: str) -> ActiveState:

@@ -73,9 +73,7 @@ def retrain(
         champion_auc = None
         if state.champion is not None:
             files = registry.files(cfg.name, state.champion)
-            champion = OnnxModel(
-                files.onnx.read_bytes(), files.card.get("input", {}).get("nan_as_zero", ())
-            )
+            champion = OnnxModel(files.onnx, files.card.get("input", {}).get("nan_as_zero", ()))
             seen_until = _time(files.card.get("data", {}).get("holdout_from"))
             if seen_until is not None:  # rows the champion was trained on do not count
                 hold = hold.take(hold.t >= seen_until)

@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from google.protobuf import struct_pb2
 
 from lendgate.models.calibration import Calibration
 from lendgate.models.explain import PathExplainer
-from lendgate.models.features import FEATURE_NAMES
+from lendgate.models.features import FEATURE_NAMES, build_features, is_modelled
 from lendgate.models.onnx_session import OnnxModel
 from lendgate.models.registry import ActiveState, ModelFiles, ModelRegistry
+from lendgate.v1 import scoring_pb2
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +79,7 @@ class LoadedModel:
         return LoadedModel(
             files.name,
             files.version,
-            OnnxModel(files.onnx.read_bytes(), files.card["input"].get("nan_as_zero", ())),
+            OnnxModel(files.onnx, files.card["input"].get("nan_as_zero", ())),
             Calibration.from_dict(files.card["calibration"]),
             explainer,
         )
@@ -195,6 +199,11 @@ class ModelService:
         self.registry.rollback(name)
         return self.reload(name)
 
+    def serving(self, name: str) -> bool:
+        """Whether ``name`` has a champion loaded now."""
+        slot = self._slots.get(name)
+        return slot is not None and slot.champion is not None
+
     def active(self, name: str) -> tuple[str | None, tuple[str, ...]]:
         """Versions serving now: the champion's and the shadows'."""
         slot = self._slots.get(name, _Slot())
@@ -292,3 +301,75 @@ class MicroBatcher:
         for w, r in zip(waiters, results, strict=True):
             if not w.done():
                 w.set_result(r)
+
+
+APPLICATION_MODEL = "application-gbdt"
+"""The model name whose champion scores application checks (``lendgate train``'s default
+name): register and promote versions under it to have them serve."""
+
+
+class CheckModel:
+    """The model callable the scoring service hands the Rust scorer (``ModelScorer``).
+
+    Called once per check with the event document, the aggregate parameters the scorer
+    computed (the event not yet applied) and the rules' verdict without a model score, it
+    builds the feature row
+    (:func:`~lendgate.models.features.build_features`, the training code path), scores it
+    with the champion of ``name`` — reading the serving slot once, so a promote in
+    between swaps cleanly — and returns ``(risk score, name, version)``, or ``None``: no
+    champion, an event the model does not score, or a model that failed or gave NaN. It
+    never raises (a failing model must never fail the check). Shadows are scored and
+    logged by :meth:`ModelService.score`, never returned.
+
+    What the scorer's return value cannot carry — the top contributions and the warnings
+    — is kept as serialized ``Report`` fields (:meth:`take_report_addendum`), which the
+    scoring service appends to the report bytes the scorer encoded (protobuf merges
+    concatenated messages: repeated fields append).
+    """
+
+    def __init__(self, service: ModelService, name: str = APPLICATION_MODEL) -> None:
+        self.service = service
+        self.name = name
+        self._addendum = b""
+
+    def __call__(
+        self, event: Mapping[str, Any], params: Mapping[str, Any], rules: Mapping[str, Any]
+    ) -> tuple[int, str, str] | None:
+        self._addendum = b""
+        if not is_modelled(event) or not self.service.serving(self.name):
+            return None
+        try:
+            row = build_features(event, params, rules)
+        except Exception as exc:  # a malformed document must degrade, not fail the check
+            log.warning("model features failed", extra={"model": self.name, "error": str(exc)})
+            self._set_addendum(
+                ScoreResult(
+                    None, (f"model features failed ({type(exc).__name__}): no model score",)
+                )
+            )
+            return None
+        (result,) = self.service.score(self.name, [row])
+        self._set_addendum(result)
+        if result.score is None:
+            return None
+        return result.score.risk_score, result.score.model_name, result.score.model_version
+
+    def take_report_addendum(self) -> bytes:
+        """Serialized ``Report`` fields of the last call (``model_explanation``,
+        ``warnings``), then forgotten; empty when there are none."""
+        out, self._addendum = self._addendum, b""
+        return out
+
+    def _set_addendum(self, result: ScoreResult) -> None:
+        report = scoring_pb2.Report(warnings=result.warnings)
+        if result.score is not None:
+            for c in result.score.explanation:
+                value = (
+                    struct_pb2.Value(number_value=c.value)
+                    if math.isfinite(c.value)
+                    else struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
+                )
+                report.model_explanation.add(
+                    feature=c.feature, value=value, contribution=c.contribution
+                )
+        self._addendum = report.SerializeToString()

@@ -1,9 +1,12 @@
 """``lendgate train``: a LightGBM model of application fraud, exported to ONNX.
 
-Steps: feature rows from the event file (``features.examples``, the serving code path) →
+Steps: feature rows from the event file, replayed through the live Rust scorer
+(``dataset.examples``: the serving code path, which also gives each row the rules' points) →
 time-based hold-out (the last ``holdout`` share of the event-time span) → LightGBM →
 ONNX (onnxmltools) → a check that ONNX and LightGBM agree on the hold-out → a calibration
-table to 0..1000 fitted on the training population → a model card.
+table to 0..1000 fitted on the training population → the quality comparison on the
+hold-out (the rules' points alone, the model trained without the rule features, this
+model) → a model card.
 
 Why LightGBM rather than scikit-learn's HistGradientBoosting: its native tree dump gives the
 explainer its arrays directly, onnxmltools converts its boosters without a pipeline
@@ -27,8 +30,9 @@ import numpy as np
 import numpy.typing as npt
 
 from lendgate.models.calibration import Calibration, band_shares, target_shares
+from lendgate.models.dataset import Example, examples
 from lendgate.models.explain import PathExplainer
-from lendgate.models.features import FEATURE_NAMES, Example, examples
+from lendgate.models.features import FEATURE_NAMES, RULE_FEATURES
 from lendgate.models.metrics import pr_auc, roc_auc
 from lendgate.models.onnx_session import OnnxModel
 
@@ -64,12 +68,14 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Dataset:
-    """Feature matrix, labels, times and patterns of the create events of a file."""
+    """Feature matrix, labels, times, patterns and rule points of the create events."""
 
     x: npt.NDArray[np.float32]
     y: npt.NDArray[np.bool_]
     t: npt.NDArray[np.int64]
     patterns: list[str]
+    points: npt.NDArray[np.float64]
+    """The fired working rules' points (the report's fraud_score) of each row."""
 
     @staticmethod
     def of(rows: list[Example]) -> Dataset:
@@ -80,6 +86,7 @@ class Dataset:
             y=np.asarray([r.fraud for r in rows], dtype=bool),
             t=np.asarray([r.time for r in rows], dtype=np.int64),
             patterns=[r.pattern for r in rows],
+            points=np.asarray([r.rule_points for r in rows], dtype=np.float64),
         )
 
     def take(self, mask: npt.NDArray[np.bool_]) -> Dataset:
@@ -89,6 +96,7 @@ class Dataset:
             self.y[mask],
             self.t[mask],
             [p for p, m in zip(self.patterns, mask, strict=True) if m],
+            self.points[mask],
         )
 
 
@@ -205,6 +213,13 @@ def train_on(data: Dataset, source: str, out: Path, cfg: TrainConfig) -> dict[st
     }
     dataset = lgb.Dataset(fit.x, fit.y.astype(np.int32), feature_name=list(FEATURE_NAMES))
     booster = lgb.train(params, dataset, num_boost_round=cfg.rounds)
+    # "Model alone" of the quality comparison: the same training without the rule
+    # features (never served; it shows what the model adds on its own).
+    alone_fit = lgb.Dataset(
+        _without_rules(fit.x), fit.y.astype(np.int32), feature_name=list(FEATURE_NAMES)
+    )
+    alone = lgb.train(params, alone_fit, num_boost_round=cfg.rounds)
+    alone_p = alone.predict(_without_rules(hold.x).astype(np.float64), num_threads=cfg.threads)
 
     onnx_bytes = _to_onnx(booster)
     nan_as_zero = _nan_as_zero(booster.dump_model())
@@ -222,6 +237,7 @@ def train_on(data: Dataset, source: str, out: Path, cfg: TrainConfig) -> dict[st
     fit_scores = calibration.score(model.predict(fit.x))
     hold_scores = calibration.score(served)
     explainer = PathExplainer.from_lightgbm_dump(booster.dump_model())
+    quality = compare_with_rules(hold, np.asarray(alone_p, np.float64), served)
 
     out.mkdir(parents=True, exist_ok=True)
     (out / MODEL_FILE).write_bytes(onnx_bytes)
@@ -258,6 +274,7 @@ def train_on(data: Dataset, source: str, out: Path, cfg: TrainConfig) -> dict[st
             "holdout_fraud_rate": float(hold.y.mean()),
             "holdout_recall_by_pattern_score_ge_500": _recall_by_pattern(hold, hold_scores),
         },
+        "quality": quality,
         "onnx_check": {
             "rows": int(hold.y.size),
             "max_abs_diff": diff,
@@ -279,6 +296,31 @@ def train_on(data: Dataset, source: str, out: Path, cfg: TrainConfig) -> dict[st
     (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     (out / CARD_MD_FILE).write_text(card_markdown(card))
     return card
+
+
+def _without_rules(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    out = x.copy()
+    out[:, [FEATURE_NAMES.index(f) for f in RULE_FEATURES]] = np.nan
+    return out
+
+
+def compare_with_rules(
+    hold: Dataset, alone_p: npt.NDArray[np.float64], served_p: npt.NDArray[np.float64]
+) -> dict[str, Any]:
+    """Issue 6 point 7 on the hold-out, by ROC-AUC and PR-AUC: the rules' points alone
+    (the report's fraud_score), the model alone (trained without the rule features) and
+    rules + model (the served model, which takes the rules' verdict as features)."""
+    out: dict[str, Any] = {}
+    for label, score in (
+        ("rules_alone", hold.points),
+        ("model_alone", alone_p),
+        ("rules_plus_model", served_p),
+    ):
+        out[label] = {"roc_auc": roc_auc(hold.y, score), "pr_auc": pr_auc(hold.y, score)}
+    r, m, b = (out[k]["pr_auc"] for k in ("rules_alone", "model_alone", "rules_plus_model"))
+    out["model_beats_rules_pr_auc"] = bool(m > r)
+    out["combination_beats_both_pr_auc"] = bool(b > max(r, m))
+    return out
 
 
 def _nan_as_zero(dump: dict[str, Any]) -> list[str]:
@@ -338,6 +380,25 @@ def card_markdown(card: dict[str, Any]) -> str:
     ]
     for score, raw in zip(card["calibration"]["score"], card["calibration"]["raw"], strict=True):
         lines.append(f"| {score} | {raw:.6g} |")
+    q = card["quality"]
+    lines += [
+        "",
+        "## Rules vs model on the hold-out (issue 6 point 7)",
+        "",
+        "| ranking | ROC-AUC | PR-AUC |",
+        "| --- | --- | --- |",
+    ]
+    for key, label in (
+        ("rules_alone", "rules alone (fraud_score points)"),
+        ("model_alone", "model alone (trained without the rule features)"),
+        ("rules_plus_model", "rules + model (this model: rule verdict as features)"),
+    ):
+        lines.append(f"| {label} | {q[key]['roc_auc']:.4f} | {q[key]['pr_auc']:.4f} |")
+    lines += [
+        "",
+        f"Model beats the rules on PR-AUC: {q['model_beats_rules_pr_auc']}; rules + model"
+        f" beat both: {q['combination_beats_both_pr_auc']}.",
+    ]
     lines += ["", "## Hold-out recall at score ≥ 500, by pattern", ""]
     for pattern, recall in m["holdout_recall_by_pattern_score_ge_500"].items():
         lines.append(f"- {pattern}: {recall:.1%}")

@@ -259,9 +259,11 @@ def _score(
     lists: Lists,
     store: AggregateStore,
     index: _core.MatchIndex,
+    model: Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]], Any] | None = None,
 ) -> scoring_pb2.Report | None:
     """Score one stored check as live traffic is scored (``None``: the stored request
-    no longer validates, e.g. an event too late for the aggregates)."""
+    no longer validates, e.g. an event too late for the aggregates). ``model`` is the
+    scorer's model callable, as a live check passes it (training replays through here)."""
     prepared = scorer.prepare(item.kind, item.payload, item.event_time_us)
     if prepared.violations:
         return None
@@ -280,6 +282,7 @@ def _score(
                 lists=lists.registry,
                 index=index,
                 revision="backtest",
+                model=model,
             )
     except InvalidArgumentError:
         return None

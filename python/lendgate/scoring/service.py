@@ -54,9 +54,13 @@ from lendgate.v1 import scoring_pb2
 
 log = logging.getLogger(__name__)
 
-ModelScorer = Callable[[Mapping[str, Any], Mapping[str, Any]], tuple[int, str, str] | None]
-"""(event, params) -> (risk score 0..1000, model name, model version), or ``None`` when
-no model is active. Never called to make up a score: ``None`` means no score."""
+ModelScorer = Callable[
+    [Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]], tuple[int, str, str] | None
+]
+"""(event, params, rules) -> (risk score 0..1000, model name, model version), or ``None``
+when no model is active. ``rules`` is the working rules' verdict without a model score,
+``{"fraud_score": int, "fired": [rule_id, ...]}``. Never called to make up a score:
+``None`` means no score."""
 
 _REQUEST_TYPES = {
     "application": "lendgate.v1.CheckApplicationRequest",
@@ -1046,6 +1050,11 @@ class ScoringService:
                 model=self._model,
             )
         self._applied_count += 1
+        # The model's explanation and warnings (lendgate.models.serving.CheckModel), as
+        # serialized Report fields: appended bytes merge into the report.
+        addendum = getattr(self._model, "take_report_addendum", None)
+        if addendum is not None and (extra := addendum()):
+            scored = (scored[0] + extra, *scored[1:])
         return scored
 
     async def get_report(self, name: str, partner: str) -> scoring_pb2.Report:

@@ -132,6 +132,14 @@ class SqlStore:
         with self._db.reader() as tx:
             return fn(tx)
 
+    def read_blocking(self, fn: Callable[[Tx], T]) -> T:
+        """Run a read on the calling thread (a plain thread or a script, not the loop)."""
+        return self._run_read(fn)
+
+    def write_blocking(self, operation: str, fn: OpFn) -> bytes:
+        """Run one write through the writer from a plain thread; returns after commit."""
+        return self._writer.submit_blocking(None, operation, fn).result()
+
     # --- the event log -----------------------------------------------------------------
 
     async def append_event(self, event: NewEvent) -> EventAck:

@@ -28,7 +28,7 @@ use crate::document::decode_document;
 use crate::error::{CoreError, CoreResult};
 use crate::expr::{map_with_capacity, Value};
 use crate::lists::ListRegistry;
-use crate::rules::{EventKind, RuleSet};
+use crate::rules::{Evaluation, EventKind, RuleSet};
 use event::{aggregate_event, match_keys, outcome_events, parse_time_us, text, validate};
 pub use event::{Kind, Violation};
 use matching::{MatchIndex, Record};
@@ -145,9 +145,10 @@ pub struct State<'a> {
     pub revision: &'a str,
 }
 
-/// A model scorer: (event, parameter names and values) → score, or `None` when no
-/// model is active.
-pub type ModelFn<'m> = dyn FnMut(&Json, &ParamValues) -> CoreResult<Option<ModelScore>> + 'm;
+/// A model scorer: (event, parameter values, the rules' evaluation without a model
+/// score) → score, or `None` when no model is active or it gives no score.
+pub type ModelFn<'m> =
+    dyn FnMut(&Json, &ParamValues, &Evaluation) -> CoreResult<Option<ModelScore>> + 'm;
 
 fn params_value(names: &[Arc<str>], values: &ParamValues) -> Value {
     let mut map = map_with_capacity(names.len());
@@ -258,49 +259,57 @@ impl Scorer {
         let t = prepared.event_time_us;
         let count_finish = self.count_finish(kind, event, partner, state.index);
         let agg = aggregate_event(event, partner, t.div_euclid(1000), count_finish);
-        // The model reads the parameters before the state changes, so a failing model
-        // changes nothing; the apply below then gives the same values.
-        let model_score = match model {
-            Some(f) => {
-                let params = state
-                    .aggregates
-                    .evaluate_value(&agg)
-                    .map_err(|e| event_time_field(kind, e))?;
-                f(event, &params)?
-            }
-            None => None,
-        };
-        let params = state
-            .aggregates
-            .apply_value(&agg)
-            .map_err(|e| event_time_field(kind, e))?;
         let names: Vec<Arc<str>> = state
             .aggregates
             .definitions()
             .param_names()
             .map(Arc::from)
             .collect();
-        let mut doc = map_with_capacity(3);
-        doc.insert(Arc::from(kind.field()), Value::from(event));
-        doc.insert(Arc::from("params"), params_value(&names, &params));
-        let mut m = map_with_capacity(1);
-        m.insert(
-            Arc::from("risk_score"),
-            model_score
-                .as_ref()
-                .map_or(Value::Null, |s| Value::Number(s.risk_score.into())),
-        );
-        doc.insert(Arc::from("model"), Value::object(m));
         let event_kind = match kind {
             Kind::Application => EventKind::Application,
             Kind::Payment => EventKind::Payment,
         };
-        let evaluation = state.rules.evaluate(
-            &Value::object(doc),
-            event_kind,
-            t.div_euclid(1000),
-            state.lists,
-        );
+        let evaluate = |params: &ParamValues, model_score: Option<&ModelScore>| {
+            let mut doc = map_with_capacity(3);
+            doc.insert(Arc::from(kind.field()), Value::from(event));
+            doc.insert(Arc::from("params"), params_value(&names, params));
+            let mut m = map_with_capacity(1);
+            m.insert(
+                Arc::from("risk_score"),
+                model_score.map_or(Value::Null, |s| Value::Number(s.risk_score.into())),
+            );
+            doc.insert(Arc::from("model"), Value::object(m));
+            state.rules.evaluate(
+                &Value::object(doc),
+                event_kind,
+                t.div_euclid(1000),
+                state.lists,
+            )
+        };
+        // With a model: the rules run first without a model score (what the model sees
+        // of them), then the model, on the parameters before the state changes, so a
+        // failing model changes nothing (the apply below gives the same values). When
+        // the model gives a score the rules run again with it (rules may read
+        // `model.risk_score`); without one, the first evaluation is the answer.
+        let (model_score, first) = match model {
+            Some(f) => {
+                let params = state
+                    .aggregates
+                    .evaluate_value(&agg)
+                    .map_err(|e| event_time_field(kind, e))?;
+                let first = evaluate(&params, None);
+                (f(event, &params, &first)?, Some(first))
+            }
+            None => (None, None),
+        };
+        let params = state
+            .aggregates
+            .apply_value(&agg)
+            .map_err(|e| event_time_field(kind, e))?;
+        let evaluation = match first {
+            Some(first) if model_score.is_none() => first,
+            _ => evaluate(&params, model_score.as_ref()),
+        };
         let seq = state.index.take_seq();
         state
             .index

@@ -267,3 +267,68 @@ fn garbage_and_invalid_events_are_told_apart() {
     assert_eq!(p.violations[0].field, "application.applicant.birth_date");
     assert_eq!(p.request_id, "r-a1-1");
 }
+
+#[test]
+fn the_model_sees_the_rules_without_its_score_and_rules_then_see_the_score() {
+    let mut f = fixture();
+    let rules = parse_rules(
+        &json!([
+            {"rule_id": "s02", "status": "WORKING", "event_kind": "APPLICATION", "points": 200,
+             "condition": "(params.names ?? 0) > 0"},
+            {"rule_id": "m01", "status": "WORKING", "event_kind": "APPLICATION", "points": 100,
+             "condition": "(model.risk_score ?? 0) >= 900"}
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    f.rules = RuleSet::compile(rules, 432).unwrap();
+    check(
+        &mut f,
+        &request("a1", 1, "Ivanov", "+79161234567", "1990-01-01", 0),
+        "p1",
+    )
+    .unwrap();
+    let bytes = request("a2", 1, "Petrov", "+79161234567", "1990-01-01", 1);
+    let prepared = prepare(Kind::Application, &bytes, NOW_US).unwrap();
+    let ctx = CheckContext {
+        partner_id: "p1",
+        request_id: &prepared.request_id,
+        report_name: "reports/y",
+        receive_time_us: NOW_US,
+        incident_id: "",
+        elapsed_ns: 0,
+    };
+    let mut seen = Vec::new();
+    let mut model = |_: &Json, _: &ParamValues, rules: &Evaluation| {
+        seen.push((
+            rules.fraud_score,
+            rules
+                .fired_rules
+                .iter()
+                .map(|r| r.rule_id.clone())
+                .collect::<Vec<_>>(),
+        ));
+        Ok(Some(ModelScore {
+            risk_score: 950,
+            name: "m".into(),
+            version: "1".into(),
+        }))
+    };
+    let state = State {
+        aggregates: &f.aggregates,
+        rules: &f.rules,
+        lists: &f.lists,
+        index: &mut f.index,
+        revision: "rev",
+    };
+    let scored = f
+        .scorer
+        .score(&prepared, &ctx, state, Some(&mut model))
+        .unwrap();
+    // The model saw the verdict without a model score: s02 only.
+    assert_eq!(seen, vec![(200, vec!["s02".to_owned()])]);
+    // The report's rules saw the score: m01 fired too.
+    let doc = decode_document("lendgate.v1.Report", &scored.report).unwrap();
+    assert_eq!(doc["fraud_score"], 300);
+    assert_eq!(doc["model_risk_score"], 950);
+}
