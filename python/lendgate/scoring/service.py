@@ -191,7 +191,10 @@ class ScoringService:
         self.rule_pack_revision = self.pack.revision
         """Reported in every report's provenance: the shipped pack's revision, suffixed
         with a digest of the live rules once they differ from what the pack shipped."""
-        self._scorer = _core.Scorer({k: list(v) for k, v in self.pack.matches.items() if v})
+        self._scorer = _core.Scorer(
+            {k: list(v) for k, v in self.pack.matches.items() if v},
+            name_similarity=self.pack.name_similarity,
+        )
         self.aggregates = AggregateStore(self.pack.aggregates)
         self.index = MatchIndex()
         self._model = model
