@@ -33,7 +33,7 @@ class Pack:
     rules: tuple[Rule, ...]
     matches: dict[str, tuple[str, ...]]
     name_similarity: float
-    """Jaro–Winkler threshold (0, 1] from which two names with one birth date are taken
+    """Jaro-Winkler threshold (0, 1] from which two names with one birth date are taken
     as the same person's (fuzzy consortium matching)."""
     lists: tuple[dict[str, Any], ...]
 

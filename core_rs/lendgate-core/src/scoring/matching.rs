@@ -540,7 +540,10 @@ impl MatchIndex {
             let Some(list) = self.by_key.get(&index_key(kind, value)) else {
                 continue;
             };
-            let shown = KEY_FIELDS.iter().find(|f| f.0 == kind).map(|f| (f, &**value));
+            let shown = KEY_FIELDS
+                .iter()
+                .find(|f| f.0 == kind)
+                .map(|f| (f, &**value));
             for &pos in list {
                 let r = &self.records[pos as usize];
                 if r.partner_id == caller && r.application_id == current.application_id {
@@ -566,7 +569,11 @@ impl MatchIndex {
                 out.push(masked(h, current, caller, report_name, fuzzy));
             }
             if let (Some(m), Some(((_, path, mask), value))) = (out.last_mut(), shown) {
-                if !m.fields.iter().any(|f| f.field == *path && f.current_value == value) {
+                if !m
+                    .fields
+                    .iter()
+                    .any(|f| f.field == *path && f.current_value == value)
+                {
                     m.fields.push(MatchedField {
                         field: path,
                         kind: FieldMatch::Exact,
@@ -987,7 +994,9 @@ mod tests {
             .all(|f| matches!(f.kind, FieldMatch::Fuzzy(s) if s >= DEFAULT_NAME_SIMILARITY)));
         let shown: Vec<&str> = names.iter().map(|f| f.historical_value.as_str()).collect();
         assert_eq!(shown, ["И*** И***", "I*** I***"]); // newest first
-        assert!(m.iter().all(|m| !m.own_application && m.application_id.is_empty()));
+        assert!(m
+            .iter()
+            .all(|m| !m.own_application && m.application_id.is_empty()));
         // The strictest threshold keeps only equal keys (the transliterated one).
         let strict = index.similar(&person(6, "b", "b2", "ivanov ivan", "1990-05-15"), "b", 1.0);
         assert_eq!(strict.len(), 2);
@@ -1028,11 +1037,17 @@ mod tests {
         let back = MatchIndex::restore(&bytes).unwrap();
         assert_eq!(back.snapshot().unwrap(), index.snapshot().unwrap());
         let current = person(2, "b", "b1", "ivanof ivan", "1990-05-15");
-        assert_eq!(back.similar(&current, "b", DEFAULT_NAME_SIMILARITY).len(), 1);
+        assert_eq!(
+            back.similar(&current, "b", DEFAULT_NAME_SIMILARITY).len(),
+            1
+        );
         let mut future = index.snapshot().unwrap();
         future[8] = 3;
         let err = MatchIndex::restore(&future).unwrap_err().to_string();
-        assert!(err.contains("version 3") && err.contains("replaying"), "{err}");
+        assert!(
+            err.contains("version 3") && err.contains("replaying"),
+            "{err}"
+        );
     }
 
     /// The version 1 body as the previous build wrote it.

@@ -326,9 +326,7 @@ impl Scorer {
         // applications with this birth date and a similar, not identical, name.
         let similar = if kind == Kind::Application {
             let current = record(0, partner, event, t);
-            state
-                .index
-                .similar(&current, partner, self.name_similarity)
+            state.index.similar(&current, partner, self.name_similarity)
         } else {
             Vec::new()
         };
@@ -363,9 +361,14 @@ impl Scorer {
             let mut found = Vec::new();
             for (i, rule) in evaluation.fired_rules.iter().enumerate() {
                 if let Some(kinds) = self.matches.get(&rule.rule_id).filter(|k| !k.is_empty()) {
-                    let m = state
-                        .index
-                        .matches(kinds, &keys, &similar, &current, partner, ctx.report_name);
+                    let m = state.index.matches(
+                        kinds,
+                        &keys,
+                        &similar,
+                        &current,
+                        partner,
+                        ctx.report_name,
+                    );
                     found.push((i, m));
                 }
             }
