@@ -26,7 +26,7 @@ import logging
 import struct
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -699,8 +699,9 @@ class ScoringService:
             self._recovered = False
             self.rebuilds += 1
 
-    async def _logged(self, event: NewEvent) -> Any:
-        """Append ``event``, whose effect the in-memory state already holds. The write
+    def _logged(self, event: NewEvent) -> Awaitable[Any]:
+        """Append ``event``, whose effect the in-memory state already holds; the append
+        is queued now (the log keeps scoring order), the result is awaited. The write
         goes on when the caller is cancelled (a client deadline): it is then logged as
         scored. A write the store refuses, or finds another writer's event under the same
         key, marks the state for a rebuild from the log."""
@@ -709,7 +710,7 @@ class ScoringService:
         write = asyncio.ensure_future(self.store.append_event(event))
         self._writes.add(write)
         write.add_done_callback(self._settled)
-        return await asyncio.shield(write)
+        return asyncio.shield(write)
 
     def _settled(self, write: asyncio.Future[Any]) -> None:
         self._writes.discard(write)
@@ -720,20 +721,39 @@ class ScoringService:
 
     # --- checks ------------------------------------------------------------------------
 
-    async def check(self, kind: str, request: bytes, partner: str) -> bytes:
+    async def check(
+        self,
+        kind: str,
+        request: bytes,
+        partner: str,
+        *,
+        ordered: asyncio.Future[None] | None = None,
+    ) -> bytes:
         """Check one serialized ``Check{Application,Payment}Request`` for ``partner``;
         returns the serialized ``Report``. A retry of a ``request_id`` returns the first
         report and changes nothing. Over ``max_in_flight`` checks at once, the call is
-        refused with :class:`ResourceExhaustedError`."""
-        if self._in_flight >= self._max_in_flight:
-            raise ResourceExhaustedError("too many checks in flight; retry later")
-        self._in_flight += 1
-        try:
-            return await self._check(kind, request, partner)
-        finally:
-            self._in_flight -= 1
+        refused with :class:`ResourceExhaustedError`.
 
-    async def _check(self, kind: str, request: bytes, partner: str) -> bytes:
+        ``ordered``, when given, is resolved as soon as this check's place in the
+        scoring order is fixed — it was scored (its append may still be pending), or it
+        ended without scoring (refused, a retry answered, an error) — so a caller can
+        start the next check of a sequence then and still have them scored in order
+        (``CheckStream``)."""
+        try:
+            if self._in_flight >= self._max_in_flight:
+                raise ResourceExhaustedError("too many checks in flight; retry later")
+            self._in_flight += 1
+            try:
+                return await self._check(kind, request, partner, ordered)
+            finally:
+                self._in_flight -= 1
+        finally:
+            if ordered is not None and not ordered.done():
+                ordered.set_result(None)
+
+    async def _check(
+        self, kind: str, request: bytes, partner: str, ordered: asyncio.Future[None] | None
+    ) -> bytes:
         started = time.perf_counter_ns()
         receive_time = self._clock()
         try:
@@ -768,6 +788,7 @@ class ScoringService:
                 partner=partner,
                 receive_time=receive_time,
                 started=started,
+                ordered=ordered,
             )
             future.set_result(body)
             return body
@@ -789,6 +810,7 @@ class ScoringService:
         partner: str,
         receive_time: datetime,
         started: int,
+        ordered: asyncio.Future[None] | None = None,
     ) -> bytes:
         if not self._recovered:
             await self._ready()
@@ -819,7 +841,7 @@ class ScoringService:
             # Indexed with the event (as a replay of the log would), so a snapshot taken
             # before the incident is stored still lists it.
             self._incidents.setdefault(partner, []).append(incident_id)
-        ack = await self._logged(
+        write = self._logged(
             NewEvent(
                 key,
                 partner,
@@ -831,6 +853,9 @@ class ScoringService:
                 response=body,
             )
         )
+        if ordered is not None:  # scored, and its append queued behind the previous one's
+            ordered.set_result(None)
+        ack = await write
         if ack.duplicate and ack.response is not None:
             # Another writer logged this key first: the state took an event the log
             # holds under another answer (it is rebuilt); answer what the log holds.
