@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 from google.rpc import code_pb2
@@ -22,6 +23,24 @@ from servers.handlers import Ctx, raw_request
 
 STREAM_WINDOW = 32
 """Items of one ``CheckStream`` in the service at once (read ahead of their answers)."""
+
+
+GC_GEN0_THRESHOLD = 20_000
+"""Allocations between young collections while serving (CPython's default: 700)."""
+
+
+def tune_gc_for_serving() -> None:
+    """Move everything alive now (modules, the recovered state's Python side, grpc and
+    protobuf internals) to the collector's permanent generation, and collect the young
+    generation less often. A check allocates a few hundred short-lived containers; with
+    the defaults the collector runs every few checks and, now and then, a full
+    collection walks every object of the process (tens of milliseconds: the latency
+    tail). Frozen objects are never walked again; what serving allocates is still
+    collected."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 def _retrieve(task: asyncio.Task[scoring_pb2.CheckStreamResponse]) -> None:
@@ -60,6 +79,11 @@ class ScoringServicer:
 
     def __init__(self, service: ScoringService) -> None:
         self.service = service
+
+    async def start(self) -> None:
+        """Called once by the server before it takes calls, after the state's recovery:
+        tune the collector for serving (:func:`tune_gc_for_serving`)."""
+        tune_gc_for_serving()
 
     @raw_request
     async def CheckApplication(self, request: bytes, context: Ctx) -> bytes:

@@ -641,7 +641,7 @@ class ScoringService:
                 if due:
                     await self.snapshot_now()
                 if time.monotonic() - self._pruned_at >= s.retention_interval_s:
-                    self._prune()
+                    await self._prune_in_steps()
             except Exception:  # the store is unreachable...: retry after another interval
                 log.exception("background state maintenance failed")
                 self._snapshot_time = time.monotonic()  # (each try costs a capture pause)
@@ -649,11 +649,27 @@ class ScoringService:
 
     def _prune(self) -> None:
         """Retention of the hot state: the match index forgets events older than the
-        store's horizon; the aggregates expire what left their windows."""
+        store's horizon; the aggregates expire what left their windows (in one go: at
+        recovery, before the first call)."""
         self._pruned_at = time.monotonic()
         if self._state.retention_days > 0:
             self.index.prune(self._clock() - timedelta(days=self._state.retention_days))
         self.aggregates.expire_all()
+
+    async def _prune_in_steps(self) -> None:
+        """:meth:`_prune` while serving: the aggregates' expiry pass goes one shard at a
+        time, yielding to the event loop between shards, so checks are not held for the
+        whole pass (a second or more with a million keys; one shard of one aggregate
+        object per step: 576 steps for the default pack). The
+        index's prune stays one call (it renumbers positions; with nothing to drop it is
+        a scan)."""
+        self._pruned_at = time.monotonic()
+        if self._state.retention_days > 0:
+            self.index.prune(self._clock() - timedelta(days=self._state.retention_days))
+        while True:
+            if self.aggregates.expire_step(max_shards=1).pass_complete:
+                return
+            await asyncio.sleep(0)  # let the checks that arrived meanwhile through
 
     async def aclose(self, *, snapshot: bool = True) -> None:
         """Stop the background task; with ``snapshot``, store a last snapshot so the next

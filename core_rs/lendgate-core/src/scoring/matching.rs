@@ -33,6 +33,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -317,7 +318,8 @@ struct AppState {
 pub struct MatchIndex {
     next_seq: u64,
     records: Vec<Record>,
-    by_key: HashMap<String, VecDeque<u32>>,
+    /// In first-insertion order (kept by prune), so a snapshot needs no sort.
+    by_key: IndexMap<String, VecDeque<u32>>,
     apps: HashMap<String, AppState>,
     logged: HashSet<u64>,
     /// Positions by the applicant's birth date, the most recent [`MAX_PER_BIRTH_DATE`]
@@ -382,6 +384,18 @@ fn sorted_lists(map: &HashMap<String, VecDeque<u32>>) -> Vec<(String, Vec<u32>)>
         .collect();
     out.sort_unstable();
     out
+}
+
+/// [`SnapshotBody`] as written: borrowed from the index (same encoding), so taking a
+/// snapshot copies nothing but the bytes.
+#[derive(Serialize)]
+struct SnapshotBodyRef<'a> {
+    next_seq: u64,
+    records: &'a [Record],
+    by_key: Vec<(&'a str, &'a VecDeque<u32>)>,
+    finish_counted: Vec<&'a str>,
+    logged: Vec<u64>,
+    by_birth: Vec<(&'a str, &'a VecDeque<u32>)>,
 }
 
 impl MatchIndex {
@@ -634,24 +648,29 @@ impl MatchIndex {
         dropped
     }
 
-    /// The whole index as versioned bytes (magic, version, postcard body).
+    /// The whole index as versioned bytes (magic, version, postcard body). Equal
+    /// states give equal bytes: the key lists go in their first-insertion order (the
+    /// same for the same history, and kept by a restore), the rest sorted.
     pub fn snapshot(&self) -> CoreResult<Vec<u8>> {
-        let mut finish_counted: Vec<String> = self
+        let mut finish_counted: Vec<&str> = self
             .apps
             .iter()
             .filter(|(_, a)| a.finish_counted)
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| k.as_str())
             .collect();
         finish_counted.sort_unstable();
         let mut logged: Vec<u64> = self.logged.iter().copied().collect();
         logged.sort_unstable();
-        let body = SnapshotBody {
+        let mut by_birth: Vec<(&str, &VecDeque<u32>)> =
+            self.by_birth.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        by_birth.sort_unstable_by_key(|(k, _)| *k);
+        let body = SnapshotBodyRef {
             next_seq: self.next_seq,
-            records: self.records.clone(),
-            by_key: sorted_lists(&self.by_key),
+            records: &self.records,
+            by_key: self.by_key.iter().map(|(k, v)| (k.as_str(), v)).collect(),
             finish_counted,
             logged,
-            by_birth: sorted_lists(&self.by_birth),
+            by_birth,
         };
         let mut out = Vec::with_capacity(64 + self.records.len() * 96);
         out.extend_from_slice(SNAPSHOT_MAGIC);
@@ -709,7 +728,7 @@ impl MatchIndex {
         let mut index = Self {
             next_seq: body.next_seq,
             records: Vec::with_capacity(n),
-            by_key: HashMap::with_capacity(body.by_key.len()),
+            by_key: IndexMap::with_capacity(body.by_key.len()),
             apps: HashMap::new(),
             logged: body.logged.into_iter().collect(),
             by_birth: HashMap::with_capacity(body.by_birth.len()),
@@ -1027,7 +1046,11 @@ mod tests {
         let v1 = SnapshotBodyV1Out {
             next_seq: 1,
             records: index.records.clone(),
-            by_key: sorted_lists(&index.by_key),
+            by_key: index
+                .by_key
+                .iter()
+                .map(|(k, v)| (k.clone(), v.iter().copied().collect()))
+                .collect(),
             finish_counted: Vec::new(),
             logged: index.logged.iter().copied().collect(),
         };
