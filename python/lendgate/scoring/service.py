@@ -657,12 +657,11 @@ class ScoringService:
         self.aggregates.expire_all()
 
     async def _prune_in_steps(self) -> None:
-        """:meth:`_prune` while serving: the aggregates' expiry pass goes one shard at a
-        time, yielding to the event loop between shards, so checks are not held for the
-        whole pass (a second or more with a million keys; one shard of one aggregate
-        object per step: 576 steps for the default pack). The
-        index's prune stays one call (it renumbers positions; with nothing to drop it is
-        a scan)."""
+        """:meth:`_prune` while serving: the aggregates' expiry pass goes one shard of
+        one aggregate object at a time (576 steps for the default pack), yielding to the
+        event loop between steps, so checks are not held for the whole pass (half a
+        second or more with a million keys). The index's prune stays one call (it
+        renumbers positions; with nothing to drop it is a scan)."""
         self._pruned_at = time.monotonic()
         if self._state.retention_days > 0:
             self.index.prune(self._clock() - timedelta(days=self._state.retention_days))
