@@ -21,7 +21,7 @@ from lendgate.scoring import ModelScorer, ScoringService
 from lendgate.scoring.matching import MatchIndex
 from lendgate.store import StoreSettings, open_store
 from lendgate.v1 import scoring_pb2, scoring_pb2_grpc
-from servers.scoring import ScoringServicer
+from servers.scoring import STREAM_WINDOW, ScoringServicer
 from tests.test_scoring import Person, application, next_id
 from tests.test_scoring_service import Client, fired, rule
 from tests.test_server import serve_in_process
@@ -149,6 +149,55 @@ def test_overload_is_refused_at_once_with_a_retry_hint(tmp_path: Path) -> None:
             assert hint.retry_delay.ToMilliseconds() > 0
             assert (await first).fraud_score == 0
             await a.check(application(Person(), minutes=1))  # admitted once the first is done
+
+    asyncio.run(main())
+
+
+def test_a_stream_scores_ahead_of_a_pending_write_within_its_window_and_in_order(
+    tmp_path: Path,
+) -> None:
+    """CheckStream is pipelined: while the first item's write waits (the database's write
+    lock is held), the next items are scored — up to the window and no further — in
+    stream order (each sees the ones before it), and answered in that order."""
+    count = STREAM_WINDOW + 8
+    items = [
+        scoring_pb2.CheckStreamRequest(
+            correlation_id=f"k{i}",
+            request_id=f"q-{i}",
+            # One phone, another name each: rule s02 names every earlier item.
+            application=application(
+                Person(last=f"Name{i:03d}x{'q' * i}", client=f"c{i}"), minutes=i
+            ),
+        )
+        for i in range(count)
+    ]
+
+    async def main() -> None:
+        async with served(tmp_path) as (service, stub, db):
+            a = Client(stub, "bank-a")
+            holder = sqlite3.connect(db, isolation_level=None)
+            holder.execute("BEGIN IMMEDIATE")
+            answers: list[scoring_pb2.CheckStreamResponse] = []
+
+            async def consume() -> None:
+                async for answer in stub.CheckStream(iter(items), metadata=a.md, timeout=60):
+                    answers.append(answer)
+
+            streaming = asyncio.create_task(consume())
+            # The server's state is not observable from the client: poll it.
+            while len(service.index) < STREAM_WINDOW:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(0.2)  # room for a wrong read-ahead to show
+            scored_while_blocked, answered_while_blocked = len(service.index), len(answers)
+            holder.execute("ROLLBACK")
+            holder.close()
+            await streaming
+            assert scored_while_blocked == STREAM_WINDOW and answered_while_blocked == 0
+            assert [x.correlation_id for x in answers] == [f"k{i}" for i in range(count)]
+            seen = [
+                len(rule(x.report, S02).matches) if S02 in fired(x.report) else 0 for x in answers
+            ]
+            assert seen == [min(i, 20) for i in range(count)]
 
     asyncio.run(main())
 

@@ -382,7 +382,8 @@ def test_match_index_snapshot_round_trip_keeps_order_marks_and_sharing() -> None
     ("data", "problem"),
     [
         (b"", "not a match index snapshot"),
-        (b"LGMXSNAP\x02\x00", "version 2"),
+        (b"LGMXSNAP\x03\x00", "version 3"),
+        (b"LGMXSNAP\x02\x00garbage", "corrupt"),
         (b"LGMXSNAP\x01\x00garbage", "corrupt"),
         (MatchIndex().snapshot()[:-1], "corrupt"),
     ],
@@ -493,3 +494,44 @@ def test_load_history_answers_like_the_same_history_sent_over_grpc(tmp_path: Pat
 
     assert asyncio.run(from_loaded_store()) == asyncio.run(over_grpc())
     assert "rules/s06-confirmed-fraud-applicant" in fired
+
+
+def test_retention_while_serving_expires_in_steps_and_lets_checks_through(
+    tmp_path: Path,
+) -> None:
+    """The background retention pass expires the aggregates one shard at a time, with
+    the event loop free between shards: a check arriving meanwhile is scored between two
+    steps, and the steps drop what a whole pass drops."""
+
+    async def main() -> None:
+        async with served(tmp_path / "s.db") as s:
+            a = s.client("bank-a")
+            for i in range(20):
+                early = Person(client=f"k{i}", phone=f"+7916000{i:04d}")
+                await a.check(application(early, minutes=i - 800_000))
+            # A year and a half later: every key of the first checks left its windows.
+            await a.check(application(Person(client="late")))
+            service, aggregates = s.service, s.service.aggregates
+            keys_before = sum(aggregates.key_counts().values())
+            applied_at_step: list[int] = []
+            step = aggregates.expire_step
+
+            def observed_step(max_shards: int = 64) -> Any:
+                applied_at_step.append(service._applied_count)
+                return step(max_shards)
+
+            aggregates.expire_step = observed_step  # type: ignore[method-assign]
+            late = scoring_pb2.CheckApplicationRequest(
+                request_id="meanwhile",
+                application=application(Person(client="meanwhile"), minutes=1),
+            ).SerializeToString()
+            pruning = asyncio.create_task(service._prune_in_steps())
+            checking = asyncio.create_task(service.check("application", late, "bank-a"))
+            await asyncio.gather(pruning, checking)
+            aggregates.expire_step = step  # type: ignore[method-assign]
+            assert len(applied_at_step) > 1  # one shard a step (of every aggregate object)
+            assert applied_at_step[0] == 21 and applied_at_step[-1] == 22
+            assert aggregates.expire_all() == 0  # the steps did the whole pass
+            assert sum(aggregates.key_counts().values()) < keys_before
+
+    run(main)

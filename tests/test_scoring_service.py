@@ -314,6 +314,23 @@ async def s06(c: Client, fire: bool) -> scoring_pb2.Report:
     return await c.check(application(Person(phone="+79169999999", client="x"), minutes=5))
 
 
+def _other_documents(**fields: Any) -> Person:
+    """The default applicant's birth date under another passport, phone and client."""
+    base = {"series": "4599", "number": "777777", "phone": "+79165550000", "client": "c-7"}
+    return Person(**{**base, **fields})
+
+
+async def s07(c: Client, fire: bool) -> scoring_pb2.Report:
+    await c.check(application(Person()))
+    # A typo in the last name; quiet: the same typo with another birth date.
+    other = (
+        _other_documents(last="Ivanof")
+        if fire
+        else _other_documents(last="Ivanof", birth="1990-05-16", issued="2010-05-21")
+    )
+    return await c.check(application(other, minutes=1))
+
+
 SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "r01": ("r01-phone-name-other-birth-date", r01),
     "r02": ("r02-co-borrower-mass-applications", r02),
@@ -332,6 +349,7 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "s04": ("s04-passport-other-name", s04),
     "s05": ("s05-compromised-data", s05),
     "s06": ("s06-confirmed-fraud-applicant", s06),
+    "s07": ("s07-similar-name-other-documents", s07),
 }
 
 
@@ -481,6 +499,66 @@ def test_partner_isolation_and_masked_matches(tmp_path: Path) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             await c.check(replace_partner(application(Person()), "bank-a"))
         assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    run(tmp_path, body)
+
+
+def test_a_misspelt_name_with_the_same_birth_date_matches_another_partner(
+    tmp_path: Path,
+) -> None:
+    s07 = "s07-similar-name-other-documents"
+
+    async def body(client: Callable[[str], Client]) -> None:
+        a, b, c = client("bank-a"), client("bank-b"), client("bank-c")
+        first = application(Person())
+        await a.check(first)
+        # Another birth date: the same typo matches nothing.
+        elsewhere = await b.check(
+            application(
+                _other_documents(last="Ivanof", birth="1990-05-16", issued="2010-05-21"),
+                minutes=1,
+            )
+        )
+        assert s07 not in fired(elsewhere)
+        typo = await b.check(application(_other_documents(last="Ivanof"), minutes=2))
+        (match,) = rule(typo, s07).matches
+        assert not match.own_application and match.application_id == ""
+        shown = {f.field: f for f in match.fields}
+        name = shown["application.applicant.last_name"]
+        assert name.kind == scoring_pb2.MATCH_KIND_FUZZY
+        assert 0.92 <= name.similarity < 1.0
+        assert name.current_value == "ivanof ivan" and name.historical_value == "I*** I***"
+        birth = shown["application.applicant.birth_date"]
+        assert birth.kind == scoring_pb2.MATCH_KIND_EXACT
+        assert birth.historical_value == "1990-**-**"
+        passport = shown["application.applicant.passport.number"]
+        assert passport.kind == scoring_pb2.MATCH_KIND_CONTRADICTION
+        assert passport.historical_value == "******3456"
+        assert shown["application.applicant.phones"].historical_value == "+7******4567"
+        assert not shown["application.applicant.phones"].HasField("similarity")
+        assert "bank-a" not in str(typo) and first.application_id not in str(typo)
+        # Another alphabet: the transliterated name is the same person's.
+        cyrillic = await c.check(
+            application(
+                _other_documents(
+                    last="Иванов", first="Иван", series="4598", phone="+79165550001", client="k"
+                ),
+                minutes=3,
+            )
+        )
+        matches = rule(cyrillic, s07).matches
+        assert len(matches) == 2 and not any(m.own_application for m in matches)
+        names = [f for m in matches for f in m.fields if f.field.endswith("last_name")]
+        assert {n.kind for n in names} == {scoring_pb2.MATCH_KIND_FUZZY}
+        assert max(n.similarity for n in names) == 1.0  # ivanov ivan, transliterated
+        assert {n.historical_value for n in names} == {"I*** I***"}
+        # The caller's own earlier application is shown unmasked, with its id.
+        own = await a.check(application(_other_documents(last="Ivanow"), minutes=4))
+        mine = [m for m in rule(own, s07).matches if m.own_application]
+        assert [m.application_id for m in mine] == [first.application_id]
+        assert {f.historical_value for f in mine[0].fields if f.field.endswith("last_name")} == {
+            "ivanov ivan"
+        }
 
     run(tmp_path, body)
 
@@ -650,6 +728,7 @@ def test_restart_keeps_every_answer_the_same(tmp_path: Path) -> None:
         Person(first="Petr", series="0000", number="000001", phone="+79161110000", client="c5"),
         minutes=5,
     )
+    typo = application(_other_documents(last="Ivanof"), minutes=6)  # fuzzy: rule s07
 
     async def before(client: Callable[[str], Client]) -> None:
         a = client("bank-a")
@@ -659,6 +738,7 @@ def test_restart_keeps_every_answer_the_same(tmp_path: Path) -> None:
     async def after(client: Callable[[str], Client]) -> None:
         a = client("bank-a")
         reports.append(await a.check(later, request_id="q-2"))
+        reports.append(await a.check(typo, request_id="q-3"))
         listed = await a.stub.ListIncidents(scoring_pb2.ListIncidentsRequest(), metadata=a.md)
         incidents.append(len(listed.incidents))
 
@@ -675,10 +755,12 @@ def test_restart_keeps_every_answer_the_same(tmp_path: Path) -> None:
         run(tmp_path / name, both)
         if restart:
             run(tmp_path / name, after)  # a new service over the same store
-    straight, restarted = reports
+    straight, straight_typo, restarted, restarted_typo = reports
     assert {"s04-passport-other-name", "s06-confirmed-fraud-applicant"} <= fired(straight)
     assert _comparable(restarted) == _comparable(straight)
-    assert incidents[0] == incidents[1] == 2
+    assert "s07-similar-name-other-documents" in fired(straight_typo)
+    assert _comparable(restarted_typo) == _comparable(straight_typo)
+    assert incidents[0] == incidents[1] == 3
 
 
 def test_payment_is_checked_and_validated(tmp_path: Path) -> None:

@@ -312,12 +312,15 @@ REVIEW_THRESHOLD: int
 MODEL_REVIEW_SCORE: int
 """Model risk score (0..1000) from which a report recommends REVIEW."""
 MODEL_DECLINE_SCORE: int
+DEFAULT_NAME_SIMILARITY: float
 """Model risk score (0..1000) from which a report recommends DECLINE."""
 
 class Scorer:
     """One check from request bytes to report bytes (Rust ``lendgate_core::scoring``)."""
 
-    def __init__(self, matches: dict[str, list[str]]) -> None: ...
+    def __init__(
+        self, matches: dict[str, list[str]], name_similarity: float = DEFAULT_NAME_SIMILARITY
+    ) -> None: ...
     def prepare(self, kind_name: str, request: bytes, receive_time_us: int) -> PreparedCheck: ...
     def score(
         self,

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use lendgate_core::aggregates::ParamValues;
 use lendgate_core::rules::Evaluation;
-use lendgate_core::scoring::matching::MatchIndex;
+use lendgate_core::scoring::matching::{MatchIndex, DEFAULT_NAME_SIMILARITY};
 use lendgate_core::scoring::{self, CheckContext, Kind, ModelScore, Prepared, Scorer, State};
 use lendgate_core::{CoreError, CoreResult};
 use pyo3::prelude::*;
@@ -191,12 +191,17 @@ fn call_model(
 #[pymethods]
 impl PyScorer {
     /// A scorer whose fired rules named in `matches` (`rule_id → [match kind]`) carry
-    /// the consortium matches of those kinds.
+    /// the consortium matches of those kinds; `name_similarity` is the Jaro–Winkler
+    /// threshold (0, 1] of fuzzy name + birth date matching.
     #[new]
-    fn new(matches: HashMap<String, Vec<String>>) -> Self {
-        Self {
-            inner: Scorer::new(matches),
-        }
+    #[pyo3(signature = (matches, name_similarity = DEFAULT_NAME_SIMILARITY))]
+    fn new(
+        matches: HashMap<String, Vec<String>>,
+        name_similarity: f64,
+    ) -> Result<Self, PyCoreError> {
+        Ok(Self {
+            inner: Scorer::new(matches).with_name_similarity(name_similarity)?,
+        })
     }
 
     /// Decodes and validates one serialized `Check{Application,Payment}Request`;
@@ -368,12 +373,14 @@ pub fn mask_match_value(field: &str, value: &str) -> Result<String, PyCoreError>
 }
 
 /// The action thresholds the report applies (``REVIEW_THRESHOLD`` points,
-/// ``MODEL_REVIEW_SCORE`` / ``MODEL_DECLINE_SCORE`` on the 0..1000 model scale), so
-/// Python reads the same numbers the Rust report uses.
+/// ``MODEL_REVIEW_SCORE`` / ``MODEL_DECLINE_SCORE`` on the 0..1000 model scale) and the
+/// default fuzzy name similarity (``DEFAULT_NAME_SIMILARITY``), so Python reads the
+/// same numbers the Rust scorer uses.
 pub fn register_constants(m: &Bound<'_, PyModule>) -> PyResult<()> {
     use lendgate_core::scoring::report;
     m.add("REVIEW_THRESHOLD", report::REVIEW_THRESHOLD)?;
     m.add("MODEL_REVIEW_SCORE", report::MODEL_REVIEW_SCORE)?;
     m.add("MODEL_DECLINE_SCORE", report::MODEL_DECLINE_SCORE)?;
+    m.add("DEFAULT_NAME_SIMILARITY", DEFAULT_NAME_SIMILARITY)?;
     Ok(())
 }

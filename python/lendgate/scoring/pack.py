@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lendgate._core import DEFAULT_NAME_SIMILARITY
 from lendgate.lists import ListDefinition, ListEntry, ListEntryKind, Lists, ListType
 from lendgate.rules import Rule, RuleBook, rule_from_json
 
@@ -31,6 +32,9 @@ class Pack:
     aggregates: dict[str, Any]
     rules: tuple[Rule, ...]
     matches: dict[str, tuple[str, ...]]
+    name_similarity: float
+    """Jaro-Winkler threshold (0, 1] from which two names with one birth date are taken
+    as the same person's (fuzzy consortium matching)."""
     lists: tuple[dict[str, Any], ...]
 
 
@@ -50,6 +54,7 @@ def load_pack(directory: Path = DEFAULT_PACK_DIR) -> Pack:
         aggregates=json.loads((directory / "aggregates.json").read_text()),
         rules=tuple(_rule(r, name) for r in rules_doc["rules"]),
         matches={r["rule_id"]: tuple(r.get("matches", [])) for r in rules_doc["rules"]},
+        name_similarity=float(rules_doc.get("name_similarity", DEFAULT_NAME_SIMILARITY)),
         lists=tuple(json.loads((directory / "lists.json").read_text())["lists"]),
     )
 

@@ -26,7 +26,7 @@ import logging
 import struct
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -205,7 +205,10 @@ class ScoringService:
         self.rule_pack_revision = self.pack.revision
         """Reported in every report's provenance: the shipped pack's revision, suffixed
         with a digest of the live rules once they differ from what the pack shipped."""
-        self._scorer = _core.Scorer({k: list(v) for k, v in self.pack.matches.items() if v})
+        self._scorer = _core.Scorer(
+            {k: list(v) for k, v in self.pack.matches.items() if v},
+            name_similarity=self.pack.name_similarity,
+        )
         self.aggregates = AggregateStore(self.aggregate_state.document)
         self.index = MatchIndex()
         self._model = model
@@ -818,7 +821,7 @@ class ScoringService:
                 if due:
                     await self.snapshot_now()
                 if time.monotonic() - self._pruned_at >= s.retention_interval_s:
-                    self._prune()
+                    await self._prune_in_steps()
             except Exception:  # the store is unreachable...: retry after another interval
                 log.exception("background state maintenance failed")
                 self._snapshot_time = time.monotonic()  # (each try costs a capture pause)
@@ -826,11 +829,26 @@ class ScoringService:
 
     def _prune(self) -> None:
         """Retention of the hot state: the match index forgets events older than the
-        store's horizon; the aggregates expire what left their windows."""
+        store's horizon; the aggregates expire what left their windows (in one go: at
+        recovery, before the first call)."""
         self._pruned_at = time.monotonic()
         if self._state.retention_days > 0:
             self.index.prune(self._clock() - timedelta(days=self._state.retention_days))
         self.aggregates.expire_all()
+
+    async def _prune_in_steps(self) -> None:
+        """:meth:`_prune` while serving: the aggregates' expiry pass goes one shard of
+        one aggregate object at a time (576 steps for the default pack), yielding to the
+        event loop between steps, so checks are not held for the whole pass (half a
+        second or more with a million keys). The index's prune stays one call (it
+        renumbers positions; with nothing to drop it is a scan)."""
+        self._pruned_at = time.monotonic()
+        if self._state.retention_days > 0:
+            self.index.prune(self._clock() - timedelta(days=self._state.retention_days))
+        while True:
+            if self.aggregates.expire_step(max_shards=1).pass_complete:
+                return
+            await asyncio.sleep(0)  # let the checks that arrived meanwhile through
 
     async def aclose(self, *, snapshot: bool = True) -> None:
         """Stop the background task; with ``snapshot``, store a last snapshot so the next
@@ -876,8 +894,9 @@ class ScoringService:
             self._recovered = False
             self.rebuilds += 1
 
-    async def _logged(self, event: NewEvent) -> Any:
-        """Append ``event``, whose effect the in-memory state already holds. The write
+    def _logged(self, event: NewEvent) -> Awaitable[Any]:
+        """Append ``event``, whose effect the in-memory state already holds; the append
+        is queued now (the log keeps scoring order), the result is awaited. The write
         goes on when the caller is cancelled (a client deadline): it is then logged as
         scored. A write the store refuses, or finds another writer's event under the same
         key, marks the state for a rebuild from the log."""
@@ -886,7 +905,7 @@ class ScoringService:
         write = asyncio.ensure_future(self.store.append_event(event))
         self._writes.add(write)
         write.add_done_callback(self._settled)
-        return await asyncio.shield(write)
+        return asyncio.shield(write)
 
     def _settled(self, write: asyncio.Future[Any]) -> None:
         self._writes.discard(write)
@@ -897,20 +916,39 @@ class ScoringService:
 
     # --- checks ------------------------------------------------------------------------
 
-    async def check(self, kind: str, request: bytes, partner: str) -> bytes:
+    async def check(
+        self,
+        kind: str,
+        request: bytes,
+        partner: str,
+        *,
+        ordered: asyncio.Future[None] | None = None,
+    ) -> bytes:
         """Check one serialized ``Check{Application,Payment}Request`` for ``partner``;
         returns the serialized ``Report``. A retry of a ``request_id`` returns the first
         report and changes nothing. Over ``max_in_flight`` checks at once, the call is
-        refused with :class:`ResourceExhaustedError`."""
-        if self._in_flight >= self._max_in_flight:
-            raise ResourceExhaustedError("too many checks in flight; retry later")
-        self._in_flight += 1
-        try:
-            return await self._check(kind, request, partner)
-        finally:
-            self._in_flight -= 1
+        refused with :class:`ResourceExhaustedError`.
 
-    async def _check(self, kind: str, request: bytes, partner: str) -> bytes:
+        ``ordered``, when given, is resolved as soon as this check's place in the
+        scoring order is fixed — it was scored (its append may still be pending), or it
+        ended without scoring (refused, a retry answered, an error) — so a caller can
+        start the next check of a sequence then and still have them scored in order
+        (``CheckStream``)."""
+        try:
+            if self._in_flight >= self._max_in_flight:
+                raise ResourceExhaustedError("too many checks in flight; retry later")
+            self._in_flight += 1
+            try:
+                return await self._check(kind, request, partner, ordered)
+            finally:
+                self._in_flight -= 1
+        finally:
+            if ordered is not None and not ordered.done():
+                ordered.set_result(None)
+
+    async def _check(
+        self, kind: str, request: bytes, partner: str, ordered: asyncio.Future[None] | None
+    ) -> bytes:
         started = time.perf_counter_ns()
         receive_time = self._clock()
         try:
@@ -945,6 +983,7 @@ class ScoringService:
                 partner=partner,
                 receive_time=receive_time,
                 started=started,
+                ordered=ordered,
             )
             future.set_result(body)
             return body
@@ -966,6 +1005,7 @@ class ScoringService:
         partner: str,
         receive_time: datetime,
         started: int,
+        ordered: asyncio.Future[None] | None = None,
     ) -> bytes:
         if not self._admission.is_set():  # the aggregates are being swapped
             await self._admission.wait()
@@ -998,7 +1038,7 @@ class ScoringService:
             # Indexed with the event (as a replay of the log would), so a snapshot taken
             # before the incident is stored still lists it.
             self._incidents.setdefault(partner, []).append(incident_id)
-        ack = await self._logged(
+        write = self._logged(
             NewEvent(
                 key,
                 partner,
@@ -1010,6 +1050,9 @@ class ScoringService:
                 response=body,
             )
         )
+        if ordered is not None:  # scored, and its append queued behind the previous one's
+            ordered.set_result(None)
+        ack = await write
         if ack.duplicate and ack.response is not None:
             # Another writer logged this key first: the state took an event the log
             # holds under another answer (it is rebuilt); answer what the log holds.

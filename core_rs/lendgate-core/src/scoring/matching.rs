@@ -16,14 +16,24 @@
 //!   dates the year only; the caller's own application is shown unmasked;
 //! - the result and fraud status of the historical application are shown.
 //!
+//! Fuzzy matching: the index also blocks applications by the applicant's birth date
+//! ([`MAX_PER_BIRTH_DATE`] most recent per date) and finds, among the block's
+//! candidates, the ones whose full name is similar to the current one: Jaro–Winkler
+//! similarity of the two names' [`name_key`]s (lower case, Cyrillic transliterated to
+//! Latin, so `Иванов` meets `Ivanov`) at least the scorer's threshold. The cost is
+//! O(block), never O(index). Such a match reports its name field as FUZZY with the
+//! similarity, masked like any other.
+//!
 //! The index also keeps, per application, whether its finish (a `LOAN_APP_RESULT`
 //! event or an APPROVED/REFUSED outcome) was already counted by the aggregates, so
 //! that a refusal reported both ways counts once; and a 64-bit hash of every request
 //! key the log holds, so that a new request needs no store read to know it is new
 //! (a hash seen before sends the caller to the store, which has the exact answer).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -33,10 +43,19 @@ use crate::error::{CoreError, CoreResult};
 pub const MAX_PER_KEY: usize = 50;
 /// Matches reported per rule (the most recent).
 pub const MAX_PER_RULE: usize = 20;
+/// Applications kept per birth date for fuzzy name matching (the most recent): the
+/// bound on the candidates one check compares its name with.
+pub const MAX_PER_BIRTH_DATE: usize = 128;
+/// Default Jaro–Winkler similarity of two names' [`name_key`]s from which they are
+/// taken as the same person's (with the same birth date).
+pub const DEFAULT_NAME_SIMILARITY: f64 = 0.92;
+/// The match kind a pack's rule names to get the fuzzy (name + birth date) matches.
+pub const SIMILAR_PERSON: &str = "similar_person";
 /// Snapshot magic and the format version this build writes and reads.
 const SNAPSHOT_MAGIC: &[u8; 8] = b"LGMXSNAP";
-/// Version of the match index snapshot format.
-pub const SNAPSHOT_VERSION: u16 = 1;
+/// Version of the match index snapshot format (2: with the birth-date blocks; a
+/// version 1 snapshot is read by rebuilding them from its records).
+pub const SNAPSHOT_VERSION: u16 = 2;
 const KEY_SEP: char = '\u{1f}';
 
 /// What the index remembers of one application event.
@@ -66,13 +85,24 @@ pub struct Record {
     pub fraud_status: String,
 }
 
+/// How a compared field relates (proto `MatchKind`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldMatch {
+    /// Equal after normalisation.
+    Exact,
+    /// Different as sent, similar by name key (Jaro–Winkler similarity 0..1).
+    Fuzzy(f64),
+    /// Different where they were expected to agree.
+    Contradiction,
+}
+
 /// A compared field of a match (proto `MatchedField`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MatchedField {
     /// Proto path of the compared field.
     pub field: &'static str,
-    /// `true` when equal (EXACT), `false` when different (CONTRADICTION).
-    pub exact: bool,
+    /// How the values relate.
+    pub kind: FieldMatch,
     /// The current event's value.
     pub current_value: String,
     /// The historical value, masked unless it is the caller's own.
@@ -80,7 +110,7 @@ pub struct MatchedField {
 }
 
 /// A historical application as the caller may see it (proto `HistoricalMatch`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Match {
     /// Opaque reference, stable within one report.
     pub match_ref: String,
@@ -127,6 +157,28 @@ pub fn mask_passport(value: &str) -> String {
     "*".repeat(hidden) + &chars[hidden..].iter().collect::<String>()
 }
 
+/// `ivan@example.com` → `i***@example.com` (the domain is shown).
+pub fn mask_email(value: &str) -> String {
+    match value.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => mask_passport(value),
+    }
+}
+
+/// `10.1.2.3` → `10.1.*.*`; an IPv6 address keeps its first two groups.
+pub fn mask_ip(value: &str) -> String {
+    let sep = if value.contains(':') { ':' } else { '.' };
+    let parts: Vec<&str> = value.split(sep).collect();
+    if parts.len() < 3 {
+        return mask_passport(value);
+    }
+    let hidden = vec!["*"; parts.len() - 2];
+    [&parts[..2], &hidden[..]].concat().join(&sep.to_string())
+}
+
 /// The year only.
 pub fn mask_birth_date(value: &str) -> String {
     if value.is_empty() {
@@ -135,11 +187,109 @@ pub fn mask_birth_date(value: &str) -> String {
     value.chars().take(4).collect::<String>() + "-**-**"
 }
 
+/// The name as fuzzy matching compares it: lower case letters and single spaces,
+/// Cyrillic transliterated to Latin (`ё` as `e`, `й` as `y`, `х` as `kh`...), and the
+/// Latin spellings a transliteration varies on made one (`j` → `y`, `x` → `ks`,
+/// `w` → `v`), so `Юлия`, `Yuliya` and `Julija` come close. Borrowed when nothing
+/// changes (an ASCII name already in that form).
+pub fn name_key(name: &str) -> Cow<'_, str> {
+    let plain = name.bytes().all(|b| {
+        (b.is_ascii_lowercase() && !matches!(b, b'j' | b'x' | b'w'))
+            || b.is_ascii_digit()
+            || b == b' '
+    });
+    if plain {
+        return Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 4);
+    for c in name.chars().flat_map(char::to_lowercase) {
+        match c {
+            'j' => out.push('y'),
+            'x' => out.push_str("ks"),
+            'w' => out.push('v'),
+            'a'..='z' | '0'..='9' => out.push(c),
+            c if c.is_whitespace() || c == '-' => {
+                if !out.is_empty() && !out.ends_with(' ') {
+                    out.push(' ');
+                }
+            }
+            c => out.push_str(transliterate(c)),
+        }
+    }
+    while out.ends_with(' ') {
+        out.pop();
+    }
+    Cow::Owned(out)
+}
+
+/// One Cyrillic letter in Latin (Russian passport practice, `й` as `y`); any other
+/// character is dropped.
+fn transliterate(c: char) -> &'static str {
+    match c {
+        'а' => "a",
+        'б' => "b",
+        'в' => "v",
+        'г' => "g",
+        'д' => "d",
+        'е' | 'ё' | 'э' => "e",
+        'ж' => "zh",
+        'з' => "z",
+        'и' => "i",
+        'й' | 'ы' => "y",
+        'к' => "k",
+        'л' => "l",
+        'м' => "m",
+        'н' => "n",
+        'о' => "o",
+        'п' => "p",
+        'р' => "r",
+        'с' => "s",
+        'т' => "t",
+        'у' => "u",
+        'ф' => "f",
+        'х' => "kh",
+        'ц' => "ts",
+        'ч' => "ch",
+        'ш' => "sh",
+        'щ' => "shch",
+        'ю' => "yu",
+        'я' => "ya",
+        'і' => "i",
+        'ї' => "yi",
+        'є' => "ye",
+        'ґ' => "g",
+        'ў' => "u",
+        _ => "",
+    }
+}
+
+/// Jaro–Winkler similarity (0..1) of two names' [`name_key`]s.
+pub fn name_similarity(a: &str, b: &str) -> f64 {
+    strsim::jaro_winkler(&name_key(a), &name_key(b))
+}
+
 type Field = (&'static str, fn(&Record) -> &str, fn(&str) -> String);
+
+const NAME_FIELD: &str = "application.applicant.last_name";
+
+/// A shared key reported as a compared field of the matches it found: match kind,
+/// proto path, mask. (Phone, name and passport are compared on every match.)
+type KeyField = (&'static str, &'static str, fn(&str) -> String);
+
+const KEY_FIELDS: [KeyField; 4] = [
+    (
+        "employer",
+        "application.applicant.employer.tax_id",
+        mask_passport,
+    ),
+    ("ip", "application.ip_address", mask_ip),
+    ("device", "application.device.device_id", mask_passport),
+    ("email", "application.applicant.emails", mask_email),
+];
 
 const FIELDS: [Field; 4] = [
     ("application.applicant.phones", |r| &r.phone, mask_phone),
-    ("application.applicant.last_name", |r| &r.name, mask_name),
+    (NAME_FIELD, |r| &r.name, mask_name),
     (
         "application.applicant.birth_date",
         |r| &r.birth_date,
@@ -168,9 +318,26 @@ struct AppState {
 pub struct MatchIndex {
     next_seq: u64,
     records: Vec<Record>,
-    by_key: HashMap<String, VecDeque<u32>>,
+    /// In first-insertion order (kept by prune), so a snapshot needs no sort.
+    by_key: IndexMap<String, VecDeque<u32>>,
     apps: HashMap<String, AppState>,
     logged: HashSet<u64>,
+    /// Positions by the applicant's birth date, the most recent [`MAX_PER_BIRTH_DATE`]
+    /// (applications with a name and a birth date): the fuzzy matching's blocks.
+    by_birth: HashMap<String, VecDeque<u32>>,
+}
+
+/// An earlier application whose applicant has the current birth date and a similar
+/// name: its position in the index and the names' similarity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Similar {
+    pos: u32,
+    /// Jaro–Winkler similarity of the name keys, 0..1.
+    pub similarity: f64,
+    /// The normalised names differ (a typo, a transliteration), not only their keys.
+    pub name_differs: bool,
+    /// The earlier application gave another passport or mobile phone (both known).
+    pub other_documents: bool,
 }
 
 fn app_key(partner_id: &str, application_id: &str) -> String {
@@ -190,6 +357,45 @@ struct SnapshotBody {
     by_key: Vec<(String, Vec<u32>)>,
     finish_counted: Vec<String>,
     logged: Vec<u64>,
+    by_birth: Vec<(String, Vec<u32>)>,
+}
+
+/// Version 1 of [`SnapshotBody`]: no birth-date blocks.
+#[derive(Deserialize)]
+struct SnapshotBodyV1 {
+    next_seq: u64,
+    records: Vec<Record>,
+    by_key: Vec<(String, Vec<u32>)>,
+    finish_counted: Vec<String>,
+    logged: Vec<u64>,
+}
+
+fn push_capped(list: &mut VecDeque<u32>, pos: u32, cap: usize) {
+    if list.len() == cap {
+        list.pop_front();
+    }
+    list.push_back(pos);
+}
+
+fn sorted_lists(map: &HashMap<String, VecDeque<u32>>) -> Vec<(String, Vec<u32>)> {
+    let mut out: Vec<(String, Vec<u32>)> = map
+        .iter()
+        .map(|(k, v)| (k.clone(), v.iter().copied().collect()))
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// [`SnapshotBody`] as written: borrowed from the index (same encoding), so taking a
+/// snapshot copies nothing but the bytes.
+#[derive(Serialize)]
+struct SnapshotBodyRef<'a> {
+    next_seq: u64,
+    records: &'a [Record],
+    by_key: Vec<(&'a str, &'a VecDeque<u32>)>,
+    finish_counted: Vec<&'a str>,
+    logged: Vec<u64>,
+    by_birth: Vec<(&'a str, &'a VecDeque<u32>)>,
 }
 
 impl MatchIndex {
@@ -247,10 +453,11 @@ impl MatchIndex {
         })?;
         for (kind, value) in keys {
             let list = self.by_key.entry(index_key(kind, value)).or_default();
-            if list.len() == MAX_PER_KEY {
-                list.pop_front();
-            }
-            list.push_back(pos);
+            push_capped(list, pos, MAX_PER_KEY);
+        }
+        if !record.birth_date.is_empty() && !record.name.is_empty() {
+            let block = self.by_birth.entry(record.birth_date.clone()).or_default();
+            push_capped(block, pos, MAX_PER_BIRTH_DATE);
         }
         self.apps
             .entry(app_key(&record.partner_id, &record.application_id))
@@ -278,18 +485,68 @@ impl MatchIndex {
         }
     }
 
-    /// Earlier applications sharing a key of `kinds`, most recent first (event time,
-    /// then sequence), at most [`MAX_PER_RULE`], masked for `caller`; the caller's
-    /// other events of the same application are left out.
+    /// Earlier applications whose applicant has `current`'s birth date and a name of
+    /// similarity at least `threshold` (Jaro–Winkler of the [`name_key`]s), the caller's
+    /// other events of the same application left out; in block order (oldest first).
+    /// Compares with at most [`MAX_PER_BIRTH_DATE`] candidates.
+    pub fn similar(&self, current: &Record, caller: &str, threshold: f64) -> Vec<Similar> {
+        let Some(block) = self
+            .by_birth
+            .get(&current.birth_date)
+            .filter(|_| !current.name.is_empty())
+        else {
+            return Vec::new();
+        };
+        let mine = name_key(&current.name);
+        let differ = |a: &str, b: &str| !a.is_empty() && !b.is_empty() && a != b;
+        block
+            .iter()
+            .filter_map(|&pos| {
+                let r = &self.records[pos as usize];
+                if r.partner_id == caller && r.application_id == current.application_id {
+                    return None;
+                }
+                let similarity = if r.name == current.name {
+                    1.0
+                } else {
+                    strsim::jaro_winkler(&mine, &name_key(&r.name))
+                };
+                (similarity >= threshold).then(|| Similar {
+                    pos,
+                    similarity,
+                    name_differs: r.name != current.name,
+                    other_documents: differ(&r.passport, &current.passport)
+                        || differ(&r.phone, &current.phone),
+                })
+            })
+            .collect()
+    }
+
+    /// Earlier applications sharing a key of `kinds` — or, for [`SIMILAR_PERSON`], in
+    /// `similar` with a name that differs — most recent first (event time, then
+    /// sequence), at most [`MAX_PER_RULE`], masked for `caller`; the caller's other
+    /// events of the same application are left out. A name found similar is reported
+    /// FUZZY with its similarity.
     pub fn matches(
         &self,
         kinds: &[String],
         keys: &[(String, String)],
+        similar: &[Similar],
         current: &Record,
         caller: &str,
         report_name: &str,
     ) -> Vec<Match> {
-        let mut found: Vec<&Record> = Vec::new();
+        // Each record with the shared key that found it (`None`: found as a similar
+        // person, or by a key its fields already show).
+        let mut found: Vec<(&Record, Option<(&KeyField, &str)>)> = Vec::new();
+        if kinds.iter().any(|k| k == SIMILAR_PERSON) {
+            found.extend(
+                similar
+                    .iter()
+                    .filter(|s| s.name_differs)
+                    .map(|s| (&self.records[s.pos as usize], None)),
+            );
+        }
         for (kind, value) in keys {
             if !kinds.iter().any(|k| k == kind) {
                 continue;
@@ -297,21 +554,54 @@ impl MatchIndex {
             let Some(list) = self.by_key.get(&index_key(kind, value)) else {
                 continue;
             };
+            let shown = KEY_FIELDS
+                .iter()
+                .find(|f| f.0 == kind)
+                .map(|f| (f, &**value));
             for &pos in list {
                 let r = &self.records[pos as usize];
                 if r.partner_id == caller && r.application_id == current.application_id {
                     continue;
                 }
-                found.push(r);
+                found.push((r, shown));
             }
         }
-        found.sort_by_key(|r| std::cmp::Reverse((r.event_time_us, r.seq)));
-        found.dedup_by_key(|r| r.seq);
-        found
-            .into_iter()
-            .take(MAX_PER_RULE)
-            .map(|h| masked(h, current, caller, report_name))
-            .collect()
+        // Stable: the entries of one record stay together, in key order.
+        found.sort_by_key(|(r, _)| std::cmp::Reverse((r.event_time_us, r.seq)));
+        let mut out: Vec<Match> = Vec::new();
+        let mut last_seq = None;
+        for (h, shown) in found {
+            if last_seq != Some(h.seq) {
+                if out.len() == MAX_PER_RULE {
+                    break;
+                }
+                last_seq = Some(h.seq);
+                let fuzzy = similar
+                    .iter()
+                    .find(|s| self.records[s.pos as usize].seq == h.seq)
+                    .map(|s| s.similarity);
+                out.push(masked(h, current, caller, report_name, fuzzy));
+            }
+            if let (Some(m), Some(((_, path, mask), value))) = (out.last_mut(), shown) {
+                if !m
+                    .fields
+                    .iter()
+                    .any(|f| f.field == *path && f.current_value == value)
+                {
+                    m.fields.push(MatchedField {
+                        field: path,
+                        kind: FieldMatch::Exact,
+                        current_value: value.to_owned(),
+                        historical_value: if m.own_application {
+                            value.to_owned()
+                        } else {
+                            mask(value)
+                        },
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Forgets every application event older than `before_us` (event time, µs):
@@ -351,32 +641,36 @@ impl MatchIndex {
             app.records.retain_mut(renumber);
             !app.records.is_empty()
         });
+        self.by_birth.retain(|_, list| {
+            list.retain_mut(renumber);
+            !list.is_empty()
+        });
         dropped
     }
 
-    /// The whole index as versioned bytes (magic, version, postcard body).
+    /// The whole index as versioned bytes (magic, version, postcard body). Equal
+    /// states give equal bytes: the key lists go in their first-insertion order (the
+    /// same for the same history, and kept by a restore), the rest sorted.
     pub fn snapshot(&self) -> CoreResult<Vec<u8>> {
-        let mut by_key: Vec<(String, Vec<u32>)> = self
-            .by_key
-            .iter()
-            .map(|(k, v)| (k.clone(), v.iter().copied().collect()))
-            .collect();
-        by_key.sort_unstable();
-        let mut finish_counted: Vec<String> = self
+        let mut finish_counted: Vec<&str> = self
             .apps
             .iter()
             .filter(|(_, a)| a.finish_counted)
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| k.as_str())
             .collect();
         finish_counted.sort_unstable();
         let mut logged: Vec<u64> = self.logged.iter().copied().collect();
         logged.sort_unstable();
-        let body = SnapshotBody {
+        let mut by_birth: Vec<(&str, &VecDeque<u32>)> =
+            self.by_birth.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        by_birth.sort_unstable_by_key(|(k, _)| *k);
+        let body = SnapshotBodyRef {
             next_seq: self.next_seq,
-            records: self.records.clone(),
-            by_key,
+            records: &self.records,
+            by_key: self.by_key.iter().map(|(k, v)| (k.as_str(), v)).collect(),
             finish_counted,
             logged,
+            by_birth,
         };
         let mut out = Vec::with_capacity(64 + self.records.len() * 96);
         out.extend_from_slice(SNAPSHOT_MAGIC);
@@ -385,8 +679,12 @@ impl MatchIndex {
             .map_err(|e| CoreError::invalid("snapshot", format!("cannot encode: {e}")))
     }
 
-    /// An index rebuilt from [`Self::snapshot`] bytes. Another format version, a
-    /// foreign or corrupt snapshot is refused with a message saying so.
+    /// An index rebuilt from [`Self::snapshot`] bytes. A version 1 snapshot (before the
+    /// birth-date blocks) is migrated: the blocks are rebuilt from its records in their
+    /// order, as if they had been kept all along (a block then holds the latest
+    /// surviving applications of its date, where a live one could have evicted some
+    /// before a prune). Another format version, a foreign or corrupt snapshot is
+    /// refused with a message saying so.
     pub fn restore(data: &[u8]) -> CoreResult<Self> {
         let bad = |why: String| CoreError::invalid("snapshot", why);
         let rest = data
@@ -396,22 +694,44 @@ impl MatchIndex {
             .split_first_chunk::<2>()
             .ok_or_else(|| bad("truncated header".into()))?;
         let ver = u16::from_le_bytes(*ver);
-        if ver != SNAPSHOT_VERSION {
-            return Err(bad(format!(
-                "match index snapshot format version {ver} cannot be read by this build, \
-                 which reads version {SNAPSHOT_VERSION}; rebuild the index by replaying \
-                 the event log"
-            )));
-        }
-        let body: SnapshotBody =
-            postcard::from_bytes(rest).map_err(|e| bad(format!("corrupt or truncated: {e}")))?;
+        let corrupt = |e: postcard::Error| bad(format!("corrupt or truncated: {e}"));
+        let body: SnapshotBody = match ver {
+            SNAPSHOT_VERSION => postcard::from_bytes(rest).map_err(corrupt)?,
+            1 => {
+                let v1: SnapshotBodyV1 = postcard::from_bytes(rest).map_err(corrupt)?;
+                let mut blocks: HashMap<String, VecDeque<u32>> = HashMap::new();
+                for (pos, r) in v1.records.iter().enumerate() {
+                    if !r.birth_date.is_empty() && !r.name.is_empty() {
+                        let block = blocks.entry(r.birth_date.clone()).or_default();
+                        // Positions fit u32: the index refuses more records.
+                        push_capped(block, pos as u32, MAX_PER_BIRTH_DATE);
+                    }
+                }
+                SnapshotBody {
+                    next_seq: v1.next_seq,
+                    records: v1.records,
+                    by_key: v1.by_key,
+                    finish_counted: v1.finish_counted,
+                    logged: v1.logged,
+                    by_birth: sorted_lists(&blocks),
+                }
+            }
+            _ => {
+                return Err(bad(format!(
+                    "match index snapshot format version {ver} cannot be read by this \
+                     build, which reads versions 1 and {SNAPSHOT_VERSION}; rebuild the \
+                     index by replaying the event log"
+                )))
+            }
+        };
         let n = body.records.len();
         let mut index = Self {
             next_seq: body.next_seq,
             records: Vec::with_capacity(n),
-            by_key: HashMap::with_capacity(body.by_key.len()),
+            by_key: IndexMap::with_capacity(body.by_key.len()),
             apps: HashMap::new(),
             logged: body.logged.into_iter().collect(),
+            by_birth: HashMap::with_capacity(body.by_birth.len()),
         };
         for (pos, record) in body.records.into_iter().enumerate() {
             let app = app_key(&record.partner_id, &record.application_id);
@@ -424,6 +744,14 @@ impl MatchIndex {
             }
             index.by_key.insert(key, list.into());
         }
+        for (date, list) in body.by_birth {
+            if list.len() > MAX_PER_BIRTH_DATE || list.iter().any(|&p| p as usize >= n) {
+                return Err(bad(format!(
+                    "birth date block {date:?} does not fit the records"
+                )));
+            }
+            index.by_birth.insert(date, list.into());
+        }
         for app in body.finish_counted {
             index.apps.entry(app).or_default().finish_counted = true;
         }
@@ -435,7 +763,13 @@ fn request_hash(request_key: &str) -> u64 {
     crate::matchkeys::key_hash("request", request_key) as u64
 }
 
-fn masked(h: &Record, current: &Record, caller: &str, report_name: &str) -> Match {
+fn masked(
+    h: &Record,
+    current: &Record,
+    caller: &str,
+    report_name: &str,
+    name_similarity: Option<f64>,
+) -> Match {
     let own = h.partner_id == caller;
     let digest = Sha256::digest(format!("{report_name}{KEY_SEP}{}", h.seq).as_bytes());
     let match_ref = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
@@ -446,9 +780,17 @@ fn masked(h: &Record, current: &Record, caller: &str, report_name: &str) -> Matc
             if mine.is_empty() || theirs.is_empty() {
                 return None;
             }
+            let kind = if mine == theirs {
+                FieldMatch::Exact
+            } else {
+                match name_similarity {
+                    Some(sim) if *path == NAME_FIELD => FieldMatch::Fuzzy(sim),
+                    _ => FieldMatch::Contradiction,
+                }
+            };
             Some(MatchedField {
                 field: path,
-                exact: mine == theirs,
+                kind,
                 current_value: mine.to_owned(),
                 historical_value: if own { theirs.to_owned() } else { mask(theirs) },
             })
@@ -502,6 +844,9 @@ mod tests {
         assert_eq!(mask_passport("4510123456"), "******3456");
         assert_eq!(mask_passport("12"), "12");
         assert_eq!(mask_birth_date("1990-05-15"), "1990-**-**");
+        assert_eq!(mask_email("ivan@example.com"), "i***@example.com");
+        assert_eq!(mask_ip("10.1.2.3"), "10.1.*.*");
+        assert_eq!(mask_ip("2001:db8:1::2"), "2001:db8:*:*:*");
     }
 
     #[test]
@@ -513,21 +858,21 @@ mod tests {
         let mut current = record(4, "c", "own", 40);
         current.name = "petrov petr".into();
         let kinds = vec!["phone".to_owned()];
-        let found = index.matches(&kinds, &phone(), &current, "c", "reports/x");
+        let found = index.matches(&kinds, &phone(), &[], &current, "c", "reports/x");
         assert_eq!(found.len(), 2);
         assert_eq!(found[0].event_day_s, 0);
         assert!(!found[0].own_application && found[0].application_id.is_empty());
         let name = &found[0].fields[1];
-        assert!(!name.exact);
+        assert_eq!(name.kind, FieldMatch::Contradiction);
         assert_eq!(name.historical_value, "I*** I***");
         assert_eq!(found[0].fields[0].historical_value, "+7******4567");
         // Another caller sees a1 as its own application, unmasked.
-        let found = index.matches(&kinds, &phone(), &current, "a", "reports/x");
+        let found = index.matches(&kinds, &phone(), &[], &current, "a", "reports/x");
         let own = found.iter().find(|m| m.own_application).unwrap();
         assert_eq!(own.application_id, "a1");
         assert_eq!(own.fields[0].historical_value, "79991234567");
         assert!(index
-            .matches(&["passport".to_owned()], &phone(), &current, "c", "r")
+            .matches(&["passport".to_owned()], &phone(), &[], &current, "c", "r")
             .is_empty());
     }
 
@@ -541,7 +886,7 @@ mod tests {
         }
         let current = record(999, "z", "z", 1_000);
         let kinds = vec!["phone".to_owned()];
-        let found = index.matches(&kinds, &phone(), &current, "z", "r");
+        let found = index.matches(&kinds, &phone(), &[], &current, "z", "r");
         assert_eq!(found.len(), MAX_PER_RULE);
         assert_eq!(index.by_key.values().next().unwrap().len(), MAX_PER_KEY);
     }
@@ -563,11 +908,11 @@ mod tests {
         let current = record(3, "c", "c1", 40);
         let kinds = vec!["phone".to_owned()];
         assert_eq!(
-            back.matches(&kinds, &phone(), &current, "c", "r"),
-            index.matches(&kinds, &phone(), &current, "c", "r")
+            back.matches(&kinds, &phone(), &[], &current, "c", "r"),
+            index.matches(&kinds, &phone(), &[], &current, "c", "r")
         );
         assert_eq!(
-            back.matches(&kinds, &phone(), &current, "c", "r")[1].result,
+            back.matches(&kinds, &phone(), &[], &current, "c", "r")[1].result,
             "REJECTED"
         );
         let mut newer = bytes.clone();
@@ -595,7 +940,7 @@ mod tests {
         assert!(!index.finish_counted("b", "a3") && index.finish_counted("b", "a4"));
         let current = record(11, "z", "z", 2_000);
         let kinds = vec!["phone".to_owned()];
-        let found = index.matches(&kinds, &phone(), &current, "b", "r");
+        let found = index.matches(&kinds, &phone(), &[], &current, "b", "r");
         let apps: Vec<&str> = found.iter().map(|m| m.application_id.as_str()).collect();
         assert_eq!(apps, ["a10", "a9", "a8", "a7", "a6", "a5", "a4"]);
         assert_eq!(found[3].fraud_status, "CONFIRMED");
@@ -606,5 +951,164 @@ mod tests {
         assert_eq!(index.prune(10_000), 7);
         assert!(index.is_empty() && index.by_key.is_empty() && index.apps.is_empty());
         assert_eq!(index.take_seq(), 11); // the counter goes on
+    }
+
+    fn person(seq: u64, partner: &str, app: &str, name: &str, birth: &str) -> Record {
+        let mut r = record(seq, partner, app, seq as i64 * 10);
+        r.name = name.into();
+        r.birth_date = birth.into();
+        r
+    }
+
+    #[test]
+    fn name_keys_transliterate_and_unify_spellings() {
+        assert_eq!(name_key("ivanov ivan"), "ivanov ivan");
+        assert!(matches!(name_key("ivanov ivan"), Cow::Borrowed(_)));
+        assert_eq!(name_key("иванов иван"), "ivanov ivan");
+        assert_eq!(name_key("щукина юлия"), "shchukina yuliya");
+        assert_eq!(name_key("julija  alexandrova"), "yuliya aleksandrova");
+        assert_eq!(name_key("l123 f45"), "l123 f45");
+        assert_eq!(name_similarity("Иванов Иван", "ivanov ivan"), 1.0);
+        assert!(name_similarity("ivanov ivan", "ivanof ivan") > DEFAULT_NAME_SIMILARITY);
+        assert!(name_similarity("ivanov ivan", "smirnov petr") < DEFAULT_NAME_SIMILARITY);
+    }
+
+    #[test]
+    fn similar_names_are_found_within_the_birth_date_block_only() {
+        let mut index = MatchIndex::new();
+        let keys = phone();
+        index
+            .add(person(1, "a", "a1", "ivanov ivan", "1990-05-15"), &keys)
+            .unwrap();
+        index
+            .add(person(2, "a", "a2", "иванов иван", "1990-05-15"), &keys)
+            .unwrap();
+        index
+            .add(person(3, "a", "a3", "ivanof ivan", "1991-05-15"), &keys)
+            .unwrap();
+        index
+            .add(person(4, "a", "a4", "smirnov petr", "1990-05-15"), &keys)
+            .unwrap();
+        let mut current = person(5, "b", "b1", "ivanof ivan", "1990-05-15");
+        current.passport = "4599000000".into();
+        let found = index.similar(&current, "b", DEFAULT_NAME_SIMILARITY);
+        let seqs: Vec<u64> = found
+            .iter()
+            .map(|s| index.records[s.pos as usize].seq)
+            .collect();
+        assert_eq!(seqs, [1, 2]); // not the other birth date, not the other name
+        assert!(found.iter().all(|s| s.name_differs && s.other_documents));
+        assert!(found[0].similarity < 1.0 && found[0].similarity >= DEFAULT_NAME_SIMILARITY);
+        // A fuzzy match reports its name FUZZY with the similarity, masked.
+        let kinds = vec![SIMILAR_PERSON.to_owned()];
+        let m = index.matches(&kinds, &[], &found, &current, "b", "r");
+        assert_eq!(m.len(), 2);
+        let names: Vec<&MatchedField> = m
+            .iter()
+            .flat_map(|m| &m.fields)
+            .filter(|f| f.field == NAME_FIELD)
+            .collect();
+        assert!(names
+            .iter()
+            .all(|f| matches!(f.kind, FieldMatch::Fuzzy(s) if s >= DEFAULT_NAME_SIMILARITY)));
+        let shown: Vec<&str> = names.iter().map(|f| f.historical_value.as_str()).collect();
+        assert_eq!(shown, ["И*** И***", "I*** I***"]); // newest first
+        assert!(m
+            .iter()
+            .all(|m| !m.own_application && m.application_id.is_empty()));
+        // The strictest threshold keeps only equal keys (the transliterated one).
+        let strict = index.similar(&person(6, "b", "b2", "ivanov ivan", "1990-05-15"), "b", 1.0);
+        assert_eq!(strict.len(), 2);
+        assert_eq!(strict.iter().filter(|s| s.name_differs).count(), 1);
+    }
+
+    #[test]
+    fn a_birth_date_block_keeps_its_most_recent_applications() {
+        let mut index = MatchIndex::new();
+        for i in 0..(MAX_PER_BIRTH_DATE as u64 + 3) {
+            let p = person(i, "a", &format!("a{i}"), "ivanov ivan", "1990-05-15");
+            index.add(p, &[]).unwrap();
+        }
+        let current = person(999, "b", "b", "ivanov ivan", "1990-05-15");
+        let found = index.similar(&current, "b", 0.5);
+        assert_eq!(found.len(), MAX_PER_BIRTH_DATE);
+        assert_eq!(index.records[found[0].pos as usize].seq, 3);
+    }
+
+    #[test]
+    fn a_version_1_snapshot_is_migrated_with_its_blocks_rebuilt() {
+        let mut index = MatchIndex::new();
+        index.take_seq();
+        index
+            .add(person(1, "a", "a1", "ivanov ivan", "1990-05-15"), &phone())
+            .unwrap();
+        index.note_logged("a/r1");
+        let v1 = SnapshotBodyV1Out {
+            next_seq: 1,
+            records: index.records.clone(),
+            by_key: index
+                .by_key
+                .iter()
+                .map(|(k, v)| (k.clone(), v.iter().copied().collect()))
+                .collect(),
+            finish_counted: Vec::new(),
+            logged: index.logged.iter().copied().collect(),
+        };
+        let mut bytes = SNAPSHOT_MAGIC.to_vec();
+        bytes.extend_from_slice(&1u16.to_le_bytes());
+        let bytes = postcard::to_extend(&v1, bytes).unwrap();
+        let back = MatchIndex::restore(&bytes).unwrap();
+        assert_eq!(back.snapshot().unwrap(), index.snapshot().unwrap());
+        let current = person(2, "b", "b1", "ivanof ivan", "1990-05-15");
+        assert_eq!(
+            back.similar(&current, "b", DEFAULT_NAME_SIMILARITY).len(),
+            1
+        );
+        let mut future = index.snapshot().unwrap();
+        future[8] = 3;
+        let err = MatchIndex::restore(&future).unwrap_err().to_string();
+        assert!(
+            err.contains("version 3") && err.contains("replaying"),
+            "{err}"
+        );
+    }
+
+    /// The version 1 body as the previous build wrote it.
+    #[derive(Serialize)]
+    struct SnapshotBodyV1Out {
+        next_seq: u64,
+        records: Vec<Record>,
+        by_key: Vec<(String, Vec<u32>)>,
+        finish_counted: Vec<String>,
+        logged: Vec<u64>,
+    }
+
+    #[test]
+    fn a_match_by_e_mail_or_ip_shows_the_shared_value_masked() {
+        let mut index = MatchIndex::new();
+        let keys = vec![
+            ("email".to_owned(), "ivan@example.com".to_owned()),
+            ("ip".to_owned(), "10.1.2.3".to_owned()),
+        ];
+        index.add(record(1, "a", "a1", 10), &keys).unwrap();
+        let current = record(2, "b", "b1", 20);
+        let kinds = vec!["email".to_owned(), "ip".to_owned()];
+        let found = index.matches(&kinds, &keys, &[], &current, "b", "r");
+        assert_eq!(found.len(), 1);
+        let shown: Vec<(&str, &str)> = found[0]
+            .fields
+            .iter()
+            .skip(FIELDS.len())
+            .map(|f| (f.field, f.historical_value.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("application.applicant.emails", "i***@example.com"),
+                ("application.ip_address", "10.1.*.*"),
+            ]
+        );
+        let own = index.matches(&kinds, &keys, &[], &current, "a", "r");
+        assert_eq!(own[0].fields.last().unwrap().historical_value, "10.1.2.3");
     }
 }

@@ -125,10 +125,19 @@ pub struct Scored {
 }
 
 /// The rule-to-match-kinds table of a rule pack: fired rules named here get the
-/// consortium matches sharing one of the kinds (`phone`, `passport`...).
-#[derive(Debug, Clone, Default)]
+/// consortium matches sharing one of the kinds (`phone`, `passport`...,
+/// [`matching::SIMILAR_PERSON`] for the fuzzy ones); and the name similarity from which
+/// two applicants with one birth date are taken as the same person.
+#[derive(Debug, Clone)]
 pub struct Scorer {
     matches: HashMap<String, Vec<String>>,
+    name_similarity: f64,
+}
+
+impl Default for Scorer {
+    fn default() -> Self {
+        Self::new(HashMap::new())
+    }
 }
 
 /// What scoring reads and changes: the state of one scoring service.
@@ -174,9 +183,31 @@ fn is_finish(event: &Json) -> bool {
 }
 
 impl Scorer {
-    /// A scorer for a pack whose rules name match kinds (`rule_id → [kind, ...]`).
+    /// A scorer for a pack whose rules name match kinds (`rule_id → [kind, ...]`), with
+    /// the default name similarity ([`matching::DEFAULT_NAME_SIMILARITY`]).
     pub fn new(matches: HashMap<String, Vec<String>>) -> Self {
-        Self { matches }
+        Self {
+            matches,
+            name_similarity: matching::DEFAULT_NAME_SIMILARITY,
+        }
+    }
+
+    /// The same scorer with another name similarity threshold (Jaro–Winkler, in
+    /// (0, 1]); anything else is an `InvalidArgument` on `name_similarity`.
+    pub fn with_name_similarity(mut self, threshold: f64) -> CoreResult<Self> {
+        if !(threshold > 0.0 && threshold <= 1.0) {
+            return Err(CoreError::invalid(
+                "name_similarity",
+                format!("{threshold} is not in (0, 1]"),
+            ));
+        }
+        self.name_similarity = threshold;
+        Ok(self)
+    }
+
+    /// The name similarity threshold of fuzzy matching.
+    pub fn name_similarity(&self) -> f64 {
+        self.name_similarity
     }
 
     /// Applies the event to the aggregates and the match index, without rules (a
@@ -265,12 +296,25 @@ impl Scorer {
             .param_names()
             .map(Arc::from)
             .collect();
+        // Fuzzy consortium facts the rules may read (`consortium.*`): earlier
+        // applications with this birth date and a similar, not identical, name.
+        let similar = if kind == Kind::Application {
+            let current = record(0, partner, event, t);
+            state.index.similar(&current, partner, self.name_similarity)
+        } else {
+            Vec::new()
+        };
+        let similar_names = similar.iter().filter(|s| s.name_differs).count();
+        let similar_other_documents = similar
+            .iter()
+            .filter(|s| s.name_differs && s.other_documents)
+            .count();
         let event_kind = match kind {
             Kind::Application => EventKind::Application,
             Kind::Payment => EventKind::Payment,
         };
         let evaluate = |params: &ParamValues, model_score: Option<&ModelScore>| {
-            let mut doc = map_with_capacity(3);
+            let mut doc = map_with_capacity(4);
             doc.insert(Arc::from(kind.field()), Value::from(event));
             doc.insert(Arc::from("params"), params_value(&names, params));
             let mut m = map_with_capacity(1);
@@ -279,6 +323,16 @@ impl Scorer {
                 model_score.map_or(Value::Null, |s| Value::Number(s.risk_score.into())),
             );
             doc.insert(Arc::from("model"), Value::object(m));
+            let mut c = map_with_capacity(2);
+            c.insert(
+                Arc::from("similar_name_applications"),
+                Value::Number(similar_names.into()),
+            );
+            c.insert(
+                Arc::from("similar_name_other_documents"),
+                Value::Number(similar_other_documents.into()),
+            );
+            doc.insert(Arc::from("consortium"), Value::object(c));
             state.rules.evaluate(
                 &Value::object(doc),
                 event_kind,
@@ -320,9 +374,14 @@ impl Scorer {
             let mut found = Vec::new();
             for (i, rule) in evaluation.fired_rules.iter().enumerate() {
                 if let Some(kinds) = self.matches.get(&rule.rule_id).filter(|k| !k.is_empty()) {
-                    let m = state
-                        .index
-                        .matches(kinds, &keys, &current, partner, ctx.report_name);
+                    let m = state.index.matches(
+                        kinds,
+                        &keys,
+                        &similar,
+                        &current,
+                        partner,
+                        ctx.report_name,
+                    );
                     found.push((i, m));
                 }
             }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use prost::Message;
 use serde_json::Value as Json;
 
-use super::matching::Match;
+use super::matching::{FieldMatch, Match};
 use crate::document::pool;
 use crate::error::{CoreError, CoreResult};
 use crate::rules::{Evaluation, FiredRule, RuleStatus, RuleValue, Zone};
@@ -103,6 +103,8 @@ pub(crate) struct PbMatchedField {
     pub current_value: String,
     #[prost(string, tag = "4")]
     pub historical_value: String,
+    #[prost(double, optional, tag = "5")]
+    pub similarity: Option<f64>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -304,9 +306,17 @@ fn historical(m: &Match) -> CoreResult<PbHistoricalMatch> {
             .iter()
             .map(|f| PbMatchedField {
                 field: f.field.to_owned(),
-                kind: if f.exact { 1 } else { 3 },
+                kind: match f.kind {
+                    FieldMatch::Exact => 1,
+                    FieldMatch::Fuzzy(_) => 2,
+                    FieldMatch::Contradiction => 3,
+                },
                 current_value: f.current_value.clone(),
                 historical_value: f.historical_value.clone(),
+                similarity: match f.kind {
+                    FieldMatch::Fuzzy(sim) => Some(sim),
+                    _ => None,
+                },
             })
             .collect(),
         result: enum_number("lendgate.v1.CheckResult", "CHECK_RESULT", &m.result)?,
