@@ -3,7 +3,8 @@
 //! ```text
 //! cargo build --release -p lendgate-core --example aggregates_profile
 //! valgrind --tool=callgrind --toggle-collect='*measured*' \
-//!     target/release/examples/aggregates_profile [json|value|proto|proto_doc] [clients] [events]
+//!     target/release/examples/aggregates_profile [json|value|seed_proto|proto|proto_doc] \
+//!     [clients] [events]
 //! ```
 //!
 //! It warms a store with the seed-003 pack (3 events per client), then applies
@@ -11,6 +12,8 @@
 //! `proto` applies `lendgate.v1.ApplicationEvent` bytes to a proto-shaped pack with
 //! `apply_proto` (only the fields read are decoded); `proto_doc` applies the same bytes
 //! the way `apply_proto` did before: the whole document, then `apply_value`.
+//! `seed_proto` applies `ApplicationEvent` bytes to the seed-003 pack over proto fields
+//! (`testdata/aggregates/seed003_proto_rules.json`) with `apply_proto`.
 
 #[path = "../benches/agg_workload.rs"]
 mod workload;
@@ -61,10 +64,21 @@ fn measured_proto_doc(store: &AggregateStore, events: &[Vec<u8>]) -> usize {
 }
 
 fn proto_main(mode: &str, clients: u64, n: u64) {
-    let store = AggregateStore::new(workload::proto_pack());
+    let seed = mode == "seed_proto";
+    let store = AggregateStore::new(if seed {
+        workload::seed003_proto_pack()
+    } else {
+        workload::proto_pack()
+    });
     let warm = clients * 3;
     let all: Vec<Vec<u8>> = (0..warm + n)
-        .map(|i| workload::proto_event(i, clients))
+        .map(|i| {
+            if seed {
+                workload::seed003_proto_event(i, clients)
+            } else {
+                workload::proto_event(i, clients)
+            }
+        })
         .collect();
     for ev in &all[..warm as usize] {
         store
@@ -73,7 +87,7 @@ fn proto_main(mode: &str, clients: u64, n: u64) {
     }
     let events = &all[warm as usize..];
     let start = std::time::Instant::now();
-    let out = if mode == "proto" {
+    let out = if mode != "proto_doc" {
         measured_proto(&store, events)
     } else {
         measured_proto_doc(&store, events)
@@ -91,7 +105,7 @@ fn main() {
     let mode = args.get(1).map_or("json", String::as_str);
     let clients: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let n: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10_000);
-    if mode.starts_with("proto") {
+    if mode.starts_with("proto") || mode == "seed_proto" {
         return proto_main(mode, clients, n);
     }
     let store = AggregateStore::new(workload::pack());

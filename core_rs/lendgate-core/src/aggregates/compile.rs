@@ -38,6 +38,20 @@ pub struct Definitions {
     pub(crate) needs_document: bool,
     /// Per object, the index of its first element in the flat per-event arrays.
     pub(crate) elem_base: Vec<usize>,
+    /// Objects grouped by key: the state of every object of a group is kept together,
+    /// one entity per key (one hash probe and one lock per event and group).
+    pub(crate) groups: Vec<Group>,
+}
+
+/// Objects with the same key (the same attributes, normalised the same way, in the
+/// same order): a client id read by the `Client` object and by the hidden objects of
+/// the built-in parameters.
+#[derive(Debug)]
+pub(crate) struct Group {
+    /// The objects, in definition order.
+    pub(crate) objects: Vec<usize>,
+    /// Elements of all its objects: the length of its entities.
+    pub(crate) n_elems: usize,
 }
 
 #[derive(Debug)]
@@ -49,6 +63,10 @@ pub(crate) struct Object {
     pub(crate) params_before: Vec<usize>,
     /// Parameters read from the state after the event.
     pub(crate) params_after: Vec<usize>,
+    /// The [`Group`] holding this object's state.
+    pub(crate) group: usize,
+    /// Index of this object's first element in its group's entities.
+    pub(crate) offset: usize,
 }
 
 #[derive(Debug)]
@@ -280,9 +298,42 @@ impl Definitions {
             paths: PathTable::default(),
             needs_document: false,
             elem_base: Vec::new(),
+            groups: Vec::new(),
         };
         defs.index_paths();
+        defs.group_objects();
         Ok(defs)
+    }
+
+    /// Puts objects with the same key into one [`Group`].
+    fn group_objects(&mut self) {
+        let same_key = |a: &Object, b: &Object| {
+            a.key.len() == b.key.len()
+                && a.key
+                    .iter()
+                    .zip(&b.key)
+                    .all(|((pa, ka), (pb, kb))| pa.as_str() == pb.as_str() && ka == kb)
+        };
+        let mut groups: Vec<Group> = Vec::new();
+        for oi in 0..self.objects.len() {
+            let found = groups
+                .iter()
+                .position(|g| same_key(&self.objects[g.objects[0]], &self.objects[oi]));
+            let gi = found.unwrap_or_else(|| {
+                groups.push(Group {
+                    objects: Vec::new(),
+                    n_elems: 0,
+                });
+                groups.len() - 1
+            });
+            let g = &mut groups[gi];
+            let o = &mut self.objects[oi];
+            o.group = gi;
+            o.offset = g.n_elems;
+            g.objects.push(oi);
+            g.n_elems += o.elements.len();
+        }
+        self.groups = groups;
     }
 
     /// Gives every attribute path a slot, so each is resolved once per event.
@@ -469,6 +520,8 @@ impl Compiler<'_> {
             elements,
             params_before: Vec::new(),
             params_after: Vec::new(),
+            group: 0,
+            offset: 0,
         });
         idx
     }

@@ -161,6 +161,15 @@ impl ElemState {
                     *self = Self::Empty;
                 }
             }
+            // The common case costs two comparisons: within the depth in records and
+            // nothing at the front older than the horizon.
+            Self::Records(recs)
+                if recs.len() <= n && recs.first().is_some_and(|r| r.t > too_old) => {}
+            Self::Buckets(bs)
+                if bs.len() <= n
+                    && bs
+                        .first()
+                        .is_some_and(|x| bucket_start(x.b, e.bucket_ms) > too_old) => {}
             Self::Records(recs) => {
                 let old = recs.partition_point(|r| r.t <= too_old);
                 let before_cut = recs.partition_point(|r| r.t < cut);

@@ -111,11 +111,6 @@ impl AttrPath {
         })
     }
 
-    /// The slot of this path in its definitions' event views.
-    pub(crate) fn slot(&self) -> u32 {
-        self.slot
-    }
-
     /// The value at this path in an event view, or `None` when missing or null.
     #[inline]
     pub fn at<'v, 'a>(&self, ev: &'v EventView<'a>) -> Option<&'v Val<'a>> {
