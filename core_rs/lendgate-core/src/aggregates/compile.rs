@@ -38,6 +38,8 @@ pub struct Definitions {
     pub(crate) needs_document: bool,
     /// Per object, the index of its first element in the flat per-event arrays.
     pub(crate) elem_base: Vec<usize>,
+    /// Number of distinct filters (`Element::filter_id`).
+    pub(crate) n_filters: usize,
     /// Objects grouped by key: the state of every object of a group is kept together,
     /// one entity per key (one hash probe and one lock per event and group).
     pub(crate) groups: Vec<Group>,
@@ -75,6 +77,9 @@ pub(crate) struct Element {
     pub(crate) attr: Option<AttrPath>,
     pub(crate) ty: ValueType,
     pub(crate) filter: Option<Box<dyn EventFilter>>,
+    /// Elements whose filters have the same [`EventFilter::identity`] share an id,
+    /// so the filter runs once per event.
+    pub(crate) filter_id: u32,
     /// Record (or bucket) depth; `MAX_RECORDS` when not given.
     pub(crate) max_records: u32,
     /// Depth in time.
@@ -299,10 +304,32 @@ impl Definitions {
             needs_document: false,
             elem_base: Vec::new(),
             groups: Vec::new(),
+            n_filters: 0,
         };
         defs.index_paths();
         defs.group_objects();
+        defs.share_filters();
         Ok(defs)
+    }
+
+    /// Gives elements with the same filter one filter id.
+    fn share_filters(&mut self) {
+        let mut seen: HashMap<String, u32> = HashMap::new();
+        let mut n = 0u32;
+        for e in self.objects.iter_mut().flat_map(|o| &mut o.elements) {
+            let identity = e.filter.as_ref().and_then(|f| f.identity());
+            e.filter_id = match identity {
+                Some(i) => *seen.entry(i).or_insert_with(|| {
+                    n += 1;
+                    n - 1
+                }),
+                None => {
+                    n += 1;
+                    n - 1
+                }
+            };
+        }
+        self.n_filters = n as usize;
     }
 
     /// Puts objects with the same key into one [`Group`].
@@ -603,6 +630,7 @@ impl Compiler<'_> {
                 .map_or(self.retention_ms, |d| i64::from(d) * DAY_MS),
             bucket_ms,
             needs_current: false,
+            filter_id: 0,
         })
     }
 
@@ -649,6 +677,7 @@ impl Compiler<'_> {
             horizon_ms: horizon_ms.unwrap_or(self.retention_ms),
             bucket_ms: 0,
             needs_current: false,
+            filter_id: 0,
         };
         let names = HashMap::from([("v".to_string(), 0)]);
         Ok(self.push_object(format!("${name}"), key, vec![element], names))

@@ -165,6 +165,9 @@ struct Scratch {
     /// Per element (flat): this event's value of the element's attribute, when a
     /// parameter needs it.
     current: Vec<Option<Scalar>>,
+    /// Per distinct filter (`Element::filter_id`): not run yet (0), failed (1),
+    /// passed (2).
+    filters: Vec<u8>,
 }
 
 thread_local! {
@@ -183,6 +186,7 @@ impl Scratch {
         self.groups.clear();
         self.updates.clear();
         self.current.clear();
+        self.filters.clear();
         SCRATCH.with(|c| c.set(Some(self)));
     }
 }
@@ -376,6 +380,7 @@ impl AggregateStore {
         }
         let mut s = Scratch::take();
         s.groups.resize(defs.groups.len(), None);
+        s.filters.resize(defs.n_filters, 0);
         for (oi, o) in defs.objects.iter().enumerate() {
             // The key of a group is built with its first object (offset 0), so errors
             // come in definition order.
@@ -410,7 +415,8 @@ impl AggregateStore {
         let defs = &self.defs;
         let t = p.t;
         let s = &mut *p.s;
-        let mut out = vec![Scalar::Null; defs.params.len()];
+        let mut out = Vec::with_capacity(defs.params.len());
+        out.resize_with(defs.params.len(), || Scalar::Null);
         for (gi, g) in defs.groups.iter().enumerate() {
             let Some((lo, hi)) = s.groups[gi] else {
                 continue;
@@ -689,7 +695,14 @@ fn prepare_object(
     }
     for el in &o.elements {
         let passes = match &el.filter {
-            Some(f) => f.matches_view(event)?,
+            Some(f) => match s.filters[el.filter_id as usize] {
+                0 => {
+                    let passes = f.matches_view(event)?;
+                    s.filters[el.filter_id as usize] = 1 + u8::from(passes);
+                    passes
+                }
+                known => known == 2,
+            },
             None => true,
         };
         let (update, cur) = match (&el.attr, passes) {
