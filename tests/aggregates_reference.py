@@ -1,14 +1,26 @@
 """A deliberately simple reference of the aggregates, for the property tests.
 
-It keeps every accepted event in a list and answers each query by scanning that list:
-no pruning, no sorting tricks, no incremental state. It covers the record and counter
-elements (``time_and_value``, ``date_and_counter``) and ``calc_aggregate`` with windows,
-depth in records and days, lateness, composite keys and both ``except`` forms — the
-rules of ``docs/AGGREGATES.md``, "Windows and event time" and "Out-of-order events".
+``time_and_value`` and ``date_and_counter`` are answered from a list of every accepted
+event, scanned per query: no pruning, no sorting tricks, no incremental state. The
+elements whose rules are sequential by definition keep explicit state, updated by the
+rules of ``docs/AGGREGATES.md`` written as plainly as possible:
+
+- single values (``first``, ``last``, ``sum``, ``min``, ``max``, ``count``): one
+  ``[updated, at, value]`` per key, reset when nothing touched it for ``max_days``;
+- distinct values (``unique``: the time a value was first seen; ``time_and_last_unique_value``:
+  last seen): a sorted list of ``[time, value]`` per key, where a value seen again moves
+  or restarts its record, and every update drops the records older than the cut
+  (watermark minus lateness) beyond the newest ``max_records`` of them — "Late events
+  and distinct values" in the doc.
+
+``calc_aggregate`` is covered with windows, depth in records and days, lateness,
+composite keys, both ``except`` forms and every ``agg``.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +29,8 @@ UNITS = {"minutes": 60_000, "hours": 3_600_000, "days": DAY}
 BUCKETS = {"day": DAY, "hour": 3_600_000}
 
 Value = int | float | None
+SINGLES = ("first", "last", "sum", "min", "max", "count")
+DISTINCT = ("unique", "time_and_last_unique_value")
 
 
 class RefusedError(Exception):
@@ -45,6 +59,8 @@ class Reference:
     defs: dict[str, Any]
     events: list[Applied] = field(default_factory=list)
     watermark: int | None = None
+    # (object, element, key) -> [updated, at, value] (singles) or [[t, value], ...].
+    state: dict[tuple[str, str, str], Any] = field(default_factory=dict)
 
     def _key(self, obj: dict[str, Any], ev: dict[str, Any]) -> str | None:
         parts = []
@@ -78,8 +94,21 @@ class Reference:
                 elif ev.get(attr) is not None:
                     values[(o["name"], e["name"])] = ev[attr]
         before = list(self.events)
+        state_before = copy.deepcopy(self.state)
         self.events.append(Applied(t, len(self.events), keys, values))
         self.watermark = t if self.watermark is None else max(self.watermark, t)
+        cut = self.watermark - lateness
+        for o in self.defs["objects"]:
+            key = keys[o["name"]]
+            for e in o["elements"]:
+                if key is None or (o["name"], e["name"]) not in values:
+                    continue
+                v = values[(o["name"], e["name"])]
+                sk = (o["name"], e["name"], key)
+                if e["kind"] in SINGLES:
+                    self._update_single(e, sk, t, v)
+                elif e["kind"] in DISTINCT:
+                    self._update_distinct(e, sk, t, v, cut)
         out: dict[str, Value] = {}
         for p in self.defs["params"]:
             obj = next(o for o in self.defs["objects"] if o["name"] == p["object"])
@@ -87,10 +116,63 @@ class Reference:
             if key is None:
                 out[p["name"]] = None
                 continue
-            history = before if p.get("except") == "record" else self.events
+            record = p.get("except") == "record"
+            history = before if record else self.events
+            state = state_before if record else self.state
             current = ev.get(_element(obj, p["element"]).get("attr") or "")
-            out[p["name"]] = self._aggregate(obj, p, key, t, history, current)
+            out[p["name"]] = self._aggregate(obj, p, key, t, history, state, current)
         return out
+
+    def _horizon(self, e: dict[str, Any]) -> int:
+        return int(e.get("max_days", self.defs["retention_days"]) * DAY)
+
+    def _update_single(
+        self, e: dict[str, Any], sk: tuple[str, str, str], t: int, v: int | None
+    ) -> None:
+        kind = e["kind"]
+        st = self.state.get(sk)
+        if st is not None and st[0] <= t - self._horizon(e):
+            st = None  # untouched for max_days: starts again
+        if st is None:
+            self.state[sk] = [t, t, 1 if kind == "count" else v]
+            return
+        st[0] = max(st[0], t)
+        if (kind == "first" and t < st[1]) or (kind == "last" and t >= st[1]):
+            st[1], st[2] = t, v
+        elif kind == "count":
+            st[2] += 1
+        elif kind == "sum":
+            st[2] += v
+        elif (kind == "min" and v < st[2]) or (kind == "max" and v > st[2]):
+            st[2] = v
+
+    def _update_distinct(
+        self, e: dict[str, Any], sk: tuple[str, str, str], t: int, v: int | None, cut: int
+    ) -> None:
+        recs: list[list[Any]] = self.state.setdefault(sk, [])
+        depth = e.get("max_records", 100_000)
+        mine = [i for i, r in enumerate(recs) if r[1] == v]
+        insert = True
+        if mine:
+            i = mine[0]
+            if e["kind"] == "unique":
+                # First seen: an earlier sighting moves it back; a record no query at
+                # `t` sees any more (beyond the horizon or the depth) starts again.
+                upto_t = sum(r[0] <= t for r in recs)
+                live = recs[i][0] > t - self._horizon(e) and i >= upto_t - depth
+                moves = t < recs[i][0] or not live
+            else:
+                moves = t > recs[i][0]  # last seen: a later sighting moves it forward
+            if moves:
+                del recs[i]
+            else:
+                insert = False
+        if insert:
+            recs.insert(sum(r[0] <= t for r in recs), [t, v])
+        # The depth, applied now and for good: before the cut, only the newest
+        # `max_records` records stay (no burst here reaches the hard bound).
+        before_cut = sum(r[0] < cut for r in recs)
+        del recs[: max(0, before_cut - depth)]
 
     def _aggregate(
         self,
@@ -99,11 +181,18 @@ class Reference:
         key: str,
         t: int,
         history: list[Applied],
+        state: dict[tuple[str, str, str], Any],
         current: Any,
     ) -> Value:
         e = _element(obj, p["element"])
-        horizon = e.get("max_days", self.defs["retention_days"]) * DAY
+        horizon = self._horizon(e)
         depth = e.get("max_records", 100_000)
+        sk = (obj["name"], e["name"], key)
+        if e["kind"] in SINGLES:
+            st = state.get(sk)
+            if st is None or st[0] <= t - horizon:
+                return 0 if e["kind"] in ("count", "sum") else None
+            return int(st[2])
         win = p.get("window") or {}
         lo = t - horizon
         if "last" in win:
@@ -128,13 +217,20 @@ class Reference:
                 return sum(seen)
             if agg in ("any_count", "unique_count"):
                 return len(seen)
-            return _over(seen, agg)
-        recs = sorted(mine, key=lambda a: (a.t, a.seq))
-        upto_t = [a for a in recs if a.t <= t]
-        newest = {a.seq for a in upto_t[-depth:]}
-        vals = [
-            a.values[(obj["name"], e["name"])] for a in recs if a.seq in newest and lo < a.t <= hi
-        ]
+            return _over(seen, agg, p.get("p"))
+        if e["kind"] in DISTINCT:
+            kept = state.get(sk, [])
+            upto = [r for r in kept if r[0] <= t][-depth:]
+            vals: list[int | None] = [r[1] for r in upto if lo < r[0] <= hi]
+        else:
+            recs = sorted(mine, key=lambda a: (a.t, a.seq))
+            upto_t = [a for a in recs if a.t <= t]
+            newest = {a.seq for a in upto_t[-depth:]}
+            vals = [
+                a.values[(obj["name"], e["name"])]
+                for a in recs
+                if a.seq in newest and lo < a.t <= hi
+            ]
         if p.get("except") == "value":
             vals = [v for v in vals if v != current]
         if agg == "count":
@@ -145,14 +241,14 @@ class Reference:
             return len({v for v in vals if v is not None})
         if agg == "sum":
             return sum(v for v in vals if v is not None)
-        return _over([v for v in vals if v is not None], agg)
+        return _over([v for v in vals if v is not None], agg, p.get("p"))
 
 
 def _element(obj: dict[str, Any], name: str) -> dict[str, Any]:
     return next(e for e in obj["elements"] if e["name"] == name)
 
 
-def _over(vals: list[int], agg: str) -> Value:
+def _over(vals: list[int], agg: str, p: float | None = None) -> Value:
     if agg == "value":
         return vals[-1] if vals else None
     if not vals:
@@ -166,4 +262,12 @@ def _over(vals: list[int], agg: str) -> Value:
         for v in vals:
             total += float(v)
         return total / len(vals)
+    if agg in ("median", "percentile"):
+        # Linear interpolation between the closest ranks (numpy's default).
+        xs = sorted(float(v) for v in vals)
+        rank = (50.0 if p is None else float(p)) / 100.0 * (len(xs) - 1)
+        below = math.floor(rank)
+        a = xs[below]
+        b = xs[below + 1] if rank > below else a
+        return a + (b - a) * (rank - below)
     raise ValueError(agg)

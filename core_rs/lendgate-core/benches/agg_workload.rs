@@ -177,3 +177,147 @@ pub fn proto_event(i: u64, clients: u64) -> Vec<u8> {
     );
     m.encode_to_vec()
 }
+
+/// The seed-003 pack over `lendgate.v1.ApplicationEvent` fields
+/// (`testdata/aggregates/seed003_proto_rules.json`), compiled.
+pub fn seed003_proto_pack() -> Definitions {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/aggregates/seed003_proto_rules.json"
+    );
+    let text = std::fs::read_to_string(path).expect("seed proto pack");
+    Definitions::from_json(&text).expect("seed proto pack compiles")
+}
+
+/// Event `i` of the population of [`event`] as `lendgate.v1.ApplicationEvent` bytes,
+/// with every field [`seed003_proto_pack`] reads (the stage-specific ones on their
+/// stage: bureau facts on a bureau check, the special result on a special check, the
+/// result on a result), 50 ms after event `i - 1`.
+pub fn seed003_proto_event(i: u64, clients: u64) -> Vec<u8> {
+    use prost::Message as _;
+    use prost_reflect::{DynamicMessage, Value as P};
+    let d = |n: &str| lendgate_core::document::message_descriptor(n).expect("descriptor");
+    let msg = |name: &str, fields: Vec<(&str, P)>| {
+        let mut m = DynamicMessage::new(d(name));
+        for (k, v) in fields {
+            m.set_field_by_name(k, v);
+        }
+        P::Message(m)
+    };
+    let s = |x: String| P::String(x);
+    let r = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let client = r % clients;
+    let t = T0 + (i as i64) * 50;
+    // CREATE, RESULT, SPECIAL_CHECK, CREATE, CREATE, BKI_CHECK, CREATE, CREATE.
+    let subtype = [1, 4, 3, 1, 1, 2, 1, 1][(r >> 20) as usize % 8];
+    let mut fields = vec![
+        ("application_id", s(format!("app-{i}"))),
+        ("subtype", P::EnumNumber(subtype)),
+        (
+            "event_time",
+            msg(
+                "google.protobuf.Timestamp",
+                vec![
+                    ("seconds", P::I64(t / 1000)),
+                    ("nanos", P::I32((t % 1000) as i32 * 1_000_000)),
+                ],
+            ),
+        ),
+        ("partner_id", s(format!("partner-{}", (r >> 8) % 40))),
+        ("branch_id", s(format!("branch-{}", (r >> 9) % 400))),
+        (
+            "loan_amount",
+            msg(
+                "lendgate.v1.Money",
+                vec![
+                    ("amount_minor", P::I64((r % 100_000) as i64 * 100)),
+                    ("currency", s("RUB".into())),
+                ],
+            ),
+        ),
+        (
+            "applicant",
+            msg(
+                "lendgate.v1.Person",
+                vec![
+                    ("client_id", s(format!("user-{client}"))),
+                    ("last_name", s(format!("Surname{client}"))),
+                    ("first_name", s(format!("Name{}", client % 997))),
+                    ("birth_date", s("1990-01-01".into())),
+                    (
+                        "passport",
+                        msg(
+                            "lendgate.v1.Passport",
+                            vec![
+                                ("series", s("4510".into())),
+                                ("number", s(format!("{:06}", client % 1_000_000))),
+                                ("issuing_region", s(format!("region-{}", client % 85))),
+                            ],
+                        ),
+                    ),
+                    (
+                        "employer",
+                        msg(
+                            "lendgate.v1.Employer",
+                            vec![("tax_id", s(format!("77{:08}", (r >> 12) % 20_000)))],
+                        ),
+                    ),
+                    (
+                        "emails",
+                        P::List(vec![s(format!("user{client}@example.org"))]),
+                    ),
+                ],
+            ),
+        ),
+        (
+            "ip_address",
+            s(format!(
+                "10.{}.{}.{}",
+                (r >> 3) % 4,
+                (r >> 5) % 256,
+                (r >> 7) % 256
+            )),
+        ),
+        (
+            "device",
+            msg(
+                "lendgate.v1.Device",
+                vec![
+                    (
+                        "device_id",
+                        s(format!("dev-{}", client * 2 + (r >> 30) % 2)),
+                    ),
+                    ("msisdn", s(format!("+7 912 {:07}", client))),
+                    ("imei", s(format!("35{:013}", client * 2 + (r >> 30) % 2))),
+                    ("model", s("Pixel 8".into())),
+                ],
+            ),
+        ),
+        ("session_id", s(format!("s-{}", r % 1_000_000_007))),
+    ];
+    let rejected = P::EnumNumber(2);
+    let approved = P::EnumNumber(1);
+    match subtype {
+        2 => fields.push((
+            "bureau_check",
+            msg(
+                "lendgate.v1.BureauCheck",
+                vec![
+                    ("bureau", s("NBKI".into())),
+                    ("default_90_12_count", P::I32((r % 7) as i32)),
+                ],
+            ),
+        )),
+        3 => fields.push((
+            "special_check_result",
+            if r % 5 == 0 { rejected } else { approved },
+        )),
+        4 => fields.push(("result", if r % 3 == 0 { rejected } else { approved })),
+        _ => {}
+    }
+    let mut m = DynamicMessage::new(d("lendgate.v1.ApplicationEvent"));
+    for (k, v) in fields {
+        m.set_field_by_name(k, v);
+    }
+    m.encode_to_vec()
+}

@@ -2,7 +2,8 @@
 //!
 //! The definition set is the seed-003 rule pack (`testdata/aggregates/seed003_rules.json`:
 //! the objects, elements and parameters rules 1–11 need, plus the built-in history
-//! parameters). Besides criterion's timings, the bench prints the heap bytes per key
+//! parameters); `apply_proto` runs the same pack over `lendgate.v1.ApplicationEvent`
+//! fields (`seed003_proto_rules.json`) on protobuf bytes. Besides criterion's timings, the bench prints the heap bytes per key
 //! measured with a counting allocator, and the two-thread apply rate.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -38,7 +39,7 @@ static GLOBAL: Counting = Counting;
 
 #[path = "agg_workload.rs"]
 mod workload;
-use workload::{event, event_at, pack, T0};
+use workload::{event, event_at, pack, seed003_proto_event, seed003_proto_pack, T0};
 
 fn memory_report() {
     let clients = 100_000u64;
@@ -240,8 +241,30 @@ fn apply_and_query(c: &mut Criterion, clients: u64) {
             BatchSize::SmallInput,
         )
     });
+    // The same pack over `ApplicationEvent` fields, events as protobuf bytes: only
+    // the fields the pack reads are decoded (`aggregates::proto`).
+    let proto = AggregateStore::new(seed003_proto_pack());
+    let mut next = 0u64;
+    while next < clients * 3 {
+        proto
+            .apply_proto(APPLICATION, &seed003_proto_event(next, clients))
+            .expect("apply");
+        next += 1;
+    }
+    g.bench_function("apply_proto", |b| {
+        b.iter_batched(
+            || {
+                next += 1;
+                seed003_proto_event(next, clients)
+            },
+            |ev| proto.apply_proto(APPLICATION, &ev).expect("apply"),
+            BatchSize::SmallInput,
+        )
+    });
     g.finish();
 }
+
+const APPLICATION: &str = "lendgate.v1.ApplicationEvent";
 
 criterion_group! {
     name = benches;

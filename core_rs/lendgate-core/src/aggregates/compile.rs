@@ -38,6 +38,22 @@ pub struct Definitions {
     pub(crate) needs_document: bool,
     /// Per object, the index of its first element in the flat per-event arrays.
     pub(crate) elem_base: Vec<usize>,
+    /// Number of distinct filters (`Element::filter_id`).
+    pub(crate) n_filters: usize,
+    /// Objects grouped by key: the state of every object of a group is kept together,
+    /// one entity per key (one hash probe and one lock per event and group).
+    pub(crate) groups: Vec<Group>,
+}
+
+/// Objects with the same key (the same attributes, normalised the same way, in the
+/// same order): a client id read by the `Client` object and by the hidden objects of
+/// the built-in parameters.
+#[derive(Debug)]
+pub(crate) struct Group {
+    /// The objects, in definition order.
+    pub(crate) objects: Vec<usize>,
+    /// Elements of all its objects: the length of its entities.
+    pub(crate) n_elems: usize,
 }
 
 #[derive(Debug)]
@@ -49,6 +65,10 @@ pub(crate) struct Object {
     pub(crate) params_before: Vec<usize>,
     /// Parameters read from the state after the event.
     pub(crate) params_after: Vec<usize>,
+    /// The [`Group`] holding this object's state.
+    pub(crate) group: usize,
+    /// Index of this object's first element in its group's entities.
+    pub(crate) offset: usize,
 }
 
 #[derive(Debug)]
@@ -57,6 +77,9 @@ pub(crate) struct Element {
     pub(crate) attr: Option<AttrPath>,
     pub(crate) ty: ValueType,
     pub(crate) filter: Option<Box<dyn EventFilter>>,
+    /// Elements whose filters have the same [`EventFilter::identity`] share an id,
+    /// so the filter runs once per event.
+    pub(crate) filter_id: u32,
     /// Record (or bucket) depth; `MAX_RECORDS` when not given.
     pub(crate) max_records: u32,
     /// Depth in time.
@@ -280,9 +303,64 @@ impl Definitions {
             paths: PathTable::default(),
             needs_document: false,
             elem_base: Vec::new(),
+            groups: Vec::new(),
+            n_filters: 0,
         };
         defs.index_paths();
+        defs.group_objects();
+        defs.share_filters();
         Ok(defs)
+    }
+
+    /// Gives elements with the same filter one filter id.
+    fn share_filters(&mut self) {
+        let mut seen: HashMap<String, u32> = HashMap::new();
+        let mut n = 0u32;
+        for e in self.objects.iter_mut().flat_map(|o| &mut o.elements) {
+            let identity = e.filter.as_ref().and_then(|f| f.identity());
+            e.filter_id = match identity {
+                Some(i) => *seen.entry(i).or_insert_with(|| {
+                    n += 1;
+                    n - 1
+                }),
+                None => {
+                    n += 1;
+                    n - 1
+                }
+            };
+        }
+        self.n_filters = n as usize;
+    }
+
+    /// Puts objects with the same key into one [`Group`].
+    fn group_objects(&mut self) {
+        let same_key = |a: &Object, b: &Object| {
+            a.key.len() == b.key.len()
+                && a.key
+                    .iter()
+                    .zip(&b.key)
+                    .all(|((pa, ka), (pb, kb))| pa.as_str() == pb.as_str() && ka == kb)
+        };
+        let mut groups: Vec<Group> = Vec::new();
+        for oi in 0..self.objects.len() {
+            let found = groups
+                .iter()
+                .position(|g| same_key(&self.objects[g.objects[0]], &self.objects[oi]));
+            let gi = found.unwrap_or_else(|| {
+                groups.push(Group {
+                    objects: Vec::new(),
+                    n_elems: 0,
+                });
+                groups.len() - 1
+            });
+            let g = &mut groups[gi];
+            let o = &mut self.objects[oi];
+            o.group = gi;
+            o.offset = g.n_elems;
+            g.objects.push(oi);
+            g.n_elems += o.elements.len();
+        }
+        self.groups = groups;
     }
 
     /// Gives every attribute path a slot, so each is resolved once per event.
@@ -469,6 +547,8 @@ impl Compiler<'_> {
             elements,
             params_before: Vec::new(),
             params_after: Vec::new(),
+            group: 0,
+            offset: 0,
         });
         idx
     }
@@ -550,6 +630,7 @@ impl Compiler<'_> {
                 .map_or(self.retention_ms, |d| i64::from(d) * DAY_MS),
             bucket_ms,
             needs_current: false,
+            filter_id: 0,
         })
     }
 
@@ -596,6 +677,7 @@ impl Compiler<'_> {
             horizon_ms: horizon_ms.unwrap_or(self.retention_ms),
             bucket_ms: 0,
             needs_current: false,
+            filter_id: 0,
         };
         let names = HashMap::from([("v".to_string(), 0)]);
         Ok(self.push_object(format!("${name}"), key, vec![element], names))

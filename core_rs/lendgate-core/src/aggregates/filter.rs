@@ -36,6 +36,13 @@ pub trait EventFilter: Send + Sync + Debug {
     /// Calls `f` on every attribute path the filter reads, so the store can give
     /// each a slot in the event view.
     fn visit_paths(&mut self, _f: &mut dyn FnMut(&mut AttrPath)) {}
+
+    /// A text equal for two filters exactly when they pass the same events, so the
+    /// store evaluates a filter shared by several elements once per event; `None`
+    /// (the default): never shared.
+    fn identity(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A filter as written in a definition: `{all: [...]}` or `{any: [...]}`.
@@ -218,6 +225,11 @@ impl Cond {
 }
 
 impl EventFilter for FieldFilter {
+    fn identity(&self) -> Option<String> {
+        // Every field of the compiled conditions (operators, literals, paths).
+        Some(format!("{self:?}"))
+    }
+
     fn matches(&self, event: &Value) -> CoreResult<bool> {
         Ok(self.all.iter().all(|c| c.holds(event))
             && (self.any.is_empty() || self.any.iter().any(|c| c.holds(event))))

@@ -380,6 +380,9 @@ fn timestamp(mut body: &[u8]) -> Result<Val<'static>, String> {
                 .map_err(|e| e.to_string())?,
         }
     }
+    if let Some(text) = u32::try_from(nanos).ok().and_then(|n| rfc3339(seconds, n)) {
+        return Ok(Val::Str(Cow::Owned(text)));
+    }
     let instant = u32::try_from(nanos)
         .ok()
         .and_then(|n| chrono::DateTime::from_timestamp(seconds, n));
@@ -392,6 +395,48 @@ fn timestamp(mut body: &[u8]) -> Result<Val<'static>, String> {
     })
 }
 
+/// What chrono's `to_rfc3339_opts(AutoSi, true)` writes, for years 1..=9999 and nanos
+/// below one second (`None` otherwise: chrono then formats it); without chrono's
+/// general formatter, since every event's time goes through here.
+fn rfc3339(seconds: i64, nanos: u32) -> Option<String> {
+    if !(-62_135_596_800..=253_402_300_799).contains(&seconds) || nanos >= 1_000_000_000 {
+        return None;
+    }
+    let (y, mo, d) = super::value::civil_from_days(seconds.div_euclid(86_400));
+    let sod = seconds.rem_euclid(86_400);
+    // Digits written by hand: `core::fmt` would cost more than the rest of the read.
+    let mut s = String::with_capacity(32);
+    let digits = |s: &mut String, n: i64, width: u32| {
+        for k in (0..width).rev() {
+            s.push(char::from(b'0' + (n / 10i64.pow(k) % 10) as u8));
+        }
+    };
+    digits(&mut s, y, 4);
+    s.push('-');
+    digits(&mut s, mo, 2);
+    s.push('-');
+    digits(&mut s, d, 2);
+    s.push('T');
+    digits(&mut s, sod / 3600, 2);
+    s.push(':');
+    digits(&mut s, sod / 60 % 60, 2);
+    s.push(':');
+    digits(&mut s, sod % 60, 2);
+    let n = i64::from(nanos);
+    if nanos != 0 {
+        s.push('.');
+        if nanos % 1_000_000 == 0 {
+            digits(&mut s, n / 1_000_000, 3);
+        } else if nanos % 1_000 == 0 {
+            digits(&mut s, n / 1_000, 6);
+        } else {
+            digits(&mut s, n, 9);
+        }
+    }
+    s.push('Z');
+    Some(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,6 +444,19 @@ mod tests {
     use proptest::prelude::*;
     use prost::Message as _;
     use prost_reflect::{DynamicMessage, Value as PValue};
+
+    proptest! {
+        #[test]
+        fn timestamps_are_written_as_chrono_writes_them(
+            seconds in -62_135_596_800i64..=253_402_300_799,
+            nanos in prop_oneof![Just(0u32), 0u32..1000, (0u32..1000).prop_map(|n| n * 1_000_000),
+                                 (0u32..1_000_000).prop_map(|n| n * 1000), 0u32..1_000_000_000],
+        ) {
+            let want = chrono::DateTime::from_timestamp(seconds, nanos)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+            prop_assert_eq!(rfc3339(seconds, nanos), want);
+        }
+    }
 
     const PATHS: &[&str] = &[
         "application_id",

@@ -97,7 +97,7 @@ impl ElemState {
                 }
             }
         }
-        self.prune(e, cut);
+        self.prune_at(e, cut, true);
     }
 
     fn update_single(&mut self, kind: ElementKind, t: Millis, v: Scalar) {
@@ -148,7 +148,20 @@ impl ElemState {
     /// Drops what no query at a time `>= cut` can see: records older than the
     /// element's horizon before `cut`, and records before `cut` beyond the newest
     /// `max_records` of them. Single values expire after `horizon` without updates.
+    ///
+    /// Expiry passes (`expire_step`) call this between events. For `unique` and
+    /// `time_and_last_unique_value` they drop only by the horizon: the depth in
+    /// records of those is applied when the element changes (see [`Self::update`] and
+    /// "Late events and distinct values" in `docs/AGGREGATES.md`), so that no answer
+    /// depends on when expiry ran.
     pub(crate) fn prune(&mut self, e: &Element, cut: Millis) {
+        self.prune_at(e, cut, false);
+    }
+
+    /// [`Self::prune`]; `update`: called by an update of this element, which applies
+    /// the depth of distinct-value arrays, exactly (no batching).
+    fn prune_at(&mut self, e: &Element, cut: Millis, update: bool) {
+        let dedup = e.kind != ElementKind::TimeAndValue && e.is_records();
         let too_old = cut - e.horizon_ms;
         let n = e.max_records as usize;
         // A hard bound even inside the lateness window, so a burst cannot grow an
@@ -158,6 +171,35 @@ impl ElemState {
             Self::Empty => {}
             Self::Single { updated, .. } => {
                 if *updated <= too_old {
+                    *self = Self::Empty;
+                }
+            }
+            // The common case costs two comparisons: within the depth in records and
+            // nothing at the front older than the horizon.
+            Self::Records(recs)
+                if recs.len() <= n && recs.first().is_some_and(|r| r.t > too_old) => {}
+            Self::Buckets(bs)
+                if bs.len() <= n
+                    && bs
+                        .first()
+                        .is_some_and(|x| bucket_start(x.b, e.bucket_ms) > too_old) => {}
+            Self::Records(recs) if dedup => {
+                let old = recs.partition_point(|r| r.t <= too_old);
+                // Beyond the depth (records before `cut` beyond the newest `n` of
+                // them, or beyond the hard bound): gone for good, now, so that a
+                // later move of a value's record cannot bring one back.
+                let depth = if update {
+                    let before_cut = recs.partition_point(|r| r.t < cut);
+                    before_cut
+                        .saturating_sub(n)
+                        .max(recs.len().saturating_sub(hard))
+                } else {
+                    0
+                };
+                if depth > 0 || worth_draining(old, recs.len()) {
+                    recs.drain(..old.max(depth));
+                }
+                if recs.is_empty() {
                     *self = Self::Empty;
                 }
             }

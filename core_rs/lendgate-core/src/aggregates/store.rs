@@ -1,20 +1,20 @@
 //! The in-memory store: per object, sharded maps from normalised key to element state.
 
-use super::compile::{Definitions, Element, Object, Operand, ParamBody};
+use super::compile::{Definitions, Element, Group, Object, Operand, ParamBody};
 use super::proto::ProtoPlan;
 use super::query;
 use super::spec::ExceptSpec;
 use super::state::{ElemState, Entity};
 use super::value::{check_len, convert, EventView, Millis, Scalar, Val};
 use crate::error::{CoreError, CoreResult};
-use crate::normalize::{normalize_key_into, KeyKind};
+use crate::normalize::normalize_key_into;
 use parking_lot::Mutex;
 use serde_json::Value;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// Shards per object: a power of two, enough that two cores rarely meet on one lock.
+/// Shards per key group: a power of two, enough that two cores rarely meet on one lock.
 const SHARDS: usize = 64;
 /// Separator of the parts of a composite key (ASCII unit separator).
 const KEY_SEP: char = '\u{1f}';
@@ -22,12 +22,49 @@ const KEY_SEP: char = '\u{1f}';
 const SNAPSHOT_MAGIC: &[u8; 8] = b"LGAGSNAP";
 /// Version of the snapshot format.
 pub const SNAPSHOT_VERSION: u16 = 1;
+/// Keys up to this many bytes are kept inside the hash table's entry.
+const INLINE_KEY: usize = 22;
+
+/// A normalised key, kept inside the table entry when short (client ids, INNs, phones,
+/// most composite keys), so a probe compares it without another cache miss.
+#[derive(Clone)]
+enum KeyBuf {
+    Inline { len: u8, bytes: [u8; INLINE_KEY] },
+    Heap(Box<str>),
+}
+
+impl KeyBuf {
+    fn new(key: &str) -> Self {
+        if key.len() <= INLINE_KEY {
+            let mut bytes = [0; INLINE_KEY];
+            bytes[..key.len()].copy_from_slice(key.as_bytes());
+            Self::Inline {
+                len: key.len() as u8,
+                bytes,
+            }
+        } else {
+            Self::Heap(key.into())
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Heap(s) => s.as_bytes(),
+        }
+    }
+
+    /// The key as text (it was made from a `&str`, so it is valid UTF-8).
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+}
 
 /// The keys of one shard: each key is hashed once per event, and that one hash picks
 /// the shard (top bits) and the bucket (all bits).
 #[derive(Default)]
 struct Map {
-    table: hashbrown::HashTable<(Box<str>, Entity)>,
+    table: hashbrown::HashTable<(KeyBuf, Entity)>,
 }
 
 impl Map {
@@ -35,9 +72,9 @@ impl Map {
         self.table.len()
     }
 
-    fn get_mut(&mut self, hash: u64, key: &str) -> Option<&mut Entity> {
+    fn get_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut Entity> {
         self.table
-            .find_mut(hash, |(k, _)| **k == *key)
+            .find_mut(hash, |(k, _)| k.as_bytes() == key)
             .map(|(_, e)| e)
     }
 
@@ -45,12 +82,14 @@ impl Map {
     fn insert(&mut self, hasher: &Hasher, hash: u64, key: &str, ent: Entity) -> &mut Entity {
         &mut self
             .table
-            .insert_unique(hash, (key.into(), ent), |(k, _)| hasher.hash_one(&**k))
+            .insert_unique(hash, (KeyBuf::new(key), ent), |(k, _)| {
+                hasher.hash_one(k.as_bytes())
+            })
             .into_mut()
             .1
     }
 
-    fn iter(&self) -> impl Iterator<Item = &(Box<str>, Entity)> {
+    fn iter(&self) -> impl Iterator<Item = &(KeyBuf, Entity)> {
         self.table.iter()
     }
 
@@ -65,11 +104,12 @@ type ProtoPlanEntry = (Box<str>, Option<Arc<ProtoPlan>>);
 /// Randomly seeded per store (keys come from requests: no predictable collisions).
 type Hasher = foldhash::fast::RandomState;
 
-struct ObjectShards {
+/// The sharded keys of one key group.
+struct GroupShards {
     shards: Box<[Mutex<Map>]>,
 }
 
-impl ObjectShards {
+impl GroupShards {
     fn new() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(Map::default())).collect(),
@@ -89,7 +129,8 @@ pub type ParamValues = Vec<Scalar>;
 pub struct ExpireProgress {
     /// Shards visited.
     pub shards: usize,
-    /// Keys removed because nothing of theirs is within any horizon.
+    /// Keys removed because nothing of theirs is within any horizon (a key shared by
+    /// several objects counts once).
     pub keys_dropped: usize,
     /// The pass reached the last shard (the next call starts a new pass).
     pub pass_complete: bool,
@@ -97,11 +138,13 @@ pub struct ExpireProgress {
 
 /// Keyed, time-windowed aggregates ("dynamic calculation objects").
 ///
-/// Thread-safe: `apply` from any number of threads; each object's keys are spread
-/// over `SHARDS` mutexes, and one event locks one shard of one object at a time.
+/// Thread-safe: `apply` from any number of threads. Objects with the same key form a
+/// group whose state is kept together, one entity per key; each group's keys are
+/// spread over `SHARDS` mutexes, and one event locks one shard of one group at a time,
+/// once per group.
 pub struct AggregateStore {
     defs: Definitions,
-    objects: Box<[ObjectShards]>,
+    groups: Box<[GroupShards]>,
     hasher: Hasher,
     /// Protobuf extraction plans by message type (`None`: decode the whole document).
     proto_plans: parking_lot::RwLock<Vec<ProtoPlanEntry>>,
@@ -109,41 +152,58 @@ pub struct AggregateStore {
     expire_cursor: AtomicUsize,
 }
 
-/// One event, read and checked before anything is changed. Per-object data sits in
-/// flat arrays (one allocation each per event, not per object).
-struct Prepared {
-    t: Millis,
-    /// All objects' normalised keys, back to back.
+/// The per-event buffers, kept per thread and reused (cleared) from event to event.
+#[derive(Default)]
+struct Scratch {
+    /// All groups' normalised keys, back to back.
     keys: String,
-    /// Per object: the range of its key in `keys`, or `None` when the event lacks it.
-    objects: Vec<Option<(u32, u32)>>,
+    /// Per group: the range of its key in `keys`, or `None` when the event lacks it.
+    groups: Vec<Option<(u32, u32)>>,
     /// Per element (flat, `Definitions::elem_base`): the value to apply (`Some` when
     /// the filter passed).
     updates: Vec<Option<Scalar>>,
     /// Per element (flat): this event's value of the element's attribute, when a
     /// parameter needs it.
     current: Vec<Option<Scalar>>,
+    /// Per distinct filter (`Element::filter_id`): not run yet (0), failed (1),
+    /// passed (2).
+    filters: Vec<u8>,
 }
 
-/// A one-part key already built for this event: path slot, kind, range in `keys`.
-type KeyCache = (u32, KeyKind, Option<(u32, u32)>);
+thread_local! {
+    static SCRATCH: std::cell::Cell<Option<Box<Scratch>>> = const { std::cell::Cell::new(None) };
+}
 
-/// One object's part of a [`Prepared`] event.
-struct PreparedObject<'p> {
-    key: &'p str,
-    updates: &'p [Option<Scalar>],
-    current: &'p [Option<Scalar>],
+impl Scratch {
+    /// This thread's buffers (new ones if they are in use).
+    fn take() -> Box<Scratch> {
+        SCRATCH.with(std::cell::Cell::take).unwrap_or_default()
+    }
+
+    /// Clears the buffers and keeps them for the thread's next event.
+    fn give_back(mut self: Box<Self>) {
+        self.keys.clear();
+        self.groups.clear();
+        self.updates.clear();
+        self.current.clear();
+        self.filters.clear();
+        SCRATCH.with(|c| c.set(Some(self)));
+    }
+}
+
+/// One event, read and checked before anything is changed.
+struct Prepared {
+    t: Millis,
+    s: Box<Scratch>,
 }
 
 impl AggregateStore {
     /// An empty store for compiled definitions.
     pub fn new(defs: Definitions) -> Self {
-        let objects = (0..defs.objects.len())
-            .map(|_| ObjectShards::new())
-            .collect();
+        let groups = (0..defs.groups.len()).map(|_| GroupShards::new()).collect();
         Self {
             defs,
-            objects,
+            groups,
             hasher: Hasher::default(),
             proto_plans: parking_lot::RwLock::new(Vec::new()),
             watermark: AtomicI64::new(i64::MIN),
@@ -165,17 +225,28 @@ impl AggregateStore {
     /// Number of keys held, per object name (hidden objects of built-in parameters
     /// are named `$param`).
     pub fn key_counts(&self) -> Vec<(String, usize)> {
+        let mut counts = vec![0; self.defs.objects.len()];
+        for (g, shards) in self.defs.groups.iter().zip(self.groups.iter()) {
+            for shard in shards.shards.iter() {
+                for (_, ent) in shard.lock().iter() {
+                    for &oi in &g.objects {
+                        counts[oi] += usize::from(!is_empty(self.states(ent, oi)));
+                    }
+                }
+            }
+        }
         self.defs
             .objects
             .iter()
-            .zip(self.objects.iter())
-            .map(|(o, s)| {
-                (
-                    o.name.clone(),
-                    s.shards.iter().map(|m| m.lock().len()).sum(),
-                )
-            })
+            .zip(counts)
+            .map(|(o, n)| (o.name.clone(), n))
             .collect()
+    }
+
+    /// The part of a group's entity that belongs to object `oi`.
+    fn states<'e>(&self, ent: &'e Entity, oi: usize) -> &'e [ElemState] {
+        let o = &self.defs.objects[oi];
+        &ent.elems[o.offset..o.offset + o.elements.len()]
     }
 
     /// Applies one event (a JSON document) to every object and returns every
@@ -270,18 +341,22 @@ impl AggregateStore {
     }
 
     fn apply_view(&self, event: &EventView<'_>) -> CoreResult<ParamValues> {
-        let prepared = self.prepare(event)?;
+        let mut prepared = self.prepare(event)?;
         let w = self
             .watermark
             .fetch_max(prepared.t, Ordering::AcqRel)
             .max(prepared.t);
-        self.run(event, &prepared, w - self.defs.lateness_ms, true)
+        let out = self.run(event, &mut prepared, w - self.defs.lateness_ms, true);
+        prepared.s.give_back();
+        Ok(out)
     }
 
     fn evaluate_view(&self, event: &EventView<'_>) -> CoreResult<ParamValues> {
-        let prepared = self.prepare(event)?;
+        let mut prepared = self.prepare(event)?;
         let w = self.watermark.load(Ordering::Acquire).max(prepared.t);
-        self.run(event, &prepared, w - self.defs.lateness_ms, false)
+        let out = self.run(event, &mut prepared, w - self.defs.lateness_ms, false);
+        prepared.s.give_back();
+        Ok(out)
     }
 
     fn prepare(&self, event: &EventView<'_>) -> CoreResult<Prepared> {
@@ -303,77 +378,94 @@ impl AggregateStore {
                 ),
             ));
         }
-        let n_elems = defs.elem_base.last().copied().unwrap_or(0);
-        let mut p = Prepared {
-            t,
-            keys: String::with_capacity(256),
-            objects: Vec::with_capacity(defs.objects.len()),
-            updates: Vec::with_capacity(n_elems),
-            current: Vec::with_capacity(n_elems),
-        };
-        let mut seen = Vec::with_capacity(defs.objects.len());
-        for o in &defs.objects {
-            prepare_object(o, event, &mut p, &mut seen)?;
+        let mut s = Scratch::take();
+        s.groups.resize(defs.groups.len(), None);
+        s.filters.resize(defs.n_filters, 0);
+        for (oi, o) in defs.objects.iter().enumerate() {
+            // The key of a group is built with its first object (offset 0), so errors
+            // come in definition order.
+            if o.offset == 0 {
+                match build_key(o, event, &mut s.keys) {
+                    Ok(range) => s.groups[o.group] = range,
+                    Err(e) => {
+                        s.give_back();
+                        return Err(e);
+                    }
+                }
+            }
+            if let Err(e) = prepare_object(o, event, s.groups[o.group].is_some(), &mut s) {
+                s.give_back();
+                return Err(e);
+            }
+            debug_assert_eq!(s.updates.len(), defs.elem_base[oi + 1]);
         }
-        Ok(p)
+        Ok(Prepared { t, s })
     }
 
-    fn object<'p>(&self, p: &'p Prepared, oi: usize) -> Option<PreparedObject<'p>> {
-        let (lo, hi) = p.objects[oi]?;
-        let (a, b) = (self.defs.elem_base[oi], self.defs.elem_base[oi + 1]);
-        Some(PreparedObject {
-            key: &p.keys[lo as usize..hi as usize],
-            updates: &p.updates[a..b],
-            current: &p.current[a..b],
-        })
-    }
-
+    /// Applies a prepared event (when `commit`) and computes every parameter. Each
+    /// group's shard is locked once; the parameters that read the state before the
+    /// event (`except: record`, `save`) are computed before its updates.
     fn run(
         &self,
         event: &EventView<'_>,
-        p: &Prepared,
+        p: &mut Prepared,
         cut: Millis,
         commit: bool,
-    ) -> CoreResult<ParamValues> {
+    ) -> ParamValues {
         let defs = &self.defs;
-        let mut out = vec![Scalar::Null; defs.params.len()];
-        for (oi, obj) in defs.objects.iter().enumerate() {
-            let Some(prep) = self.object(p, oi) else {
+        let t = p.t;
+        let s = &mut *p.s;
+        let mut out = Vec::with_capacity(defs.params.len());
+        out.resize_with(defs.params.len(), || Scalar::Null);
+        for (gi, g) in defs.groups.iter().enumerate() {
+            let Some((lo, hi)) = s.groups[gi] else {
                 continue;
             };
-            let prep = &prep;
-            let changes = prep.updates.iter().any(Option::is_some);
-            if !changes && obj.params_before.is_empty() && obj.params_after.is_empty() {
+            let objects = || g.objects.iter().map(|&oi| (oi, &defs.objects[oi]));
+            let elems = |oi: usize| defs.elem_base[oi]..defs.elem_base[oi + 1];
+            let changes = objects().any(|(oi, _)| s.updates[elems(oi)].iter().any(Option::is_some));
+            let reads =
+                objects().any(|(_, o)| !o.params_before.is_empty() || !o.params_after.is_empty());
+            if !changes && !reads {
                 continue;
             }
-            let hash = self.hasher.hash_one(prep.key);
-            let mut shard = self.objects[oi].shard(hash).lock();
-            let existing = shard.get_mut(hash, prep.key);
-            for &pi in &obj.params_before {
-                out[pi] = eval_stateful(&defs.params[pi].body, obj, existing.as_deref(), p.t, prep);
+            let key = &s.keys[lo as usize..hi as usize];
+            let hash = self.hasher.hash_one(key.as_bytes());
+            let mut shard = self.groups[gi].shard(hash).lock();
+            let existing = shard.get_mut(hash, key.as_bytes());
+            for (oi, o) in objects() {
+                let states = existing.as_deref().map(|e| self.states(e, oi));
+                for &pi in &o.params_before {
+                    out[pi] =
+                        eval_stateful(&defs.params[pi].body, o, states, t, &s.current[elems(oi)]);
+                }
             }
-            let mut scratch;
+            let mut copy;
             let after: Option<&Entity> = match (changes, commit, existing) {
                 (false, _, existing) => existing.map(|e| &*e),
                 (true, true, Some(ent)) => {
-                    apply_updates(ent, obj, p.t, prep, cut);
+                    self.apply_group(g, ent, t, &mut s.updates, cut, true);
                     Some(&*ent)
                 }
                 (true, true, None) => {
-                    let mut ent = Entity::new(obj.elements.len());
-                    apply_updates(&mut ent, obj, p.t, prep, cut);
-                    Some(&*shard.insert(&self.hasher, hash, prep.key, ent))
+                    let mut ent = Entity::new(g.n_elems);
+                    self.apply_group(g, &mut ent, t, &mut s.updates, cut, true);
+                    Some(&*shard.insert(&self.hasher, hash, key, ent))
                 }
                 (true, false, existing) => {
-                    scratch = existing
+                    copy = existing
                         .map(|e| e.clone())
-                        .unwrap_or_else(|| Entity::new(obj.elements.len()));
-                    apply_updates(&mut scratch, obj, p.t, prep, cut);
-                    Some(&scratch)
+                        .unwrap_or_else(|| Entity::new(g.n_elems));
+                    self.apply_group(g, &mut copy, t, &mut s.updates, cut, false);
+                    Some(&copy)
                 }
             };
-            for &pi in &obj.params_after {
-                out[pi] = eval_stateful(&defs.params[pi].body, obj, after, p.t, prep);
+            for (oi, o) in objects() {
+                let states = after.map(|e| self.states(e, oi));
+                for &pi in &o.params_after {
+                    out[pi] =
+                        eval_stateful(&defs.params[pi].body, o, states, t, &s.current[elems(oi)]);
+                }
             }
         }
         for (pi, param) in defs.params.iter().enumerate() {
@@ -381,7 +473,31 @@ impl AggregateStore {
                 out[pi] = eval_transform(&param.body, event, &out);
             }
         }
-        Ok(out)
+        out
+    }
+
+    /// Applies the updates of every object of group `g` to its entity; `take` moves
+    /// the values out of `updates` instead of cloning them.
+    fn apply_group(
+        &self,
+        g: &Group,
+        ent: &mut Entity,
+        t: Millis,
+        updates: &mut [Option<Scalar>],
+        cut: Millis,
+        take: bool,
+    ) {
+        for &oi in &g.objects {
+            let o = &self.defs.objects[oi];
+            let ups = &mut updates[self.defs.elem_base[oi]..self.defs.elem_base[oi + 1]];
+            let states = &mut ent.elems[o.offset..o.offset + o.elements.len()];
+            for ((st, el), up) in states.iter_mut().zip(&o.elements).zip(ups) {
+                let v = if take { up.take() } else { up.clone() };
+                if let Some(v) = v {
+                    st.update(el, t, v, cut);
+                }
+            }
+        }
     }
 
     /// Drops expired data from up to `max_shards` shards, continuing where the last
@@ -390,7 +506,7 @@ impl AggregateStore {
     /// not wall time), so a replay expires exactly what live traffic expired.
     pub fn expire_step(&self, max_shards: usize) -> ExpireProgress {
         let mut progress = ExpireProgress::default();
-        let total = self.objects.len() * SHARDS;
+        let total = self.groups.len() * SHARDS;
         let Some(w) = self.watermark() else {
             progress.pass_complete = true;
             return progress;
@@ -402,12 +518,16 @@ impl AggregateStore {
         let cut = w - self.defs.lateness_ms;
         for _ in 0..max_shards.min(total) {
             let slot = self.expire_cursor.fetch_add(1, Ordering::AcqRel) % total;
-            let (oi, si) = (slot / SHARDS, slot % SHARDS);
-            let obj = &self.defs.objects[oi];
-            let mut shard = self.objects[oi].shards[si].lock();
+            let (gi, si) = (slot / SHARDS, slot % SHARDS);
+            let elements: Vec<&Element> = self.defs.groups[gi]
+                .objects
+                .iter()
+                .flat_map(|&oi| &self.defs.objects[oi].elements)
+                .collect();
+            let mut shard = self.groups[gi].shards[si].lock();
             let before = shard.len();
             shard.retain(|ent| {
-                for (st, el) in ent.elems.iter_mut().zip(&obj.elements) {
+                for (st, el) in ent.elems.iter_mut().zip(&elements) {
                     st.prune(el, cut);
                 }
                 !ent.is_empty()
@@ -423,22 +543,29 @@ impl AggregateStore {
     }
 
     /// Serialises the whole state: a versioned header, the layout of the definitions,
-    /// the watermark, then every key's elements (postcard). Shards are copied one at a
-    /// time, so the snapshot is a consistent cut only when no `apply` runs meanwhile.
+    /// the watermark, then per object every key's elements (postcard). Shards are
+    /// copied one at a time, so the snapshot is a consistent cut only when no `apply`
+    /// runs meanwhile.
+    ///
+    /// The format is per object, not per key group: it does not depend on how the
+    /// store keeps objects that share a key together in memory.
     pub fn snapshot(&self) -> CoreResult<Vec<u8>> {
         let mut out = Vec::with_capacity(1 << 16);
         out.extend_from_slice(SNAPSHOT_MAGIC);
         out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
         put(&mut out, &self.defs.layout)?;
         put(&mut out, &self.watermark.load(Ordering::Acquire))?;
-        put(&mut out, &(self.objects.len() as u64))?;
-        for obj in self.objects.iter() {
-            put(&mut out, &(obj.shards.len() as u64))?;
-            for shard in obj.shards.iter() {
+        put(&mut out, &(self.defs.objects.len() as u64))?;
+        for (oi, o) in self.defs.objects.iter().enumerate() {
+            let shards = &self.groups[o.group].shards;
+            put(&mut out, &(shards.len() as u64))?;
+            for shard in shards.iter() {
                 let shard = shard.lock();
-                put(&mut out, &(shard.len() as u64))?;
-                for (k, ent) in shard.iter() {
-                    put(&mut out, &(&**k, ent))?;
+                let held = |ent: &&(KeyBuf, Entity)| !is_empty(self.states(&ent.1, oi));
+                put(&mut out, &(shard.iter().filter(held).count() as u64))?;
+                for (k, ent) in shard.iter().filter(held) {
+                    let elems = self.states(ent, oi);
+                    put(&mut out, &(k.as_str(), EntityRef { elems }))?;
                 }
             }
         }
@@ -474,11 +601,13 @@ impl AggregateStore {
         let w: i64 = take(&mut rest)?;
         store.watermark.store(w, Ordering::Release);
         let n_obj: u64 = take(&mut rest)?;
-        if n_obj != store.objects.len() as u64 {
+        if n_obj != store.defs.objects.len() as u64 {
             return Err(bad("object count does not match the definitions".into()));
         }
-        for (oi, obj) in store.objects.iter().enumerate() {
-            let n_elems = store.defs.objects[oi].elements.len();
+        for o in &store.defs.objects {
+            let n_elems = o.elements.len();
+            let shards = &store.groups[o.group];
+            let n_groups = store.defs.groups[o.group].n_elems;
             let n_shards: u64 = take(&mut rest)?;
             for _ in 0..n_shards {
                 let n: u64 = take(&mut rest)?;
@@ -487,12 +616,22 @@ impl AggregateStore {
                     if ent.elems.len() != n_elems {
                         return Err(bad("an entity does not match its object".into()));
                     }
-                    let hash = store.hasher.hash_one(k.as_str());
-                    let mut shard = obj.shard(hash).lock();
-                    if shard.get_mut(hash, &k).is_some() {
+                    if ent.is_empty() {
+                        continue;
+                    }
+                    let hash = store.hasher.hash_one(k.as_bytes());
+                    let mut shard = shards.shard(hash).lock();
+                    let held = match shard.get_mut(hash, k.as_bytes()) {
+                        Some(held) => held,
+                        None => shard.insert(&store.hasher, hash, &k, Entity::new(n_groups)),
+                    };
+                    let states = &mut held.elems[o.offset..o.offset + n_elems];
+                    if !is_empty(states) {
                         return Err(bad(format!("key {k:?} appears twice")));
                     }
-                    shard.insert(&store.hasher, hash, &k, ent);
+                    for (st, v) in states.iter_mut().zip(ent.elems) {
+                        *st = v;
+                    }
                 }
             }
         }
@@ -529,39 +668,41 @@ fn take<T: serde::de::DeserializeOwned>(rest: &mut &[u8]) -> CoreResult<T> {
     Ok(v)
 }
 
+/// Whether none of these elements holds anything.
+fn is_empty(states: &[ElemState]) -> bool {
+    states.iter().all(|e| matches!(e, ElemState::Empty))
+}
+
+/// The elements of one object for one key, as the snapshot writes them (the same
+/// encoding as [`Entity`]).
+#[derive(serde::Serialize)]
+struct EntityRef<'a> {
+    elems: &'a [ElemState],
+}
+
+/// Appends this event's update and current value of every element of `o` to the flat
+/// arrays of `s` (nothing to apply when the event lacks the key).
 fn prepare_object(
     o: &Object,
     event: &EventView<'_>,
-    p: &mut Prepared,
-    seen: &mut Vec<KeyCache>,
+    has_key: bool,
+    s: &mut Scratch,
 ) -> CoreResult<()> {
-    // A one-part key read by several objects (a client id) is normalised once.
-    let cached = match o.key.as_slice() {
-        [(path, kind)] => seen
-            .iter()
-            .find(|(slot, k, _)| *k == *kind && *slot == path.slot())
-            .map(|(_, _, range)| *range),
-        _ => None,
-    };
-    let range = match cached {
-        Some(range) => range,
-        None => {
-            let range = build_key(o, event, &mut p.keys)?;
-            if let [(path, kind)] = o.key.as_slice() {
-                seen.push((path.slot(), *kind, range));
-            }
-            range
-        }
-    };
-    let Some(range) = range else {
-        p.objects.push(None);
-        p.updates.extend(o.elements.iter().map(|_| None));
-        p.current.extend(o.elements.iter().map(|_| None));
+    if !has_key {
+        s.updates.extend(o.elements.iter().map(|_| None));
+        s.current.extend(o.elements.iter().map(|_| None));
         return Ok(());
-    };
+    }
     for el in &o.elements {
         let passes = match &el.filter {
-            Some(f) => f.matches_view(event)?,
+            Some(f) => match s.filters[el.filter_id as usize] {
+                0 => {
+                    let passes = f.matches_view(event)?;
+                    s.filters[el.filter_id as usize] = 1 + u8::from(passes);
+                    passes
+                }
+                known => known == 2,
+            },
             None => true,
         };
         let (update, cur) = match (&el.attr, passes) {
@@ -583,10 +724,9 @@ fn prepare_object(
             ),
             (Some(_), false) => (None, None),
         };
-        p.updates.push(update);
-        p.current.push(cur);
+        s.updates.push(update);
+        s.current.push(cur);
     }
-    p.objects.push(Some(range));
     Ok(())
 }
 
@@ -632,32 +772,20 @@ fn build_key(
     Ok(Some((start as u32, keys.len() as u32)))
 }
 
-fn apply_updates(
-    ent: &mut Entity,
-    obj: &Object,
-    t: Millis,
-    prep: &PreparedObject<'_>,
-    cut: Millis,
-) {
-    for ((st, el), up) in ent.elems.iter_mut().zip(&obj.elements).zip(prep.updates) {
-        if let Some(v) = up {
-            st.update(el, t, v.clone(), cut);
-        }
-    }
-}
-
+/// A parameter over one object: `states` are the object's elements for this event's
+/// key (`None`: the key has nothing yet), `current` this event's values of them.
 fn eval_stateful(
     body: &ParamBody,
     obj: &Object,
-    ent: Option<&Entity>,
+    states: Option<&[ElemState]>,
     t: Millis,
-    prep: &PreparedObject<'_>,
+    current: &[Option<Scalar>],
 ) -> Scalar {
     static EMPTY: ElemState = ElemState::Empty;
-    let state = |elem: usize| ent.and_then(|e| e.elems.get(elem)).unwrap_or(&EMPTY);
+    let state = |elem: usize| states.and_then(|e| e.get(elem)).unwrap_or(&EMPTY);
     let el = |elem: usize| -> &Element { &obj.elements[elem] };
     let except_value = |elem: usize, except: ExceptSpec| match except {
-        ExceptSpec::Value => prep.current.get(elem).and_then(Option::as_ref),
+        ExceptSpec::Value => current.get(elem).and_then(Option::as_ref),
         _ => None,
     };
     match body {
@@ -693,7 +821,7 @@ fn eval_stateful(
             *which,
             search,
             *unit_ms,
-            prep.current.get(*elem).and_then(Option::as_ref),
+            current.get(*elem).and_then(Option::as_ref),
             except_value(*elem, *except),
         ),
         ParamBody::Previous {

@@ -111,11 +111,6 @@ impl AttrPath {
         })
     }
 
-    /// The slot of this path in its definitions' event views.
-    pub(crate) fn slot(&self) -> u32 {
-        self.slot
-    }
-
     /// The value at this path in an event view, or `None` when missing or null.
     #[inline]
     pub fn at<'v, 'a>(&self, ev: &'v EventView<'a>) -> Option<&'v Val<'a>> {
@@ -471,12 +466,16 @@ pub fn parse_time_val(v: &Val<'_>, field: &str) -> CoreResult<Millis> {
 
 fn parse_rfc3339(s: &str) -> Option<Millis> {
     let b = s.as_bytes();
+    // Fixed-width decimal fields, read without `str::parse` (this runs once or twice
+    // per event).
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = s.get(r)?;
-        if part.is_empty() || !part.bytes().all(|c| c.is_ascii_digit()) {
+        let part = b.get(r)?;
+        if part.is_empty() {
             return None;
         }
-        part.parse().ok()
+        part.iter().try_fold(0i64, |acc, c| {
+            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        })
     };
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
         return None;
@@ -500,12 +499,16 @@ fn parse_rfc3339(s: &str) -> Option<Millis> {
         while b.get(i).is_some_and(u8::is_ascii_digit) {
             i += 1;
         }
-        let digits = s.get(start..i)?;
-        if digits.is_empty() {
+        if i == start {
             return None;
         }
-        let ms3: String = digits.chars().chain("000".chars()).take(3).collect();
-        frac_ms = ms3.parse().ok()?;
+        // The first three digits are the milliseconds; the others are dropped.
+        frac_ms = (start..start + 3).fold(0i64, |acc, j| {
+            acc * 10
+                + b.get(j)
+                    .filter(|_| j < i)
+                    .map_or(0, |c| i64::from(c - b'0'))
+        });
     }
     let offset_min = match b.get(i)? {
         b'Z' | b'z' if i + 1 == b.len() => 0,
@@ -538,6 +541,20 @@ fn days_in_month(y: i64, m: i64) -> i64 {
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+/// The UTC calendar date (year, month, day) of day `z` since 1970-01-01 (proleptic
+/// Gregorian; the inverse of `days_from_civil`).
+pub(crate) fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -576,6 +593,25 @@ mod tests {
         assert_eq!(parse_time(&json!(1_709_287_200_000i64), "t").unwrap(), a);
         let c = parse_time(&json!("2024-03-01T10:00:00.25Z"), "t").unwrap();
         assert_eq!(c - a, 250);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn rfc3339_times_parse_as_chrono_reads_them(
+            ms in 946_684_800_000i64..4_102_444_800_000,
+            extra_nanos in 0u32..1_000_000,
+            offset_min in -720i32..=840,
+        ) {
+            use chrono::{FixedOffset, SecondsFormat, TimeZone as _};
+            let nanos = (ms.rem_euclid(1000) as u32) * 1_000_000 + extra_nanos;
+            let zone = FixedOffset::east_opt(offset_min * 60).unwrap();
+            let t = zone.timestamp_opt(ms.div_euclid(1000), nanos).unwrap();
+            for format in [SecondsFormat::AutoSi, SecondsFormat::Millis, SecondsFormat::Nanos] {
+                let text = t.to_rfc3339_opts(format, offset_min == 0);
+                // Digits below the millisecond are dropped, not rounded.
+                proptest::prop_assert_eq!(parse_rfc3339(&text), Some(ms), "{}", text);
+            }
+        }
     }
 
     #[test]
