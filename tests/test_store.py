@@ -273,6 +273,62 @@ def test_a_retried_write_returns_the_first_answer_and_changes_nothing(store: Sql
 # --- versioned definitions -----------------------------------------------------------------
 
 
+def test_a_batch_mixing_new_and_stored_request_ids_appends_only_the_new(store: SqlStore) -> None:
+    """The fast path inserts a batch as it is; a stored id in it sends the whole batch
+    down the duplicate path, which must still store the new events, in order."""
+
+    async def scenario() -> None:
+        stored = await store.append_event(event("old", response=b"first"))
+        acks = await store.append_events(
+            [event("n1"), event("old", response=b"again"), event("n2"), event("n1")]
+        )
+        assert [a.duplicate for a in acks] == [False, True, False, True]
+        assert acks[1].seq == stored.seq and acks[1].response == b"first"
+        assert acks[3].seq == acks[0].seq
+        assert acks[0].seq < acks[2].seq == await store.last_seq()
+        page = await store.events_page(stored.seq, 10)
+        assert [e.request_id for e in page] == ["n1", "n2"]
+        # The key backlog holds the new events only: indexing adds exactly their keys.
+        assert await asyncio.to_thread(store.index_keys_blocking) == 3
+        assert len(await store.events_by_key("phone", "79990001122")) == 3
+
+    run(scenario())
+
+
+def test_unstorable_keys_are_refused_and_the_batch_enqueues_nothing(store: SqlStore) -> None:
+    async def scenario() -> None:
+        before = await store.last_seq()
+        for bad in ([("", "x")], [("phone", "1\x1f2")], [("ph\x1eone", "1")]):
+            with pytest.raises(InvalidArgumentError) as refused:
+                await store.append_events([event("fine"), event("bad", keys=bad)])
+            assert [v.field for v in refused.value.violations] == ["keys[0]"]
+        assert await store.last_seq() == before
+        assert await store.get_event_by_request("fine") is None
+        # Repeated keys are stored once.
+        ack = await store.append_event(event("twice", keys=[("ip", "10.0.0.1")] * 2))
+        assert (await store.get_event(ack.seq)).keys == (("ip", "10.0.0.1"),)
+
+    run(scenario())
+
+
+def test_key_lookups_take_like_wildcards_literally(store: SqlStore) -> None:
+    """The unindexed tail is narrowed with LIKE: ``%``, ``_`` and ``!`` in a value must
+    match only themselves."""
+
+    async def scenario() -> None:
+        for rid, value in (("pct", "50%_off!"), ("plain", "50xyoff!"), ("other", "50%_offX")):
+            await store.append_event(event(rid, keys=[("email", value)]))
+        for indexed in (False, True):
+            if indexed:
+                await asyncio.to_thread(store.index_keys_blocking)
+            found = await store.events_by_key("email", "50%_off!")
+            assert [e.request_id for e in found] == ["pct"], indexed
+            assert await store.events_by_key("email", "50%") == []
+            assert await store.events_by_key("EMAIL", "50%_off!") == []
+
+    run(scenario())
+
+
 def test_rule_versions_history_and_restore(store: SqlStore) -> None:
     async def scenario() -> None:
         v1 = await store.put_definition(

@@ -136,8 +136,7 @@ class SqlStore:
 
     async def append_event(self, event: NewEvent) -> EventAck:
         """Append one event (idempotent on ``request_id``); returns after commit."""
-        (future,) = self._writer.submit_events([event])
-        return await future
+        return await self._writer.submit_event(event)
 
     async def append_events(self, events: Sequence[NewEvent]) -> list[EventAck]:
         """Append several events; one ack per event, in order."""
@@ -187,12 +186,14 @@ class SqlStore:
             # The index covers seq <= through; the few newer events are scanned directly.
             # Reading `through` first keeps both parts exact even while the indexer advances.
             through = _indexed_through(tx)
+            # LIKE narrows the scan in the engine (a superset: SQLite's LIKE ignores ASCII
+            # case); the decoded keys decide.
             hits = [
                 int(seq)
                 for seq, text in tx.execute(
                     "SELECT seq, match_keys FROM events WHERE seq > ? AND event_time_us >= ?"
-                    " ORDER BY seq DESC",
-                    (through, since_us),
+                    " AND match_keys LIKE ? ESCAPE '!' ORDER BY seq DESC",
+                    (through, since_us, matchkeys.like_pattern(key_kind, key_value)),
                 ).fetchall()
                 if key in matchkeys.decode(text)
             ][:limit]
