@@ -45,8 +45,10 @@ from lendgate.store import (
     StoreOpenError,
     StoreSettings,
     open_store,
+    sqlstore,
 )
 from lendgate.store import migrations as store_migrations
+from lendgate.store.backends import Tx
 from lendgate.store.sqlstore import _index_batch
 from tests.recovery_crash_child import machine
 
@@ -158,6 +160,29 @@ def test_a_newer_schema_is_refused_with_a_clear_error(database_url: str) -> None
     s._run_read(bump)
     s.close()
     with pytest.raises(StoreOpenError, match="newer than this lendgate"):
+        open_store(None, settings_for(database_url))
+
+
+def test_migration_numbers_may_have_gaps_but_an_unknown_applied_one_is_refused(
+    database_url: str,
+) -> None:
+    """Parallel branches take numbers from a plan (0002, 0006, 0012...): the runner
+    applies what it has in order; a database with a migration this build lacks is refused
+    with a clear error, not a crash."""
+    known = [m.version for m in store_migrations.load(settings_for(database_url).backend)]
+    missing = next(v for v in range(1, max(known)) if v not in known)
+    s = open_store(None, settings_for(database_url))
+
+    def add(tx: Any) -> None:
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, checksum, applied_at_us)"
+            " VALUES (?, 'elsewhere', 'x', 0)",
+            (missing,),
+        )
+
+    s._run_read(add)
+    s.close()
+    with pytest.raises(StoreOpenError, match=f"migration {missing}, which this lendgate"):
         open_store(None, settings_for(database_url))
 
 
@@ -478,6 +503,50 @@ def test_snapshot_plus_tail_covers_the_log(store: SqlStore) -> None:
             e.request_id async for e in store.snapshots.events_after(latest.position, page_size=2)
         ]
         assert tail == [f"s{i}" for i in range(20, 25)]
+
+    run(scenario())
+
+
+def test_a_snapshot_larger_than_one_value_is_stored_in_parts(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both engines cap one value near 1 GB; a served state of millions of events is
+    larger. Parts are written one write each; the row that makes the snapshot visible is
+    written last, and a snapshot that misses a part is passed over for the older one."""
+    monkeypatch.setattr(sqlstore, "SNAPSHOT_PART_BYTES", 10)
+
+    async def scenario() -> None:
+        await store.append_events([event(f"p{i}") for i in range(3)])
+        older = bytes(range(35))
+        await store.snapshots.save(2, older)
+        latest = await store.snapshots.load_latest()
+        assert latest is not None and (latest.position, latest.data) == (2, older)
+        newer = b"state@3" * 9
+        await store.snapshots.save(3, newer)
+        await store.snapshots.save(3, newer)  # re-saving a position replaces it
+        latest = await store.snapshots.load_latest()
+        assert latest is not None and (latest.position, latest.data) == (3, newer)
+        parts = store._run_read(
+            lambda tx: tx.execute(
+                "SELECT position, count(*) FROM snapshot_parts GROUP BY position ORDER BY 1"
+            ).fetchall()
+        )
+        assert [tuple(map(int, r)) for r in parts] == [(2, 3), (3, 6)]
+
+        def lose_a_part(tx: Tx, clock: int) -> bytes:
+            tx.execute("DELETE FROM snapshot_parts WHERE position = 3 AND part = 4")
+            return b""
+
+        # A lost part (a save that never finished, a damaged database): the older one.
+        await store._write(None, "test", lose_a_part)
+        latest = await store.snapshots.load_latest()
+        assert latest is not None and (latest.position, latest.data) == (2, older)
+        # Only the latest two are kept, parts included.
+        await store.snapshots.save(4, b"small")
+        parts = store._run_read(
+            lambda tx: tx.execute("SELECT DISTINCT position FROM snapshot_parts").fetchall()
+        )
+        assert [int(r[0]) for r in parts] == [3]
 
     run(scenario())
 
