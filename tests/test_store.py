@@ -641,6 +641,48 @@ def test_retention_deletes_only_expired_events_in_batches(database_url: str) -> 
         s.close()
 
 
+def test_retention_prunes_idempotency_keys_and_key_index_rows_past_the_horizon(
+    database_url: str,
+) -> None:
+    """What retention removes besides events: the first answers of other writes (by their
+    write time) and the key-index rows of the removed events; a retry older than the
+    horizon is then evaluated again."""
+    s = open_store(None, settings_for(database_url, retention_days=180, retention_batch=2))
+
+    def count(table: str) -> int:
+        sql = f"SELECT count(*) FROM {table}"
+        return int(s._run_read(lambda tx: tx.execute(sql).fetchone()[0]))
+
+    async def scenario() -> None:
+        now = time.time_ns() // 1000
+        legs = [Posting("a", 5, "RUB"), Posting("b", -5, "RUB")]
+        for i in range(5):
+            await s.post_ledger(f"w{i}", f"txn{i}", legs)
+        old = [event(f"old{i}", at=now - 200 * DAY_US) for i in range(3)]
+        fresh = [event(f"new{i}", at=now) for i in range(2)]
+        await s.append_events(old + fresh)
+        await asyncio.to_thread(s.index_keys_blocking)
+        assert (count("idempotency"), count("event_keys")) == (5, 2 * 5)
+        # Tomorrow: the old events and their index rows go; the writes are recent.
+        first = await s.purge_expired(now_us=now + DAY_US)
+        assert (first.events, first.idempotency_keys) == (3, 0)
+        assert (count("idempotency"), count("event_keys")) == (5, 2 * 2)
+        with pytest.raises(AlreadyExistsError):  # not a retry any more: evaluated again
+            await s.post_ledger("w0-new-id", "txn0", legs)
+        assert (await s.post_ledger("w0", "txn0", legs)).txn_id == "txn0"  # a retry
+        # Past the horizon of everything: batches of two until nothing is left.
+        later = await s.purge_expired(now_us=now + 200 * DAY_US)
+        assert (later.events, later.idempotency_keys) == (2, 5)
+        assert (count("idempotency"), count("event_keys"), count("events")) == (0, 0, 0)
+        with pytest.raises(AlreadyExistsError):  # the retry is now a new write
+            await s.post_ledger("w0", "txn0", legs)
+
+    try:
+        run(scenario())
+    finally:
+        s.close()
+
+
 def test_background_retention_runs_while_writers_write(database_url: str) -> None:
     s = open_store(
         None,
