@@ -85,6 +85,7 @@ async def ingest(
     start, cpu = time.perf_counter(), time.process_time()
     written = written_bytes()
     commits, writes = _counts(store)
+    server = server_cpu(store)
     threads_before = store_thread_cpu()
     await asyncio.gather(*(caller() for _ in range(concurrency)))
     # The store's own threads (writer, indexer...): what storage costs per event, whoever calls.
@@ -94,12 +95,28 @@ async def ingest(
     WRITTEN[0] = written_bytes() - written
     now_commits, now_writes = _counts(store)
     BATCHES[:] = [now_commits - commits, now_writes - writes]
+    SERVER_CPU[0] = server_cpu(store) - server
     return time.perf_counter() - start, time.process_time() - cpu, latencies
 
 
 THREAD_CPU: dict[str, float] = {}
 WRITTEN = [0]
 BATCHES = [0, 0]  # commits, writes committed
+SERVER_CPU = [0.0]
+
+
+def server_cpu(store: SqlStore) -> float:
+    """CPU seconds of the PostgreSQL backend serving the writer's connection (a local
+    server: read from /proc), 0 for SQLite (its work is the writer thread's own)."""
+    tx = store._writer._tx
+    if tx is None or tx.backend != "postgres":
+        return 0.0
+    try:
+        stat = Path(f"/proc/{tx.raw.info.backend_pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _counts(store: SqlStore) -> tuple[int, int]:
@@ -225,6 +242,9 @@ def report(
     )
     print(f"store threads CPU  {per_thread} us/event")
     print(f"written            {WRITTEN[0] / args.events:,.0f} bytes/event (write system calls)")
+    if args.backend == "postgres":
+        server = SERVER_CPU[0] / args.events * 1e6
+        print(f"server CPU         {server:.1f} us/event (the writer's PostgreSQL backend)")
     commits, writes = BATCHES
     print(f"commits            {commits:,} ({writes / max(commits, 1):,.0f} writes per commit)")
     print(

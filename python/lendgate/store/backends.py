@@ -28,6 +28,13 @@ EventRow = tuple[str, str, str, str, int, int, bytes, bytes | None, str]
 ``payload``, ``response``, ``match_keys`` (encoded). The log position comes at insert."""
 
 _SQLITE_MAX_PARAMS = 30_000  # below SQLITE_MAX_VARIABLE_NUMBER (32766 since 3.32)
+_PG_INSERT = (
+    "INSERT INTO events (request_id, partner_id, kind, subject_id, event_time_us,"
+    " received_at_us, payload, response, match_keys)"
+    " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[],"
+    " %b::int8[], %b::int8[], %b::bytea[], %b::bytea[], %b::text[])"
+)
+_PG_RETURNING = " RETURNING request_id, seq"
 _SQLITE_INSERT = (
     "INSERT INTO events (request_id, partner_id, kind, subject_id, event_time_us,"
     " received_at_us, payload, response, match_keys, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -322,23 +329,31 @@ class PostgresBackend(Backend):
         """One ``INSERT ... SELECT FROM unnest(arrays)`` per batch: a few round trips in all.
 
         Parameters go in binary (``%b``): bytea arrays in text form would hex-escape every
-        byte. The rows are turned into the nine column arrays by one ``zip``.
+        byte. The rows are turned into the nine column arrays by one ``zip``. New request
+        ids are the rule: a plain insert under a savepoint (``ON CONFLICT`` costs the server
+        a speculative insertion per row); only a batch the unique index refuses goes again
+        with ``ON CONFLICT DO NOTHING`` and looks the stored ids up.
         """
         raw = tx.raw
         first: dict[str, int] = {}
         for i, row in enumerate(rows):
             first.setdefault(row[0], i)
         unique = rows if len(first) == len(rows) else [rows[i] for i in first.values()]
-        inserted: dict[str, int] = dict(
-            raw.execute(
-                "INSERT INTO events (request_id, partner_id, kind, subject_id, event_time_us,"
-                " received_at_us, payload, response, match_keys)"
-                " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[],"
-                " %b::int8[], %b::int8[], %b::bytea[], %b::bytea[], %b::text[])"
-                " ON CONFLICT (request_id) DO NOTHING RETURNING request_id, seq",
-                list(map(list, zip(*unique, strict=True))),
-            ).fetchall()
-        )
+        columns = list(map(list, zip(*unique, strict=True)))
+        inserted: dict[str, int] | None = None
+        if unique is rows:
+            raw.execute("SAVEPOINT append")
+            try:
+                inserted = dict(raw.execute(_PG_INSERT + _PG_RETURNING, columns).fetchall())
+            except psycopg.errors.UniqueViolation:
+                raw.execute("ROLLBACK TO SAVEPOINT append")
+            raw.execute("RELEASE SAVEPOINT append")
+        if inserted is None:
+            inserted = dict(
+                raw.execute(
+                    _PG_INSERT + " ON CONFLICT (request_id) DO NOTHING" + _PG_RETURNING, columns
+                ).fetchall()
+            )
         by_request: dict[str, EventAck] = {}
         for row in unique:
             seq = inserted.get(row[0])
