@@ -28,6 +28,8 @@ EventRow = tuple[str, str, str, str, int, int, bytes, bytes | None, str]
 ``payload``, ``response``, ``match_keys`` (encoded). The log position comes at insert."""
 
 _SQLITE_MAX_PARAMS = 30_000  # below SQLITE_MAX_VARIABLE_NUMBER (32766 since 3.32)
+_PG_POOL_WAIT_S = 10.0  # longest wait for a pooled read connection
+_PG_OUTAGE_WAIT_S = 0.5  # the same while the writer cannot reach the server
 _PG_INSERT = (
     "INSERT INTO events (request_id, partner_id, kind, subject_id, event_time_us,"
     " received_at_us, payload, response, match_keys)"
@@ -103,6 +105,9 @@ class Backend(ABC):
 
     def __init__(self, settings: StoreSettings) -> None:
         self.settings = settings
+        self.outage = False
+        """Set by the writer while it cannot reach the database (cleared when it has
+        reconnected): readers then give up waiting for a connection sooner."""
 
     @abstractmethod
     def connect_writer(self) -> Tx:
@@ -289,10 +294,13 @@ class PostgresBackend(Backend):
                 max_size=max(1, self.settings.pool_size),
                 kwargs={"autocommit": True},
                 open=True,
-                timeout=10.0,
+                timeout=_PG_POOL_WAIT_S,
             )
+        # In an outage the pool has no connection to give: answer UNAVAILABLE in a moment
+        # rather than after the full wait (a client deadline would come first).
+        wait = _PG_OUTAGE_WAIT_S if self.outage else _PG_POOL_WAIT_S
         try:
-            with self._pool.connection() as conn:
+            with self._pool.connection(timeout=wait) as conn:
                 yield Tx(conn, "postgres")
         except psycopg_pool.PoolTimeout as exc:
             raise UnavailableError("the database is unreachable") from exc

@@ -204,9 +204,11 @@ class GroupCommitWriter:
         try:
             self._tx = self._backend.connect_writer()
         except StoreOpenError as exc:
+            self._backend.outage = True
             self._retry_at = time.monotonic() + self._backoff_s
             self._backoff_s = min(self._backoff_s * 2, 2.0)
             raise UnavailableError(f"the database is unreachable: {exc}") from exc
+        self._backend.outage = False
         self._backoff_s = 0.05
         log.info("store writer reconnected")
         return self._tx
