@@ -754,7 +754,8 @@ def test_concurrent_writers_from_many_threads_and_tasks(store: SqlStore) -> None
 
 @pytest.mark.postgres
 def test_a_lost_connection_is_unavailable_then_the_writer_reconnects(postgres_url: str) -> None:
-    s = open_store(None, settings_for(postgres_url))
+    # No background key indexing: its pass could meet the dead connection first.
+    s = open_store(None, settings_for(postgres_url, key_index_interval_s=3600))
     try:
 
         async def scenario() -> None:
