@@ -276,7 +276,9 @@ def restart_scoring(path: Path) -> dict[str, float]:
         await service.recover()
         recovered = time.perf_counter() - t0
         last = await store.last_seq()
-        partner, _, _, data = scoring_request(last, int(time.time()) - 60)
+        # Event `last` a minute ago (validation refuses event times far in the future).
+        base_s = int(time.time()) - 60 - last * SPACING_MS // 1000
+        partner, _, _, data = scoring_request(last, base_s)
         request = scoring_pb2.CheckApplicationRequest.FromString(data)
         request.request_id = f"rb-live-{os.getpid()}"
         t1 = time.perf_counter()
