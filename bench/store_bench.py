@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import random
 import statistics
@@ -62,6 +63,10 @@ async def ingest(
     run = uuid.uuid4().hex[:8]
     rng = random.Random(7)
     prepared = [make_event(run, i, rng) for i in range(events)]
+    # The prepared workload is the harness's, not the store's: keep the cyclic garbage
+    # collector from walking it again and again (a server's requests are short-lived).
+    gc.collect()
+    gc.freeze()
     latencies: list[float] = []
     next_index = 0
 
@@ -78,16 +83,55 @@ async def ingest(
             latencies.append((time.perf_counter() - start) * 1000)
 
     start, cpu = time.perf_counter(), time.process_time()
+    written = written_bytes()
+    commits, writes = _counts(store)
+    server = server_cpu(store)
     threads_before = store_thread_cpu()
     await asyncio.gather(*(caller() for _ in range(concurrency)))
     # The store's own threads (writer, indexer...): what storage costs per event, whoever calls.
     threads_after = store_thread_cpu()
     THREAD_CPU.clear()
     THREAD_CPU.update({k: v - threads_before.get(k, 0.0) for k, v in threads_after.items()})
+    WRITTEN[0] = written_bytes() - written
+    now_commits, now_writes = _counts(store)
+    BATCHES[:] = [now_commits - commits, now_writes - writes]
+    SERVER_CPU[0] = server_cpu(store) - server
     return time.perf_counter() - start, time.process_time() - cpu, latencies
 
 
 THREAD_CPU: dict[str, float] = {}
+WRITTEN = [0]
+BATCHES = [0, 0]  # commits, writes committed
+SERVER_CPU = [0.0]
+
+
+def server_cpu(store: SqlStore) -> float:
+    """CPU seconds of the PostgreSQL backend serving the writer's connection (a local
+    server: read from /proc), 0 for SQLite (its work is the writer thread's own)."""
+    tx = store._writer._tx
+    if tx is None or tx.backend != "postgres":
+        return 0.0
+    try:
+        stat = Path(f"/proc/{tx.raw.info.backend_pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _counts(store: SqlStore) -> tuple[int, int]:
+    """Commits and writes committed so far by the store's writer."""
+    writer = store._writer
+    return getattr(writer, "commits", 0), getattr(writer, "committed_writes", 0)
+
+
+def written_bytes() -> int:
+    """Bytes this process has passed to write system calls (``wchar`` in /proc): what the
+    database engine writes (WAL frames, checkpoints) for SQLite; sockets count too."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    return 0
 
 
 def store_thread_cpu() -> dict[str, float]:
@@ -126,6 +170,12 @@ def main() -> None:
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--warmup", type=int, default=5_000)
     parser.add_argument("--batch", type=int, default=1, help="events per call (append_events)")
+    parser.add_argument(
+        "--key-index-interval",
+        type=float,
+        default=None,
+        help="seconds between key-index passes (default: the store's setting)",
+    )
     args = parser.parse_args()
 
     cluster_dir = None
@@ -145,6 +195,8 @@ def main() -> None:
             conn.execute(f"CREATE SCHEMA {schema}")
         url += ("&" if "?" in url else "?") + f"options=-csearch_path%3D{schema}"
     settings = replace(StoreSettings.from_env(), database_url=url, retention_interval_s=0)
+    if args.key_index_interval is not None:
+        settings = replace(settings, key_index_interval_s=args.key_index_interval)
     store = open_store(None, settings)
     try:
         asyncio.run(ingest(store, args.warmup, args.concurrency, args.batch))
@@ -160,6 +212,17 @@ def main() -> None:
             subprocess.run([CLUSTER_SCRIPT, "stop", cluster_dir], check=True)
         if tmp:
             tmp.cleanup()
+    report(args, settings, seconds, cpu, latencies)
+
+
+def report(
+    args: argparse.Namespace,
+    settings: StoreSettings,
+    seconds: float,
+    cpu: float,
+    latencies: list[float],
+) -> None:
+    """Print the result block."""
     latencies.sort()
     sync = settings.sqlite_synchronous if args.backend == "sqlite" else "server default"
     print(f"backend            {args.backend} (synchronous: {sync})")
@@ -178,6 +241,12 @@ def main() -> None:
         f"{name} {cpu_s / args.events * 1e6:.1f}" for name, cpu_s in sorted(THREAD_CPU.items())
     )
     print(f"store threads CPU  {per_thread} us/event")
+    print(f"written            {WRITTEN[0] / args.events:,.0f} bytes/event (write system calls)")
+    if args.backend == "postgres":
+        server = SERVER_CPU[0] / args.events * 1e6
+        print(f"server CPU         {server:.1f} us/event (the writer's PostgreSQL backend)")
+    commits, writes = BATCHES
+    print(f"commits            {commits:,} ({writes / max(commits, 1):,.0f} writes per commit)")
     print(
         f"call latency (ms)  p50 {statistics.median(latencies):.2f}"
         f"  p99 {latencies[int(len(latencies) * 0.99)]:.2f}  max {latencies[-1]:.2f}"

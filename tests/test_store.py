@@ -45,8 +45,10 @@ from lendgate.store import (
     StoreOpenError,
     StoreSettings,
     open_store,
+    sqlstore,
 )
 from lendgate.store import migrations as store_migrations
+from lendgate.store.backends import Tx
 from lendgate.store.sqlstore import _index_batch
 from tests.recovery_crash_child import machine
 
@@ -161,6 +163,29 @@ def test_a_newer_schema_is_refused_with_a_clear_error(database_url: str) -> None
         open_store(None, settings_for(database_url))
 
 
+def test_migration_numbers_may_have_gaps_but_an_unknown_applied_one_is_refused(
+    database_url: str,
+) -> None:
+    """Parallel branches take numbers from a plan (0002, 0006, 0012...): the runner
+    applies what it has in order; a database with a migration this build lacks is refused
+    with a clear error, not a crash."""
+    known = [m.version for m in store_migrations.load(settings_for(database_url).backend)]
+    missing = next(v for v in range(1, max(known)) if v not in known)
+    s = open_store(None, settings_for(database_url))
+
+    def add(tx: Any) -> None:
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, checksum, applied_at_us)"
+            " VALUES (?, 'elsewhere', 'x', 0)",
+            (missing,),
+        )
+
+    s._run_read(add)
+    s.close()
+    with pytest.raises(StoreOpenError, match=f"migration {missing}, which this lendgate"):
+        open_store(None, settings_for(database_url))
+
+
 def test_a_corrupt_sqlite_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "lendgate.db"
     path.write_bytes(b"this is not a database" * 100)
@@ -271,6 +296,62 @@ def test_a_retried_write_returns_the_first_answer_and_changes_nothing(store: Sql
 
 
 # --- versioned definitions -----------------------------------------------------------------
+
+
+def test_a_batch_mixing_new_and_stored_request_ids_appends_only_the_new(store: SqlStore) -> None:
+    """The fast path inserts a batch as it is; a stored id in it sends the whole batch
+    down the duplicate path, which must still store the new events, in order."""
+
+    async def scenario() -> None:
+        stored = await store.append_event(event("old", response=b"first"))
+        acks = await store.append_events(
+            [event("n1"), event("old", response=b"again"), event("n2"), event("n1")]
+        )
+        assert [a.duplicate for a in acks] == [False, True, False, True]
+        assert acks[1].seq == stored.seq and acks[1].response == b"first"
+        assert acks[3].seq == acks[0].seq
+        assert acks[0].seq < acks[2].seq == await store.last_seq()
+        page = await store.events_page(stored.seq, 10)
+        assert [e.request_id for e in page] == ["n1", "n2"]
+        # The key backlog holds the new events only: indexing adds exactly their keys.
+        assert await asyncio.to_thread(store.index_keys_blocking) == 3
+        assert len(await store.events_by_key("phone", "79990001122")) == 3
+
+    run(scenario())
+
+
+def test_unstorable_keys_are_refused_and_the_batch_enqueues_nothing(store: SqlStore) -> None:
+    async def scenario() -> None:
+        before = await store.last_seq()
+        for bad in ([("", "x")], [("phone", "1\x1f2")], [("ph\x1eone", "1")]):
+            with pytest.raises(InvalidArgumentError) as refused:
+                await store.append_events([event("fine"), event("bad", keys=bad)])
+            assert [v.field for v in refused.value.violations] == ["keys[0]"]
+        assert await store.last_seq() == before
+        assert await store.get_event_by_request("fine") is None
+        # Repeated keys are stored once.
+        ack = await store.append_event(event("twice", keys=[("ip", "10.0.0.1")] * 2))
+        assert (await store.get_event(ack.seq)).keys == (("ip", "10.0.0.1"),)
+
+    run(scenario())
+
+
+def test_key_lookups_take_like_wildcards_literally(store: SqlStore) -> None:
+    """The unindexed tail is narrowed with LIKE: ``%``, ``_`` and ``!`` in a value must
+    match only themselves."""
+
+    async def scenario() -> None:
+        for rid, value in (("pct", "50%_off!"), ("plain", "50xyoff!"), ("other", "50%_offX")):
+            await store.append_event(event(rid, keys=[("email", value)]))
+        for indexed in (False, True):
+            if indexed:
+                await asyncio.to_thread(store.index_keys_blocking)
+            found = await store.events_by_key("email", "50%_off!")
+            assert [e.request_id for e in found] == ["pct"], indexed
+            assert await store.events_by_key("email", "50%") == []
+            assert await store.events_by_key("EMAIL", "50%_off!") == []
+
+    run(scenario())
 
 
 def test_rule_versions_history_and_restore(store: SqlStore) -> None:
@@ -426,6 +507,50 @@ def test_snapshot_plus_tail_covers_the_log(store: SqlStore) -> None:
     run(scenario())
 
 
+def test_a_snapshot_larger_than_one_value_is_stored_in_parts(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both engines cap one value near 1 GB; a served state of millions of events is
+    larger. Parts are written one write each; the row that makes the snapshot visible is
+    written last, and a snapshot that misses a part is passed over for the older one."""
+    monkeypatch.setattr(sqlstore, "SNAPSHOT_PART_BYTES", 10)
+
+    async def scenario() -> None:
+        await store.append_events([event(f"p{i}") for i in range(3)])
+        older = bytes(range(35))
+        await store.snapshots.save(2, older)
+        latest = await store.snapshots.load_latest()
+        assert latest is not None and (latest.position, latest.data) == (2, older)
+        newer = b"state@3" * 9
+        await store.snapshots.save(3, newer)
+        await store.snapshots.save(3, newer)  # re-saving a position replaces it
+        latest = await store.snapshots.load_latest()
+        assert latest is not None and (latest.position, latest.data) == (3, newer)
+        parts = store._run_read(
+            lambda tx: tx.execute(
+                "SELECT position, count(*) FROM snapshot_parts GROUP BY position ORDER BY 1"
+            ).fetchall()
+        )
+        assert [tuple(map(int, r)) for r in parts] == [(2, 3), (3, 6)]
+
+        def lose_a_part(tx: Tx, clock: int) -> bytes:
+            tx.execute("DELETE FROM snapshot_parts WHERE position = 3 AND part = 4")
+            return b""
+
+        # A lost part (a save that never finished, a damaged database): the older one.
+        await store._write(None, "test", lose_a_part)
+        latest = await store.snapshots.load_latest()
+        assert latest is not None and (latest.position, latest.data) == (2, older)
+        # Only the latest two are kept, parts included.
+        await store.snapshots.save(4, b"small")
+        parts = store._run_read(
+            lambda tx: tx.execute("SELECT DISTINCT position FROM snapshot_parts").fetchall()
+        )
+        assert [int(r[0]) for r in parts] == [3]
+
+    run(scenario())
+
+
 def test_key_index_resumes_after_restart_from_log_then_backlog(database_url: str) -> None:
     """Unindexed events of a previous run are read back; new ones come from the backlog."""
     quiet = settings_for(database_url, key_index_interval_s=3600)
@@ -516,6 +641,48 @@ def test_retention_deletes_only_expired_events_in_batches(database_url: str) -> 
         s.close()
 
 
+def test_retention_prunes_idempotency_keys_and_key_index_rows_past_the_horizon(
+    database_url: str,
+) -> None:
+    """What retention removes besides events: the first answers of other writes (by their
+    write time) and the key-index rows of the removed events; a retry older than the
+    horizon is then evaluated again."""
+    s = open_store(None, settings_for(database_url, retention_days=180, retention_batch=2))
+
+    def count(table: str) -> int:
+        sql = f"SELECT count(*) FROM {table}"
+        return int(s._run_read(lambda tx: tx.execute(sql).fetchone()[0]))
+
+    async def scenario() -> None:
+        now = time.time_ns() // 1000
+        legs = [Posting("a", 5, "RUB"), Posting("b", -5, "RUB")]
+        for i in range(5):
+            await s.post_ledger(f"w{i}", f"txn{i}", legs)
+        old = [event(f"old{i}", at=now - 200 * DAY_US) for i in range(3)]
+        fresh = [event(f"new{i}", at=now) for i in range(2)]
+        await s.append_events(old + fresh)
+        await asyncio.to_thread(s.index_keys_blocking)
+        assert (count("idempotency"), count("event_keys")) == (5, 2 * 5)
+        # Tomorrow: the old events and their index rows go; the writes are recent.
+        first = await s.purge_expired(now_us=now + DAY_US)
+        assert (first.events, first.idempotency_keys) == (3, 0)
+        assert (count("idempotency"), count("event_keys")) == (5, 2 * 2)
+        with pytest.raises(AlreadyExistsError):  # not a retry any more: evaluated again
+            await s.post_ledger("w0-new-id", "txn0", legs)
+        assert (await s.post_ledger("w0", "txn0", legs)).txn_id == "txn0"  # a retry
+        # Past the horizon of everything: batches of two until nothing is left.
+        later = await s.purge_expired(now_us=now + 200 * DAY_US)
+        assert (later.events, later.idempotency_keys) == (2, 5)
+        assert (count("idempotency"), count("event_keys"), count("events")) == (0, 0, 0)
+        with pytest.raises(AlreadyExistsError):  # the retry is now a new write
+            await s.post_ledger("w0", "txn0", legs)
+
+    try:
+        run(scenario())
+    finally:
+        s.close()
+
+
 def test_background_retention_runs_while_writers_write(database_url: str) -> None:
     s = open_store(
         None,
@@ -587,7 +754,8 @@ def test_concurrent_writers_from_many_threads_and_tasks(store: SqlStore) -> None
 
 @pytest.mark.postgres
 def test_a_lost_connection_is_unavailable_then_the_writer_reconnects(postgres_url: str) -> None:
-    s = open_store(None, settings_for(postgres_url))
+    # No background key indexing: its pass could meet the dead connection first.
+    s = open_store(None, settings_for(postgres_url, key_index_interval_s=3600))
     try:
 
         async def scenario() -> None:

@@ -19,11 +19,28 @@ import psycopg
 import psycopg_pool
 
 from lendgate.errors import UnavailableError
-from lendgate.store import matchkeys
-from lendgate.store.interface import EventAck, NewEvent
+from lendgate.store.interface import EventAck
 from lendgate.store.settings import StoreSettings
 
+EventRow = tuple[str, str, str, str, int, int, bytes, bytes | None, str]
+"""An event as the backends insert it, built once when it is queued: ``request_id``,
+``partner_id``, ``kind``, ``subject_id``, ``event_time_us``, ``received_at_us``,
+``payload``, ``response``, ``match_keys`` (encoded). The log position comes at insert."""
+
 _SQLITE_MAX_PARAMS = 30_000  # below SQLITE_MAX_VARIABLE_NUMBER (32766 since 3.32)
+_PG_POOL_WAIT_S = 10.0  # longest wait for a pooled read connection
+_PG_OUTAGE_WAIT_S = 0.5  # the same while the writer cannot reach the server
+_PG_INSERT = (
+    "INSERT INTO events (request_id, partner_id, kind, subject_id, event_time_us,"
+    " received_at_us, payload, response, match_keys)"
+    " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[],"
+    " %b::int8[], %b::int8[], %b::bytea[], %b::bytea[], %b::text[])"
+)
+_PG_RETURNING = " RETURNING request_id, seq"
+_SQLITE_INSERT = (
+    "INSERT INTO events (request_id, partner_id, kind, subject_id, event_time_us,"
+    " received_at_us, payload, response, match_keys, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 # Writer connection tuning: a larger page cache and fewer, larger WAL checkpoints keep the
 # random inserts into the match-key index from rewriting the same pages at every commit.
@@ -88,6 +105,9 @@ class Backend(ABC):
 
     def __init__(self, settings: StoreSettings) -> None:
         self.settings = settings
+        self.outage = False
+        """Set by the writer while it cannot reach the database (cleared when it has
+        reconnected): readers then give up waiting for a connection sooner."""
 
     @abstractmethod
     def connect_writer(self) -> Tx:
@@ -108,10 +128,12 @@ class Backend(ABC):
         """Whether ``exc`` means the connection is gone (reconnect, report UNAVAILABLE)."""
 
     @abstractmethod
-    def insert_events(
-        self, tx: Tx, events: Sequence[NewEvent], received_at_us: Sequence[int]
-    ) -> list[EventAck]:
-        """Insert events not seen before (by ``request_id``); acks in input order."""
+    def insert_events(self, tx: Tx, rows: Sequence[EventRow]) -> list[EventAck]:
+        """Insert events not seen before (by ``request_id``); acks in input order.
+
+        A repeated ``request_id`` (stored before, or earlier in ``rows``) inserts nothing
+        and its ack is the first append's, with ``duplicate`` set.
+        """
 
     def begin(self, tx: Tx) -> None:
         """Start the writer's transaction."""
@@ -187,16 +209,33 @@ class SqliteBackend(Backend):
         """SQLite has no connection to lose; disk and lock errors fail the batch only."""
         return isinstance(exc, sqlite3.OperationalError) and "disk" in str(exc)
 
-    def insert_events(
-        self, tx: Tx, events: Sequence[NewEvent], received_at_us: Sequence[int]
-    ) -> list[EventAck]:
+    def insert_events(self, tx: Tx, rows: Sequence[EventRow]) -> list[EventAck]:
         """One ``executemany`` per batch; the single writer numbers the events itself.
 
+        New request ids are the rule, so the batch is inserted as it is under a savepoint
+        and the unique index on ``request_id`` is the duplicate check; only a batch that
+        breaks it (a retry) is rolled back and inserted again after looking its ids up.
         The match-key index is not written here but behind the log (``index_keys``).
         """
         raw: sqlite3.Connection = tx.raw
+        found = raw.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        last = 0 if found is None else int(found[0])
+        raw.execute("SAVEPOINT append")
+        try:
+            raw.executemany(_SQLITE_INSERT, [(*row, last + i) for i, row in enumerate(rows, 1)])
+        except sqlite3.IntegrityError:
+            raw.execute("ROLLBACK TO append")
+            raw.execute("RELEASE append")
+            return self._insert_new(raw, rows, last)
+        raw.execute("RELEASE append")
+        return [EventAck(last + i, r[0], r[5], r[7], False) for i, r in enumerate(rows, 1)]
+
+    def _insert_new(
+        self, raw: sqlite3.Connection, rows: Sequence[EventRow], last: int
+    ) -> list[EventAck]:
+        """Insert the rows whose request id is new; the others get their first ack."""
         acks: dict[str, EventAck] = {}
-        ids = list(dict.fromkeys(e.request_id for e in events))
+        ids = list(dict.fromkeys(r[0] for r in rows))
         for start in range(0, len(ids), _SQLITE_MAX_PARAMS):
             chunk = ids[start : start + _SQLITE_MAX_PARAMS]
             marks = ",".join("?" * len(chunk))
@@ -206,48 +245,21 @@ class SqliteBackend(Backend):
                 chunk,
             ):
                 acks[request_id] = EventAck(int(seq), request_id, int(received), response, True)
-        row = raw.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-        seq = 0 if row is None else int(row[0])
-        rows: list[tuple[Any, ...]] = []
+        seq = last
+        new: list[tuple[Any, ...]] = []
         result: list[EventAck] = []
-        first: dict[str, int] = {}  # request_id -> index in result, for repeats in the batch
-        encode = matchkeys.encode
-        for event, received in zip(events, received_at_us, strict=True):
-            request_id = event.request_id
+        for row in rows:
+            request_id = row[0]
             ack = acks.get(request_id)
             if ack is None:
-                at = first.get(request_id)
-                if at is None:
-                    seq += 1
-                    first[request_id] = len(result)
-                    result.append(EventAck(seq, request_id, received, event.response, False))
-                    rows.append(
-                        (
-                            seq,
-                            request_id,
-                            event.partner_id,
-                            event.kind,
-                            event.subject_id,
-                            event.event_time_us,
-                            received,
-                            event.payload,
-                            event.response,
-                            encode(event.keys),
-                        )
-                    )
-                    continue
-                new = result[at]
-                ack = acks[request_id] = EventAck(
-                    new.seq, request_id, new.received_at_us, new.response, True
-                )
-            result.append(ack)
-        if rows:
-            raw.executemany(
-                "INSERT INTO events (seq, request_id, partner_id, kind, subject_id, event_time_us,"
-                " received_at_us, payload, response, match_keys)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+                seq += 1
+                new.append((*row, seq))
+                result.append(EventAck(seq, request_id, row[5], row[7], False))
+                acks[request_id] = EventAck(seq, request_id, row[5], row[7], True)
+            else:
+                result.append(ack)
+        if new:
+            raw.executemany(_SQLITE_INSERT, new)
         return result
 
 
@@ -282,10 +294,13 @@ class PostgresBackend(Backend):
                 max_size=max(1, self.settings.pool_size),
                 kwargs={"autocommit": True},
                 open=True,
-                timeout=10.0,
+                timeout=_PG_POOL_WAIT_S,
             )
+        # In an outage the pool has no connection to give: answer UNAVAILABLE in a moment
+        # rather than after the full wait (a client deadline would come first).
+        wait = _PG_OUTAGE_WAIT_S if self.outage else _PG_POOL_WAIT_S
         try:
-            with self._pool.connection() as conn:
+            with self._pool.connection(timeout=wait) as conn:
                 yield Tx(conn, "postgres")
         except psycopg_pool.PoolTimeout as exc:
             raise UnavailableError("the database is unreachable") from exc
@@ -318,47 +333,41 @@ class PostgresBackend(Backend):
             ([r[0] for r in rows], [r[1] for r in rows]),
         )
 
-    def insert_events(
-        self, tx: Tx, events: Sequence[NewEvent], received_at_us: Sequence[int]
-    ) -> list[EventAck]:
+    def insert_events(self, tx: Tx, rows: Sequence[EventRow]) -> list[EventAck]:
         """One ``INSERT ... SELECT FROM unnest(arrays)`` per batch: a few round trips in all.
 
-        Parameters go in binary (``%b``): bytea arrays in text form would hex-escape every byte.
+        Parameters go in binary (``%b``): bytea arrays in text form would hex-escape every
+        byte. The rows are turned into the nine column arrays by one ``zip``. New request
+        ids are the rule: a plain insert under a savepoint (``ON CONFLICT`` costs the server
+        a speculative insertion per row); only a batch the unique index refuses goes again
+        with ``ON CONFLICT DO NOTHING`` and looks the stored ids up.
         """
         raw = tx.raw
         first: dict[str, int] = {}
-        for i, event in enumerate(events):
-            first.setdefault(event.request_id, i)
-        unique = [events[i] for i in first.values()]
-        received = [received_at_us[i] for i in first.values()]
-        rows = raw.execute(
-            "INSERT INTO events (request_id, partner_id, kind, subject_id, event_time_us,"
-            " received_at_us, payload, response, match_keys)"
-            " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[],"
-            " %b::int8[], %b::int8[], %b::bytea[], %b::bytea[], %b::text[])"
-            " ON CONFLICT (request_id) DO NOTHING RETURNING request_id, seq",
-            (
-                [e.request_id for e in unique],
-                [e.partner_id for e in unique],
-                [e.kind for e in unique],
-                [e.subject_id for e in unique],
-                [e.event_time_us for e in unique],
-                received,
-                [e.payload for e in unique],
-                [e.response for e in unique],
-                [matchkeys.encode(e.keys) for e in unique],
-            ),
-        ).fetchall()
-        inserted = {request_id: int(seq) for request_id, seq in rows}
-        by_request: dict[str, EventAck] = {}
-        for event, recv in zip(unique, received, strict=True):
-            seq = inserted.get(event.request_id)
-            if seq is None:
-                continue
-            by_request[event.request_id] = EventAck(
-                seq, event.request_id, recv, event.response, False
+        for i, row in enumerate(rows):
+            first.setdefault(row[0], i)
+        unique = rows if len(first) == len(rows) else [rows[i] for i in first.values()]
+        columns = list(map(list, zip(*unique, strict=True)))
+        inserted: dict[str, int] | None = None
+        if unique is rows:
+            raw.execute("SAVEPOINT append")
+            try:
+                inserted = dict(raw.execute(_PG_INSERT + _PG_RETURNING, columns).fetchall())
+            except psycopg.errors.UniqueViolation:
+                raw.execute("ROLLBACK TO SAVEPOINT append")
+            raw.execute("RELEASE SAVEPOINT append")
+        if inserted is None:
+            inserted = dict(
+                raw.execute(
+                    _PG_INSERT + " ON CONFLICT (request_id) DO NOTHING" + _PG_RETURNING, columns
+                ).fetchall()
             )
-        missing = [e.request_id for e in unique if e.request_id not in inserted]
+        by_request: dict[str, EventAck] = {}
+        for row in unique:
+            seq = inserted.get(row[0])
+            if seq is not None:
+                by_request[row[0]] = EventAck(seq, row[0], row[5], row[7], False)
+        missing = [r[0] for r in unique if r[0] not in inserted]
         if missing:
             for request_id, seq, recv, response in raw.execute(
                 "SELECT request_id, seq, received_at_us, response FROM events"
@@ -366,11 +375,13 @@ class PostgresBackend(Backend):
                 (missing,),
             ).fetchall():
                 by_request[request_id] = EventAck(int(seq), request_id, int(recv), response, True)
+        if unique is rows:
+            return [by_request[r[0]] for r in rows]
         acks = []
-        for i, event in enumerate(events):
-            ack = by_request[event.request_id]
-            if first[event.request_id] != i and not ack.duplicate:
-                ack = EventAck(ack.seq, ack.request_id, ack.received_at_us, ack.response, True)
+        for i, row in enumerate(rows):
+            ack = by_request[row[0]]
+            if first[row[0]] != i and not ack.duplicate:
+                ack = ack._replace(duplicate=True)
             acks.append(ack)
         return acks
 

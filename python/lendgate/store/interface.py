@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 DefinitionKind = Literal["rule", "list", "aggregate", "strategy", "settings"]
 """What a versioned definition is: a rule, a list (with entries), an aggregate, a strategy,
@@ -43,12 +43,14 @@ class NewEvent:
     response: bytes | None = None
 
 
-@dataclass(frozen=True)
-class EventAck:
+class EventAck(NamedTuple):
     """The store's answer to an append: the event's log position and its first response.
 
     ``duplicate`` is true when ``request_id`` had been appended before; ``seq``,
     ``received_at_us`` and ``response`` are then the first append's.
+
+    A named tuple rather than a frozen dataclass: the writer makes one per appended event,
+    and a frozen dataclass costs ~1.5 µs to build against ~0.3 µs.
     """
 
     seq: int

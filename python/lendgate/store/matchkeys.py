@@ -73,15 +73,23 @@ class KeyBacklog:
 
     def stage(self, seq: int, keys: Sequence[tuple[str, str]]) -> None:
         """Record the keys of one event the running batch inserted."""
-        if not self._staged_events:
-            self._staged_first = self._staged_last = seq
-        elif seq < self._staged_first:
-            self._staged_first = seq
-        elif seq > self._staged_last:
-            self._staged_last = seq
-        self._staged_events += 1
-        if keys:
-            self._staged.extend(_core.key_rows(seq, keys))
+        self.stage_many(((seq, keys),))
+
+    def stage_many(self, events: Iterable[tuple[int, Sequence[tuple[str, str]]]]) -> None:
+        """Record the keys of events the running batch inserted: ``(seq, keys)`` pairs."""
+        staged, key_rows = self._staged, _core.key_rows
+        first, last, count = self._staged_first, self._staged_last, self._staged_events
+        for seq, keys in events:
+            if not count:
+                first = last = seq
+            elif seq < first:
+                first = seq
+            elif seq > last:
+                last = seq
+            count += 1
+            if keys:
+                staged.extend(key_rows(seq, keys))
+        self._staged_first, self._staged_last, self._staged_events = first, last, count
 
     def take(self) -> None:
         """The running batch indexes the whole backlog (it empties on commit)."""
@@ -120,6 +128,34 @@ class KeyBacklog:
 def encode(keys: Iterable[tuple[str, str]]) -> str:
     """The keys, without duplicates, as the row's ``match_keys`` string."""
     return _KEY.join(map(_PAIR.join, dict.fromkeys(keys)))
+
+
+def encode_checked(keys: Sequence[tuple[str, str]]) -> str:
+    """:func:`encode` for an event being appended, refusing keys :func:`check` refuses.
+
+    Checked on the encoded string (a few C-level scans instead of a Python loop over the
+    keys: this runs once per appended event): ``n`` distinct keys encode to exactly ``n``
+    kind/value separators and ``n - 1`` key separators, and no kind is empty.
+    """
+    unique = dict.fromkeys(keys)
+    text = _KEY.join(map(_PAIR.join, unique))
+    n = len(unique)
+    if n and (
+        text.count(_PAIR) != n
+        or text.count(_KEY) != n - 1
+        or text.startswith(_PAIR)
+        or _KEY + _PAIR in text
+    ):
+        check(keys)  # names the offending key
+        raise InvalidArgumentError("a key needs a kind and a value", field="keys")
+    return text
+
+
+def like_pattern(kind: str, value: str) -> str:
+    """A ``LIKE`` pattern (escape character ``!``) matching every ``match_keys`` string
+    that holds the key (and possibly a few that do not: filter by :func:`decode`)."""
+    escaped = f"{kind}{_PAIR}{value}".replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return f"%{escaped}%"
 
 
 def decode(text: str) -> tuple[tuple[str, str], ...]:

@@ -45,7 +45,7 @@ class StoreSettings:
     retention_days: float = 180.0
     retention_interval_s: float = 60.0
     retention_batch: int = 1000
-    key_index_interval_s: float = 0.2
+    key_index_interval_s: float = 1.0
     key_index_batch: int = 20_000
     pool_size: int = 4
 

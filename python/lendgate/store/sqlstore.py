@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _US_PER_DAY = 86_400 * 1_000_000
 _SNAPSHOTS_KEPT = 2
+SNAPSHOT_PART_BYTES = 256 * 2**20
+"""Largest piece of a snapshot stored as one value (both engines cap a value near 1 GB)."""
 _MAX_SEQ = 2**63 - 1
 _first = operator.itemgetter(0)
 
@@ -144,8 +146,7 @@ class SqlStore:
 
     async def append_event(self, event: NewEvent) -> EventAck:
         """Append one event (idempotent on ``request_id``); returns after commit."""
-        (future,) = self._writer.submit_events([event])
-        return await future
+        return await self._writer.submit_event(event)
 
     async def append_events(self, events: Sequence[NewEvent]) -> list[EventAck]:
         """Append several events; one ack per event, in order."""
@@ -195,12 +196,14 @@ class SqlStore:
             # The index covers seq <= through; the few newer events are scanned directly.
             # Reading `through` first keeps both parts exact even while the indexer advances.
             through = _indexed_through(tx)
+            # LIKE narrows the scan in the engine (a superset: SQLite's LIKE ignores ASCII
+            # case); the decoded keys decide.
             hits = [
                 int(seq)
                 for seq, text in tx.execute(
                     "SELECT seq, match_keys FROM events WHERE seq > ? AND event_time_us >= ?"
-                    " ORDER BY seq DESC",
-                    (through, since_us),
+                    " AND match_keys LIKE ? ESCAPE '!' ORDER BY seq DESC",
+                    (through, since_us, matchkeys.like_pattern(key_kind, key_value)),
                 ).fetchall()
                 if key in matchkeys.decode(text)
             ][:limit]
@@ -856,14 +859,34 @@ class SqlSnapshots:
         self._store = store
 
     async def save(self, position: int, data: bytes) -> Snapshot:
-        """Store ``data`` as the state after every event with ``seq <= position``."""
+        """Store ``data`` as the state after every event with ``seq <= position``.
+
+        A snapshot larger than :data:`SNAPSHOT_PART_BYTES` is stored in parts, each one
+        write of its own (appends are committed between them); it exists for readers
+        only once its ``snapshots`` row, written last, has committed.
+        """
+        store = self._store
+        part = SNAPSHOT_PART_BYTES
+        view = memoryview(data)  # slices without copies (a snapshot may be several GB)
+        pieces = [view[i : i + part] for i in range(part, len(data), part)]
+        if pieces:
+
+            def clear(tx: Tx, clock: int) -> bytes:
+                # Re-saving a position replaces it: it is not readable until the end.
+                tx.execute("DELETE FROM snapshots WHERE position = ?", (position,))
+                tx.execute("DELETE FROM snapshot_parts WHERE position = ?", (position,))
+                return b""
+
+            await store._write(None, "save_snapshot", clear)
+            for number, piece in enumerate(pieces, 1):
+                await store._write(None, "save_snapshot", _snapshot_part(position, number, piece))
 
         def op(tx: Tx, clock: int) -> bytes:
             tx.execute(
-                "INSERT INTO snapshots (position, created_at_us, data) VALUES (?, ?, ?)"
+                "INSERT INTO snapshots (position, created_at_us, data, parts) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (position) DO UPDATE SET created_at_us = excluded.created_at_us,"
-                " data = excluded.data",
-                (position, clock, data),
+                " data = excluded.data, parts = excluded.parts",
+                (position, clock, view[:part], len(pieces) + 1),
             )
             keep_from = tx.execute(
                 "SELECT position FROM snapshots ORDER BY position DESC LIMIT 1 OFFSET ?",
@@ -871,19 +894,39 @@ class SqlSnapshots:
             ).fetchone()
             if keep_from is not None:
                 tx.execute("DELETE FROM snapshots WHERE position < ?", (keep_from[0],))
+            # Parts of dropped snapshots, and of a save that never finished.
+            tx.execute(
+                "DELETE FROM snapshot_parts WHERE position NOT IN (SELECT position FROM snapshots)"
+            )
             return codec.dumps(Snapshot(position, clock, b""))
 
-        stored = codec.loads(await self._store._write(None, "save_snapshot", op), Snapshot)
+        stored = codec.loads(await store._write(None, "save_snapshot", op), Snapshot)
         return Snapshot(stored.position, stored.created_at_us, data)
 
     async def load_latest(self) -> Snapshot | None:
         """The snapshot with the highest position, or ``None`` when there is none."""
 
         def read(tx: Tx) -> Snapshot | None:
-            row = tx.execute(
-                "SELECT position, created_at_us, data FROM snapshots ORDER BY position DESC LIMIT 1"
-            ).fetchone()
-            return None if row is None else Snapshot(int(row[0]), int(row[1]), bytes(row[2]))
+            heads = tx.execute(
+                "SELECT position, created_at_us, parts FROM snapshots ORDER BY position DESC"
+                " LIMIT ?",
+                (_SNAPSHOTS_KEPT,),
+            ).fetchall()
+            for position, created, parts in heads:
+                first = tx.execute("SELECT data FROM snapshots WHERE position = ?", (position,))
+                pieces = [bytes(first.fetchone()[0])]
+                for number in range(1, int(parts)):  # one part in memory at a time
+                    row = tx.execute(
+                        "SELECT data FROM snapshot_parts WHERE position = ? AND part = ?",
+                        (position, number),
+                    ).fetchone()
+                    if row is None:
+                        break
+                    pieces.append(bytes(row[0]))
+                if len(pieces) == int(parts):
+                    return Snapshot(int(position), int(created), b"".join(pieces))
+                log.warning("snapshot at position %d misses parts: using an older one", position)
+            return None
 
         return await self._store._read(read)
 
@@ -1171,6 +1214,17 @@ def _index_batch(db: Backend, size: int, backlog: matchkeys.KeyBacklog) -> OpFn:
         if through != start:
             tx.execute("UPDATE event_keys_indexed SET through_seq = ? WHERE id = 1", (through,))
         return str(done).encode()
+
+    return op
+
+
+def _snapshot_part(position: int, number: int, data: memoryview) -> OpFn:
+    def op(tx: Tx, clock: int) -> bytes:
+        tx.execute(
+            "INSERT INTO snapshot_parts (position, part, data) VALUES (?, ?, ?)",
+            (position, number, data),
+        )
+        return b""
 
     return op
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from lendgate.errors import InvalidArgumentError, LendgateError, UnavailableError
 from lendgate.store import matchkeys
-from lendgate.store.backends import Backend, StoreOpenError, Tx
+from lendgate.store.backends import Backend, EventRow, StoreOpenError, Tx
 from lendgate.store.interface import EventAck, NewEvent
 from lendgate.store.settings import StoreSettings
 
@@ -48,8 +48,8 @@ Waiter = Future[Any] | asyncio.Future[Any]
 
 @dataclass(slots=True)
 class _EventWrite:
-    event: NewEvent
-    received_at_us: int
+    row: EventRow
+    keys: Sequence[tuple[str, str]]
     future: Waiter
 
 
@@ -92,6 +92,9 @@ class GroupCommitWriter:
         self._closed = False
         self._last_seq = 0  # highest log position committed so far (set at start)
         self.key_backlog = matchkeys.KeyBacklog()
+        self.commits = 0
+        """Transactions committed so far (with :attr:`committed_writes`: the mean batch)."""
+        self.committed_writes = 0
         self._thread = threading.Thread(target=self._run, name="lendgate-store-writer", daemon=True)
 
     def start(self, tx: Tx) -> None:
@@ -101,16 +104,23 @@ class GroupCommitWriter:
         self._last_seq = int(row[0])
         self._thread.start()
 
+    def submit_event(self, event: NewEvent) -> asyncio.Future[EventAck]:
+        """Enqueue one event append from a coroutine; the future resolves after its commit."""
+        future: asyncio.Future[EventAck] = asyncio.get_running_loop().create_future()
+        self._put(_EventWrite(_row(event, now_us()), event.keys, future))
+        return future
+
     def submit_events(self, events: Sequence[NewEvent]) -> list[asyncio.Future[EventAck]]:
         """Enqueue event appends from a coroutine; each future resolves after its commit."""
         loop = asyncio.get_running_loop()
         received = now_us()
-        futures: list[asyncio.Future[EventAck]] = []
-        for event in events:
-            future: asyncio.Future[EventAck] = loop.create_future()
-            self._put(_EventWrite(_checked(event), received, future))
-            futures.append(future)
-        return futures
+        writes = [_EventWrite(_row(e, received), e.keys, loop.create_future()) for e in events]
+        if self._closed:
+            raise UnavailableError("the store is closed")
+        self._queue.extend(writes)  # all or none: a refused event enqueues nothing
+        if not self._wake.is_set():
+            self._wake.set()
+        return [w.future for w in writes]  # type: ignore[misc]
 
     def submit(self, request_id: str | None, operation: str, fn: OpFn) -> asyncio.Future[bytes]:
         """Enqueue one operation from a coroutine (idempotent on ``request_id`` if given)."""
@@ -194,9 +204,11 @@ class GroupCommitWriter:
         try:
             self._tx = self._backend.connect_writer()
         except StoreOpenError as exc:
+            self._backend.outage = True
             self._retry_at = time.monotonic() + self._backoff_s
             self._backoff_s = min(self._backoff_s * 2, 2.0)
             raise UnavailableError(f"the database is unreachable: {exc}") from exc
+        self._backend.outage = False
         self._backoff_s = 0.05
         log.info("store writer reconnected")
         return self._tx
@@ -209,7 +221,7 @@ class GroupCommitWriter:
             return
         try:
             self._backend.begin(tx)
-            results = self._apply(tx, batch)
+            results, last_seq = self._apply(tx, batch)
             tx.execute("COMMIT")
         except BaseException as exc:
             self.key_backlog.rollback()
@@ -228,37 +240,47 @@ class GroupCommitWriter:
                 _fail(batch, exc)
             return
         self.key_backlog.commit()
-        for result in results:
-            if isinstance(result, EventAck) and result.seq > self._last_seq:
-                self._last_seq = result.seq
+        self._last_seq = last_seq
+        self.commits += 1
+        self.committed_writes += len(batch)
         _settle(batch, results)
 
-    def _apply(self, tx: Tx, batch: list[_Write]) -> list[object]:
-        results: list[object] = [None] * len(batch)
-        events = [(i, w) for i, w in enumerate(batch) if isinstance(w, _EventWrite)]
+    def _apply(self, tx: Tx, batch: list[_Write]) -> tuple[Sequence[object], int]:
+        """Run a batch inside the open transaction: its results in batch order and the
+        highest log position once it commits.
+
+        All the batch's events are inserted first, in one bulk statement, then the other
+        operations run in queue order (they see the events); a fence resolves to the
+        highest position among the events queued before it.
+        """
+        events = [w for w in batch if type(w) is _EventWrite]
+        acks: list[EventAck] = []
+        last = self._last_seq
         if events:
-            acks = self._backend.insert_events(
-                tx, [w.event for _, w in events], [w.received_at_us for _, w in events]
+            acks = self._backend.insert_events(tx, [w.row for w in events])
+            self.key_backlog.stage_many(
+                (ack.seq, w.keys) for ack, w in zip(acks, events, strict=True) if not ack.duplicate
             )
-            stage = self.key_backlog.stage
-            for (i, event_write), ack in zip(events, acks, strict=True):
-                results[i] = ack
-                if not ack.duplicate:
-                    stage(ack.seq, event_write.event.keys)
+            last = max(last, *(ack.seq for ack in acks))
+            if len(events) == len(batch):  # the common batch: appends only
+                return acks, last
+        results: list[object] = []
+        next_ack = iter(acks).__next__
         clock = now_us()
-        position = self._last_seq  # events before a fence have lower batch indices
-        for i, write in enumerate(batch):
-            result = results[i]
-            if isinstance(result, EventAck) and result.seq > position:
-                position = result.seq
+        position = self._last_seq
+        for write in batch:
+            if isinstance(write, _EventWrite):
+                ack = next_ack()
+                results.append(ack)
+                position = max(position, ack.seq)
             elif isinstance(write, _Fence):
-                results[i] = position
-            elif isinstance(write, _OpWrite):
+                results.append(position)
+            else:
                 try:
-                    results[i] = _run_op(tx, write, clock)
+                    results.append(_run_op(tx, write, clock))
                 except LendgateError as exc:
-                    results[i] = exc
-        return results
+                    results.append(exc)
+        return results, last
 
 
 def _run_op(tx: Tx, write: _OpWrite, clock: int) -> bytes:
@@ -298,14 +320,12 @@ def _fail(batch: Sequence[_Write], exc: BaseException) -> None:
 
 def _still_wanted(future: Waiter) -> bool:
     """Start a thread's future (False if it was cancelled); loop futures are checked later."""
-    if isinstance(future, Future):
-        return future.set_running_or_notify_cancel()
-    return True
+    return type(future) is not Future or future.set_running_or_notify_cancel()
 
 
 def _settle(batch: Sequence[_Write], results: Sequence[object]) -> None:
     """Resolve each write's future; one thread-safe call per event loop, not per write."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], object]]] = {}
+    by_loop: dict[asyncio.AbstractEventLoop, tuple[list[Any], list[object]]] = {}
     for write, result in zip(batch, results, strict=True):
         future = write.future
         if isinstance(future, Future):
@@ -313,15 +333,20 @@ def _settle(batch: Sequence[_Write], results: Sequence[object]) -> None:
                 future.set_exception(result)
             else:
                 future.set_result(result)
-        else:
-            by_loop.setdefault(future.get_loop(), []).append((future, result))
-    for loop, items in by_loop.items():
+            continue
+        loop = future.get_loop()
+        pair = by_loop.get(loop)
+        if pair is None:
+            pair = by_loop[loop] = ([], [])
+        pair[0].append(future)
+        pair[1].append(result)
+    for loop, (futures, values) in by_loop.items():
         with contextlib.suppress(RuntimeError):  # the caller's loop has closed: no one waits
-            loop.call_soon_threadsafe(_resolve, items)
+            loop.call_soon_threadsafe(_resolve, futures, values)
 
 
-def _resolve(items: list[tuple[asyncio.Future[Any], object]]) -> None:
-    for future, result in items:
+def _resolve(futures: list[asyncio.Future[Any]], results: list[object]) -> None:
+    for future, result in zip(futures, results, strict=True):
         if future.done():  # cancelled by its caller; the write itself may have committed
             continue
         if isinstance(result, BaseException):
@@ -336,10 +361,20 @@ def _checked_id(request_id: str | None) -> str | None:
     return request_id
 
 
-def _checked(event: NewEvent) -> NewEvent:
+def _row(event: NewEvent, received_at_us: int) -> EventRow:
+    """The event's row, checked and encoded on the caller's side of the queue."""
     if not event.request_id:
         raise InvalidArgumentError("must not be empty", field="request_id")
     if not isinstance(event.payload, bytes):
         raise InvalidArgumentError("must be bytes", field="payload")
-    matchkeys.check(event.keys)
-    return event
+    return (
+        event.request_id,
+        event.partner_id,
+        event.kind,
+        event.subject_id,
+        event.event_time_us,
+        received_at_us,
+        event.payload,
+        event.response,
+        matchkeys.encode_checked(event.keys),
+    )

@@ -93,6 +93,11 @@ def _check(tx: Tx, migrations: list[Migration]) -> set[int]:
             f" (which knows up to {newest}): upgrade lendgate"
         )
     for version, checksum in applied.items():
+        if version not in known:  # a gap: applied by a build that had a migration this lacks
+            raise StoreOpenError(
+                f"the database has schema migration {version}, which this lendgate does not"
+                " know: use the lendgate that applied it"
+            )
         if known[version].checksum != checksum:
             raise StoreOpenError(
                 f"schema migration {version} ({known[version].name}) differs from the one"
