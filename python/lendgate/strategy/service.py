@@ -5,6 +5,7 @@ No gRPC types here; ``servers/strategy.py`` converts the contract to these calls
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import json
@@ -22,7 +23,7 @@ from lendgate.errors import (
     NotFoundError,
 )
 from lendgate.strategy.engine import CompiledStrategy, Decision, Host, NodeServices, PythonNodes
-from lendgate.strategy.nodes import validate_custom_nodes
+from lendgate.strategy.nodes import NodeRunner, validate_custom_nodes
 from lendgate.strategy.repository import (
     InMemoryStrategyRepository,
     Publication,
@@ -95,12 +96,14 @@ class StrategyService:
         repository: StrategyRepository | None = None,
         python_nodes: PythonNodes | None = None,
         node_services: NodeServices | None = None,
+        node_runner: NodeRunner | None = None,
     ) -> None:
         self._repo: StrategyRepository = repository or InMemoryStrategyRepository()
         self.python_nodes = python_nodes or PythonNodes()
         # Versions are immutable, so compiled graphs are cached for ever.
         self._compiled: dict[tuple[str, int], CompiledStrategy] = {}
-        self._host = Host(self._load_published, self.python_nodes, node_services)
+        self._host = Host(self._load_published, self.python_nodes, node_services, node_runner)
+        self._register_lock = asyncio.Lock()
 
     async def load(self) -> None:
         """Read the repository's strategies (a durable repository loads them at start)."""
@@ -129,11 +132,20 @@ class StrategyService:
             raise InvalidArgumentError(
                 "a strategy id is required and has no '/'", field="strategy_id"
             )
-        if self._repo.get(name) is not None:
-            raise AlreadyExistsError(f"strategy {name!r} exists already")
-        now = _now()
-        record = StrategyRecord(name, display_name or name, description, list(tags or []), now, now)
-        await self._repo.put(record)
+        exists = AlreadyExistsError(f"strategy {name!r} exists already")
+        # The check and the write are one step for this process (concurrent calls wait
+        # here); another process sharing the store is caught by the store's version check.
+        async with self._register_lock:
+            if self._repo.get(name) is not None:
+                raise exists
+            now = _now()
+            record = StrategyRecord(
+                name, display_name or name, description, list(tags or []), now, now
+            )
+            try:
+                await self._repo.put(record)
+            except FailedPreconditionError:
+                raise exists from None
         return record
 
     def get(self, name: str) -> StrategyRecord:
