@@ -216,7 +216,8 @@ impl Host for PyHost {
         timeout: Option<Duration>,
     ) -> Result<serde_json::Value, String> {
         // Whole milliseconds, rounded up so that a limit under 1 ms is not "none".
-        let timeout_ms = timeout.map(|t| u64::try_from(t.as_micros().div_ceil(1000)).unwrap_or(u64::MAX));
+        let timeout_ms =
+            timeout.map(|t| u64::try_from(t.as_micros().div_ceil(1000)).unwrap_or(u64::MAX));
         Python::attach(|py| {
             let out = self
                 .0

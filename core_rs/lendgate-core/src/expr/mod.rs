@@ -252,9 +252,17 @@ impl UnaryExpression {
     /// error (a comparison of unlike types).
     pub fn test_subject(&self, subject: &Value) -> Option<CoreResult<bool>> {
         let direct = self.direct.as_ref()?;
-        Some(direct.test(subject).map_err(|_| CoreError::ExpressionEvaluation {
-            reason: format!("`{}` does not apply to {}", self.source(), subject.type_name()),
-        }))
+        Some(
+            direct
+                .test(subject)
+                .map_err(|_| CoreError::ExpressionEvaluation {
+                    reason: format!(
+                        "`{}` does not apply to {}",
+                        self.source(),
+                        subject.type_name()
+                    ),
+                }),
+        )
     }
 
     /// Tests an already-converted document whose `$` field is the subject.

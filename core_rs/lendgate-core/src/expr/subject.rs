@@ -59,9 +59,7 @@ impl SubjectTest {
                 Op::Eq => Ok(equal(subject, c)),
                 Op::Ne => Ok(!equal(subject, c)),
                 Op::In => contains(*op, subject, c).map_err(|_| TestError),
-                Op::NotIn => contains(*op, subject, c)
-                    .map(|b| !b)
-                    .map_err(|_| TestError),
+                Op::NotIn => contains(*op, subject, c).map(|b| !b).map_err(|_| TestError),
                 _ => compare(*op, subject, c).map_err(|_| TestError),
             },
         }
@@ -105,7 +103,12 @@ mod tests {
         let limits = Limits::default();
         let mut env = Map::default();
         env.insert(Arc::from("$"), subject.clone());
-        let mut cx = Cx::new(Value::object(env), &limits, Clock::System, chrono_tz::Tz::UTC);
+        let mut cx = Cx::new(
+            Value::object(env),
+            &limits,
+            Clock::System,
+            chrono_tz::Tz::UTC,
+        );
         match eval::eval(node, &mut cx) {
             Ok(Value::Bool(b)) => Ok(b),
             _ => Err(TestError),
@@ -166,7 +169,12 @@ mod tests {
     #[test]
     fn tests_that_read_the_input_are_left_to_the_interpreter() {
         let limits = Limits::default();
-        for cell in ["> limit", "startsWith($, 'A')", "$ * 2 > 10", "> d('2024-01-01')"] {
+        for cell in [
+            "> limit",
+            "startsWith($, 'A')",
+            "$ * 2 > 10",
+            "> d('2024-01-01')",
+        ] {
             let node = parse_unary(cell, &limits, &HostFunctions::default()).expect(cell);
             assert!(SubjectTest::from_node(&node, &limits).is_none(), "{cell}");
         }

@@ -267,10 +267,20 @@ mod tests {
 
     #[test]
     fn strings_are_escaped_as_serde_json_does() {
-        for text in ["plain", "", "quote\"s", "back\\slash", "tab\tnl\n\u{1}", "ünï ✓ \u{7f}"] {
+        for text in [
+            "plain",
+            "",
+            "quote\"s",
+            "back\\slash",
+            "tab\tnl\n\u{1}",
+            "ünï ✓ \u{7f}",
+        ] {
             let doc = Value::from(&json!({ text: text }));
             let ours = String::from_utf8(to_json_bytes(&doc)).expect("utf8");
-            assert_eq!(ours, serde_json::to_string(&json!({ text: text })).expect("ser"));
+            assert_eq!(
+                ours,
+                serde_json::to_string(&json!({ text: text })).expect("ser")
+            );
         }
     }
 

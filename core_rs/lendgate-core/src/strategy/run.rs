@@ -413,9 +413,11 @@ impl<'g, 'o> Run<'g, 'o> {
                         }
                     }
                 }
-                *detail = serde_json::json!({
-                    "statements": taken.iter().map(|s| s.as_ref()).collect::<Vec<_>>()
-                });
+                if self.opts.trace {
+                    *detail = serde_json::json!({
+                        "statements": taken.iter().map(|s| s.as_ref()).collect::<Vec<_>>()
+                    });
+                }
                 Ok((input.clone(), Route::Handles(taken)))
             }
             Kind::AbTest(ab) => {
@@ -432,7 +434,10 @@ impl<'g, 'o> Run<'g, 'o> {
                 let out = self.transformed(t, input, &mut |run, item| {
                     run.table(table, &item, &mut matched)
                 })?;
-                *detail = serde_json::json!({ "matchedRules": matched });
+                if self.opts.trace {
+                    let ids: Vec<&str> = matched.iter().map(|id| id.as_ref()).collect();
+                    *detail = serde_json::json!({ "matchedRules": ids });
+                }
                 Ok((out, Route::All))
             }
             Kind::Expression(t, exprs) => {
@@ -533,7 +538,7 @@ impl<'g, 'o> Run<'g, 'o> {
         Ok(result)
     }
 
-    fn table(&self, t: &Table, input: &Value, matched: &mut Vec<String>) -> NodeResult {
+    fn table(&self, t: &Table, input: &Value, matched: &mut Vec<Arc<str>>) -> NodeResult {
         let env = self.env(input);
         let subjects: Vec<Option<Result<Value, ()>>> = t
             .inputs
@@ -561,7 +566,7 @@ impl<'g, 'o> Run<'g, 'o> {
             let Some(out) = cx.row_output(t, rule) else {
                 continue;
             };
-            matched.push(rule.id.to_string());
+            matched.push(rule.id.clone());
             hits.push((rule, out));
             if t.hit_policy == HitPolicy::First {
                 break;
@@ -604,7 +609,7 @@ impl<'g, 'o> Run<'g, 'o> {
 
     /// `first` with `field[]` columns: scalars of the first matching row, arrays of
     /// the values of every matching row (as ZEN).
-    fn first_hit_collect(&self, t: &Table, cx: &mut TableCx, matched: &mut Vec<String>) -> Value {
+    fn first_hit_collect(&self, t: &Table, cx: &mut TableCx, matched: &mut Vec<Arc<str>>) -> Value {
         let mut scalars: Option<Value> = None;
         let mut collected: Vec<Vec<Value>> = vec![Vec::new(); t.outputs.len()];
         let mut any = false;
@@ -635,7 +640,7 @@ impl<'g, 'o> Run<'g, 'o> {
                 }
             }
             any = true;
-            matched.push(rule.id.to_string());
+            matched.push(rule.id.clone());
             if include_scalars {
                 scalars = Some(row_scalars);
             }
@@ -741,9 +746,9 @@ impl TableCx {
                     Some(Ok(subject)) => match u.test_subject(subject) {
                         Some(pass) => pass.unwrap_or(false),
                         None => {
-                            let env = self
-                                .env_subject
-                                .get_or_insert_with(|| with_fields(&self.env, &[("$", Value::Null)]));
+                            let env = self.env_subject.get_or_insert_with(|| {
+                                with_fields(&self.env, &[("$", Value::Null)])
+                            });
                             set_field(env, "$", subject.clone());
                             u.evaluate_value(env).unwrap_or(false)
                         }
