@@ -340,3 +340,68 @@ def test_node_runner_passes_results_and_errors_through() -> None:
     with pytest.raises(TimeoutError, match="the node's own timeout"):
         runner.run(fails, 1000)
     assert runner.in_flight == 0 and runner.threads == 1
+
+
+ECHO = {
+    "id": "e",
+    "name": "echo",
+    "type": "expressionNode",
+    "content": {"expressions": [{"id": "1", "key": "who", "value": "who"}]},
+}
+
+
+async def loop_stays_free(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'lendgate.db'}")
+    release, started = threading.Event(), threading.Event()
+
+    def waits(config: Any, data: Any) -> Any:
+        started.set()
+        release.wait(20)
+        return {"done": data["who"]}
+
+    python = PythonNodes()
+    python.register("waits", waits)
+    runner = NodeRunner(workers=2)
+    service = StrategyService(
+        StoreStrategyRepository(store), python_nodes=python, node_runner=runner
+    )
+    servicer = StrategyServicer(service, DecisionLog(store))
+    await servicer.start()
+    try:
+        async with serve_in_process({"lendgate.v1.StrategyService": servicer}) as chan:
+            stub = strategy_pb2_grpc.StrategyServiceStub(chan)
+            for sid, graph in (
+                ("slow", one_node(custom("p", "python", {"function": "waits"}, timeoutMs=15000))),
+                ("pure", one_node(ECHO)),
+            ):
+                await stub.RegisterStrategy(strategy_pb2.RegisterStrategyRequest(strategy_id=sid))
+                await stub.CreateStrategyVersion(
+                    strategy_pb2.CreateStrategyVersionRequest(
+                        parent=f"strategies/{sid}",
+                        strategy_version=strategy_pb2.StrategyVersion(graph_json=graph),
+                    )
+                )
+
+            def run(sid: str, who: str) -> Any:
+                return stub.Evaluate(
+                    strategy_pb2.EvaluateRequest(
+                        strategy=f"strategies/{sid}", version=1, input=struct({"who": who})
+                    )
+                )
+
+            slow = asyncio.ensure_future(run("slow", "a"))
+            assert await asyncio.to_thread(started.wait, 20)  # the slow node is running
+            # The server answers other calls while that node waits: it waits on a worker
+            # thread, not on the server's event loop.
+            r = await run("pure", "b")
+            assert json_format.MessageToDict(r.output) == {"who": "b"}
+            assert not slow.done()
+            release.set()
+            assert json_format.MessageToDict((await slow).output) == {"done": "a"}
+    finally:
+        release.set()
+        await store.aclose()
+
+
+def test_a_waiting_custom_node_does_not_hold_the_server(tmp_path: Path) -> None:
+    asyncio.run(loop_stays_free(tmp_path))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import hashlib
 import json
 import time
@@ -321,11 +322,49 @@ class StrategyService:
         serialized Struct, see :meth:`Decision.raw`).
         """
         start = time.perf_counter()
+        resolved = self._resolve(name, data, version, environment)
+        return self._run(name, resolved, data, trace=trace, start=start)
+
+    async def evaluate_async(
+        self,
+        name: str,
+        data: Any,
+        *,
+        version: int | None = None,
+        environment: str = DEFAULT_ENVIRONMENT,
+        trace: bool = False,
+    ) -> Evaluation:
+        """:meth:`evaluate` for an event loop: a graph that can call back into Python
+        (custom nodes, sub-strategies) runs on a worker thread, so a slow node waits
+        there, not on the loop; a graph without them (microseconds) runs inline."""
+        start = time.perf_counter()
+        resolved = self._resolve(name, data, version, environment)
+        compiled = resolved[2]
+        if compiled.custom_kinds() or compiled.sub_decisions():
+            return await asyncio.to_thread(
+                functools.partial(self._run, name, resolved, data, trace=trace, start=start)
+            )
+        return self._run(name, resolved, data, trace=trace, start=start)
+
+    def _resolve(
+        self, name: str, data: Any, version: int | None, environment: str
+    ) -> tuple[int, str, CompiledStrategy]:
         variant = ""
         if version is None:
             publication = self.live(name, environment)
             version, variant = self._pick(name, publication, data)
-        compiled = self.compiled(name, version)
+        return version, variant, self.compiled(name, version)
+
+    def _run(
+        self,
+        name: str,
+        resolved: tuple[int, str, CompiledStrategy],
+        data: Any,
+        *,
+        trace: bool,
+        start: float,
+    ) -> Evaluation:
+        version, variant, compiled = resolved
         if isinstance(data, struct_pb2.Struct):
             decision = compiled.evaluate_struct(
                 data.SerializeToString(), trace=trace, host=self._host
