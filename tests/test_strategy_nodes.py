@@ -210,7 +210,9 @@ async def postgres_lookups(url: str) -> None:
         await service.create_version("look", one_node(slower, error_edge=True))
         out = service.evaluate("look", {}, version=3).decision
         assert out.output["decision"] == "manual"
-        assert "timeout after 80 ms" in out.output["why"]
+        # The runner abandons the node at 80 ms, or the server cancels the statement
+        # first (its timeout is the time left: 79-80 ms); either way the node timed out.
+        assert "timeout after" in out.output["why"]
         # Pooled connections: eight lookups above and below, cancelled ones included,
         # on at most the pool's two connections, none left in a transaction.
         for _ in range(5):
