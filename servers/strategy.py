@@ -179,7 +179,7 @@ class StrategyServicer:
             if stored is not None:
                 return strategy_pb2.EvaluateResponse.FromString(stored)
         decided_at_us = time.time_ns() // 1000
-        result = self._svc.evaluate(
+        result = await self._svc.evaluate_async(
             sid,
             request.input,
             version=request.version if request.HasField("version") else None,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,8 @@ from lendgate.models.serving import ModelService
 from lendgate.store import open_store
 from lendgate.strategy import StrategyService
 from lendgate.strategy.decisions import DecisionLog
-from lendgate.strategy.engine import NodeServices
-from lendgate.strategy.nodes import PostgresLookup, RegistryScorer, SqliteLookup
+from lendgate.strategy.engine import NodeServices, PythonNodes
+from lendgate.strategy.nodes import NodeRunner, PostgresLookup, RegistryScorer, SqliteLookup
 from lendgate.strategy.repository import StoreStrategyRepository
 from lendgate.v1 import strategy_pb2, strategy_pb2_grpc
 from servers.strategy import StrategyServicer
@@ -138,8 +140,8 @@ async def scenario(tmp_path: Path, with_aggregates: bool) -> None:
             )
             r = await run("slow", {})
             assert r.output["decision"] == "manual"
-            assert "timed out" in r.output["why"]
-            assert "timed out" in r.trace[1].error.message
+            assert "timeout after 50 ms" in r.output["why"]
+            assert "timeout after 50 ms" in r.trace[1].error.message
             await add("noparam", one_node(custom("p", "lookup", {"sql": needs_param})))
             with pytest.raises(grpc.aio.AioRpcError) as exc:
                 await run("noparam", {})
@@ -180,8 +182,9 @@ def test_custom_nodes(tmp_path: Path, with_aggregates: bool) -> None:
 
 async def postgres_lookups(url: str) -> None:
     store = open_store(url)
+    lookups = PostgresLookup(url, max_size=2)
     service = StrategyService(
-        StoreStrategyRepository(store), node_services=NodeServices(lookup=PostgresLookup(url))
+        StoreStrategyRepository(store), node_services=NodeServices(lookup=lookups)
     )
     try:
         await service.register("look")
@@ -198,8 +201,37 @@ async def postgres_lookups(url: str) -> None:
         slow = custom("s", "lookup", {"sql": "SELECT pg_sleep(2)", "timeoutMs": 50})
         await service.create_version("look", one_node(slow, error_edge=True))
         out = service.evaluate("look", {}, version=2).decision
-        assert out.output["decision"] == "manual" and "timed out" in out.output["why"]
+        assert out.output["decision"] == "manual"
+        assert "timeout after 50 ms (the lookup's statement was cancelled)" in out.output["why"]
+        # The node's own timeoutMs, shorter than the query's, is the statement timeout.
+        slower = custom(
+            "s", "lookup", {"sql": "SELECT pg_sleep(2)", "timeoutMs": 5000}, timeoutMs=80
+        )
+        await service.create_version("look", one_node(slower, error_edge=True))
+        out = service.evaluate("look", {}, version=3).decision
+        assert out.output["decision"] == "manual"
+        # The runner abandons the node at 80 ms, or the server cancels the statement
+        # first (its timeout is the time left: 79-80 ms); either way the node timed out.
+        assert "timeout after" in out.output["why"]
+        # Pooled connections: eight lookups above and below, cancelled ones included,
+        # on at most the pool's two connections, none left in a transaction.
+        for _ in range(5):
+            out = service.evaluate("look", {"k": "strategy", "who": "look"}, version=1).decision
+            assert out.output == {"rows": [{"name": "look", "latest_version": 3}]}
+        stats = lookups.pool_stats
+        assert stats["requests_num"] == 8 and stats["connections_num"] <= 2, stats
+        # Read only: a data-modifying CTE passes the SELECT check, not the database.
+        write = custom(
+            "w",
+            "lookup",
+            {"sql": "WITH d AS (DELETE FROM definitions RETURNING 1) SELECT count(*) FROM d"},
+        )
+        await service.create_version("look", one_node(write, error_edge=True))
+        out = service.evaluate("look", {}, version=4).decision
+        assert "read-only transaction" in out.output["why"]
+        assert service.evaluate("look", {"k": "strategy", "who": "look"}, version=1).decision.ok
     finally:
+        lookups.close()
         await store.aclose()
 
 
@@ -207,3 +239,171 @@ async def postgres_lookups(url: str) -> None:
 def test_lookup_on_postgres() -> None:
     with postgres_schema() as url:
         asyncio.run(postgres_lookups(url))
+
+
+async def slow_python_nodes(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'lendgate.db'}")
+    release = threading.Event()
+    finished: list[str] = []
+
+    def stuck(config: Any, data: Any) -> Any:
+        """A python node that overruns any deadline until the test releases it."""
+        release.wait(60)
+        finished.append(data["who"])
+        return {"late": True}
+
+    python = PythonNodes()
+    python.register("stuck", stuck)
+    python.register("quick", lambda config, data: {"echo": data["who"]})
+    runner = NodeRunner(workers=2)
+    service = StrategyService(
+        StoreStrategyRepository(store), python_nodes=python, node_runner=runner
+    )
+    servicer = StrategyServicer(service, DecisionLog(store))
+    await servicer.start()
+    try:
+        async with serve_in_process({"lendgate.v1.StrategyService": servicer}) as chan:
+            stub = strategy_pb2_grpc.StrategyServiceStub(chan)
+
+            async def add(sid: str, graph: str) -> None:
+                await stub.RegisterStrategy(strategy_pb2.RegisterStrategyRequest(strategy_id=sid))
+                await stub.CreateStrategyVersion(
+                    strategy_pb2.CreateStrategyVersionRequest(
+                        parent=f"strategies/{sid}",
+                        strategy_version=strategy_pb2.StrategyVersion(graph_json=graph),
+                    )
+                )
+
+            async def run(sid: str, who: str) -> Any:
+                return await stub.Evaluate(
+                    strategy_pb2.EvaluateRequest(
+                        strategy=f"strategies/{sid}",
+                        version=1,
+                        input=struct({"who": who}),
+                        trace=True,
+                    )
+                )
+
+            edge = custom("p", "python", {"function": "stuck"}, timeoutMs=50)
+            await add("edge", one_node(edge, error_edge=True))
+            default = custom("p", "python", {"function": "stuck"}, timeoutMs=50)
+            default["content"]["onError"] = {"output": {"decision": "refer"}}
+            await add("default", one_node(default))
+            await add("quick", one_node(custom("p", "python", {"function": "quick"})))
+
+            # The overrunning node is abandoned at its deadline: the error edge is taken
+            # and the trace says why, while the node is still running.
+            r = await run("edge", "a")
+            assert json_format.MessageToDict(r.output)["decision"] == "manual"
+            assert r.output["why"].endswith("timeout after 50 ms")
+            assert r.trace[1].node_id == "p"
+            assert r.trace[1].error.message == r.output["why"]
+            assert finished == [] and runner.in_flight == 1
+
+            # ... or its onError default output.
+            r = await run("default", "b")
+            assert json_format.MessageToDict(r.output) == {"decision": "refer"}
+            assert "timeout after 50 ms" in r.trace[1].error.message
+            assert runner.in_flight == 2
+
+            # Both workers are stuck: a third node waits for one until its own deadline,
+            # and no thread is added beyond the pool's two.
+            r = await run("edge", "c")
+            assert "all 2 node workers stayed busy" in r.output["why"]
+            assert runner.threads == 2 and runner.in_flight == 2
+
+            # Once the runaways return (their results dropped), the pool serves again.
+            release.set()
+            for _ in range(600):
+                if runner.in_flight == 0:
+                    break
+                await asyncio.sleep(0.01)
+            assert sorted(finished) == ["a", "b"] and runner.in_flight == 0
+            r = await run("quick", "d")
+            assert json_format.MessageToDict(r.output) == {"echo": "d"}
+            assert runner.threads == 2
+    finally:
+        release.set()
+        await store.aclose()
+
+
+def test_overrunning_python_node_is_abandoned_at_its_deadline(tmp_path: Path) -> None:
+    asyncio.run(slow_python_nodes(tmp_path))
+
+
+def test_node_runner_passes_results_and_errors_through() -> None:
+    runner = NodeRunner(workers=1)
+    assert runner.run(lambda deadline: deadline > time.monotonic(), 1000) is True
+
+    def fails(deadline: float) -> Any:
+        raise TimeoutError("the node's own timeout")
+
+    # An exception of the node itself, even a TimeoutError, is the node's error.
+    with pytest.raises(TimeoutError, match="the node's own timeout"):
+        runner.run(fails, 1000)
+    assert runner.in_flight == 0 and runner.threads == 1
+
+
+ECHO = {
+    "id": "e",
+    "name": "echo",
+    "type": "expressionNode",
+    "content": {"expressions": [{"id": "1", "key": "who", "value": "who"}]},
+}
+
+
+async def loop_stays_free(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'lendgate.db'}")
+    release, started = threading.Event(), threading.Event()
+
+    def waits(config: Any, data: Any) -> Any:
+        started.set()
+        release.wait(20)
+        return {"done": data["who"]}
+
+    python = PythonNodes()
+    python.register("waits", waits)
+    runner = NodeRunner(workers=2)
+    service = StrategyService(
+        StoreStrategyRepository(store), python_nodes=python, node_runner=runner
+    )
+    servicer = StrategyServicer(service, DecisionLog(store))
+    await servicer.start()
+    try:
+        async with serve_in_process({"lendgate.v1.StrategyService": servicer}) as chan:
+            stub = strategy_pb2_grpc.StrategyServiceStub(chan)
+            for sid, graph in (
+                ("slow", one_node(custom("p", "python", {"function": "waits"}, timeoutMs=15000))),
+                ("pure", one_node(ECHO)),
+            ):
+                await stub.RegisterStrategy(strategy_pb2.RegisterStrategyRequest(strategy_id=sid))
+                await stub.CreateStrategyVersion(
+                    strategy_pb2.CreateStrategyVersionRequest(
+                        parent=f"strategies/{sid}",
+                        strategy_version=strategy_pb2.StrategyVersion(graph_json=graph),
+                    )
+                )
+
+            def run(sid: str, who: str) -> Any:
+                return stub.Evaluate(
+                    strategy_pb2.EvaluateRequest(
+                        strategy=f"strategies/{sid}", version=1, input=struct({"who": who})
+                    )
+                )
+
+            slow = asyncio.ensure_future(run("slow", "a"))
+            assert await asyncio.to_thread(started.wait, 20)  # the slow node is running
+            # The server answers other calls while that node waits: it waits on a worker
+            # thread, not on the server's event loop.
+            r = await run("pure", "b")
+            assert json_format.MessageToDict(r.output) == {"who": "b"}
+            assert not slow.done()
+            release.set()
+            assert json_format.MessageToDict((await slow).output) == {"done": "a"}
+    finally:
+        release.set()
+        await store.aclose()
+
+
+def test_a_waiting_custom_node_does_not_hold_the_server(tmp_path: Path) -> None:
+    asyncio.run(loop_stays_free(tmp_path))

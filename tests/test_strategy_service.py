@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 from google.protobuf import struct_pb2
 
+from lendgate.errors import AlreadyExistsError
+from lendgate.store import open_store
 from lendgate.strategy import StrategyService
+from lendgate.strategy.decisions import DecisionLog
+from lendgate.strategy.repository import StoreStrategyRepository
 from lendgate.v1 import strategy_pb2, strategy_pb2_grpc
 from servers.strategy import StrategyServicer
 from tests.test_server import serve_in_process
@@ -116,3 +121,34 @@ async def scenario() -> None:
 
 def test_strategy_service_over_grpc() -> None:
     asyncio.run(scenario())
+
+
+async def duplicate_registrations(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'lendgate.db'}")
+    here = StrategyService(StoreStrategyRepository(store))
+    # A second server on the same database, loaded before the strategy exists.
+    there = StrategyService(StoreStrategyRepository(store))
+    await there.load()
+    servicer = StrategyServicer(here, DecisionLog(store))
+    await servicer.start()
+    try:
+        async with serve_in_process({"lendgate.v1.StrategyService": servicer}) as chan:
+            stub = strategy_pb2_grpc.StrategyServiceStub(chan)
+            calls = [
+                stub.RegisterStrategy(strategy_pb2.RegisterStrategyRequest(strategy_id="dup"))
+                for _ in range(5)
+            ]
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            ok = [r for r in results if isinstance(r, strategy_pb2.RegisterStrategyResponse)]
+            refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+            assert len(ok) == 1 and len(refused) == 4, results
+            assert {r.code() for r in refused} == {grpc.StatusCode.ALREADY_EXISTS}
+        # The other server's cache has not seen it: the store's version check has.
+        with pytest.raises(AlreadyExistsError):
+            await there.register("dup")
+    finally:
+        await store.aclose()
+
+
+def test_concurrent_duplicate_registrations_answer_already_exists(tmp_path: Path) -> None:
+    asyncio.run(duplicate_registrations(tmp_path))

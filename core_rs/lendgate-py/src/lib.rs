@@ -5,6 +5,11 @@
 
 use pyo3::prelude::*;
 
+/// The extension's Rust allocations go to mimalloc (see the `mimalloc` feature).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod aggregates;
 mod auction;
 mod document;

@@ -57,7 +57,8 @@ impl PyCompiledStrategy {
     /// output written straight from them.
     ///
     /// `host` (optional) has `load(key) -> CompiledStrategy` and
-    /// `custom(kind, config_json, input_json) -> bytes`; it is called with the GIL.
+    /// `custom(kind, config_json, input_json, timeout_ms) -> bytes` (`timeout_ms`: the
+    /// node's time left, or None); it is called with the GIL.
     #[pyo3(signature = (input_json, *, trace=false, host=None, max_depth=10, timeout_ms=None))]
     fn evaluate<'py>(
         &self,
@@ -212,7 +213,11 @@ impl Host for PyHost {
         kind: &str,
         config: &serde_json::Value,
         input: &serde_json::Value,
+        timeout: Option<Duration>,
     ) -> Result<serde_json::Value, String> {
+        // Whole milliseconds, rounded up so that a limit under 1 ms is not "none".
+        let timeout_ms =
+            timeout.map(|t| u64::try_from(t.as_micros().div_ceil(1000)).unwrap_or(u64::MAX));
         Python::attach(|py| {
             let out = self
                 .0
@@ -223,6 +228,7 @@ impl Host for PyHost {
                         kind,
                         PyBytes::new(py, config.to_string().as_bytes()),
                         PyBytes::new(py, input.to_string().as_bytes()),
+                        timeout_ms,
                     ),
                 )
                 .map_err(|e| e.to_string())?;

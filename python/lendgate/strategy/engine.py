@@ -18,9 +18,11 @@ from google.protobuf import json_format, struct_pb2
 from lendgate import _core
 from lendgate.errors import core_errors
 from lendgate.strategy.nodes import (
+    DEFAULT_NODE_TIMEOUT_MS,
     AggregateReader,
     LookupReader,
     ModelScorer,
+    NodeRunner,
     run_aggregate,
     run_lookup,
     run_model,
@@ -170,40 +172,60 @@ class NodeServices:
 
 
 class Host:
-    """Serves the core's callbacks: sub-strategies and custom nodes."""
+    """Serves the core's callbacks: sub-strategies and custom nodes.
+
+    Custom nodes run on ``runner``'s worker threads, each abandoned at its deadline
+    (see :class:`~lendgate.strategy.nodes.NodeRunner`).
+    """
 
     def __init__(
         self,
         load: Callable[[str], CompiledStrategy],
         python: PythonNodes,
         services: NodeServices | None = None,
+        runner: NodeRunner | None = None,
     ) -> None:
         self._load = load
         self._python = python
         self.services = services or NodeServices()
+        self.runner = runner or NodeRunner()
 
     def load(self, key: str) -> _core.CompiledStrategy:
         """The compiled sub-strategy ``key`` (called by the core, with the GIL)."""
         return self._load(key).core
 
-    def custom(self, kind: str, config_json: bytes, input_json: bytes) -> bytes:
-        """Run custom node ``kind``; exceptions become the node's error in the trace."""
+    def custom(
+        self, kind: str, config_json: bytes, input_json: bytes, timeout_ms: int | None = None
+    ) -> bytes:
+        """Run custom node ``kind`` within ``timeout_ms`` (what is left of the node's
+        ``timeoutMs`` or of the evaluation's deadline; None: the default limit).
+
+        Exceptions, and ``timeout after N ms``, become the node's error in the trace.
+        """
         config = json.loads(config_json) or {}
+        data = json.loads(input_json)
+        limit = DEFAULT_NODE_TIMEOUT_MS if timeout_ms is None else timeout_ms
+        out = self.runner.run(lambda deadline: self._node(kind, config, data, deadline), limit)
+        # A python node must return JSON-like values; database values (dates,
+        # decimals) of the other kinds are written as strings.
+        return json.dumps(out, default=None if kind == "python" else str).encode()
+
+    def _node(self, kind: str, config: dict[str, Any], data: Any, deadline: float) -> Any:
+        """One custom node's output (on a runner's worker thread)."""
         if kind == "python":
             name = str(config.get("function", ""))
             function = self._python.get(name)
             if function is None:
                 raise LookupError(f"no python node function is registered as {name!r}")
-            return json.dumps(function(config, json.loads(input_json))).encode()
-        data = json.loads(input_json)
+            return function(config, data)
         svc = self.services
         if kind == "model":
-            out = with_retries(config, lambda: run_model(svc.models, config, data))
-        elif kind == "lookup":
-            out = with_retries(config, lambda: run_lookup(svc.lookup, config, data))
-        elif kind == "aggregate":
+            return with_retries(config, lambda: run_model(svc.models, config, data), deadline)
+        if kind == "lookup":
+            return with_retries(
+                config, lambda: run_lookup(svc.lookup, config, data, deadline), deadline
+            )
+        if kind == "aggregate":
             reader = svc.aggregates() if svc.aggregates is not None else None
-            out = with_retries(config, lambda: run_aggregate(reader, config, data))
-        else:
-            raise LookupError(f"unknown custom node kind {kind!r}")
-        return json.dumps(out, default=str).encode()
+            return with_retries(config, lambda: run_aggregate(reader, config, data), deadline)
+        raise LookupError(f"unknown custom node kind {kind!r}")

@@ -5,7 +5,9 @@ No gRPC types here; ``servers/strategy.py`` converts the contract to these calls
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import functools
 import hashlib
 import json
 import time
@@ -22,7 +24,7 @@ from lendgate.errors import (
     NotFoundError,
 )
 from lendgate.strategy.engine import CompiledStrategy, Decision, Host, NodeServices, PythonNodes
-from lendgate.strategy.nodes import validate_custom_nodes
+from lendgate.strategy.nodes import NodeRunner, validate_custom_nodes
 from lendgate.strategy.repository import (
     InMemoryStrategyRepository,
     Publication,
@@ -95,12 +97,14 @@ class StrategyService:
         repository: StrategyRepository | None = None,
         python_nodes: PythonNodes | None = None,
         node_services: NodeServices | None = None,
+        node_runner: NodeRunner | None = None,
     ) -> None:
         self._repo: StrategyRepository = repository or InMemoryStrategyRepository()
         self.python_nodes = python_nodes or PythonNodes()
         # Versions are immutable, so compiled graphs are cached for ever.
         self._compiled: dict[tuple[str, int], CompiledStrategy] = {}
-        self._host = Host(self._load_published, self.python_nodes, node_services)
+        self._host = Host(self._load_published, self.python_nodes, node_services, node_runner)
+        self._register_lock = asyncio.Lock()
 
     async def load(self) -> None:
         """Read the repository's strategies (a durable repository loads them at start)."""
@@ -129,11 +133,20 @@ class StrategyService:
             raise InvalidArgumentError(
                 "a strategy id is required and has no '/'", field="strategy_id"
             )
-        if self._repo.get(name) is not None:
-            raise AlreadyExistsError(f"strategy {name!r} exists already")
-        now = _now()
-        record = StrategyRecord(name, display_name or name, description, list(tags or []), now, now)
-        await self._repo.put(record)
+        exists = AlreadyExistsError(f"strategy {name!r} exists already")
+        # The check and the write are one step for this process (concurrent calls wait
+        # here); another process sharing the store is caught by the store's version check.
+        async with self._register_lock:
+            if self._repo.get(name) is not None:
+                raise exists
+            now = _now()
+            record = StrategyRecord(
+                name, display_name or name, description, list(tags or []), now, now
+            )
+            try:
+                await self._repo.put(record)
+            except FailedPreconditionError:
+                raise exists from None
         return record
 
     def get(self, name: str) -> StrategyRecord:
@@ -309,11 +322,49 @@ class StrategyService:
         serialized Struct, see :meth:`Decision.raw`).
         """
         start = time.perf_counter()
+        resolved = self._resolve(name, data, version, environment)
+        return self._run(name, resolved, data, trace=trace, start=start)
+
+    async def evaluate_async(
+        self,
+        name: str,
+        data: Any,
+        *,
+        version: int | None = None,
+        environment: str = DEFAULT_ENVIRONMENT,
+        trace: bool = False,
+    ) -> Evaluation:
+        """:meth:`evaluate` for an event loop: a graph that can call back into Python
+        (custom nodes, sub-strategies) runs on a worker thread, so a slow node waits
+        there, not on the loop; a graph without them (microseconds) runs inline."""
+        start = time.perf_counter()
+        resolved = self._resolve(name, data, version, environment)
+        compiled = resolved[2]
+        if compiled.custom_kinds() or compiled.sub_decisions():
+            return await asyncio.to_thread(
+                functools.partial(self._run, name, resolved, data, trace=trace, start=start)
+            )
+        return self._run(name, resolved, data, trace=trace, start=start)
+
+    def _resolve(
+        self, name: str, data: Any, version: int | None, environment: str
+    ) -> tuple[int, str, CompiledStrategy]:
         variant = ""
         if version is None:
             publication = self.live(name, environment)
             version, variant = self._pick(name, publication, data)
-        compiled = self.compiled(name, version)
+        return version, variant, self.compiled(name, version)
+
+    def _run(
+        self,
+        name: str,
+        resolved: tuple[int, str, CompiledStrategy],
+        data: Any,
+        *,
+        trace: bool,
+        start: float,
+    ) -> Evaluation:
+        version, variant, compiled = resolved
         if isinstance(data, struct_pb2.Struct):
             decision = compiled.evaluate_struct(
                 data.SerializeToString(), trace=trace, host=self._host

@@ -540,6 +540,9 @@ pub(crate) fn legacy_parse(s: &str, now: DateTime<Utc>) -> Option<NaiveDateTime>
     if s == "now" {
         return Some(now.naive_utc());
     }
+    if let Some(midnight) = iso_date(s) {
+        return Some(midnight);
+    }
     NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
         .ok()
         .or_else(|| {
@@ -548,6 +551,22 @@ pub(crate) fn legacy_parse(s: &str, now: DateTime<Utc>) -> Option<NaiveDateTime>
                 .and_then(|d| d.and_hms_opt(0, 0, 0))
         })
         .or_else(|| DateTime::parse_from_rfc3339(s).ok().map(|d| d.naive_utc()))
+}
+
+/// `YYYY-MM-DD` at midnight, read without a format string (the common case of
+/// `date()`; chrono's `parse_from_str` interprets its format on every call).
+fn iso_date(s: &str) -> Option<NaiveDateTime> {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| {
+        b[r].iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let year = i32::try_from(digits(0..4)?).ok()?;
+    NaiveDate::from_ymd_opt(year, digits(5..7)?, digits(8..10)?)?.and_hms_opt(0, 0, 0)
 }
 
 pub(crate) fn legacy_time(s: &str, now: DateTime<Utc>) -> Option<NaiveTime> {
@@ -590,4 +609,38 @@ pub(crate) fn legacy_bound(dt: NaiveDateTime, unit: &str, end: bool) -> Option<N
 
 pub(crate) fn weekday_name(w: Weekday) -> String {
     w.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_dates_read_directly_as_chrono_reads_them() {
+        for s in [
+            "2023-01-15",
+            "2024-02-29",
+            "2023-02-29",
+            "2023-13-01",
+            "0000-01-01",
+            "2023-1-15",
+            "2023/01/15",
+            "2023-01-1x",
+            "2023-01-15 10:00:00",
+        ] {
+            let chrono = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0));
+            if let Some(direct) = iso_date(s) {
+                assert_eq!(Some(direct), chrono, "{s}");
+            }
+            assert_eq!(
+                legacy_parse(s, Utc::now()),
+                NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+                    .ok()
+                    .or(chrono),
+                "{s}"
+            );
+        }
+    }
 }

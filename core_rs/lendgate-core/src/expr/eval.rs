@@ -134,7 +134,7 @@ fn step<'v>(v: &'v Value, s: &Step) -> Option<&'v Value> {
     }
 }
 
-fn equal(a: &Value, b: &Value) -> bool {
+pub(crate) fn equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(a), Value::Number(b)) => a == b,
         (Value::Bool(a), Value::Bool(b)) => a == b,
@@ -145,7 +145,7 @@ fn equal(a: &Value, b: &Value) -> bool {
     }
 }
 
-fn contains(op: Op, a: &Value, b: &Value) -> Result<bool, ExprError> {
+pub(crate) fn contains(op: Op, a: &Value, b: &Value) -> Result<bool, ExprError> {
     Ok(match (a, b) {
         (Value::Number(_) | Value::Date(_), Value::Interval(i)) => {
             i.includes(a).ok_or_else(|| unsupported(op, a, b))?
@@ -199,7 +199,7 @@ fn arithmetic(op: Op, a: &Value, b: &Value, cx: &Cx<'_>) -> Result<Value, ExprEr
     })
 }
 
-fn compare(op: Op, a: &Value, b: &Value) -> Result<bool, ExprError> {
+pub(crate) fn compare(op: Op, a: &Value, b: &Value) -> Result<bool, ExprError> {
     let ord = match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.cmp(y),
         (Value::Date(x), Value::Date(y)) => x.cmp(y),

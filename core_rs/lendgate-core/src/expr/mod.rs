@@ -22,6 +22,7 @@ mod functions;
 mod host;
 mod lexer;
 mod parser;
+mod subject;
 mod value;
 pub(crate) mod value_serde;
 
@@ -155,6 +156,8 @@ pub struct Expression {
 #[derive(Debug, Clone)]
 pub struct UnaryExpression {
     inner: Expression,
+    /// The direct form of `$ OP constant` tests (see `subject.rs`).
+    direct: Option<subject::SubjectTest>,
 }
 
 impl Expression {
@@ -222,7 +225,9 @@ impl UnaryExpression {
     pub fn compile_with(source: &str, options: Options) -> CoreResult<Self> {
         let root = parser::parse_unary(source, &options.limits, &options.host_functions)
             .map_err(|e| e.into_core(source))?;
+        let direct = subject::SubjectTest::from_node(&root, &options.limits);
         Ok(Self {
+            direct,
             inner: Expression {
                 source: source.into(),
                 root,
@@ -241,8 +246,42 @@ impl UnaryExpression {
         self.evaluate_value(&Value::from(input))
     }
 
+    /// Tests `subject` directly when the test compares the subject with constants
+    /// (`> 5`, `[1..10]`, `"a", "b"`): `None` when it needs the document (then use
+    /// [`UnaryExpression::evaluate_value`] with `$` set). An `Err` is the interpreter's
+    /// error (a comparison of unlike types).
+    pub fn test_subject(&self, subject: &Value) -> Option<CoreResult<bool>> {
+        let direct = self.direct.as_ref()?;
+        Some(
+            direct
+                .test(subject)
+                .map_err(|_| CoreError::ExpressionEvaluation {
+                    reason: format!(
+                        "`{}` does not apply to {}",
+                        self.source(),
+                        subject.type_name()
+                    ),
+                }),
+        )
+    }
+
     /// Tests an already-converted document whose `$` field is the subject.
     pub fn evaluate_value(&self, input: &Value) -> CoreResult<bool> {
+        if let Some(direct) = &self.direct {
+            let subject = match input {
+                Value::Object(o) => o.get("$"),
+                Value::Null => None,
+                _ => return self.interpret(input),
+            };
+            if let Ok(pass) = direct.test(subject.unwrap_or(&Value::Null)) {
+                return Ok(pass);
+            }
+            // An error: the interpreter words it.
+        }
+        self.interpret(input)
+    }
+
+    fn interpret(&self, input: &Value) -> CoreResult<bool> {
         match self.inner.evaluate_value(input)? {
             Value::Bool(b) => Ok(b),
             other => Err(CoreError::ExpressionEvaluation {

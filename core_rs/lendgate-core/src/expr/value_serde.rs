@@ -24,6 +24,12 @@ pub(crate) enum JsonNumber {
 }
 
 pub(crate) fn json_number(n: Decimal) -> JsonNumber {
+    if n.scale() == 0 {
+        // Already an integer: no normalisation needed (the common case).
+        if let Some(i) = n.to_i64() {
+            return JsonNumber::I64(i);
+        }
+    }
     let n = n.normalize();
     if n.scale() == 0 {
         if let Some(i) = n.to_i64() {
@@ -117,12 +123,13 @@ fn write_json(value: &Value, out: &mut Vec<u8>, seen: &mut HashMap<usize, (usize
                 if i > 0 {
                     out.push(b',');
                 }
-                write_scalar(&**k, out);
+                write_str(k, out);
                 out.push(b':');
                 write_json(v, out, seen);
             }
             out.push(b'}');
         }
+        Value::String(text) => write_str(text, out),
         other => write_scalar(other, out),
     }
     if let Some(ptr) = shared {
@@ -133,6 +140,19 @@ fn write_json(value: &Value, out: &mut Vec<u8>, seen: &mut HashMap<usize, (usize
 fn write_scalar<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) {
     // Writing scalars to a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, v);
+}
+
+/// Writes a JSON string: copied as it is when nothing in it needs escaping (keys and
+/// most values), else through serde_json's escaping.
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        write_scalar(s, out);
+    }
 }
 
 struct ValueVisitor;
@@ -186,7 +206,9 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
-        let mut map = map_with_capacity(access.size_hint().unwrap_or(0).min(4096));
+        // serde_json gives no size hint: start with room for a typical small object
+        // rather than growing (and rehashing) from zero.
+        let mut map = map_with_capacity(access.size_hint().unwrap_or(8).min(4096));
         while let Some(key) = access.next_key::<KeyStr>()? {
             let value = access.next_value::<Value>()?;
             // serde_json keeps the last of duplicate keys; so do we.
@@ -241,6 +263,25 @@ mod tests {
         assert_eq!(written, via.to_json());
         let bytes: serde_json::Value = serde_json::from_slice(&to_json_bytes(&direct)).expect("j");
         assert_eq!(bytes, via.to_json());
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_does() {
+        for text in [
+            "plain",
+            "",
+            "quote\"s",
+            "back\\slash",
+            "tab\tnl\n\u{1}",
+            "ünï ✓ \u{7f}",
+        ] {
+            let doc = Value::from(&json!({ text: text }));
+            let ours = String::from_utf8(to_json_bytes(&doc)).expect("utf8");
+            assert_eq!(
+                ours,
+                serde_json::to_string(&json!({ text: text })).expect("ser")
+            );
+        }
     }
 
     #[test]

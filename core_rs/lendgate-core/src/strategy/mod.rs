@@ -59,8 +59,19 @@ pub trait Host: Sync {
     }
 
     /// Runs a custom node (`customNode` with `content.kind`) other than `abTest`.
-    fn custom(&self, kind: &str, config: &Json, input: &Json) -> Result<Json, String> {
-        let _ = (config, input);
+    ///
+    /// `timeout` is what is left of the node's `timeoutMs` or of the evaluation's
+    /// deadline, whichever ends first: a host must give up at that point (run the
+    /// node where it can be abandoned) and answer with an error. The engine also
+    /// fails a node that returns after its limit, but cannot interrupt one.
+    fn custom(
+        &self,
+        kind: &str,
+        config: &Json,
+        input: &Json,
+        timeout: Option<Duration>,
+    ) -> Result<Json, String> {
+        let _ = (config, input, timeout);
         Err(format!("node kind `{kind}` is not available"))
     }
 }

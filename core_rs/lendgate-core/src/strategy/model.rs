@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
+use super::ops::KeyPath;
 use crate::error::{CoreError, CoreResult};
 use crate::expr::{Expression, Options, UnaryExpression, Value};
 
@@ -37,7 +38,7 @@ pub enum HitPolicy {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Transform {
     pub input_field: Option<Expression>,
-    pub output_path: Option<String>,
+    pub output_path: Option<KeyPath>,
     pub loop_mode: bool,
     pub pass_through: bool,
 }
@@ -53,7 +54,8 @@ pub(crate) struct InputColumn {
 #[derive(Debug, Clone)]
 pub(crate) struct OutputColumn {
     pub id: Arc<str>,
-    pub path: String,
+    /// `None`: a column without a field (never written).
+    pub path: Option<KeyPath>,
     /// `field[]`: values of every matching row are collected into an array.
     pub collect: bool,
 }
@@ -93,6 +95,15 @@ pub(crate) struct Table {
     pub rules: Vec<Rule>,
 }
 
+/// The expressions of an expression node, in order.
+#[derive(Debug, Clone)]
+pub(crate) struct Expressions {
+    pub items: Vec<(KeyPath, Expression)>,
+    /// Some expression may read `$` (the node's results so far): only then is it
+    /// kept up to date, which costs a copy of the input object per evaluation.
+    pub uses_dollar: bool,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Statement {
     pub id: Arc<str>,
@@ -117,7 +128,7 @@ pub(crate) enum Kind {
         statements: Vec<Statement>,
     },
     Table(Transform, Box<Table>),
-    Expression(Transform, Vec<(String, Expression)>),
+    Expression(Transform, Expressions),
     Decision(Transform, String),
     AbTest(AbTest),
     Custom {
@@ -223,7 +234,7 @@ impl Compiler<'_> {
         };
         Ok(Transform {
             input_field,
-            output_path: non_empty_str(content.get("outputPath")).map(str::to_owned),
+            output_path: non_empty_str(content.get("outputPath")).map(KeyPath::new),
             loop_mode,
             pass_through: content
                 .get("passThrough")
@@ -279,7 +290,7 @@ impl Compiler<'_> {
             };
             outputs.push(OutputColumn {
                 id: Arc::from(col_id),
-                path: path.to_owned(),
+                path: (!path.is_empty()).then(|| KeyPath::new(path)),
                 collect,
             });
         }
@@ -417,6 +428,7 @@ impl Compiler<'_> {
             ),
             "expressionNode" => {
                 let mut exprs = Vec::new();
+                let mut uses_dollar = false;
                 for e in array(content, "expressions") {
                     let key = str_of(e, "key").unwrap_or("").trim();
                     let value = str_of(e, "value").unwrap_or("");
@@ -425,8 +437,13 @@ impl Compiler<'_> {
                     }
                     let compiled =
                         self.standard(&node_field(id, &format!(".expressions[{key}]")), value)?;
-                    exprs.push((key.to_owned(), compiled));
+                    uses_dollar |= value.contains('$');
+                    exprs.push((KeyPath::new(key), compiled));
                 }
+                let exprs = Expressions {
+                    items: exprs,
+                    uses_dollar,
+                };
                 (
                     "expressionNode",
                     Kind::Expression(self.transform(id, content)?, exprs),

@@ -9,21 +9,46 @@ pub(crate) fn empty_object() -> Value {
     Value::object(Map::default())
 }
 
-/// Inserts `value` at the dotted `path` of the object `target`, creating the
-/// intermediate objects. As in ZEN, nothing is written when `target` or an
-/// intermediate value is not an object.
-pub(crate) fn dot_insert(target: &mut Value, path: &str, value: Value) {
+/// An empty object with room for `n` members.
+pub(crate) fn object_for(n: usize) -> Value {
+    Value::object(map_with_capacity(n))
+}
+
+/// A dotted output path (`a.b.c`), split once when the graph is compiled: its keys
+/// are shared with every object it writes, so an insert allocates no key.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyPath {
+    keys: Box<[Arc<str>]>,
+}
+
+impl KeyPath {
+    pub(crate) fn new(path: &str) -> Self {
+        Self {
+            keys: path.split('.').map(Arc::from).collect(),
+        }
+    }
+}
+
+/// Inserts `value` at `path` of the object `target`, creating the intermediate
+/// objects. As in ZEN, nothing is written when `target` or an intermediate value is
+/// not an object.
+pub(crate) fn dot_insert(target: &mut Value, path: &KeyPath, value: Value) {
+    insert_keys(target, &path.keys, value);
+}
+
+fn insert_keys(target: &mut Value, keys: &[Arc<str>], value: Value) {
     let Value::Object(map) = target else {
         return;
     };
     let map = Arc::make_mut(map);
-    match path.split_once('.') {
-        None => {
-            map.insert(Arc::from(path), value);
+    match keys {
+        [] => {}
+        [last] => {
+            map.insert(last.clone(), value);
         }
-        Some((head, rest)) => {
-            let child = map.entry(Arc::from(head)).or_insert_with(empty_object);
-            dot_insert(child, rest, value);
+        [head, rest @ ..] => {
+            let child = map.entry(head.clone()).or_insert_with(empty_object);
+            insert_keys(child, rest, value);
         }
     }
 }
@@ -46,12 +71,14 @@ fn merge_inner(doc: Value, patch: &Value) -> Value {
                 return Value::Object(map);
             }
             let m = Arc::make_mut(&mut map);
+            m.reserve(p.len());
             for (key, value) in p.iter() {
                 if matches!(value, Value::Null) {
                     m.shift_remove(key);
                 } else {
-                    let old = m.get_mut(key).map(std::mem::take).unwrap_or_default();
-                    m.insert(key.clone(), merge_inner(old, value));
+                    let slot = m.entry(key.clone()).or_default();
+                    let old = std::mem::take(slot);
+                    *slot = merge_inner(old, value);
                 }
             }
             Value::Object(map)
@@ -102,8 +129,8 @@ mod tests {
     #[test]
     fn dot_insert_creates_objects() {
         let mut t = empty_object();
-        dot_insert(&mut t, "a.b.c", v(json!(1)));
-        dot_insert(&mut t, "a.d", v(json!(2)));
+        dot_insert(&mut t, &KeyPath::new("a.b.c"), v(json!(1)));
+        dot_insert(&mut t, &KeyPath::new("a.d"), v(json!(2)));
         assert_eq!(t.to_json(), json!({"a": {"b": {"c": 1}, "d": 2}}));
     }
 

@@ -7,12 +7,15 @@ use std::time::Instant;
 use serde_json::Value as Json;
 
 use super::model::{
-    AbTest, Cell, GraphDef, HitPolicy, Kind, Node, OutCell, Rule, Table, Transform, ERROR_HANDLE,
+    AbTest, Cell, Expressions, GraphDef, HitPolicy, Kind, Node, OutCell, Rule, Table, Transform,
+    ERROR_HANDLE,
 };
-use super::ops::{dot_insert, empty_object, is_true, merge, same, set_field, with_fields};
+use super::ops::{
+    dot_insert, empty_object, is_true, merge, object_for, same, set_field, with_fields,
+};
 use super::{AbPath, EvalOptions, NodeTrace};
 use crate::error::{CoreError, CoreResult};
-use crate::expr::{Expression, Map, Value};
+use crate::expr::{Map, Value};
 
 /// ZEN stops walking after this many resets of the walk (one per pruning).
 const MAX_RESETS: usize = 1_000;
@@ -298,9 +301,9 @@ impl<'g, 'o> Run<'g, 'o> {
         let elapsed = start.elapsed();
         let result = match (result, node.timeout) {
             (Ok(_), Some(limit)) if elapsed > limit => Err(format!(
-                "timed out: took {} ms, the limit is {} ms",
-                elapsed.as_millis(),
-                limit.as_millis()
+                "timeout after {} ms (the node took {} ms)",
+                limit.as_millis(),
+                elapsed.as_millis()
             )),
             (r, _) => r,
         };
@@ -410,9 +413,11 @@ impl<'g, 'o> Run<'g, 'o> {
                         }
                     }
                 }
-                *detail = serde_json::json!({
-                    "statements": taken.iter().map(|s| s.as_ref()).collect::<Vec<_>>()
-                });
+                if self.opts.trace {
+                    *detail = serde_json::json!({
+                        "statements": taken.iter().map(|s| s.as_ref()).collect::<Vec<_>>()
+                    });
+                }
                 Ok((input.clone(), Route::Handles(taken)))
             }
             Kind::AbTest(ab) => {
@@ -429,7 +434,10 @@ impl<'g, 'o> Run<'g, 'o> {
                 let out = self.transformed(t, input, &mut |run, item| {
                     run.table(table, &item, &mut matched)
                 })?;
-                *detail = serde_json::json!({ "matchedRules": matched });
+                if self.opts.trace {
+                    let ids: Vec<&str> = matched.iter().map(|id| id.as_ref()).collect();
+                    *detail = serde_json::json!({ "matchedRules": ids });
+                }
                 Ok((out, Route::All))
             }
             Kind::Expression(t, exprs) => {
@@ -442,10 +450,16 @@ impl<'g, 'o> Run<'g, 'o> {
                 Ok((out, Route::All))
             }
             Kind::Custom { kind, config } => {
+                let now = Instant::now();
+                let left = self.opts.deadline.map(|d| d.saturating_duration_since(now));
+                let timeout = match (node.timeout, left) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 let out = self
                     .opts
                     .host
-                    .custom(kind, config, &input.to_json())
+                    .custom(kind, config, &input.to_json(), timeout)
                     .map_err(|e| format!("custom node `{kind}`: {e}"))?;
                 Ok((Value::from(&out), Route::All))
             }
@@ -494,20 +508,29 @@ impl<'g, 'o> Run<'g, 'o> {
         Ok(output)
     }
 
-    fn expressions(&self, exprs: &[(String, Expression)], input: &Value) -> NodeResult {
-        let mut fields = vec![("$", empty_object())];
-        if self.def.uses_nodes {
-            fields.push(("$nodes", self.nodes_context()));
-        }
-        let mut env = with_fields(input, &fields);
-        let mut result = empty_object();
-        for (key, e) in exprs {
+    fn expressions(&self, exprs: &Expressions, input: &Value) -> NodeResult {
+        // A non-object input is seen as an empty object with `$`.
+        let with_dollar = exprs.uses_dollar || !matches!(input, Value::Object(_));
+        let mut env = if with_dollar {
+            let mut fields = vec![("$", empty_object())];
+            if self.def.uses_nodes {
+                fields.push(("$nodes", self.nodes_context()));
+            }
+            with_fields(input, &fields)
+        } else {
+            // Nothing reads `$`: the input is the environment as it is (no copy).
+            self.env(input)
+        };
+        let mut result = object_for(exprs.items.len());
+        for (key, e) in &exprs.items {
             let v = e.evaluate_value(&env).map_err(|err| {
                 format!("Failed to evaluate expression \"{}\": {err}", e.source())
             })?;
-            if let Value::Object(m) = &mut env {
-                if let Some(dollar) = Arc::make_mut(m).get_mut("$") {
-                    dot_insert(dollar, key, v.clone());
+            if with_dollar {
+                if let Value::Object(m) = &mut env {
+                    if let Some(dollar) = Arc::make_mut(m).get_mut("$") {
+                        dot_insert(dollar, key, v.clone());
+                    }
                 }
             }
             dot_insert(&mut result, key, v);
@@ -515,7 +538,7 @@ impl<'g, 'o> Run<'g, 'o> {
         Ok(result)
     }
 
-    fn table(&self, t: &Table, input: &Value, matched: &mut Vec<String>) -> NodeResult {
+    fn table(&self, t: &Table, input: &Value, matched: &mut Vec<Arc<str>>) -> NodeResult {
         let env = self.env(input);
         let subjects: Vec<Option<Result<Value, ()>>> = t
             .inputs
@@ -527,7 +550,7 @@ impl<'g, 'o> Run<'g, 'o> {
             })
             .collect();
         let mut cx = TableCx {
-            env_subject: with_fields(&env, &[("$", Value::Null)]),
+            env_subject: None,
             env,
             subjects,
         };
@@ -543,7 +566,7 @@ impl<'g, 'o> Run<'g, 'o> {
             let Some(out) = cx.row_output(t, rule) else {
                 continue;
             };
-            matched.push(rule.id.to_string());
+            matched.push(rule.id.clone());
             hits.push((rule, out));
             if t.hit_policy == HitPolicy::First {
                 break;
@@ -586,7 +609,7 @@ impl<'g, 'o> Run<'g, 'o> {
 
     /// `first` with `field[]` columns: scalars of the first matching row, arrays of
     /// the values of every matching row (as ZEN).
-    fn first_hit_collect(&self, t: &Table, cx: &mut TableCx, matched: &mut Vec<String>) -> Value {
+    fn first_hit_collect(&self, t: &Table, cx: &mut TableCx, matched: &mut Vec<Arc<str>>) -> Value {
         let mut scalars: Option<Value> = None;
         let mut collected: Vec<Vec<Value>> = vec![Vec::new(); t.outputs.len()];
         let mut any = false;
@@ -598,7 +621,8 @@ impl<'g, 'o> Run<'g, 'o> {
             let mut row_scalars = empty_object();
             let mut row_collects = Vec::new();
             for (i, col) in t.outputs.iter().enumerate() {
-                if col.path.is_empty() || (!col.collect && !include_scalars) {
+                let Some(path) = &col.path else { continue };
+                if !col.collect && !include_scalars {
                     continue;
                 }
                 let v = match &rule.outputs[i] {
@@ -612,11 +636,11 @@ impl<'g, 'o> Run<'g, 'o> {
                 if col.collect {
                     row_collects.push((i, v));
                 } else {
-                    dot_insert(&mut row_scalars, &col.path, v);
+                    dot_insert(&mut row_scalars, path, v);
                 }
             }
             any = true;
-            matched.push(rule.id.to_string());
+            matched.push(rule.id.clone());
             if include_scalars {
                 scalars = Some(row_scalars);
             }
@@ -629,10 +653,10 @@ impl<'g, 'o> Run<'g, 'o> {
         }
         let mut out = scalars.unwrap_or_else(empty_object);
         for (i, col) in t.outputs.iter().enumerate() {
-            if col.collect && !col.path.is_empty() {
+            if let (true, Some(path)) = (col.collect, &col.path) {
                 dot_insert(
                     &mut out,
-                    &col.path,
+                    path,
                     Value::array(std::mem::take(&mut collected[i])),
                 );
             }
@@ -703,8 +727,9 @@ impl Route {
 /// The per-evaluation state of a decision table.
 struct TableCx {
     env: Value,
-    /// `env` plus `$`, set to each column's subject in turn.
-    env_subject: Value,
+    /// `env` plus `$`, set to each column's subject in turn; built on first use, for
+    /// cells that are not a direct comparison with a constant.
+    env_subject: Option<Value>,
     /// Each input column's subject; `None` for a column without a field, `Err` when
     /// the field failed to evaluate (its cells then never match).
     subjects: Vec<Option<Result<Value, ()>>>,
@@ -718,10 +743,16 @@ impl TableCx {
                 Cell::Never => false,
                 Cell::Standard(e) => e.evaluate_value(&self.env).is_ok_and(|v| is_true(&v)),
                 Cell::Unary(u) => match &self.subjects[i] {
-                    Some(Ok(subject)) => {
-                        set_field(&mut self.env_subject, "$", subject.clone());
-                        u.evaluate_value(&self.env_subject).unwrap_or(false)
-                    }
+                    Some(Ok(subject)) => match u.test_subject(subject) {
+                        Some(pass) => pass.unwrap_or(false),
+                        None => {
+                            let env = self.env_subject.get_or_insert_with(|| {
+                                with_fields(&self.env, &[("$", Value::Null)])
+                            });
+                            set_field(env, "$", subject.clone());
+                            u.evaluate_value(env).unwrap_or(false)
+                        }
+                    },
                     _ => false,
                 },
             };
@@ -734,17 +765,15 @@ impl TableCx {
 
     /// The row's output object; `None` when an output cell fails (ZEN skips the row).
     fn row_output(&self, t: &Table, rule: &Rule) -> Option<Value> {
-        let mut out = empty_object();
+        let mut out = object_for(t.outputs.len());
         for (i, col) in t.outputs.iter().enumerate() {
-            if col.path.is_empty() {
-                continue;
-            }
+            let Some(path) = &col.path else { continue };
             let v = match &rule.outputs[i] {
                 OutCell::Empty => continue,
                 OutCell::Broken => return None,
                 OutCell::Value(e) => e.evaluate_value(&self.env).ok()?,
             };
-            dot_insert(&mut out, &col.path, v);
+            dot_insert(&mut out, path, v);
         }
         Some(out)
     }
