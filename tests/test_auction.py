@@ -16,8 +16,9 @@ import pytest
 from lendgate import _core
 from lendgate.auction import crypto
 from lendgate.auction.audit import loss_is_consistent
-from lendgate.auction.coordinator import INNER_LABEL, LEAD_KEY_LABEL, OUTER_LABEL, Bid
+from lendgate.auction.coordinator import INNER_LABEL, LEAD_KEY_LABEL, OUTER_LABEL
 from lendgate.auction.crypto import CryptoError
+from lendgate.auction.records import Bid
 from lendgate.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
 from lendgate.v1 import auction_pb2 as pb
 from lendgate.v1 import common_pb2
