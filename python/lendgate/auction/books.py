@@ -203,6 +203,7 @@ class Books:
         self._queued = 0
         self._written = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._started = False
 
     def restore(self) -> Restored:
         """Everything stored, the ledger journaled to the store from now on.
@@ -235,11 +236,15 @@ class Books:
         self._kick()
 
     def _kick(self) -> None:
+        # Nothing is written before the coordinator starts (or someone flushes): a start
+        # that fails after construction (e.g. the port is taken) leaves the store alone.
+        if not self._started:
+            return
         if self._pending and (self._writer is None or self._writer.done()):
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
-                return  # queued at start-up, before the server's loop: start() kicks it
+                return  # no loop yet: the next flush() kicks it
             self._writer = loop.create_task(self._drain())
 
     def deal_changed(self, deal: pb.Deal) -> None:
@@ -281,6 +286,7 @@ class Books:
 
     async def flush(self) -> None:
         """Wait until everything queued so far is in the store (not what is queued later)."""
+        self._started = True
         target = self._queued
         if self._written >= target:
             return
