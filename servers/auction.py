@@ -10,7 +10,7 @@ from google.protobuf.message import Message
 
 from lendgate.auction import reports
 from lendgate.auction.coordinator import Coordinator
-from lendgate.errors import UnauthenticatedError
+from lendgate.errors import PermissionDeniedError, UnauthenticatedError
 from lendgate.v1 import auction_pb2 as pb
 from servers.handlers import Ctx
 
@@ -24,7 +24,11 @@ class AuctionServicer:
     def __init__(self, coordinator: Coordinator) -> None:
         self.coordinator = coordinator
 
-    def _caller(self, context: Ctx, method: str) -> str:
+    async def start(self) -> None:
+        """Store what the coordinator's start-up decided before the first call."""
+        await self.coordinator.start()
+
+    def _signer(self, context: Ctx, method: str) -> str:
         md = dict(context.invocation_metadata() or ())
         try:
             participant = md["lg-participant"]
@@ -33,6 +37,13 @@ class AuctionServicer:
         except (KeyError, ValueError):
             raise UnauthenticatedError("missing or malformed call signature") from None
         return self.coordinator.authenticate(participant, SERVICE + method, ms, signature)
+
+    def _caller(self, context: Ctx, method: str) -> str:
+        """The calling participant (an operator does not trade: PERMISSION_DENIED)."""
+        caller = self._signer(context, method)
+        if self.coordinator.is_operator(caller):
+            raise PermissionDeniedError(f"{method} is for participants, not operators")
+        return caller
 
     def _once(self, caller: str, method: str, request: Message, write: Callable[[], T]) -> T:
         request_id = getattr(request, "request_id", "")
@@ -48,26 +59,51 @@ class AuctionServicer:
     async def RegisterParticipant(
         self, request: pb.RegisterParticipantRequest, context: Ctx
     ) -> pb.RegisterParticipantResponse:
-        """Register (authenticated by the proof of possession)."""
-        return pb.RegisterParticipantResponse(participant=self.coordinator.register(request))
+        """Register (authenticated by the proof of possession); answered once stored."""
+        response = pb.RegisterParticipantResponse(participant=self.coordinator.register(request))
+        await self.coordinator.flush_books()
+        return response
 
     async def GetParticipant(
         self, request: pb.GetParticipantRequest, context: Ctx
     ) -> pb.GetParticipantResponse:
-        """A participant may read itself only."""
-        caller = self._caller(context, "GetParticipant")
-        name = request.name or caller
-        if name != caller:
-            from lendgate.errors import PermissionDeniedError  # noqa: PLC0415
+        """A participant may read itself only; the operator any."""
+        caller = self._signer(context, "GetParticipant")
+        return pb.GetParticipantResponse(
+            participant=self.coordinator.readable_participant(caller, request.name)
+        )
 
-            raise PermissionDeniedError("a participant may read only itself")
-        return pb.GetParticipantResponse(participant=self.coordinator.participant(name))
+    async def ListParticipants(
+        self, request: pb.ListParticipantsRequest, context: Ctx
+    ) -> pb.ListParticipantsResponse:
+        """All participants for the operator; a participant sees only itself."""
+        caller = self._signer(context, "ListParticipants")
+        return self.coordinator.list_participants(caller, request)
+
+    async def UpdateParticipant(
+        self, request: pb.UpdateParticipantRequest, context: Ctx
+    ) -> pb.UpdateParticipantResponse:
+        """Masked update (state changes: the operator only); answered once stored."""
+        caller = self._signer(context, "UpdateParticipant")
+        response = self._once(
+            caller,
+            "UpdateParticipant",
+            request,
+            lambda: pb.UpdateParticipantResponse(
+                participant=self.coordinator.update_participant(caller, request)
+            ),
+        )
+        await self.coordinator.flush_books()
+        return response
 
     async def Subscribe(
         self, request: pb.SubscribeRequest, context: Ctx
     ) -> AsyncIterator[pb.SubscribeResponse]:
         """The caller's event stream."""
         caller = self._caller(context, "Subscribe")
+        # Headers now, not with the first event: a node resuming after a restart learns
+        # at once that it is subscribed (and then catches up on what it missed).
+        await context.send_initial_metadata(())
         async for event in self.coordinator.subscribe(caller, request.after_sequence):
             yield event
 
@@ -86,8 +122,11 @@ class AuctionServicer:
         )
 
     async def PlaceBid(self, request: pb.PlaceBidRequest, context: Ctx) -> pb.PlaceBidResponse:
-        """A sealed bid: signed receipt or signed rejection."""
-        caller = self._caller(context, "PlaceBid")
+        """A sealed bid: signed receipt or signed rejection. Authenticated by the bid's
+        own signature (docs/AUCTION_PROTOCOL.md, "Caller identity"): a SealedBid is signed
+        by its bidder and accepted once per auction, so a call header would only add a
+        second Ed25519 verification on the hot path."""
+        caller = self.coordinator.payload_signer(request.bid)
         return self._once(
             caller, "PlaceBid", request, lambda: self.coordinator.place_bid(caller, request.bid)
         )
@@ -95,8 +134,9 @@ class AuctionServicer:
     async def UnsealBids(
         self, request: pb.UnsealBidsRequest, context: Ctx
     ) -> pb.UnsealBidsResponse:
-        """The seller's unsealing of its auction's bids."""
-        caller = self._caller(context, "UnsealBids")
+        """The seller's unsealing of its auction's bids (authenticated by the signed
+        UnsealedBids, like PlaceBid: idempotent, and useless to anyone but the seller)."""
+        caller = self.coordinator.payload_signer(request.unsealed)
         return self._once(
             caller,
             "UnsealBids",
@@ -124,8 +164,9 @@ class AuctionServicer:
     async def ReleaseLeadKey(
         self, request: pb.ReleaseLeadKeyRequest, context: Ctx
     ) -> pb.ReleaseLeadKeyResponse:
-        """Forward the seller's key release to the winner."""
-        caller = self._caller(context, "ReleaseLeadKey")
+        """Forward the seller's key release to the winner (authenticated by the signed
+        LeadKeyRelease, which only the seller can make)."""
+        caller = self.coordinator.payload_signer(request.release)
 
         def release() -> pb.ReleaseLeadKeyResponse:
             self.coordinator.release_key(caller, request.release)
@@ -138,12 +179,14 @@ class AuctionServicer:
     ) -> pb.ReportLeadStatusResponse:
         """Lead tracking: status change and its ledger entries."""
         caller = self._caller(context, "ReportLeadStatus")
-        return self._once(
+        response = self._once(
             caller,
             "ReportLeadStatus",
             request,
             lambda: self.coordinator.report_status(caller, request),
         )
+        await self.coordinator.flush_books()  # answered once its entries are stored
+        return response
 
     async def ListDeals(self, request: pb.ListDealsRequest, context: Ctx) -> pb.ListDealsResponse:
         """Deals the caller is party to."""
@@ -176,7 +219,7 @@ class AuctionServicer:
     async def GetAuctionMetrics(
         self, request: pb.GetAuctionMetricsRequest, context: Ctx
     ) -> pb.GetAuctionMetricsResponse:
-        """The caller's metrics over a period."""
-        caller = self._caller(context, "GetAuctionMetrics")
+        """The caller's metrics over a period (the operator: anyone's, or "-" = all)."""
+        caller = self._signer(context, "GetAuctionMetrics")
         await self.coordinator.sync_books()
         return reports.metrics(self.coordinator, caller, request)

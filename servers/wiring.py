@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lendgate.auction.coordinator import AuctionConfig, Coordinator
-from lendgate.config import Config
+from lendgate.auction.coordinator import AuctionConfig, Coordinator, auction_operators
+from lendgate.auction.keystore import KeyFileError, key_path
+from lendgate.config import Config, ConfigError
 from lendgate.models.admin import ModelAdmin
 from lendgate.models.serving import CheckModel, ModelService
 from lendgate.models.store_registry import registry_for
@@ -37,7 +38,6 @@ def build_servicers(config: Config, store: Store) -> dict[str, object]:
     in ``store`` (auctions in flight in memory). A servicer with an async ``start()`` is
     started (e.g. loads its state) before the server accepts calls.
     """
-    auction = AuctionConfig(bidding_window_s=config.auction_bidding_window_s)
     state = StateSettings.for_store(
         store,
         snapshot_every_events=config.snapshot_every_events,
@@ -62,12 +62,28 @@ def build_servicers(config: Config, store: Store) -> dict[str, object]:
             ),
             DecisionLog(store),
         ),
-        "lendgate.v1.AuctionService": AuctionServicer(Coordinator(auction, store=store)),
+        # Participants, auctions, deals and the ledger in the store; the keys in a 0600
+        # file under data_dir (lendgate.auction.keystore).
+        "lendgate.v1.AuctionService": AuctionServicer(_coordinator(config, store)),
         # Model changes are the consortium operator's, like rule changes.
         "lendgate.v1.ModelRegistryService": ModelRegistryServicer(
             ModelAdmin(models), config.rule_admin_partners
         ),
     }
+
+
+def _coordinator(config: Config, store: Store) -> Coordinator:
+    """The auction coordinator; ConfigError for bad operators or an unusable key file."""
+    try:
+        operators = auction_operators(config.auction_operators)
+        auction = AuctionConfig(
+            bidding_window_s=config.auction_bidding_window_s,
+            operators=operators,
+            auto_activate=not operators,
+        )
+        return Coordinator(auction, store=store, key_file=key_path(config.data_dir))
+    except (ValueError, KeyFileError) as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _node_services(config: Config, scoring: ScoringService, models: ModelService) -> NodeServices:

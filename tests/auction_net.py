@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 
@@ -86,11 +87,17 @@ class Net:
         await self.server.stop(0)
 
 
-async def start_net(config: AuctionConfig | None = None, store: Store | None = None) -> Net:
-    """Start a coordinator with a short bidding window (its books in ``store`` if given)."""
+async def start_net(
+    config: AuctionConfig | None = None, store: Store | None = None, key_file: Path | None = None
+) -> Net:
+    """Start a coordinator with a short bidding window (its state in ``store`` and its keys
+    in ``key_file`` if given)."""
     coordinator = Coordinator(
-        config or AuctionConfig(bidding_window_s=WINDOW_S, unseal_timeout_s=2.0), store=store
+        config or AuctionConfig(bidding_window_s=WINDOW_S, unseal_timeout_s=2.0),
+        store=store,
+        key_file=key_file,
     )
+    await coordinator.start()
     server = await create_server(
         Config(listen="127.0.0.1:0"), {"lendgate.v1.AuctionService": AuctionServicer(coordinator)}
     )

@@ -16,8 +16,9 @@ import pytest
 from lendgate import _core
 from lendgate.auction import crypto
 from lendgate.auction.audit import loss_is_consistent
-from lendgate.auction.coordinator import INNER_LABEL, LEAD_KEY_LABEL, OUTER_LABEL, Bid
+from lendgate.auction.coordinator import INNER_LABEL, LEAD_KEY_LABEL, OUTER_LABEL
 from lendgate.auction.crypto import CryptoError
+from lendgate.auction.records import Bid
 from lendgate.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
 from lendgate.v1 import auction_pb2 as pb
 from lendgate.v1 import common_pb2
@@ -171,9 +172,21 @@ def test_replayed_and_forged_bids_are_rejected() -> None:
         )
         with pytest.raises(PermissionDeniedError):
             await net.nodes["mfo-c"].call("PlaceBid", pb.PlaceBidRequest(bid=forged))
-        # A call without the caller's signature -> UNAUTHENTICATED.
+        # PlaceBid is authenticated by the bid's own signature, not a call header: the
+        # replay sent without one is still the same bid -> signed DUPLICATE.
+        response = await node.stub.PlaceBid(pb.PlaceBidRequest(bid=signed))
+        node.check_response(own, response)
+        assert own.rejection.reason == pb.BID_REJECTION_REASON_DUPLICATE
+        # A bid whose signer is not registered -> UNAUTHENTICATED.
+        stranger = pb.SignedPayload(
+            payload=signed.payload, signature=signed.signature, signer="participants/nobody"
+        )
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await node.stub.PlaceBid(pb.PlaceBidRequest(bid=signed))
+            await node.stub.PlaceBid(pb.PlaceBidRequest(bid=stranger))
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        # Another call without the caller's signature header -> UNAUTHENTICATED.
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await node.stub.ListDeals(pb.ListDealsRequest())
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
         await until(lambda: record.state == pb.AUCTION_STATE_CANCELLED)  # no Sell: no unseal
 
@@ -717,3 +730,40 @@ def test_a_seller_that_vanishes_before_unsealing_gets_its_auction_cancelled() ->
         assert not net.coordinator.deals and not net.coordinator.ledger.repository.entries()
 
     run(test)
+
+
+def test_the_rust_signer_signs_exactly_as_cryptography_does() -> None:
+    keys = crypto.KeyPair.generate()
+    signer = _core.Ed25519Signer(keys.signing.private_bytes_raw())
+    assert signer.public_key() == keys.signing_public
+    message = pb.BidReceipt(auction="auctions/a", bidder="participants/b", leaf_index=3)
+    expected = crypto.sign(keys.signing, message, "coordinator")
+    signature = signer.sign("lendgate.v1.BidReceipt", expected.payload)
+    assert signature == expected.signature  # Ed25519 is deterministic (RFC 8032)
+    with pytest.raises(_core.CoreInvalidArgument):
+        _core.Ed25519Signer(b"short")
+
+
+def test_batched_pedersen_openings_find_the_one_that_lies() -> None:
+    auction, bids = "auctions/x", []
+    for i in range(20):
+        nonce = bytes([i + 1]) * 32
+        bidder = f"participants/b{i}"
+        commitment = _core.pedersen_commitment(50_000 + i, nonce, bidder, auction)
+        bids.append((commitment, 50_000 + i, nonce, bidder))
+    assert all(_core.verify_pedersen_openings(auction, bids))
+    lying = list(bids)
+    lying[11] = (bids[11][0], bids[11][1] + 1, bids[11][2], bids[11][3])
+    lying[4] = (b"\xff" * 32, *bids[4][1:])
+    got = _core.verify_pedersen_openings(auction, lying)
+    assert [i for i, ok in enumerate(got) if not ok] == [4, 11]
+    assert _core.verify_pedersen_openings(auction, []) == []
+
+
+def test_the_coordinator_cpu_bench_runs_whole_auctions() -> None:
+    from bench import auction_coordinator  # noqa: PLC0415
+
+    figures = asyncio.run(auction_coordinator.run(3, 2, None))
+    assert figures["auctions"] == 2 and set(figures["by_step_ms"]) == {
+        "auth", "open", "bid", "close", "unseal", "release"
+    }  # fmt: skip

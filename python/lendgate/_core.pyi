@@ -157,6 +157,25 @@ def verify_pedersen_opening(
 ) -> bool:
     """Whether ``(amount_minor, nonce)`` opens the Pedersen ``commitment`` (GIL released)."""
 
+class Ed25519Signer:
+    """An Ed25519 key signing typed payloads (``type_name || 0x00 || payload``);
+    deterministic, the same signatures as ``cryptography``'s."""
+
+    def __init__(self, seed: bytes) -> None:
+        """The signer of a 32-byte Ed25519 seed (the raw private key)."""
+
+    def public_key(self) -> bytes:
+        """The 32-byte public key."""
+
+    def sign(self, type_name: str, payload: bytes) -> bytes:
+        """The 64-byte signature over ``type_name || 0x00 || payload``."""
+
+def verify_pedersen_openings(
+    auction: str, openings: list[tuple[bytes, int, bytes, str]]
+) -> list[bool]:
+    """For each ``(commitment, amount_minor, nonce, bidder)`` of one auction, whether it
+    opens the Pedersen commitment; one batched multiscalar check (GIL released)."""
+
 def prove_winner_exceeds(
     auction: str,
     merkle_root: bytes,

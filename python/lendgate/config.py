@@ -71,6 +71,10 @@ class Config:
 
     auction_bidding_window_s: float = 2.0
     """Default bidding window of an auction, in seconds (sellers may ask for another)."""
+    auction_operators: str = ""
+    """Comma-separated ``operator_id:ed25519-public-key-hex`` of the auction network's
+    operators (they sign calls as ``operators/{operator_id}``). Set: self-registered
+    participants start PENDING until an operator activates them."""
     snapshot_every_events: int = 100_000
     """Snapshot the scoring state after this many events (0: never by count); a restart
     restores the latest snapshot and replays only the log after it."""

@@ -1,7 +1,7 @@
 //! Bindings for `lendgate_core::auction` (↔ `lendgate/auction/crypto.py`).
 
 use crate::error::PyCoreError;
-use lendgate_core::auction::{self, BidOpening};
+use lendgate_core::auction::{self, BidOpening, TypedSigner};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -17,6 +17,34 @@ pub fn verify_signature(
     let (pk, p, s) = (public_key.to_vec(), payload.to_vec(), signature.to_vec());
     let name = type_name.to_owned();
     Ok(py.detach(move || auction::verify_signature(&pk, &name, &p, &s))?)
+}
+
+/// An Ed25519 key signing typed payloads (the coordinator's, on the hot path).
+#[pyclass(frozen, name = "Ed25519Signer", module = "lendgate._core")]
+pub struct Ed25519Signer(TypedSigner);
+
+#[pymethods]
+impl Ed25519Signer {
+    /// The signer of a 32-byte Ed25519 seed (the raw private key).
+    #[new]
+    fn new(seed: &[u8]) -> Result<Self, PyCoreError> {
+        Ok(Self(TypedSigner::from_seed(seed)?))
+    }
+
+    /// The 32-byte public key.
+    fn public_key<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.0.public_key())
+    }
+
+    /// The signature over `type_name || 0x00 || payload`.
+    fn sign<'py>(
+        &self,
+        py: Python<'py>,
+        type_name: &str,
+        payload: &[u8],
+    ) -> Result<Bound<'py, PyBytes>, PyCoreError> {
+        Ok(PyBytes::new(py, &self.0.sign(type_name, payload)?))
+    }
 }
 
 /// The 32-byte hash commitment to a bid.
@@ -118,6 +146,29 @@ pub fn verify_pedersen_opening(
         auction.to_owned(),
     );
     py.detach(move || auction::verify_pedersen_opening(&c, amount_minor, &n, &b, &a))
+}
+
+/// For each `(commitment, amount_minor, nonce, bidder)` of one auction's bids, whether
+/// the opening opens the Pedersen commitment: one batched check (GIL released).
+#[pyfunction]
+pub fn verify_pedersen_openings(
+    py: Python<'_>,
+    auction: &str,
+    openings: Vec<(Vec<u8>, u64, Vec<u8>, String)>,
+) -> Vec<bool> {
+    let a = auction.to_owned();
+    py.detach(move || {
+        let items: Vec<auction::PedersenOpening<'_>> = openings
+            .iter()
+            .map(|(c, v, n, b)| auction::PedersenOpening {
+                commitment: c,
+                amount_minor: *v,
+                nonce: n,
+                bidder: b,
+            })
+            .collect();
+        auction::verify_pedersen_openings(&a, &items)
+    })
 }
 
 /// The coordinator's range proof that the winning bid exceeds a losing one (see

@@ -35,12 +35,14 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<aggregates::PyAggregateStore>()?;
     m.add_class::<strategy::PyCompiledStrategy>()?;
     m.add_function(wrap_pyfunction!(auction::verify_signature, m)?)?;
+    m.add_class::<auction::Ed25519Signer>()?;
     m.add_function(wrap_pyfunction!(auction::bid_commitment, m)?)?;
     m.add_function(wrap_pyfunction!(auction::verify_bid_opening, m)?)?;
     m.add_function(wrap_pyfunction!(auction::leaf_hash, m)?)?;
     m.add_function(wrap_pyfunction!(auction::leaf_hash_from_digest, m)?)?;
     m.add_function(wrap_pyfunction!(auction::pedersen_commitment, m)?)?;
     m.add_function(wrap_pyfunction!(auction::verify_pedersen_opening, m)?)?;
+    m.add_function(wrap_pyfunction!(auction::verify_pedersen_openings, m)?)?;
     m.add_function(wrap_pyfunction!(auction::prove_winner_exceeds, m)?)?;
     m.add_function(wrap_pyfunction!(auction::verify_winner_exceeds, m)?)?;
     m.add_function(wrap_pyfunction!(auction::merkle_root, m)?)?;

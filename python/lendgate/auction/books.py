@@ -1,4 +1,5 @@
-"""The auction's books in the store: deals, the ledger and final settlements.
+"""The auction's books in the store: deals, the ledger and final settlements; and the
+coordinator's participants, auctions and public keys (migration 0008).
 
 The coordinator books on its event loop and must not wait for the database on the
 auction path, so its entries and deal changes go to the store *write-behind*, in the
@@ -16,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import deque
+from dataclasses import dataclass
 
 from lendgate.auction.ledger import (
     Entry,
@@ -27,8 +30,16 @@ from lendgate.auction.ledger import (
     Settlement,
     Transfer,
 )
+from lendgate.auction.records import AuctionRecord, record_from_json, record_json
 from lendgate.store import Store
-from lendgate.store.interface import AuctionDealRow, AuctionLedgerRow
+from lendgate.store.interface import (
+    AuctionDealRow,
+    AuctionKeyRow,
+    AuctionLedgerRow,
+    AuctionParticipantRow,
+    AuctionRow,
+    AuctionStateRow,
+)
 from lendgate.v1 import auction_pb2 as pb
 
 log = logging.getLogger("lendgate.auction.books")
@@ -53,6 +64,7 @@ def settlement_json(s: Settlement) -> str:
             "payable": s.payable,
             "transfers": [[t.from_account, t.to_account, t.amount_minor] for t in s.transfers],
             "last_sequence": s.last_sequence,
+            "adjustments": list(s.adjustments),
         },
         sort_keys=True,
     )
@@ -71,6 +83,7 @@ def settlement_from_json(text: str) -> Settlement:
         tuple(Transfer(a, b, int(n)) for a, b, n in d["transfers"]),
         int(d["last_sequence"]),
         True,
+        tuple(int(n) for n in d.get("adjustments", ())),
     )
 
 
@@ -121,6 +134,8 @@ def load_ledger(store: Store) -> tuple[Ledger, dict[str, pb.Deal], dict[str, Set
     repository = InMemoryLedgerRepository([entry_from_row(r) for r in books.entries])
     ledger = Ledger(repository)
     settlements = {k: settlement_from_json(v) for k, v in books.settlements.items()}
+    for s in settlements.values():
+        ledger.restore_final(s)  # what they settled is not settled again
     deals = {r.deal_name: pb.Deal.FromString(r.payload) for r in books.deals}
     return ledger, deals, settlements
 
@@ -138,21 +153,65 @@ class _Journal(InMemoryLedgerRepository):
         return stored
 
 
+@dataclass
+class Restored:
+    """What the coordinator finds in the store on start."""
+
+    ledger: Ledger
+    deals: dict[str, pb.Deal]
+    participants: dict[str, pb.Participant]
+    auctions: list[AuctionRecord]
+    """By open time."""
+    signing_keys: list[bytes]
+    """Every coordinator signing key used so far, oldest first."""
+
+
+def participant_row(p: pb.Participant) -> AuctionParticipantRow:
+    """A participant as stored."""
+    return AuctionParticipantRow(
+        p.name, p.state, p.update_time.ToMicroseconds(), p.SerializeToString(deterministic=True)
+    )
+
+
+def auction_row(record: AuctionRecord) -> AuctionRow:
+    """An auction as stored."""
+    return AuctionRow(
+        record.name,
+        record.seller,
+        record.state,
+        round(record.open_time * 1e6),
+        time.time_ns() // 1000,
+        record_json(record),
+    )
+
+
 class Books:
-    """The coordinator's persistence: restore on start, write-behind while running."""
+    """The coordinator's persistence: restore on start, write-behind while running.
+
+    Rows are written in the order they were queued, each batch in one transaction, so
+    the store always holds a prefix of what the coordinator did: never a ledger entry
+    without its deal, never a deal without the stored auction decision it came from.
+    """
+
+    MAX_BATCH = 2000
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._pending: deque[AuctionLedgerRow | AuctionDealRow] = deque()
+        self._pending: deque[AuctionStateRow] = deque()
         self._writer: asyncio.Task[None] | None = None
         self._adopted: set[str] = set()
+        self._queued = 0
+        self._written = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._started = False
 
-    def restore(self) -> tuple[Ledger, dict[str, pb.Deal]]:
-        """The ledger (journaled to the store from now on) and the deals, as stored.
+    def restore(self) -> Restored:
+        """Everything stored, the ledger journaled to the store from now on.
         Settlements made while the coordinator was down are adopted by :meth:`sync`."""
-        loaded, deals, settlements = load_ledger(self.store)
-        ledger = Ledger(_Journal(loaded.repository.entries(), self))
-        for sid, s in settlements.items():
+        books = self.store.auction_books_blocking()
+        ledger = Ledger(_Journal([entry_from_row(r) for r in books.entries], self))
+        for sid, text in books.settlements.items():
+            s = settlement_from_json(text)
             settled = any(
                 e.type is EntryType.SETTLEMENT
                 and e.currency == s.currency
@@ -162,42 +221,79 @@ class Books:
             if settled:
                 ledger.restore_final(s)
                 self._adopted.add(sid)
-        return ledger, deals
+        return Restored(
+            ledger,
+            {r.deal_name: pb.Deal.FromString(r.payload) for r in books.deals},
+            {r.name: pb.Participant.FromString(r.payload) for r in books.participants},
+            [record_from_json(r.payload) for r in books.auctions],
+            [k.signing_public_key for k in books.keys],
+        )
 
-    def queue(self, row: AuctionLedgerRow | AuctionDealRow) -> None:
-        """Queue a write; starts the writer task if it is not running."""
+    def queue(self, row: AuctionStateRow) -> None:
+        """Queue a write; starts the writer task if it is not running (and a loop is)."""
         self._pending.append(row)
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._drain())
+        self._queued += 1
+        self._kick()
+
+    def _kick(self) -> None:
+        # Nothing is written before the coordinator starts (or someone flushes): a start
+        # that fails after construction (e.g. the port is taken) leaves the store alone.
+        if not self._started:
+            return
+        if self._pending and (self._writer is None or self._writer.done()):
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop yet: the next flush() kicks it
+            self._writer = loop.create_task(self._drain())
 
     def deal_changed(self, deal: pb.Deal) -> None:
         """Queue a deal's new state."""
         self.queue(deal_row(deal))
 
+    def participant_changed(self, participant: pb.Participant) -> None:
+        """Queue a participant's new state."""
+        self.queue(participant_row(participant))
+
+    def auction_changed(self, record: AuctionRecord) -> None:
+        """Queue an auction's new state (opened, decided)."""
+        self.queue(auction_row(record))
+
+    def key_used(self, signing_public: bytes, encryption_public: bytes) -> None:
+        """Queue the coordinator's public keys (kept once, with their first use)."""
+        self.queue(AuctionKeyRow(signing_public, encryption_public, time.time_ns() // 1000))
+
     async def _drain(self) -> None:
         while self._pending:
-            head = self._pending[0]
+            batch = [self._pending[i] for i in range(min(len(self._pending), self.MAX_BATCH))]
             try:
-                if isinstance(head, AuctionDealRow):
-                    await self.store.put_auction_deal(head)
-                    self._pending.popleft()
-                else:
-                    batch = []
-                    for row in self._pending:
-                        if not isinstance(row, AuctionLedgerRow):
-                            break
-                        batch.append(row)
-                    await self.store.append_auction_entries(batch)
-                    for _ in batch:
-                        self._pending.popleft()
+                await self.store.write_auction_state(batch)
             except Exception:
-                log.exception("cannot write the auction books; retrying")
+                log.exception("cannot write the auction state; retrying")
                 await asyncio.sleep(RETRY_S)
+                continue
+            for _ in batch:
+                self._pending.popleft()
+            self._written += len(batch)
+            still = []
+            for target, waiter in self._waiters:
+                if target <= self._written:
+                    if not waiter.done():
+                        waiter.set_result(None)
+                else:
+                    still.append((target, waiter))
+            self._waiters = still
 
     async def flush(self) -> None:
-        """Wait until everything booked so far is in the store."""
-        while self._writer is not None and not self._writer.done():
-            await asyncio.shield(self._writer)
+        """Wait until everything queued so far is in the store (not what is queued later)."""
+        self._started = True
+        target = self._queued
+        if self._written >= target:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, waiter))
+        self._kick()
+        await waiter
 
     async def sync(self, ledger: Ledger) -> None:
         """Flush, then adopt final settlements made by ``lendgate settle`` since."""

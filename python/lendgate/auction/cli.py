@@ -122,6 +122,7 @@ def run_settle(args: argparse.Namespace) -> int:
                     for t in s.transfers
                 ],
                 "last_sequence": s.last_sequence,
+                "adjustments": list(s.adjustments),
             },
             sort_keys=True,
         )

@@ -11,22 +11,26 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import time
 import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from lendgate import _core
-from lendgate.auction import crypto
+from lendgate.auction import crypto, keystore
 from lendgate.auction.books import Books
 from lendgate.auction.crypto import CryptoError, KeyPair
 from lendgate.auction.ledger import Entry, EntryType, Ledger
+from lendgate.auction.records import AuctionRecord, Bid
 from lendgate.errors import (
+    AbortedError,
     AlreadyExistsError,
     FailedPreconditionError,
     InvalidArgumentError,
@@ -51,6 +55,9 @@ MAX_AMOUNT_MINOR = 1 << 62
 CALL_AUTH_SKEW_S = 30.0
 TIE_BREAK = "highest amount; a tie goes to the lower leaf index (the earlier receipt)"
 OFFER_MAX_AGE_S = 30.0
+OPERATOR_PREFIX = "operators/"
+RESTART_CANCEL_REASON = "the coordinator restarted before the auction was decided"
+UNSEAL_CANCEL_REASON = "the seller did not unseal in time"
 
 
 @dataclass(frozen=True)
@@ -77,52 +84,10 @@ class AuctionConfig:
     is suspended until it settles (0 = no limit)."""
     auto_activate: bool = True
     """Dev/test networks: self-registered participants start ACTIVE, not PENDING."""
-
-
-@dataclass
-class Bid:
-    """An accepted bid."""
-
-    leaf_index: int
-    bidder: str
-    bid_hash: bytes
-    commitment: bytes
-    encrypted_opening: bytes
-    leaf_hash: bytes
-    pedersen: bytes
-    amount_minor: int = 0
-    nonce: bytes = b""
-    invalid_reason: str = ""
-    range_proofs: dict[tuple[int, int], bytes] = field(default_factory=dict)
-    """Loser proofs by (award round, winning leaf), made on first request."""
-
-
-@dataclass
-class AuctionRecord:
-    """Everything the coordinator keeps about one auction."""
-
-    name: str
-    seller: str
-    offer: pb.LeadOffer
-    announcement: pb.SignedPayload
-    deadline: float
-    currency: str
-    min_price: int
-    open_time: float = 0.0
-    state: int = pb.AUCTION_STATE_OPEN
-    bids: list[Bid] = field(default_factory=list)
-    nonces: set[bytes] = field(default_factory=set)
-    bidders: set[str] = field(default_factory=set)
-    invited: set[str] = field(default_factory=set)
-    """Buyers the auction was announced to."""
-    bid_set: pb.SignedPayload | None = None
-    result: pb.SignedPayload | None = None
-    ranking: list[Bid] = field(default_factory=list)
-    award_round: int = 0
-    relinquished: set[int] = field(default_factory=set)
-    """Leaves of winners that rejected the lead."""
-    deal: str = ""
-    decided: asyncio.Event = field(default_factory=asyncio.Event)
+    operators: dict[str, bytes] = field(default_factory=dict)
+    """Operator identities: ``operators/{id}`` -> Ed25519 public key. Operators sign
+    their calls like participants do; they activate, suspend and lift suspensions, and
+    read every participant and the network-wide metrics. They cannot trade."""
 
 
 def ts(t: float) -> Timestamp:
@@ -164,18 +129,20 @@ class Coordinator:
         config: AuctionConfig | None = None,
         keys: KeyPair | None = None,
         store: Store | None = None,
+        *,
+        key_file: Path | None = None,
     ) -> None:
-        """``store`` set: deals and the ledger are restored from it now (blocking, at
-        start) and written to it as they change (see :mod:`lendgate.auction.books`)."""
+        """``store`` set: participants, auctions, deals and the ledger are restored from
+        it now (blocking, at start) and written to it as they change (see
+        :mod:`lendgate.auction.books`); auctions a crash left undecided are cancelled
+        with a signed result. ``key_file``: the keys are read from it (made on first
+        start), see :mod:`lendgate.auction.keystore`; else ``keys``, else fresh keys."""
         self.config = config or AuctionConfig()
-        self.keys = keys or KeyPair.generate()
         self.participants: dict[str, pb.Participant] = {}
         self.auctions: dict[str, AuctionRecord] = {}
         self.deals: dict[str, pb.Deal] = {}
         self.ledger = Ledger()
         self.books = Books(store) if store is not None else None
-        if self.books is not None:
-            self.ledger, self.deals = self.books.restore()
         self._phones: dict[bytes, float] = {}
         self._events: dict[str, list[pb.SubscribeResponse]] = defaultdict(list)
         self._wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
@@ -183,8 +150,55 @@ class Coordinator:
         self._spend_per_day: dict[tuple[str, int], int] = defaultdict(int)
         self._rejections: dict[str, list[float]] = defaultdict(list)
         self._answers: OrderedDict[tuple[str, str, str], tuple[bytes, Any]] = OrderedDict()
+        self._background: set[asyncio.Task[None]] = set()
         # Test hook: a dishonest coordinator picks a different winner (see tests).
         self.cheat_pick_second: bool = False
+        known_keys: list[bytes] = []
+        restored = None
+        if self.books is not None:
+            restored = self.books.restore()
+            self.ledger, self.deals = restored.ledger, restored.deals
+            self.participants = restored.participants
+            known_keys = restored.signing_keys
+        if key_file is not None:
+            keys = keystore.load_or_create(key_file, known_keys)
+        self.keys = keys or KeyPair.generate()
+        self._signer_of: KeyPair | None = None
+        self._signer = _core.Ed25519Signer(bytes(32))
+        if self.books is not None:
+            self.books.key_used(self.keys.signing_public, self.keys.encryption_public)
+        if restored is not None:
+            self._restore(restored.auctions)
+
+    def _restore(self, auctions: list[AuctionRecord]) -> None:
+        """Adopt the stored auctions and rebuild what is derived from them and the deals
+        (duplicate detection, caps and budgets, rejection counts). An auction the crash
+        left OPEN or UNSEALING is cancelled with a signed result (no bid was opened, no
+        deal exists: a deal is stored only with its decided auction)."""
+        for record in auctions:
+            self.auctions[record.name] = record
+            if record.offer.phone_keyed_hash:
+                self._phones[record.offer.phone_keyed_hash] = record.open_time
+            if record.state in (pb.AUCTION_STATE_OPEN, pb.AUCTION_STATE_UNSEALING):
+                record.state = pb.AUCTION_STATE_CANCELLED
+                record.ranking = []
+                self._sign_result(record, None, RESTART_CANCEL_REASON)
+            record.published = True
+            record.decided.set()
+        for deal in self.deals.values():
+            day = int(deal.create_time.ToNanoseconds() / 1e9 // 86400)
+            self._wins_per_day[(deal.buyer, day)] += 1
+            if deal.status != pb.LEAD_STATUS_REJECTED_BY_BUYER:
+                self._spend_per_day[(deal.buyer, day)] += deal.price.amount_minor
+            for change in deal.history:
+                if change.status == pb.LEAD_STATUS_REJECTED_BY_BUYER:
+                    self._rejections[deal.buyer].append(change.record_time.ToNanoseconds() / 1e9)
+
+    async def start(self) -> None:
+        """Make the start-up writes durable (the keys in use, cancelled auctions) before
+        the first call is served."""
+        if self.books is not None:
+            await self.books.flush()
 
     # --- identity ----------------------------------------------------------------
 
@@ -241,10 +255,17 @@ class Coordinator:
             if self.config.auto_activate
             else pb.PARTICIPANT_STATE_PENDING
         )
-        stored.create_time.CopyFrom(ts(time.time()))
+        now = ts(time.time())
+        stored.create_time.CopyFrom(now)
+        stored.update_time.CopyFrom(now)
         stored.etag = uuid.uuid4().hex[:8]
         self.participants[name] = stored
+        self._persist_participant(stored)
         return stored
+
+    def _persist_participant(self, p: pb.Participant) -> None:
+        if self.books is not None:
+            self.books.participant_changed(p)
 
     def participant(self, name: str) -> pb.Participant:
         """The participant ``name``; NOT_FOUND otherwise."""
@@ -254,20 +275,124 @@ class Coordinator:
         return p
 
     def authenticate(self, participant: str, method: str, unix_ms: int, signature: bytes) -> str:
-        """Check a call's signature (see docs, "Caller identity"); returns the caller."""
-        p = self.participants.get(participant)
-        if p is None or abs(time.time() * 1000 - unix_ms) > CALL_AUTH_SKEW_S * 1000:
+        """Check a call's signature (see docs, "Caller identity"); returns the caller
+        (a participant, or an operator ``operators/{id}``)."""
+        if participant.startswith(OPERATOR_PREFIX):
+            key = self.config.operators.get(participant)
+        else:
+            p = self.participants.get(participant)
+            key = None if p is None else p.signing_public_key
+        if key is None or abs(time.time() * 1000 - unix_ms) > CALL_AUTH_SKEW_S * 1000:
             raise UnauthenticatedError("unknown participant or stale call signature")
         payload = crypto.call_auth_payload(participant, method, unix_ms)
         try:
-            ok = _core.verify_signature(
-                p.signing_public_key, crypto.CALL_AUTH_TYPE, payload, signature
-            )
+            ok = _core.verify_signature(key, crypto.CALL_AUTH_TYPE, payload, signature)
         except _core.CoreInvalidArgument:
             ok = False
         if not ok:
             raise UnauthenticatedError("the call signature does not verify")
         return participant
+
+    def payload_signer(self, signed: pb.SignedPayload) -> str:
+        """The registered participant a signed payload claims as its signer (the
+        signature itself is checked where the payload is used); UNAUTHENTICATED for
+        anyone else."""
+        if signed.signer not in self.participants:
+            raise UnauthenticatedError("the payload's signer is not a registered participant")
+        return signed.signer
+
+    def is_operator(self, caller: str) -> bool:
+        """Whether ``caller`` (authenticated) is one of the configured operators."""
+        return caller in self.config.operators
+
+    def readable_participant(self, caller: str, name: str) -> pb.Participant:
+        """``name`` as ``caller`` may read it: the operator any, a participant itself."""
+        name = name or caller
+        if name != caller and not self.is_operator(caller):
+            raise PermissionDeniedError("a participant may read only itself")
+        return self.participant(name)
+
+    def list_participants(
+        self, caller: str, request: pb.ListParticipantsRequest
+    ) -> pb.ListParticipantsResponse:
+        """Participants ordered by id: every one for the operator (filtered by
+        ``state = "ACTIVE"`` / ``display_name = "..."``), only itself for a participant."""
+        if request.page_size < 0:
+            raise InvalidArgumentError("must not be negative", field="page_size")
+        size = min(request.page_size or 100, 1000)
+        terms = _participant_filter(request.filter)
+        names = sorted(self.participants) if self.is_operator(caller) else [caller]
+        out = pb.ListParticipantsResponse()
+        for name in names:
+            p = self.participants.get(name)
+            if p is None or name <= request.page_token:
+                continue
+            if "state" in terms and pb.ParticipantState.Name(p.state) != (
+                "PARTICIPANT_STATE_" + terms["state"].removeprefix("PARTICIPANT_STATE_")
+            ):
+                continue
+            if "display_name" in terms and p.display_name != terms["display_name"]:
+                continue
+            if len(out.participants) == size:
+                out.next_page_token = out.participants[-1].name
+                break
+            out.participants.append(p)
+        return out
+
+    def update_participant(
+        self, caller: str, request: pb.UpdateParticipantRequest
+    ) -> pb.Participant:
+        """Apply the masked fields of ``request.participant`` (see the proto). The operator
+        may change anyone's state: ACTIVE activates or lifts a suspension, SUSPENDED
+        suspends (with ``suspension_reason``)."""
+        new = request.participant
+        current = self.participant(new.name)
+        operator = self.is_operator(caller)
+        if new.name != caller and not operator:
+            raise PermissionDeniedError("a participant may update only itself")
+        paths = list(request.update_mask.paths)
+        if not paths:
+            raise InvalidArgumentError("required", field="update_mask")
+        if not new.etag:
+            raise InvalidArgumentError("required", field="participant.etag")
+        if new.etag != current.etag:
+            raise AbortedError("the participant changed since it was read; read it again")
+        updated = pb.Participant()
+        updated.CopyFrom(current)
+        for path in paths:
+            if path in ("signing_public_key", "encryption_public_key"):
+                self._check_new_keys(new, request.proof_of_possession, updated)
+            elif path == "state":
+                if not operator:
+                    raise PermissionDeniedError("only the operator changes a participant's state")
+                _apply_state(updated, new)
+            elif path != "suspension_reason":
+                _apply_field(updated, new, path)
+        updated.etag = uuid.uuid4().hex[:8]
+        updated.update_time.CopyFrom(ts(time.time()))
+        self.participants[updated.name] = updated
+        self._persist_participant(updated)
+        if updated.state == pb.PARTICIPANT_STATE_ACTIVE and current.state != updated.state:
+            # A lifted suspension starts a clean slate of rejections.
+            self._rejections.pop(updated.name, None)
+        return updated
+
+    def _check_new_keys(self, new: pb.Participant, proof: bytes, updated: pb.Participant) -> None:
+        pid = new.name.removeprefix("participants/")
+        signing = new.signing_public_key or updated.signing_public_key
+        encryption = new.encryption_public_key or updated.encryption_public_key
+        try:
+            ok = _core.verify_signature(
+                signing,
+                "lendgate.v1.ProofOfPossession",
+                pid.encode() + b"\x00" + encryption,
+                proof,
+            )
+        except _core.CoreInvalidArgument as exc:
+            raise InvalidArgumentError(exc.args[1], field=f"participant.{exc.args[0]}") from None
+        if not ok or len(encryption) != 32:
+            raise PermissionDeniedError("the proof of possession of the new keys does not verify")
+        updated.signing_public_key, updated.encryption_public_key = signing, encryption
 
     def _verify_from(self, caller: str, signed: pb.SignedPayload, cls: type[crypto.M]) -> crypto.M:
         if signed.signer != caller:
@@ -284,7 +409,14 @@ class Coordinator:
         return p
 
     def _sign(self, message: Message) -> pb.SignedPayload:
-        return crypto.sign(self.keys.signing, message, COORDINATOR)
+        # The Rust signer: the same deterministic signature as crypto.sign, at half the
+        # cost; made once per key (tests may swap the keys).
+        if self._signer_of is not self.keys:
+            seed = self.keys.signing.private_bytes_raw()
+            self._signer, self._signer_of = _core.Ed25519Signer(seed), self.keys
+        payload = message.SerializeToString(deterministic=True)
+        signature = self._signer.sign(message.DESCRIPTOR.full_name, payload)
+        return pb.SignedPayload(payload=payload, signature=signature, signer=COORDINATOR)
 
     def once(
         self, caller: str, method: str, request_id: str, request: bytes, write: Callable[[], T]
@@ -381,6 +513,8 @@ class Coordinator:
             name, caller, offer, signed, now + window, price.currency, price.amount_minor, now
         )
         self.auctions[name] = record
+        if self.books is not None:
+            self.books.auction_changed(record)
         if offer.phone_keyed_hash:
             self._phones[offer.phone_keyed_hash] = now
         for buyer in self.participants.values():
@@ -412,6 +546,8 @@ class Coordinator:
         p.state = pb.PARTICIPANT_STATE_SUSPENDED
         p.suspension_reason = reason
         p.etag = uuid.uuid4().hex[:8]
+        p.update_time.CopyFrom(ts(time.time()))
+        self._persist_participant(p)
 
     def _check_sanctions(self, name: str, currency: str) -> None:
         c = self.config
@@ -424,7 +560,11 @@ class Coordinator:
             self.suspend(name, f"unpaid balance over {c.max_unpaid_minor} {currency} minor units")
 
     def _auction_view(self, record: AuctionRecord) -> pb.Auction:
-        out = pb.Auction(name=record.name, state=record.state, announcement=record.announcement)  # type: ignore[arg-type]
+        out = pb.Auction(
+            name=record.name,
+            state=_visible_state(record),  # type: ignore[arg-type]
+            announcement=record.announcement,
+        )
         out.deadline.CopyFrom(ts(record.deadline))
         return out
 
@@ -507,8 +647,8 @@ class Coordinator:
             leaf_index=accepted.leaf_index,
             leaf_hash=leaf,
         )
-        receipt.receive_time.CopyFrom(ts(received))
-        receipt.deadline.CopyFrom(ts(record.deadline))
+        receipt.receive_time.FromNanoseconds(int(received * 1e9))
+        receipt.deadline.FromNanoseconds(int(record.deadline * 1e9))
         return pb.PlaceBidResponse(receipt=self._sign(receipt))
 
     def _leaves(self, record: AuctionRecord) -> list[bytes]:
@@ -556,7 +696,8 @@ class Coordinator:
         record = self.auctions[name]
         if record.state == pb.AUCTION_STATE_UNSEALING:
             record.state = pb.AUCTION_STATE_CANCELLED
-            self._publish_result(record, None)
+            self._sign_result(record, None, UNSEAL_CANCEL_REASON)
+            self._publish(record)
 
     def unseal(self, caller: str, signed: pb.SignedPayload) -> pb.Auction:
         """Take the seller's unsealed bids, open them, decide and publish the result."""
@@ -569,14 +710,36 @@ class Coordinator:
         root = pb.BidSetCommitment.FromString(record.bid_set.payload).merkle_root
         if unsealed.merkle_root != root or len(unsealed.bids) != len(record.bids):
             raise InvalidArgumentError("not the signed bid set", field="unsealed.merkle_root")
+        opened: list[tuple[Bid, pb.BidOpening]] = []
         for item in unsealed.bids:
             if item.leaf_index >= len(record.bids):
                 raise InvalidArgumentError("no such leaf", field="unsealed.bids.leaf_index")
-            self._open(record, record.bids[item.leaf_index], item.inner_opening)
+            bid = record.bids[item.leaf_index]
+            opening = self._open(record, bid, item.inner_opening)
+            if opening is not None:
+                opened.append((bid, opening))
+        # Every Pedersen opening of the auction in one batched Rust check.
+        matches = _core.verify_pedersen_openings(
+            record.name,
+            [(b.pedersen, o.amount.amount_minor, o.blinding, b.bidder) for b, o in opened],
+        )
+        for (bid, opening), match in zip(opened, matches, strict=True):
+            amount = opening.amount.amount_minor
+            if not match:
+                bid.invalid_reason = "the opening does not match the Pedersen commitment"
+            elif amount < record.min_price:
+                bid.invalid_reason = "below MinBidPrice"
+            elif not self._within_budget(bid.bidder, record.currency, amount):
+                # Amounts are sealed until now, so the budget can only be judged on opening.
+                bid.invalid_reason = "over the buyer's daily budget"
+            else:
+                bid.amount_minor, bid.nonce = amount, opening.blinding
         self._decide(record, record.bids)
         return self._auction_view(record)
 
-    def _open(self, record: AuctionRecord, bid: Bid, inner: bytes) -> None:
+    def _open(self, record: AuctionRecord, bid: Bid, inner: bytes) -> pb.BidOpening | None:
+        """Decrypt a bid's inner layer and check it against the hash commitment; the
+        opening, or None with the bid marked invalid."""
         aad = f"{record.name}\x00{bid.bidder}".encode()
         try:
             box = pb.SealedBox.FromString(inner)
@@ -585,7 +748,7 @@ class Coordinator:
             )
         except (CryptoError, DecodeError):
             bid.invalid_reason = "the opening does not decrypt"
-            return
+            return None
         amount = opening.amount
         if opening.auction != record.name or opening.bidder != bid.bidder:
             bid.invalid_reason = "the opening names another auction or bidder"
@@ -602,17 +765,9 @@ class Coordinator:
             record.name,
         ):
             bid.invalid_reason = "the opening does not match the commitment"
-        elif not _core.verify_pedersen_opening(
-            bid.pedersen, amount.amount_minor, opening.blinding, bid.bidder, record.name
-        ):
-            bid.invalid_reason = "the opening does not match the Pedersen commitment"
-        elif amount.amount_minor < record.min_price:
-            bid.invalid_reason = "below MinBidPrice"
-        elif not self._within_budget(bid.bidder, record.currency, amount.amount_minor):
-            # Amounts are sealed until now, so the budget can only be judged on opening.
-            bid.invalid_reason = "over the buyer's daily budget"
         else:
-            bid.amount_minor, bid.nonce = amount.amount_minor, opening.blinding
+            return opening
+        return None
 
     def _decide(self, record: AuctionRecord, bids: list[Bid]) -> None:
         # Winner rule fixed in advance: highest amount; a tie goes to the earlier
@@ -625,16 +780,19 @@ class Coordinator:
 
     def _award(self, record: AuctionRecord) -> None:
         record.award_round += 1
-        if record.ranking:
-            record.state = pb.AUCTION_STATE_SOLD
-            winner = record.ranking[0]
+        winner = record.ranking[0] if record.ranking else None
+        record.state = pb.AUCTION_STATE_SOLD if winner else pb.AUCTION_STATE_UNSOLD
+        if winner is not None:
+            record.deal = f"deals/{uuid.uuid4().hex}"
+        # The decision is queued for the store before the deal and its entries, in the
+        # same batch (see Books): the store never holds a deal without its decision.
+        self._sign_result(record, winner)
+        if winner is not None:
             self._make_deal(record, winner)
-        else:
-            record.state = pb.AUCTION_STATE_UNSOLD
-            winner = None
-        self._publish_result(record, winner)
+        self._publish(record)
 
-    def _publish_result(self, record: AuctionRecord, winner: Bid | None) -> None:
+    def _sign_result(self, record: AuctionRecord, winner: Bid | None, reason: str = "") -> None:
+        """Sign the result of the current round and queue the auction for the store."""
         result = pb.AuctionResult(
             auction=record.name,
             leaf_count=len(record.bids),
@@ -642,6 +800,7 @@ class Coordinator:
             award_round=record.award_round,
             invalid_leaf_indexes=[b.leaf_index for b in record.bids if b.invalid_reason],
             tie_break=TIE_BREAK,
+            cancel_reason=reason,
         )
         if record.bid_set is not None:
             result.merkle_root = pb.BidSetCommitment.FromString(record.bid_set.payload).merkle_root
@@ -651,17 +810,42 @@ class Coordinator:
             result.winning_pedersen_commitment = winner.pedersen
         result.decide_time.CopyFrom(ts(time.time()))
         record.result = self._sign(result)
+        record.cancel_reason = reason
+        record.published = False
+        if self.books is not None:
+            self.books.auction_changed(record)
+
+    def _publish(self, record: AuctionRecord) -> None:
+        """Tell the parties the result — with a store, only once it is stored, so a
+        crash can never contradict a result someone has seen."""
+        if self.books is None:
+            self._announce(record, record.award_round)
+            return
+        task = asyncio.get_running_loop().create_task(self._announce_stored(record))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _announce_stored(self, record: AuctionRecord) -> None:
+        award_round = record.award_round
+        assert self.books is not None
+        await self.books.flush()
+        self._announce(record, award_round)
+
+    def _announce(self, record: AuctionRecord, award_round: int) -> None:
+        if record.award_round != award_round or record.published:
+            return  # a later round superseded it before it was stored
+        record.published = True
         record.decided.set()
         parties = {record.seller, *(b.bidder for b in record.bids)}
         for party in sorted(parties):
-            notice = pb.AuctionResultNotice(
-                auction=record.name, result=self.result_view(party, record.name)
-            )
-            self._emit(party, pb.SubscribeResponse(result=notice))
+            event = pb.SubscribeResponse()
+            event.result.auction = record.name
+            self.result_view(party, record.name, event.result.result)  # built in place
+            self._emit(party, event)
 
     def _make_deal(self, record: AuctionRecord, winner: Bid) -> None:
         deal = pb.Deal(
-            name=f"deals/{uuid.uuid4().hex}",
+            name=record.deal,
             auction=record.name,
             award_round=record.award_round,
             seller=record.seller,
@@ -680,7 +864,6 @@ class Coordinator:
         deal.update_time.CopyFrom(ts(now))
         self.deals[deal.name] = deal
         self._persist(deal)
-        record.deal = deal.name
         self._wins_per_day[(winner.bidder, int(now // 86400))] += 1
         self._spend_per_day[(winner.bidder, int(now // 86400))] += winner.amount_minor
         cur = record.currency
@@ -699,16 +882,21 @@ class Coordinator:
 
     # --- views and proofs --------------------------------------------------------
 
-    def result_view(self, caller: str, name: str) -> pb.GetAuctionResultResponse:
+    def result_view(
+        self, caller: str, name: str, out: pb.GetAuctionResultResponse | None = None
+    ) -> pb.GetAuctionResultResponse:
         """The result as ``caller`` may see it (seller: winner and price; winner: the lead;
-        bidder: its own outcome)."""
+        bidder: its own outcome); written into ``out`` if given (no copy)."""
         record = self._auction(name)
-        out = pb.GetAuctionResultResponse(state=record.state)  # type: ignore[arg-type]
-        if record.result is not None:
+        state = _visible_state(record)
+        if out is None:
+            out = pb.GetAuctionResultResponse()
+        out.state = state  # type: ignore[assignment]
+        if record.result is not None and record.published:
             out.result.CopyFrom(record.result)
         if record.bid_set is not None:
             out.bid_set.CopyFrom(record.bid_set)
-        winner = record.ranking[0] if record.state == pb.AUCTION_STATE_SOLD else None
+        winner = record.ranking[0] if state == pb.AUCTION_STATE_SOLD else None
         deal = self.deals.get(record.deal)
         if caller == record.seller and winner is not None and deal is not None:
             buyer = self.participant(winner.bidder)
@@ -733,9 +921,10 @@ class Coordinator:
         return out
 
     def _outcome(self, record: AuctionRecord, bid: Bid) -> int:
-        if record.state == pb.AUCTION_STATE_CANCELLED:
+        state = _visible_state(record)
+        if state == pb.AUCTION_STATE_CANCELLED:
             return pb.BID_OUTCOME_CANCELLED
-        if record.state in (pb.AUCTION_STATE_OPEN, pb.AUCTION_STATE_UNSEALING):
+        if state in (pb.AUCTION_STATE_OPEN, pb.AUCTION_STATE_UNSEALING):
             return pb.BID_OUTCOME_UNSPECIFIED
         if bid.invalid_reason:
             return pb.BID_OUTCOME_INVALID
@@ -908,6 +1097,11 @@ class Coordinator:
         if self.books is not None:
             self.books.deal_changed(deal)
 
+    async def flush_books(self) -> None:
+        """Wait until the store holds everything changed so far (no-op without a store)."""
+        if self.books is not None:
+            await self.books.flush()
+
     async def sync_books(self) -> None:
         """Make the store hold everything booked so far, and adopt final settlements
         made by ``lendgate settle`` since the last call (a no-op without a store)."""
@@ -918,6 +1112,98 @@ class Coordinator:
         """Deals the caller is a party to, newest first."""
         mine = [d for d in self.deals.values() if caller in (d.seller, d.buyer)]
         return sorted(mine, key=lambda d: -d.create_time.ToNanoseconds())
+
+
+_FILTER_TERM = re.compile(r'^\s*(state|display_name)\s*=\s*"([^"]*)"\s*$')
+
+
+def _participant_filter(text: str) -> dict[str, str]:
+    terms: dict[str, str] = {}
+    if not text.strip():
+        return terms
+    for part in re.split(r"\s+AND\s+", text.strip()):
+        match = _FILTER_TERM.match(part)
+        if match is None:
+            raise InvalidArgumentError(
+                'supported: state = "ACTIVE" AND display_name = "..."', field="filter"
+            )
+        terms[match.group(1)] = match.group(2)
+    state = terms.get("state")
+    if (
+        state is not None
+        and ("PARTICIPANT_STATE_" + state.removeprefix("PARTICIPANT_STATE_"))
+        not in pb.ParticipantState.DESCRIPTOR.values_by_name
+    ):
+        raise InvalidArgumentError(f"unknown state {state!r}", field="filter")
+    return terms
+
+
+def _check_caps(caps: pb.BuyerCaps) -> None:
+    if caps.max_leads_per_day < 0:
+        raise InvalidArgumentError(
+            "must not be negative", field="participant.caps.max_leads_per_day"
+        )
+    budget = caps.daily_budget
+    if budget.amount_minor < 0 or budget.amount_minor > MAX_AMOUNT_MINOR:
+        raise InvalidArgumentError(
+            "must be 0 (no budget) or a positive amount", field="participant.caps.daily_budget"
+        )
+    if budget.amount_minor and len(budget.currency) != 3:
+        raise InvalidArgumentError(
+            "an ISO 4217 code is required", field="participant.caps.daily_budget.currency"
+        )
+
+
+def _apply_field(updated: pb.Participant, new: pb.Participant, path: str) -> None:
+    if path == "caps":
+        _check_caps(new.caps)
+        updated.caps.CopyFrom(new.caps)
+    elif path == "filters":
+        updated.filters.CopyFrom(new.filters)
+    elif path in ("display_name", "landing_url"):
+        setattr(updated, path, getattr(new, path))
+    else:
+        raise InvalidArgumentError(f"{path!r} cannot be updated", field="update_mask")
+
+
+def _apply_state(updated: pb.Participant, new: pb.Participant) -> None:
+    if new.state == pb.PARTICIPANT_STATE_ACTIVE:
+        updated.state = pb.PARTICIPANT_STATE_ACTIVE
+        updated.suspension_reason = ""
+    elif new.state == pb.PARTICIPANT_STATE_SUSPENDED:
+        if not new.suspension_reason:
+            raise InvalidArgumentError(
+                "a reason is required to suspend", field="participant.suspension_reason"
+            )
+        updated.state = pb.PARTICIPANT_STATE_SUSPENDED
+        updated.suspension_reason = new.suspension_reason
+    else:
+        raise InvalidArgumentError("ACTIVE or SUSPENDED", field="participant.state")
+
+
+def auction_operators(text: str) -> dict[str, bytes]:
+    """Parse ``id:hex-key,...`` (``Config.auction_operators``) into ``operators/{id}`` ->
+    32-byte Ed25519 public key; ValueError naming the bad item."""
+    out: dict[str, bytes] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        oid, _, key = item.partition(":")
+        try:
+            raw = bytes.fromhex(key)
+        except ValueError:
+            raw = b""
+        if not re.fullmatch(r"[a-z0-9-]{1,64}", oid) or len(raw) != 32:
+            raise ValueError(f"auction_operators: {item!r} is not operator_id:<64 hex digits>")
+        out[OPERATOR_PREFIX + oid] = raw
+    return out
+
+
+def _visible_state(record: AuctionRecord) -> int:
+    """The state others may see: a decision not yet stored still reads UNSEALING."""
+    if record.published or record.state in (pb.AUCTION_STATE_OPEN, pb.AUCTION_STATE_UNSEALING):
+        return record.state
+    return pb.AUCTION_STATE_UNSEALING
 
 
 def new_lead_ref() -> bytes:

@@ -112,6 +112,18 @@ class Settlement:
     transfers: tuple[Transfer, ...]
     last_sequence: int
     final: bool
+    adjustments: tuple[int, ...] = ()
+    """Sequences of entries carried in from earlier periods that were already settled
+    when they were booked into them (see :meth:`Ledger.settlement`)."""
+
+    def covers(self, entry: Entry) -> bool:
+        """Whether this (final) settlement settled ``entry``."""
+        if entry.currency != self.currency:
+            return False
+        in_period = self.start <= entry.post_time < self.end
+        return (in_period and entry.sequence <= self.last_sequence) or (
+            entry.sequence in self.adjustments
+        )
 
 
 class Ledger:
@@ -199,7 +211,13 @@ class Ledger:
         )
 
     def settlement(self, start: float, end: float, currency: str) -> Settlement:
-        """The settlement of ``[start, end)``: the final one if settled, else provisional."""
+        """The settlement of ``[start, end)``: the final one if settled, else provisional.
+
+        An entry booked into a period after that period was settled (its post time in
+        the period, its sequence after the settlement's last one) is not lost and the
+        settled period is not reopened: like a bank's late booking, it is carried into
+        the next settlement of a later period as an adjustment (``adjustments``), once.
+        """
         key = (start, end, currency)
         if key in self._final:
             return self._final[key]
@@ -249,13 +267,16 @@ class Ledger:
         payable: dict[str, int] = defaultdict(int)
         pair: dict[tuple[str, str], int] = defaultdict(int)
         last = 0
+        finals = [s for s in self._final.values() if s.currency == currency]
+        adjustments = []
         for e in self.repository.entries():
-            # Settlement entries close earlier periods; they are not business to settle.
-            if e.type is EntryType.SETTLEMENT or e.currency != currency:
+            place = _place(e, start, end, currency, finals)
+            if place is None:
                 continue
-            if not start <= e.post_time < end:
-                continue
-            last = max(last, e.sequence)
+            if place == "period":
+                last = max(last, e.sequence)
+            else:
+                adjustments.append(e.sequence)
             for p in e.postings:
                 nets[p.account] += p.amount_minor
                 if p.amount_minor > 0:
@@ -285,4 +306,22 @@ class Ledger:
             tuple(transfers),
             last,
             final,
+            tuple(adjustments),
         )
+
+
+def _place(
+    e: Entry, start: float, end: float, currency: str, finals: list[Settlement]
+) -> str | None:
+    """Where ``e`` goes in the settlement of ``[start, end)``: "period" (its own
+    business), "adjustment" (booked late into an earlier, settled period), or None."""
+    # Settlement entries close earlier periods; they are not business to settle.
+    if e.type is EntryType.SETTLEMENT or e.currency != currency:
+        return None
+    if any(f.covers(e) for f in finals):
+        return None
+    if start <= e.post_time < end:
+        return "period"
+    if e.post_time < start and any(f.start <= e.post_time < f.end for f in finals):
+        return "adjustment"
+    return None

@@ -42,6 +42,8 @@ log = logging.getLogger("lendgate.node")
 
 DEV_NETWORK_KEY = b"lendgate-dev-network-duplicate-key"
 SERVICE = "/lendgate.v1.AuctionService/"
+RESUBSCRIBE_S = 0.5
+"""Pause before subscribing again after the event stream broke."""
 _REMOTE_ERRORS: dict[str, type[LendgateError]] = {
     "ALREADY_EXISTS": AlreadyExistsError,
     "PERMISSION_DENIED": PermissionDeniedError,
@@ -115,6 +117,8 @@ class ParticipantNode:
         self._background: set[asyncio.Task[Any]] = set()
         self.events_seen = 0
         """Sequence number of the last coordinator event taken from the stream."""
+        self._results: dict[str, tuple[int, int]] = {}
+        """(state, award round) of the last result handled per auction."""
 
     def metadata(self, method: str) -> tuple[tuple[str, str], ...]:
         """Call metadata authenticating this node to the coordinator."""
@@ -197,23 +201,58 @@ class ParticipantNode:
             log.error("node task failed", exc_info=task.exception())
 
     async def _follow(self) -> None:
-        stream = self.stub.Subscribe(pb.SubscribeRequest(), metadata=self.metadata("Subscribe"))
-        # A new participant's event queue starts empty, so nothing can be missed
-        # between registering and the stream reaching the coordinator.
-        self._subscribed.set()
-        async for event in stream:
-            self.events_seen = event.sequence
-            kind = event.WhichOneof("event")
-            if kind == "announcement":
-                self._spawn(self._on_announcement(event.announcement))
-            elif kind == "unseal_task":
-                self._spawn(self._on_unseal(event.unseal_task))
-            elif kind == "result":
-                self._spawn(self._on_result(event.result))
-            elif kind == "lead_key":
-                self._spawn(self._on_lead_key(event.lead_key))
-            elif kind == "deal":
-                self._notify(ppb.NotifyResponse(deal_updated=event.deal))
+        """Follow the coordinator's event stream; when it breaks (the coordinator
+        restarted), subscribe again and catch up on every auction still pending here."""
+        resumed = False
+        while True:
+            try:
+                stream = self.stub.Subscribe(
+                    pb.SubscribeRequest(), metadata=self.metadata("Subscribe")
+                )
+                if resumed:
+                    await stream.wait_for_connection()
+                    await self._catch_up()
+                # A new participant's event queue starts empty, so nothing can be missed
+                # between registering and the stream reaching the coordinator.
+                self._subscribed.set()
+                async for event in stream:
+                    self._on_event(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("event stream lost (%s); subscribing again", exc)
+            resumed = True
+            self.events_seen = 0  # a restarted coordinator numbers its events afresh
+            await asyncio.sleep(RESUBSCRIBE_S)
+
+    async def _catch_up(self) -> None:
+        """After a reconnect: check the coordinator still signs with the pinned key, then
+        ask for the result of every auction this node sells or bid in and has no result
+        for (a coordinator that restarted closes undecided ones with a signed CANCELLED)."""
+        info = await self.stub.GetCoordinatorInfo(pb.GetCoordinatorInfoRequest())
+        if info.signing_public_key != self.coordinator_key:
+            self.evidence.append("the coordinator's signing key changed across a reconnect")
+            raise CryptoError("the coordinator's signing key changed; keeping the pinned one")
+        pending = [a for a, sale in self.sales.items() if not sale.done.done()]
+        pending += [a for a in self.bids if a not in self._results and a not in pending]
+        for auction in pending:
+            view = await self.call("GetAuctionResult", pb.GetAuctionResultRequest(auction=auction))
+            if view.HasField("result"):
+                self._spawn(self._on_result(pb.AuctionResultNotice(auction=auction, result=view)))
+
+    def _on_event(self, event: pb.SubscribeResponse) -> None:
+        self.events_seen = event.sequence
+        kind = event.WhichOneof("event")
+        if kind == "announcement":
+            self._spawn(self._on_announcement(event.announcement))
+        elif kind == "unseal_task":
+            self._spawn(self._on_unseal(event.unseal_task))
+        elif kind == "result":
+            self._spawn(self._on_result(event.result))
+        elif kind == "lead_key":
+            self._spawn(self._on_lead_key(event.lead_key))
+        elif kind == "deal":
+            self._notify(ppb.NotifyResponse(deal_updated=event.deal))
 
     # --- buying ------------------------------------------------------------------
 
@@ -314,10 +353,31 @@ class ParticipantNode:
 
     async def _on_result(self, notice: pb.AuctionResultNotice) -> None:
         auction, view = notice.auction, notice.result
+        result = crypto.verify(view.result, pb.AuctionResult, self.coordinator_key)
+        seen = (result.state, result.award_round)
+        if self._results.get(auction) == seen:
+            return  # the same result twice (the stream and a catch-up after a reconnect)
+        self._results[auction] = seen
         if auction in self.sales:
             await self._seller_result(auction, view)
         own = self.bids.get(auction)
-        if own is None or not view.HasField("bidder_view"):
+        if own is None:
+            return
+        if result.state == pb.AUCTION_STATE_CANCELLED and not view.HasField("bidder_view"):
+            # Cancelled by a coordinator restart before the bid was stored: nothing was
+            # opened, nothing is owed; the signed cancellation (verified above) says so.
+            self._notify(
+                ppb.NotifyResponse(
+                    bid_lost=ppb.BidLostNotice(
+                        auction=auction,
+                        outcome=pb.BID_OUTCOME_CANCELLED,
+                        bid=common_pb2.Money(amount_minor=own.amount),
+                        proofs_verified=True,
+                    )
+                )
+            )
+            return
+        if not view.HasField("bidder_view"):
             return
         outcome = view.bidder_view.outcome
         if outcome in (pb.BID_OUTCOME_WON, pb.BID_OUTCOME_RELINQUISHED):

@@ -20,6 +20,8 @@ from lendgate.errors import InvalidArgumentError, PermissionDeniedError
 from lendgate.v1 import auction_pb2 as pb
 from lendgate.v1 import common_pb2
 
+NETWORK = "-"
+"""GetAuctionMetricsRequest.participant of the whole network (the operator only)."""
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -140,13 +142,19 @@ def ledger_entries(
     return out
 
 
-def settlement_proto(s: Settlement, caller: str | None) -> pb.Settlement:
+def settlement_proto(
+    s: Settlement, caller: str | None, own_sequences: set[int] | None = None
+) -> pb.Settlement:
     """The wire form of a settlement; ``caller`` set = only what that participant may see
-    (its own and the platform's positions, the transfers it is party to)."""
+    (its own and the platform's positions, the transfers it is party to, and the
+    adjustments among ``own_sequences``, the entries it is party to)."""
     out = pb.Settlement(
         currency=s.currency,
         state=pb.SETTLEMENT_STATE_FINAL if s.final else pb.SETTLEMENT_STATE_PROVISIONAL,
         last_sequence=s.last_sequence,
+        adjustment_sequences=[
+            n for n in s.adjustments if caller is None or n in (own_sequences or set())
+        ],
     )
     if s.final:
         out.name = f"settlements/{s.currency}-{int(s.start)}-{int(s.end)}"
@@ -184,7 +192,12 @@ def settlement(
         has_end=request.HasField("end_time"),
     )
     s = coordinator.ledger.settlement(p.start, p.end, currency(request.currency))
-    return pb.GetSettlementResponse(settlement=settlement_proto(s, caller))
+    own = {
+        e.sequence
+        for e in coordinator.ledger.repository.entries()
+        if e.sequence in s.adjustments and any(x.account == caller for x in e.postings)
+    }
+    return pb.GetSettlementResponse(settlement=settlement_proto(s, caller, own))
 
 
 def metrics(
@@ -192,10 +205,14 @@ def metrics(
 ) -> pb.GetAuctionMetricsResponse:
     """Seed 000's metrics of the caller over the period: as seller (offered, sold,
     unsold, conversion to issued loans, average price, refusal fees, revenue) and as
-    buyer (bids, leads won, spend)."""
-    who = request.participant or caller
-    if who != caller:
+    buyer (bids, leads won, spend). The operator may ask for any participant, or for
+    "-" (its default): the whole network."""
+    operator = coordinator.is_operator(caller)
+    who = request.participant or ("-" if operator else caller)
+    if who != caller and not operator:
         raise PermissionDeniedError("a participant sees only its own metrics")
+    if who != NETWORK:
+        coordinator.participant(who)  # NOT_FOUND for an unknown participant
     p = period(
         request.start_time,
         request.end_time,
@@ -208,7 +225,7 @@ def metrics(
     for record in coordinator.auctions.values():
         if not p.start <= record.open_time < p.end or record.currency != cur:
             continue
-        if record.seller == who:
+        if who in (NETWORK, record.seller):
             m.auctions_count += 1
             m.leads_offered += 1
             if record.state == pb.AUCTION_STATE_SOLD:
@@ -216,17 +233,19 @@ def metrics(
                 sold_prices.append(record.ranking[0].amount_minor)
             elif record.state == pb.AUCTION_STATE_UNSOLD:
                 m.leads_unsold += 1
-        m.bids_placed += sum(1 for b in record.bids if b.bidder == who)
+        m.bids_placed += sum(1 for b in record.bids if who in (NETWORK, b.bidder))
     deals = [
         d
         for d in coordinator.deals.values()
         if d.price.currency == cur and p.start <= d.create_time.ToNanoseconds() / 1e9 < p.end
     ]
-    m.leads_issued = sum(1 for d in deals if d.seller == who and d.status == pb.LEAD_STATUS_ISSUED)
+    m.leads_issued = sum(
+        1 for d in deals if who in (NETWORK, d.seller) and d.status == pb.LEAD_STATUS_ISSUED
+    )
     m.leads_won = sum(
         1
         for d in deals
-        if d.buyer == who
+        if who in (NETWORK, d.buyer)
         and d.status not in (pb.LEAD_STATUS_REJECTED_BY_BUYER, pb.LEAD_STATUS_RETURNED)
     )
     if m.leads_offered:
@@ -243,20 +262,22 @@ def _money_metrics(
     coordinator: Coordinator, m: pb.AuctionMetrics, who: str, cur: str, deals: list[pb.Deal]
 ) -> None:
     """Refusal fees and revenue of ``who``'s sales, spend on its purchases: sums of its
-    postings in the deals' entries (reversals included, settlements not)."""
-    sells = {d.name for d in deals if d.seller == who}
-    buys = {d.name for d in deals if d.buyer == who}
+    postings in the deals' entries (reversals included, settlements not). For the
+    network (``who`` = "-"): every seller's and every buyer's, added up."""
+    sellers = {d.name: d.seller for d in deals if who in (NETWORK, d.seller)}
+    buyers = {d.name: d.buyer for d in deals if who in (NETWORK, d.buyer)}
     refusal_fees = revenue = spend = 0
     for e in coordinator.ledger.repository.entries():
         if e.currency != cur or e.type is EntryType.SETTLEMENT:
             continue
-        mine = sum(x.amount_minor for x in e.postings if x.account == who)
-        if e.deal in sells:
+        seller, buyer = sellers.get(e.deal), buyers.get(e.deal)
+        if seller is not None:
+            mine = sum(x.amount_minor for x in e.postings if x.account == seller)
             revenue += mine
             if e.type is EntryType.REFUSAL_FEE:
                 refusal_fees += mine
-        elif e.deal in buys:
-            spend -= mine
+        if buyer is not None and (who == NETWORK or seller is None):
+            spend -= sum(x.amount_minor for x in e.postings if x.account == buyer)
     m.refusal_fees.CopyFrom(_money(refusal_fees, cur))
     m.seller_revenue.CopyFrom(_money(revenue, cur))
     m.buyer_spend.CopyFrom(_money(spend, cur))

@@ -210,6 +210,46 @@ class AuctionDealRow:
 
 
 @dataclass(frozen=True)
+class AuctionParticipantRow:
+    """One participant of the auction network, its current state."""
+
+    name: str
+    state: int
+    update_time_us: int
+    payload: bytes
+    """The protobuf ``lendgate.v1.Participant``."""
+
+
+@dataclass(frozen=True)
+class AuctionRow:
+    """One auction as the coordinator last stored it (opened or decided)."""
+
+    name: str
+    seller: str
+    state: int
+    """``lendgate.v1.AuctionState`` number."""
+    open_time_us: int
+    update_time_us: int
+    payload: str
+    """JSON, see ``lendgate.auction.books.record_json``."""
+
+
+@dataclass(frozen=True)
+class AuctionKeyRow:
+    """A public key pair the coordinator has signed (and been encrypted to) with."""
+
+    signing_public_key: bytes
+    encryption_public_key: bytes
+    first_used_us: int
+
+
+AuctionStateRow = (
+    AuctionLedgerRow | AuctionDealRow | AuctionParticipantRow | AuctionRow | AuctionKeyRow
+)
+"""Anything the coordinator writes to the store in one ordered batch."""
+
+
+@dataclass(frozen=True)
 class AuctionBooks:
     """Everything the auction coordinator restores on start."""
 
@@ -217,6 +257,11 @@ class AuctionBooks:
     deals: tuple[AuctionDealRow, ...]
     settlements: dict[str, str]
     """Final settlements by id, as JSON."""
+    participants: tuple[AuctionParticipantRow, ...] = ()
+    auctions: tuple[AuctionRow, ...] = ()
+    """By open time."""
+    keys: tuple[AuctionKeyRow, ...] = ()
+    """By first use."""
 
 
 @dataclass(frozen=True)
@@ -512,7 +557,13 @@ class Store(Protocol):
         ...
 
     def auction_books_blocking(self) -> AuctionBooks:
-        """All deals, entries and settlements, read on the calling thread (start-up only)."""
+        """All deals, entries and settlements, participants, auctions and coordinator
+        keys, read on the calling thread (start-up only)."""
+        ...
+
+    async def write_auction_state(self, rows: Sequence[AuctionStateRow]) -> None:
+        """Write ``rows`` in order in one transaction: ledger entries are appended (a
+        sequence stored already is skipped), everything else is inserted or replaced."""
         ...
 
     # --- retention -------------------------------------------------------------------

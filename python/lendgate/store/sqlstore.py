@@ -32,7 +32,11 @@ from lendgate.store.interface import (
     DEFINITION_KINDS,
     AuctionBooks,
     AuctionDealRow,
+    AuctionKeyRow,
     AuctionLedgerRow,
+    AuctionParticipantRow,
+    AuctionRow,
+    AuctionStateRow,
     Deal,
     DefinitionKind,
     DefinitionVersion,
@@ -699,50 +703,21 @@ class SqlStore:
 
     async def append_auction_entries(self, rows: Sequence[AuctionLedgerRow]) -> None:
         """Append ledger entries; rows already stored (same sequence) are skipped."""
-
-        def op(tx: Tx, clock: int) -> bytes:
-            for r in rows:
-                tx.execute(
-                    "INSERT INTO auction_ledger (sequence, entry_type, currency, deal, reverses,"
-                    " description, post_time_us, postings) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (sequence) DO NOTHING",
-                    (
-                        r.sequence,
-                        r.entry_type,
-                        r.currency,
-                        r.deal,
-                        r.reverses,
-                        r.description,
-                        r.post_time_us,
-                        r.postings,
-                    ),
-                )
-            return b""
-
-        await self._write(None, "append_auction_entries", op)
+        await self.write_auction_state(rows)
 
     async def put_auction_deal(self, row: AuctionDealRow) -> None:
         """Insert or replace a deal's current state."""
+        await self.write_auction_state([row])
+
+    async def write_auction_state(self, rows: Sequence[AuctionStateRow]) -> None:
+        """Write ``rows`` in order in one transaction (entries appended, the rest upserted)."""
 
         def op(tx: Tx, clock: int) -> bytes:
-            tx.execute(
-                "INSERT INTO auction_deals (deal_name, auction, seller, buyer, create_time_us,"
-                " update_time_us, payload) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (deal_name) DO UPDATE SET update_time_us = excluded.update_time_us,"
-                " payload = excluded.payload",
-                (
-                    row.deal_name,
-                    row.auction,
-                    row.seller,
-                    row.buyer,
-                    row.create_time_us,
-                    row.update_time_us,
-                    row.payload,
-                ),
-            )
+            for row in rows:
+                _write_auction_row(tx, row)
             return b""
 
-        await self._write(None, "put_auction_deal", op)
+        await self._write(None, "write_auction_state", op)
 
     async def put_auction_settlement(self, settlement_id: str, payload: str) -> str:
         """Store a final settlement once; returns the stored one."""
@@ -777,6 +752,18 @@ class SqlStore:
                 "SELECT deal_name, auction, seller, buyer, create_time_us, update_time_us,"
                 " payload FROM auction_deals ORDER BY create_time_us, deal_name"
             ).fetchall()
+            participants = tx.execute(
+                "SELECT name, state, update_time_us, payload FROM auction_participants"
+                " ORDER BY name"
+            ).fetchall()
+            auctions = tx.execute(
+                "SELECT name, seller, state, open_time_us, update_time_us, payload"
+                " FROM auction_auctions ORDER BY open_time_us, name"
+            ).fetchall()
+            keys = tx.execute(
+                "SELECT signing_public_key, encryption_public_key, first_used_us"
+                " FROM auction_coordinator_keys ORDER BY first_used_us"
+            ).fetchall()
             return AuctionBooks(
                 tuple(
                     AuctionLedgerRow(int(r[0]), r[1], r[2], r[3], int(r[4]), r[5], int(r[6]), r[7])
@@ -787,6 +774,15 @@ class SqlStore:
                     for r in deals
                 ),
                 _auction_settlements(tx),
+                tuple(
+                    AuctionParticipantRow(r[0], int(r[1]), int(r[2]), bytes(r[3]))
+                    for r in participants
+                ),
+                tuple(
+                    AuctionRow(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), str(r[5]))
+                    for r in auctions
+                ),
+                tuple(AuctionKeyRow(bytes(r[0]), bytes(r[1]), int(r[2])) for r in keys),
             )
 
         return self._run_read(read)
@@ -1161,6 +1157,62 @@ def _post(
         [(txn_id, p.account, p.amount_minor, p.currency) for p in postings],
     )
     return LedgerTransaction(txn_id, memo, clock, tuple(postings), deal_id)
+
+
+def _write_auction_row(tx: Tx, row: AuctionStateRow) -> None:
+    if isinstance(row, AuctionLedgerRow):
+        tx.execute(
+            "INSERT INTO auction_ledger (sequence, entry_type, currency, deal, reverses,"
+            " description, post_time_us, postings) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (sequence) DO NOTHING",
+            (
+                row.sequence,
+                row.entry_type,
+                row.currency,
+                row.deal,
+                row.reverses,
+                row.description,
+                row.post_time_us,
+                row.postings,
+            ),
+        )
+    elif isinstance(row, AuctionDealRow):
+        tx.execute(
+            "INSERT INTO auction_deals (deal_name, auction, seller, buyer, create_time_us,"
+            " update_time_us, payload) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (deal_name) DO UPDATE SET update_time_us = excluded.update_time_us,"
+            " payload = excluded.payload",
+            (
+                row.deal_name,
+                row.auction,
+                row.seller,
+                row.buyer,
+                row.create_time_us,
+                row.update_time_us,
+                row.payload,
+            ),
+        )
+    elif isinstance(row, AuctionParticipantRow):
+        tx.execute(
+            "INSERT INTO auction_participants (name, state, update_time_us, payload)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET state = excluded.state,"
+            " update_time_us = excluded.update_time_us, payload = excluded.payload",
+            (row.name, row.state, row.update_time_us, row.payload),
+        )
+    elif isinstance(row, AuctionRow):
+        tx.execute(
+            "INSERT INTO auction_auctions (name, seller, state, open_time_us, update_time_us,"
+            " payload) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+            " state = excluded.state, update_time_us = excluded.update_time_us,"
+            " payload = excluded.payload",
+            (row.name, row.seller, row.state, row.open_time_us, row.update_time_us, row.payload),
+        )
+    else:
+        tx.execute(
+            "INSERT INTO auction_coordinator_keys (signing_public_key, encryption_public_key,"
+            " first_used_us) VALUES (?, ?, ?) ON CONFLICT (signing_public_key) DO NOTHING",
+            (row.signing_public_key, row.encryption_public_key, row.first_used_us),
+        )
 
 
 def _auction_settlements(tx: Tx) -> dict[str, str]:

@@ -678,9 +678,14 @@ class Participant(_message.Message):
     the coordinator appends the query parameter `lg_lead={lead_token}`.
     """
     state: Global___ParticipantState.ValueType
-    """State. Output only."""
+    """State. Output only, except for the operator's UpdateParticipant with
+    "state" in the update mask: ACTIVE activates a PENDING participant or
+    lifts a suspension, SUSPENDED suspends it.
+    """
     suspension_reason: _builtins.str
-    """Why it is suspended, when SUSPENDED. Output only."""
+    """Why it is suspended, when SUSPENDED. Set by the coordinator's sanctions,
+    or by the operator together with state SUSPENDED; cleared when lifted.
+    """
     etag: _builtins.str
     """Opaque version tag for optimistic concurrency. Output only."""
     @_builtins.property
@@ -915,7 +920,8 @@ class UpdateParticipantRequest(_message.Message):
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Fields to update: display_name, landing_url, filters, caps,
-        signing_public_key, encryption_public_key. Required.
+        signing_public_key, encryption_public_key; the operator also "state"
+        (with suspension_reason when suspending). Required.
         """
 
     def __init__(
@@ -1925,6 +1931,7 @@ class AuctionResult(_message.Message):
     DECIDE_TIME_FIELD_NUMBER: _builtins.int
     WINNING_PEDERSEN_COMMITMENT_FIELD_NUMBER: _builtins.int
     TIE_BREAK_FIELD_NUMBER: _builtins.int
+    CANCEL_REASON_FIELD_NUMBER: _builtins.int
     auction: _builtins.str
     """The auction."""
     merkle_root: _builtins.bytes
@@ -1948,6 +1955,11 @@ class AuctionResult(_message.Message):
     tie_break: _builtins.str
     """The tie-break rule fixed in advance: "highest amount; a tie goes to the
     lower leaf index (the earlier receipt)".
+    """
+    cancel_reason: _builtins.str
+    """Why the auction was cancelled; set only when state is CANCELLED: "the
+    seller did not unseal in time", or "the coordinator restarted before the
+    auction was decided" (no bid was opened and no deal exists).
     """
     @_builtins.property
     def invalid_leaf_indexes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
@@ -1973,10 +1985,11 @@ class AuctionResult(_message.Message):
         decide_time: _timestamp_pb2.Timestamp | None = ...,
         winning_pedersen_commitment: _builtins.bytes = ...,
         tie_break: _builtins.str = ...,
+        cancel_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["decide_time", b"decide_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auction", b"auction", "award_round", b"award_round", "decide_time", b"decide_time", "invalid_leaf_indexes", b"invalid_leaf_indexes", "leaf_count", b"leaf_count", "merkle_root", b"merkle_root", "state", b"state", "tie_break", b"tie_break", "winning_commitment", b"winning_commitment", "winning_leaf_index", b"winning_leaf_index", "winning_pedersen_commitment", b"winning_pedersen_commitment"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auction", b"auction", "award_round", b"award_round", "cancel_reason", b"cancel_reason", "decide_time", b"decide_time", "invalid_leaf_indexes", b"invalid_leaf_indexes", "leaf_count", b"leaf_count", "merkle_root", b"merkle_root", "state", b"state", "tie_break", b"tie_break", "winning_commitment", b"winning_commitment", "winning_leaf_index", b"winning_leaf_index", "winning_pedersen_commitment", b"winning_pedersen_commitment"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2918,6 +2931,7 @@ class Settlement(_message.Message):
     POSITIONS_FIELD_NUMBER: _builtins.int
     TRANSFERS_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    ADJUSTMENT_SEQUENCES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "settlements/{settlement_id}"; empty when provisional."""
     currency: _builtins.str
@@ -2944,6 +2958,15 @@ class Settlement(_message.Message):
     def transfers(self) -> _containers.RepeatedCompositeFieldContainer[Global___SettlementTransfer]:
         """Pairwise net transfers (a participant sees only those it is party to)."""
 
+    @_builtins.property
+    def adjustment_sequences(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Adjustments: sequence numbers of ledger entries booked into an earlier
+        period after that period was settled, carried into this settlement (the
+        settled period is never reopened; each such entry is carried once, into
+        the first settlement made of a later period). A participant sees only
+        the adjustments it is party to.
+        """
+
     def __init__(
         self,
         *,
@@ -2955,10 +2978,11 @@ class Settlement(_message.Message):
         positions: _abc.Iterable[Global___NetPosition] | None = ...,
         transfers: _abc.Iterable[Global___SettlementTransfer] | None = ...,
         last_sequence: _builtins.int = ...,
+        adjustment_sequences: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "end_time", b"end_time", "last_sequence", b"last_sequence", "name", b"name", "positions", b"positions", "start_time", b"start_time", "state", b"state", "transfers", b"transfers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjustment_sequences", b"adjustment_sequences", "currency", b"currency", "end_time", b"end_time", "last_sequence", b"last_sequence", "name", b"name", "positions", b"positions", "start_time", b"start_time", "state", b"state", "transfers", b"transfers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -160,6 +160,8 @@ class AuctionServiceServicer:
 
     def ListParticipants(self, request, context):
         """Lists participants (the operator sees all; a participant only itself).
+        Operators are the identities configured in `auction_operators`; they
+        sign their calls like participants, as "operators/{operator_id}".
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -167,7 +169,10 @@ class AuctionServiceServicer:
 
     def UpdateParticipant(self, request, context):
         """Updates a participant's landing URL, filters, caps or keys (key rotation
-        needs a new proof of possession).
+        needs a new proof of possession). A participant may update only itself
+        and not its state; the operator may update anyone, including the state
+        (activate, suspend, lift a suspension). PERMISSION_DENIED otherwise;
+        ABORTED when the etag is stale.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -117,10 +117,16 @@ class AuctionServiceStub:
     any.
     """
     ListParticipants: _grpc.UnaryUnaryMultiCallable[_auction_pb2.ListParticipantsRequest, _auction_pb2.ListParticipantsResponse]
-    """Lists participants (the operator sees all; a participant only itself)."""
+    """Lists participants (the operator sees all; a participant only itself).
+    Operators are the identities configured in `auction_operators`; they
+    sign their calls like participants, as "operators/{operator_id}".
+    """
     UpdateParticipant: _grpc.UnaryUnaryMultiCallable[_auction_pb2.UpdateParticipantRequest, _auction_pb2.UpdateParticipantResponse]
     """Updates a participant's landing URL, filters, caps or keys (key rotation
-    needs a new proof of possession).
+    needs a new proof of possession). A participant may update only itself
+    and not its state; the operator may update anyone, including the state
+    (activate, suspend, lift a suspension). PERMISSION_DENIED otherwise;
+    ABORTED when the etag is stale.
     """
     Subscribe: _grpc.UnaryStreamMultiCallable[_auction_pb2.SubscribeRequest, _auction_pb2.SubscribeResponse]
     """Server stream of everything the coordinator has for the calling node:
@@ -197,10 +203,16 @@ class AuctionServiceAsyncStub(AuctionServiceStub):
     any.
     """
     ListParticipants: _aio.UnaryUnaryMultiCallable[_auction_pb2.ListParticipantsRequest, _auction_pb2.ListParticipantsResponse]  # type: ignore[assignment]
-    """Lists participants (the operator sees all; a participant only itself)."""
+    """Lists participants (the operator sees all; a participant only itself).
+    Operators are the identities configured in `auction_operators`; they
+    sign their calls like participants, as "operators/{operator_id}".
+    """
     UpdateParticipant: _aio.UnaryUnaryMultiCallable[_auction_pb2.UpdateParticipantRequest, _auction_pb2.UpdateParticipantResponse]  # type: ignore[assignment]
     """Updates a participant's landing URL, filters, caps or keys (key rotation
-    needs a new proof of possession).
+    needs a new proof of possession). A participant may update only itself
+    and not its state; the operator may update anyone, including the state
+    (activate, suspend, lift a suspension). PERMISSION_DENIED otherwise;
+    ABORTED when the etag is stale.
     """
     Subscribe: _aio.UnaryStreamMultiCallable[_auction_pb2.SubscribeRequest, _auction_pb2.SubscribeResponse]  # type: ignore[assignment]
     """Server stream of everything the coordinator has for the calling node:
@@ -298,7 +310,10 @@ class AuctionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auction_pb2.ListParticipantsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auction_pb2.ListParticipantsResponse, _abc.Awaitable[_auction_pb2.ListParticipantsResponse]]:
-        """Lists participants (the operator sees all; a participant only itself)."""
+        """Lists participants (the operator sees all; a participant only itself).
+        Operators are the identities configured in `auction_operators`; they
+        sign their calls like participants, as "operators/{operator_id}".
+        """
 
     @_abc_1.abstractmethod
     def UpdateParticipant(
@@ -307,7 +322,10 @@ class AuctionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auction_pb2.UpdateParticipantResponse, _abc.Awaitable[_auction_pb2.UpdateParticipantResponse]]:
         """Updates a participant's landing URL, filters, caps or keys (key rotation
-        needs a new proof of possession).
+        needs a new proof of possession). A participant may update only itself
+        and not its state; the operator may update anyone, including the state
+        (activate, suspend, lift a suspension). PERMISSION_DENIED otherwise;
+        ABORTED when the etag is stale.
         """
 
     @_abc_1.abstractmethod
