@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -56,17 +57,20 @@ def person(i: int) -> Person:
     )
 
 
-async def params_of(a: Admin, rule_id: str, event: scoring_pb2.ApplicationEvent) -> dict[str, float]:
+async def params_of(
+    a: Admin, rule_id: str, event: scoring_pb2.ApplicationEvent
+) -> dict[str, float | None]:
     req = scoring_pb2.CheckApplicationRequest(request_id=f"r-{next_id()}", application=event)
     response: scoring_pb2.CheckApplicationResponse = await a.scoring.CheckApplication(
         req, metadata=MD, timeout=20
     )
     fired = [r for r in response.report.fired_rules if r.rule == f"rules/{rule_id}"]
     assert len(fired) == 1, response.report.fired_rules
-    values: dict[str, float] = {}
+    values: dict[str, float | None] = {}
     for v in fired[0].values:
         kind = v.value.WhichOneof("kind")
-        values[v.name] = v.value.number_value if kind == "number_value" else 0.0
+        assert kind in ("number_value", "null_value"), v
+        values[v.name] = v.value.number_value if kind == "number_value" else None
     return values
 
 
@@ -97,5 +101,28 @@ def test_shared_key_parameters_count_other_people_and_not_other_keys(
             # Another key shares nothing with them: only the probe itself.
             alone = await params_of(a, "probe", event(4, 0, other_key))
             assert [alone[f"params.{n}"] for n in names] == [1, 1, 1, 0]
+
+    asyncio.run(scenario())
+
+
+def test_employer_parameters_count_other_people_and_the_first_sighting(tmp_path: Path) -> None:
+    names = ["employer_other_persons_30d", "employer_days_since_first_seen"]
+    condition = " and ".join(f"params.{n} != -1" for n in names)
+
+    def event(i: int, minutes: int, inn: str) -> scoring_pb2.ApplicationEvent:
+        return application(replace(person(i), inn=inn), minutes=minutes)
+
+    async def scenario() -> None:
+        async with admin(tmp_path) as a:
+            await a.create("probe", condition, points=0)
+            for i, minutes in ((1, -40 * DAY), (2, -10 * DAY), (3, -5 * DAY)):
+                await a.fired(event(i, minutes, "7705550001"))
+            # Person 1 again: persons 2 and 3 within 30 days (person 1's own 40-day-old
+            # application is neither other nor within the window); first seen 40 days ago.
+            seen = await params_of(a, "probe", event(1, 0, "7705550001"))
+            assert [seen[f"params.{n}"] for n in names] == [1 + 1, 40]
+            # A new employer: nobody else, never seen before this application.
+            fresh = await params_of(a, "probe", event(4, 0, "7705550002"))
+            assert [fresh[f"params.{n}"] for n in names] == [0, None]
 
     asyncio.run(scenario())

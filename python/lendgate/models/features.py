@@ -89,10 +89,12 @@ SHARED_FEATURES: tuple[str, ...] = tuple(
     f"{key}_{count}"
     for key in ("device", "ip", "address")
     for count in ("apps_1d", "apps_7d", "apps_30d", "other_persons_30d")
-)
+) + ("employer_other_persons_30d", "employer_days_since_first_seen")
 """The default pack's per-device-id, per-IP and per-registration-address parameters
 (applications created over 1/7/30 days before this one, other applicants' passports over
-30 days): shared devices, IPs and flats are where fraud rings and mass applications show.
+30 days), and per employer INN the other applicants over 30 days and the days since the
+employer was first seen (183 days kept): shared devices, IPs and flats are where fraud
+rings and mass applications show, new employers with many people are one-day firms.
 Appended after the rule features, so older feature indices keep their meaning."""
 FEATURE_NAMES: tuple[str, ...] = (
     EVENT_FEATURES + PARAM_FEATURES + RULE_FEATURES + SHARED_FEATURES
