@@ -1,6 +1,7 @@
 """The default pack's per-device, per-IP and per-registration-address parameters, over
-the real gRPC server and a SQLite store: applications created over 1/7/30 days (this one included) and
-other applicants (passports) over 30 days, keyed by what fraud rings and mass applications share.
+the real gRPC server and a SQLite store: applications created over 1/7/30 days (this one
+included) and other applicants (passports) over 30 days, keyed by what fraud rings and
+mass applications share; and the employer's other applicants and first sighting.
 
 A rule created through RuleAdminService reads the four parameters of one object; the
 report's trace of that rule gives their values for a probe application. Each object has a
@@ -52,9 +53,7 @@ OBJECTS: dict[str, tuple[Callable[[scoring_pb2.ApplicationEvent, str], None], st
 
 
 def person(i: int) -> Person:
-    return Person(
-        last=f"Ring{i}", number=f"7{i:05d}", phone=f"+7916555{i:04d}", client=f"ring-{i}"
-    )
+    return Person(last=f"Ring{i}", number=f"7{i:05d}", phone=f"+7916555{i:04d}", client=f"ring-{i}")
 
 
 async def params_of(

@@ -381,7 +381,13 @@ fn rules_that_never_read_the_model_are_evaluated_once_and_agree() {
     let doc = decode_document("lendgate.v1.Report", &scored.report).unwrap();
     assert_eq!(doc["model_risk_score"], 950);
     assert_eq!(plain["fraud_score"], 200);
-    for field in ["fraud_score", "zone", "fired_rules", "test_rules", "rule_errors"] {
+    for field in [
+        "fraud_score",
+        "zone",
+        "fired_rules",
+        "test_rules",
+        "rule_errors",
+    ] {
         assert_eq!(doc[field], plain[field], "{field}");
     }
 }
@@ -397,10 +403,12 @@ fn reading_the_model_is_decided_from_every_enabled_condition() {
     };
     assert!(set(json!([rule("WORKING", "(model.risk_score ?? 0) > 5")])).reads_model());
     assert!(set(json!([rule("TEST", "model.risk_score == null")])).reads_model());
-    assert!(set(json!([{"rule_id": "r1", "status": "WORKING", "event_kind": "APPLICATION",
+    assert!(set(
+        json!([{"rule_id": "r1", "status": "WORKING", "event_kind": "APPLICATION",
         "sub_rules": [{"sub_rule_id": "a", "condition": "true", "points": 1},
                       {"sub_rule_id": "b", "condition": "(model.risk_score ?? 0) > 5",
-                       "points": 1}]}]))
+                       "points": 1}]}])
+    )
     .reads_model());
     // Disabled rules are not live; `modelled` and `params.model_x` are other names.
     assert!(!set(json!([rule("DISABLED", "(model.risk_score ?? 0) > 5")])).reads_model());
