@@ -85,7 +85,22 @@ PARAM_FEATURES: tuple[str, ...] = (
 RULE_FEATURES: tuple[str, ...] = ("rule_points_total", "rule_hits_count")
 """The working rules' fraud score (Σ points) and number of fired rules, without a model
 score."""
-FEATURE_NAMES: tuple[str, ...] = EVENT_FEATURES + PARAM_FEATURES + RULE_FEATURES
+SHARED_FEATURES: tuple[str, ...] = (
+    *(
+        f"{key}_{count}"
+        for key in ("device", "ip", "address")
+        for count in ("apps_1d", "apps_7d", "apps_30d", "other_persons_30d")
+    ),
+    "employer_other_persons_30d",
+    "employer_days_since_first_seen",
+)
+"""The default pack's per-device-id, per-IP and per-registration-address parameters
+(applications created over 1/7/30 days, this one included, other applicants' passports over
+30 days), and per employer INN the other applicants over 30 days and the days since the
+employer was first seen (183 days kept): shared devices, IPs and flats are where fraud
+rings and mass applications show, new employers with many people are one-day firms.
+Appended after the rule features, so older feature indices keep their meaning."""
+FEATURE_NAMES: tuple[str, ...] = EVENT_FEATURES + PARAM_FEATURES + RULE_FEATURES + SHARED_FEATURES
 
 MODELLED_SUBTYPE = "LOAN_APP_CREATE"
 """The application subtype the model scores (the one it is trained on); other subtypes
@@ -115,6 +130,7 @@ def build_features(
         fired = rules.get("fired")
         row.append(_number(rules.get("fraud_score")))
         row.append(float(len(fired)) if isinstance(fired, list | tuple) else NAN)
+    row.extend(_number(params.get(name)) for name in SHARED_FEATURES)
     # Four decimals: no two feature values are then adjacent float32 numbers, so a split
     # threshold (a double midpoint in LightGBM, a float32 in ONNX) sends every value the
     # same way in both, and ONNX reproduces the native model.

@@ -234,6 +234,20 @@ pub struct RuleSet {
     /// Enabled rules, by rule id.
     rules: Vec<CompiledRule>,
     zone_threshold: i64,
+    /// Whether an enabled rule's condition may read `model.*` (see [`RuleSet::reads_model`]).
+    reads_model: bool,
+}
+
+/// Whether a condition's source names the identifier `model` anywhere (as a path root,
+/// a quoted key, inside a string...). Conservative by design: a false "yes" only costs
+/// the scorer a second rule evaluation, a false "no" would drop the model score.
+fn mentions_model(source: &str) -> bool {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$';
+    source.match_indices("model").any(|(i, m)| {
+        let before = source[..i].chars().next_back();
+        let after = source[i + m.len()..].chars().next();
+        !before.is_some_and(ident) && !after.is_some_and(ident)
+    })
 }
 
 fn parse_time(field: &str, value: Option<&str>, default: i64) -> CoreResult<i64> {
@@ -396,9 +410,14 @@ impl RuleSet {
             ));
         }
         compiled.retain(|r| r.def.status != RuleStatus::Disabled);
+        let reads_model = compiled.iter().any(|r| {
+            mentions_model(&r.def.condition)
+                || r.def.sub_rules.iter().any(|s| mentions_model(&s.condition))
+        });
         Ok(Self {
             rules: compiled,
             zone_threshold,
+            reads_model,
         })
     }
 
@@ -410,6 +429,13 @@ impl RuleSet {
     /// Whether no rule is enabled.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// Whether an enabled rule (working, test or tuning) may read `model.*`, decided at
+    /// compile time from the condition texts. When none does, an evaluation without a
+    /// model score is the evaluation with one, and the scorer evaluates the rules once.
+    pub fn reads_model(&self) -> bool {
+        self.reads_model
     }
 
     /// Evaluates every enabled rule of `kind` valid at `at` (event time, ms since

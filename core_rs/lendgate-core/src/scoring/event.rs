@@ -373,6 +373,32 @@ fn set_text(target: &mut Map<String, Json>, key: &str, value: String) {
     }
 }
 
+/// The applicant's registration address (else the first one) as one key: the register
+/// id when given, else the structured parts (country, region, city, street, house,
+/// flat) joined by `|`, else the one-line text; "" when none. The aggregate key's `text`
+/// kind then folds case and spaces.
+fn registration_address(applicant: Option<&Json>) -> String {
+    let Some(Json::Array(all)) = applicant.and_then(|a| a.get("addresses")) else {
+        return String::new();
+    };
+    let Some(a) = all
+        .iter()
+        .find(|a| text(a, "kind") == "REGISTRATION")
+        .or_else(|| all.first())
+    else {
+        return String::new();
+    };
+    let id = text(a, "registry_id");
+    if !id.is_empty() {
+        return format!("id:{id}");
+    }
+    let parts = ["country", "region", "city", "street", "house", "flat"].map(|k| text(a, k));
+    if parts[2..5].iter().all(|p| !p.is_empty()) {
+        return parts.join("|");
+    }
+    text(a, "full_text").to_owned()
+}
+
 /// The flat event the default pack's aggregates read (seed 003 attribute names), at
 /// `event_time_ms`. `count_finish = false` leaves `common.subtype` out, so an
 /// application's finish already counted (an earlier result or outcome) is not counted
@@ -438,6 +464,10 @@ pub fn aggregate_event(
     );
     let mut device = Map::new();
     set(&mut device, "ip", event.get("ip_address"));
+    let sdk = event.get("device");
+    set(&mut device, "id", sdk.and_then(|d| d.get("device_id")));
+    set(&mut device, "imei", sdk.and_then(|d| d.get("imei")));
+    set_text(&mut consumer, "address", registration_address(applicant));
     let subtype = event.get("subtype").cloned().unwrap_or(Json::Null);
     let is_result = subtype.as_str() == Some("LOAN_APP_RESULT");
     let mut common = Map::new();

@@ -343,8 +343,9 @@ impl Scorer {
         // With a model: the rules run first without a model score (what the model sees
         // of them), then the model, on the parameters before the state changes, so a
         // failing model changes nothing (the apply below gives the same values). When
-        // the model gives a score the rules run again with it (rules may read
-        // `model.risk_score`); without one, the first evaluation is the answer.
+        // the model gives a score and an enabled rule reads `model.*` (decided when the
+        // rules were compiled) the rules run again with it; otherwise the first
+        // evaluation is the answer: no condition can tell the two documents apart.
         let (model_score, first) = match model {
             Some(f) => {
                 let params = state
@@ -361,7 +362,7 @@ impl Scorer {
             .apply_value(&agg)
             .map_err(|e| event_time_field(kind, e))?;
         let evaluation = match first {
-            Some(first) if model_score.is_none() => first,
+            Some(first) if model_score.is_none() || !state.rules.reads_model() => first,
             _ => evaluate(&params, model_score.as_ref()),
         };
         let seq = state.index.take_seq();

@@ -332,3 +332,86 @@ fn the_model_sees_the_rules_without_its_score_and_rules_then_see_the_score() {
     assert_eq!(doc["fraud_score"], 300);
     assert_eq!(doc["model_risk_score"], 950);
 }
+
+#[test]
+fn rules_that_never_read_the_model_are_evaluated_once_and_agree() {
+    // The fixture's rules read params and the application, not `model.*`: the scorer
+    // takes the evaluation without a model score as the answer (no second pass), and
+    // the report's verdict is the one of a check without a model at all.
+    let mut with_model = fixture();
+    let mut without = fixture();
+    assert!(!with_model.rules.reads_model());
+    for f in [&mut with_model, &mut without] {
+        check(
+            f,
+            &request("a1", 1, "Ivanov", "+79161234567", "1990-01-01", 0),
+            "p1",
+        )
+        .unwrap();
+    }
+    let bytes = request("a2", 1, "Petrov", "+79161234567", "1990-01-01", 1);
+    let (_, plain) = check(&mut without, &bytes, "p1").unwrap();
+    let prepared = prepare(Kind::Application, &bytes, NOW_US).unwrap();
+    let ctx = CheckContext {
+        partner_id: "p1",
+        request_id: &prepared.request_id,
+        report_name: "reports/x",
+        receive_time_us: NOW_US,
+        incident_id: "i1",
+        elapsed_ns: 5,
+    };
+    let mut model = |_: &Json, _: &ParamValues, _: &Evaluation| {
+        Ok(Some(ModelScore {
+            risk_score: 950,
+            name: "m".into(),
+            version: "1".into(),
+        }))
+    };
+    let state = State {
+        aggregates: &with_model.aggregates,
+        rules: &with_model.rules,
+        lists: &with_model.lists,
+        index: &mut with_model.index,
+        revision: "rev",
+    };
+    let scored = with_model
+        .scorer
+        .score(&prepared, &ctx, state, Some(&mut model))
+        .unwrap();
+    let doc = decode_document("lendgate.v1.Report", &scored.report).unwrap();
+    assert_eq!(doc["model_risk_score"], 950);
+    assert_eq!(plain["fraud_score"], 200);
+    for field in [
+        "fraud_score",
+        "zone",
+        "fired_rules",
+        "test_rules",
+        "rule_errors",
+    ] {
+        assert_eq!(doc[field], plain[field], "{field}");
+    }
+}
+
+#[test]
+fn reading_the_model_is_decided_from_every_enabled_condition() {
+    let set = |rules: serde_json::Value| {
+        RuleSet::compile(parse_rules(&rules.to_string()).unwrap(), 432).unwrap()
+    };
+    let rule = |status: &str, condition: &str| {
+        json!({"rule_id": "r1", "status": status, "event_kind": "APPLICATION",
+               "points": 1, "condition": condition})
+    };
+    assert!(set(json!([rule("WORKING", "(model.risk_score ?? 0) > 5")])).reads_model());
+    assert!(set(json!([rule("TEST", "model.risk_score == null")])).reads_model());
+    assert!(set(
+        json!([{"rule_id": "r1", "status": "WORKING", "event_kind": "APPLICATION",
+        "sub_rules": [{"sub_rule_id": "a", "condition": "true", "points": 1},
+                      {"sub_rule_id": "b", "condition": "(model.risk_score ?? 0) > 5",
+                       "points": 1}]}])
+    )
+    .reads_model());
+    // Disabled rules are not live; `modelled` and `params.model_x` are other names.
+    assert!(!set(json!([rule("DISABLED", "(model.risk_score ?? 0) > 5")])).reads_model());
+    assert!(!set(json!([rule("WORKING", "application.modelled == true")])).reads_model());
+    assert!(!set(json!([rule("WORKING", "(params.model_x ?? 0) > 1")])).reads_model());
+}
