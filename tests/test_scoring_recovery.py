@@ -382,7 +382,8 @@ def test_match_index_snapshot_round_trip_keeps_order_marks_and_sharing() -> None
     ("data", "problem"),
     [
         (b"", "not a match index snapshot"),
-        (b"LGMXSNAP\x03\x00", "version 3"),
+        (b"LGMXSNAP\x04\x00", "version 4"),
+        (b"LGMXSNAP\x03\x00garbage", "corrupt"),
         (b"LGMXSNAP\x02\x00garbage", "corrupt"),
         (b"LGMXSNAP\x01\x00garbage", "corrupt"),
         (MatchIndex().snapshot()[:-1], "corrupt"),

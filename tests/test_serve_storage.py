@@ -146,3 +146,64 @@ def test_retention_removes_old_events_from_the_store_and_the_match_index(tmp_pat
             await store.aclose()
 
     asyncio.run(scenario())
+
+
+def test_retention_forgets_logged_request_keys_so_a_late_retry_is_a_new_write(
+    tmp_path: Path,
+) -> None:
+    """The match index's hash of a logged request key leaves with its event: before the
+    horizon a retry returns the first report; once the store and the index have pruned
+    the event, the same request id is evaluated as a new write (the store's rule for
+    idempotency keys), while a recent request's key is still known."""
+    horizon_days = 5.0
+    settings = StoreSettings(
+        database_url=f"sqlite:///{tmp_path / 'r.db'}",
+        retention_days=horizon_days,
+        retention_interval_s=3600,  # passes run below, on demand
+        commit_delay_ms=0,
+    )
+    state = StateSettings(
+        snapshot_every_events=0,
+        snapshot_every_seconds=0,
+        retention_days=horizon_days,
+        retention_interval_s=3600,
+        tick_s=0.02,
+    )
+    now = datetime.now(UTC)
+    old = application(Person(), app_id="old")
+    old.event_time.FromDatetime(now - timedelta(days=8))
+    fresh = application(Person(last="Other", client="c-2"), app_id="fresh")
+    fresh.event_time.FromDatetime(now - timedelta(hours=1))
+
+    async def scenario() -> None:
+        store = await asyncio.to_thread(open_store, None, settings)
+        service = ScoringService(store, state=state)
+        try:
+            async with serve_in_process(
+                {"lendgate.v1.ScoringService": ScoringServicer(service)}
+            ) as ch:
+                c = Client(scoring_pb2_grpc.ScoringServiceStub(ch), "bank-a")
+                first = await c.check(old, request_id="late")
+                assert await c.check(old, request_id="late") == first  # a retry: the same
+                kept = await c.check(fresh, request_id="kept")
+                stored_kept = await store.get_event_by_request("bank-a/kept")
+                assert stored_kept is not None
+                assert service.index._core.logged_len() == 2
+                await asyncio.to_thread(store.index_keys_blocking)  # the pass waits for it
+                await store.purge_expired()
+                service._prune()
+                assert await store.get_event_by_request("bank-a/late") is None
+                assert service.index._core.logged_len() == 1
+                assert not service.index._core.maybe_logged("bank-a/late")
+                # The recent key is still known: its retry returns the first report.
+                assert await c.check(fresh, request_id="kept") == kept
+                again = await c.check(old, request_id="late")
+                assert again != first  # evaluated again (its own receive and processing time)
+                stored = await store.get_event_by_request("bank-a/late")
+                assert stored is not None and stored.seq > stored_kept.seq  # a new write
+                assert service.index._core.maybe_logged("bank-a/late")
+        finally:
+            await service.aclose(snapshot=False)
+            await store.aclose()
+
+    asyncio.run(scenario())

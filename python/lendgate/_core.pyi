@@ -302,8 +302,11 @@ class MatchIndex:
 
     def __init__(self) -> None: ...
     def __len__(self) -> int: ...
-    def note_logged(self, request_key: str) -> None:
-        """Record that the log holds an event with this request key."""
+    def note_logged(self, request_key: str, event_time_us: int) -> None:
+        """Record that the log holds an event with this request key (event time in µs);
+        retention forgets the key with its newest event."""
+    def logged_len(self) -> int:
+        """Number of logged request-key hashes held."""
     def maybe_logged(self, request_key: str) -> bool:
         """``False`` when the log certainly holds no event with this key."""
     def prune(self, before_us: int) -> int:

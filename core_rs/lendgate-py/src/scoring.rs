@@ -48,9 +48,16 @@ impl PyMatchIndex {
         self.lock().len()
     }
 
-    /// Records that the log holds an event with this request key (`partner/request_id`).
-    fn note_logged(&self, request_key: &str) {
-        self.lock().note_logged(request_key);
+    /// Records that the log holds an event with this request key (`partner/request_id`)
+    /// of event time `event_time_us` (µs since the epoch); retention forgets the key
+    /// with its newest event.
+    fn note_logged(&self, request_key: &str, event_time_us: i64) {
+        self.lock().note_logged(request_key, event_time_us);
+    }
+
+    /// Number of logged request-key hashes held (retention prunes them).
+    fn logged_len(&self) -> usize {
+        self.lock().logged_len()
     }
 
     /// `False` when the log certainly holds no event with this request key; `True`

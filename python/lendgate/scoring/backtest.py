@@ -106,7 +106,7 @@ class BacktestOutcome:
     elapsed_s: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HistoryItem:
     """One stored event, ready to replay."""
 

@@ -338,7 +338,7 @@ class ScoringService:
         async for stored in self.store.snapshots.events_after(after):
             replayed += 1
             last = stored.seq
-            self.index._core.note_logged(stored.request_id)
+            self.index._core.note_logged(stored.request_id, stored.event_time_us)
             if stored.kind in _REQUEST_TYPES:
                 self._replay_check(stored, applications)
             elif stored.kind == "outcome":
@@ -671,7 +671,7 @@ class ScoringService:
             outcome.event_time.FromDatetime(event_time)
         key = f"{partner}/{request_id}"
         self._apply_outcome(app, partner, outcome, o)
-        self.index._core.note_logged(key)
+        self.index._core.note_logged(key, to_us(event_time))
         return NewEvent(
             key,
             partner,
@@ -1174,7 +1174,7 @@ class ScoringService:
                 await self._ready()
             # No await from here to the append (as for a check).
             self._apply_outcome(subject.payload, partner, outcome, o)
-        self.index._core.note_logged(key)
+        self.index._core.note_logged(key, to_us(event_time))
         body = outcome.SerializeToString()
         ack = await self._logged(
             NewEvent(

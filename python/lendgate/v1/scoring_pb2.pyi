@@ -2298,3 +2298,55 @@ class ResolveIncidentResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResolveIncidentResponse: _TypeAlias = ResolveIncidentResponse  # noqa: Y015
+
+@_typing.final
+class ExportedEvent(_message.Message):
+    """One event of an exported event file in the binary format (`lendgate gen-data
+    --format pb`, read by `lendgate rules backtest --events FILE.pb`). The file is a
+    sequence of length-delimited records: the byte length of the message as a base-128
+    varint, then the message (the framing of Java's writeDelimitedTo), in file order.
+    Exactly one of the event fields is set, and writers put it first so a reader can
+    take the request's bytes as they are.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_FIELD_NUMBER: _builtins.int
+    PAYMENT_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def application(self) -> Global___CheckApplicationRequest:
+        """An application check, exactly as it is sent to CheckApplication."""
+
+    @_builtins.property
+    def payment(self) -> Global___CheckPaymentRequest:
+        """A payment check, exactly as it is sent to CheckPayment."""
+
+    @_builtins.property
+    def outcome(self) -> Global___ReportOutcomeRequest:
+        """An outcome, exactly as it is sent to ReportOutcome."""
+
+    @_builtins.property
+    def label(self) -> _struct_pb2.Struct:
+        """The generator's ground truth for the event (synthetic data only; never sent to
+        the API): `fraud` (bool), `pattern`, `group` (strings), `person` (number).
+        """
+
+    def __init__(
+        self,
+        *,
+        application: Global___CheckApplicationRequest | None = ...,
+        payment: Global___CheckPaymentRequest | None = ...,
+        outcome: Global___ReportOutcomeRequest | None = ...,
+        label: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["application", b"application", "event", b"event", "label", b"label", "outcome", b"outcome", "payment", b"payment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application", b"application", "event", b"event", "label", b"label", "outcome", b"outcome", "payment", b"payment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["application", "payment", "outcome"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___ExportedEvent: _TypeAlias = ExportedEvent  # noqa: Y015

@@ -31,7 +31,7 @@
 //! (a hash seen before sends the caller to the store, which has the exact answer).
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -53,9 +53,16 @@ pub const DEFAULT_NAME_SIMILARITY: f64 = 0.92;
 pub const SIMILAR_PERSON: &str = "similar_person";
 /// Snapshot magic and the format version this build writes and reads.
 const SNAPSHOT_MAGIC: &[u8; 8] = b"LGMXSNAP";
-/// Version of the match index snapshot format (2: with the birth-date blocks; a
-/// version 1 snapshot is read by rebuilding them from its records).
-pub const SNAPSHOT_VERSION: u16 = 2;
+/// Version of the match index snapshot format (2: with the birth-date blocks; 3: each
+/// logged request-key hash with its newest event day). Versions 1 and 2 are migrated on
+/// restore (see [`MatchIndex::restore`]).
+pub const SNAPSHOT_VERSION: u16 = 3;
+/// Microseconds in a day: logged request keys are aged by event day.
+const DAY_US: i64 = 86_400_000_000;
+/// Days a logged request-key hash outlives the retention horizon: the store deletes the
+/// event (and with it the key) in its own pass, every minute and in batches, so the
+/// index forgets the hash only once the store has certainly done so.
+const LOGGED_MARGIN_DAYS: i32 = 1;
 const KEY_SEP: char = '\u{1f}';
 
 /// What the index remembers of one application event.
@@ -321,7 +328,9 @@ pub struct MatchIndex {
     /// In first-insertion order (kept by prune), so a snapshot needs no sort.
     by_key: IndexMap<String, VecDeque<u32>>,
     apps: HashMap<String, AppState>,
-    logged: HashSet<u64>,
+    /// Hash of every logged request key -> the newest event day (days since the epoch)
+    /// of the events logged under it; pruned with the records.
+    logged: HashMap<u64, i32>,
     /// Positions by the applicant's birth date, the most recent [`MAX_PER_BIRTH_DATE`]
     /// (applications with a name and a birth date): the fuzzy matching's blocks.
     by_birth: HashMap<String, VecDeque<u32>>,
@@ -352,6 +361,18 @@ fn index_key(kind: &str, value: &str) -> String {
 /// each sorted so that equal states give equal bytes.
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
+    next_seq: u64,
+    records: Vec<Record>,
+    by_key: Vec<(String, Vec<u32>)>,
+    finish_counted: Vec<String>,
+    /// (request-key hash, newest event day), sorted by hash.
+    logged: Vec<(u64, i32)>,
+    by_birth: Vec<(String, Vec<u32>)>,
+}
+
+/// Version 2 of [`SnapshotBody`]: logged request-key hashes without their day.
+#[derive(Serialize, Deserialize)]
+struct SnapshotBodyV2 {
     next_seq: u64,
     records: Vec<Record>,
     by_key: Vec<(String, Vec<u32>)>,
@@ -394,7 +415,7 @@ struct SnapshotBodyRef<'a> {
     records: &'a [Record],
     by_key: Vec<(&'a str, &'a VecDeque<u32>)>,
     finish_counted: Vec<&'a str>,
-    logged: Vec<u64>,
+    logged: Vec<(u64, i32)>,
     by_birth: Vec<(&'a str, &'a VecDeque<u32>)>,
 }
 
@@ -420,15 +441,27 @@ impl MatchIndex {
         self.next_seq
     }
 
-    /// Records that the log holds an event with this request key.
-    pub fn note_logged(&mut self, request_key: &str) {
-        self.logged.insert(request_hash(request_key));
+    /// Records that the log holds an event with this request key, of event time
+    /// `event_time_us` (µs since the epoch): the hash is kept until retention passes
+    /// the newest such event (see [`Self::prune`]).
+    pub fn note_logged(&mut self, request_key: &str, event_time_us: i64) {
+        let day = day_of(event_time_us);
+        self.logged
+            .entry(request_hash(request_key))
+            .and_modify(|d| *d = (*d).max(day))
+            .or_insert(day);
     }
 
     /// Whether the log may hold an event with this request key: `false` is certain
-    /// (every logged key was noted), `true` needs the store's exact answer.
+    /// (every logged key still in the store was noted), `true` needs the store's exact
+    /// answer.
     pub fn maybe_logged(&self, request_key: &str) -> bool {
-        self.logged.contains(&request_hash(request_key))
+        self.logged.contains_key(&request_hash(request_key))
+    }
+
+    /// Number of logged request-key hashes held.
+    pub fn logged_len(&self) -> usize {
+        self.logged.len()
     }
 
     /// Whether the aggregates already counted the finish of this application.
@@ -607,9 +640,13 @@ impl MatchIndex {
     /// Forgets every application event older than `before_us` (event time, µs):
     /// retention of the hot state, as the store forgets them. An application with no
     /// event left forgets its counted-finish mark too (a replay of the purged log would
-    /// not have it). The sequence counter and the logged request keys stay (a key of a
-    /// purged event only sends a request to the store). Returns how many were dropped.
+    /// not have it). Logged request-key hashes whose newest event day is more than
+    /// [`LOGGED_MARGIN_DAYS`] before the horizon's day are forgotten too, as the store
+    /// forgets an event's request id with the event: a retry of such a request is a
+    /// new write. The sequence counter stays. Returns how many records were dropped.
     pub fn prune(&mut self, before_us: i64) -> usize {
+        let keep_from = day_of(before_us).saturating_sub(LOGGED_MARGIN_DAYS);
+        self.logged.retain(|_, day| *day >= keep_from);
         if !self.records.iter().any(|r| r.event_time_us < before_us) {
             return 0;
         }
@@ -659,7 +696,7 @@ impl MatchIndex {
             .map(|(k, _)| k.as_str())
             .collect();
         finish_counted.sort_unstable();
-        let mut logged: Vec<u64> = self.logged.iter().copied().collect();
+        let mut logged: Vec<(u64, i32)> = self.logged.iter().map(|(&h, &d)| (h, d)).collect();
         logged.sort_unstable();
         let mut by_birth: Vec<(&str, &VecDeque<u32>)> =
             self.by_birth.iter().map(|(k, v)| (k.as_str(), v)).collect();
@@ -683,7 +720,11 @@ impl MatchIndex {
     /// birth-date blocks) is migrated: the blocks are rebuilt from its records in their
     /// order, as if they had been kept all along (a block then holds the latest
     /// surviving applications of its date, where a live one could have evicted some
-    /// before a prune). Another format version, a foreign or corrupt snapshot is
+    /// before a prune). A version 1 or 2 snapshot's logged request-key hashes carry no
+    /// day: each gets the snapshot's newest day (that of its newest record), so they
+    /// are pruned one retention period after the snapshot, never earlier than the store
+    /// forgets the keys; a snapshot without records keeps them (never pruned) since it
+    /// has no day to give. Another format version, a foreign or corrupt snapshot is
     /// refused with a message saying so.
     pub fn restore(data: &[u8]) -> CoreResult<Self> {
         let bad = |why: String| CoreError::invalid("snapshot", why);
@@ -695,8 +736,12 @@ impl MatchIndex {
             .ok_or_else(|| bad("truncated header".into()))?;
         let ver = u16::from_le_bytes(*ver);
         let corrupt = |e: postcard::Error| bad(format!("corrupt or truncated: {e}"));
-        let body: SnapshotBody = match ver {
-            SNAPSHOT_VERSION => postcard::from_bytes(rest).map_err(corrupt)?,
+        let v2: SnapshotBodyV2 = match ver {
+            SNAPSHOT_VERSION => {
+                let body: SnapshotBody = postcard::from_bytes(rest).map_err(corrupt)?;
+                return Self::from_body(body);
+            }
+            2 => postcard::from_bytes(rest).map_err(corrupt)?,
             1 => {
                 let v1: SnapshotBodyV1 = postcard::from_bytes(rest).map_err(corrupt)?;
                 let mut blocks: HashMap<String, VecDeque<u32>> = HashMap::new();
@@ -707,7 +752,7 @@ impl MatchIndex {
                         push_capped(block, pos as u32, MAX_PER_BIRTH_DATE);
                     }
                 }
-                SnapshotBody {
+                SnapshotBodyV2 {
                     next_seq: v1.next_seq,
                     records: v1.records,
                     by_key: v1.by_key,
@@ -719,11 +764,29 @@ impl MatchIndex {
             _ => {
                 return Err(bad(format!(
                     "match index snapshot format version {ver} cannot be read by this \
-                     build, which reads versions 1 and {SNAPSHOT_VERSION}; rebuild the \
+                     build, which reads versions 1 to {SNAPSHOT_VERSION}; rebuild the \
                      index by replaying the event log"
                 )))
             }
         };
+        let day = v2
+            .records
+            .iter()
+            .map(|r| r.event_time_us)
+            .max()
+            .map_or(i32::MAX, day_of);
+        Self::from_body(SnapshotBody {
+            next_seq: v2.next_seq,
+            records: v2.records,
+            by_key: v2.by_key,
+            finish_counted: v2.finish_counted,
+            logged: v2.logged.into_iter().map(|h| (h, day)).collect(),
+            by_birth: v2.by_birth,
+        })
+    }
+
+    fn from_body(body: SnapshotBody) -> CoreResult<Self> {
+        let bad = |why: String| CoreError::invalid("snapshot", why);
         let n = body.records.len();
         let mut index = Self {
             next_seq: body.next_seq,
@@ -757,6 +820,12 @@ impl MatchIndex {
         }
         Ok(index)
     }
+}
+
+/// Days since the epoch of a time in µs (floored; saturated to `i32`).
+fn day_of(time_us: i64) -> i32 {
+    let day = time_us.div_euclid(DAY_US);
+    i32::try_from(day).unwrap_or(if day < 0 { i32::MIN } else { i32::MAX })
 }
 
 fn request_hash(request_key: &str) -> u64 {
@@ -899,7 +968,7 @@ mod tests {
         index.add(record(2, "b", "b1", 30), &phone()).unwrap();
         index.mark("a", "a1", "REJECTED", "CONFIRMED");
         index.set_finish_counted("a", "a1");
-        index.note_logged("a/r1");
+        index.note_logged("a/r1", 10);
         let bytes = index.snapshot().unwrap();
         let back = MatchIndex::restore(&bytes).unwrap();
         assert_eq!(back.snapshot().unwrap(), bytes);
@@ -1042,7 +1111,8 @@ mod tests {
         index
             .add(person(1, "a", "a1", "ivanov ivan", "1990-05-15"), &phone())
             .unwrap();
-        index.note_logged("a/r1");
+        // Its only record's day: what a migrated hash gets.
+        index.note_logged("a/r1", 10);
         let v1 = SnapshotBodyV1Out {
             next_seq: 1,
             records: index.records.clone(),
@@ -1052,7 +1122,7 @@ mod tests {
                 .map(|(k, v)| (k.clone(), v.iter().copied().collect()))
                 .collect(),
             finish_counted: Vec::new(),
-            logged: index.logged.iter().copied().collect(),
+            logged: index.logged.keys().copied().collect(),
         };
         let mut bytes = SNAPSHOT_MAGIC.to_vec();
         bytes.extend_from_slice(&1u16.to_le_bytes());
@@ -1065,12 +1135,89 @@ mod tests {
             1
         );
         let mut future = index.snapshot().unwrap();
-        future[8] = 3;
+        future[8] = 4;
         let err = MatchIndex::restore(&future).unwrap_err().to_string();
         assert!(
-            err.contains("version 3") && err.contains("replaying"),
+            err.contains("version 4") && err.contains("replaying"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn prune_forgets_logged_request_keys_past_the_horizon_by_their_newest_day() {
+        let day = |d: i64| d * DAY_US;
+        let mut index = MatchIndex::new();
+        index.note_logged("a/old", day(10) + 5);
+        index.note_logged("a/retried", day(10));
+        index.note_logged("a/retried", day(40) + 7); // its newest event counts
+        index.note_logged("a/edge", day(19) + 1);
+        index.note_logged("a/new", day(50));
+        index.add(record(1, "a", "a1", day(10)), &phone()).unwrap();
+        // Horizon in day 20: one day of margin keeps day 19, day 10 goes.
+        assert_eq!(index.prune(day(20) + 3), 1);
+        assert!(!index.maybe_logged("a/old"));
+        assert!(index.maybe_logged("a/retried") && index.maybe_logged("a/edge"));
+        assert!(index.maybe_logged("a/new"));
+        assert_eq!(index.logged_len(), 3);
+        // Nothing left to drop among the records: the hashes are still pruned.
+        assert_eq!(index.prune(day(45)), 0);
+        assert!(!index.maybe_logged("a/retried") && !index.maybe_logged("a/edge"));
+        assert!(index.maybe_logged("a/new"));
+        // The days travel in the snapshot.
+        let back = MatchIndex::restore(&index.snapshot().unwrap()).unwrap();
+        assert_eq!(back.logged, index.logged);
+        assert_eq!(back.snapshot().unwrap(), index.snapshot().unwrap());
+    }
+
+    #[test]
+    fn a_version_2_snapshot_gives_its_hashes_the_newest_record_day() {
+        let mut index = MatchIndex::new();
+        index.take_seq();
+        index
+            .add(record(1, "a", "a1", 3 * DAY_US), &phone())
+            .unwrap();
+        index
+            .add(record(2, "a", "a2", 30 * DAY_US + 9), &phone())
+            .unwrap();
+        index.note_logged("a/r1", 3 * DAY_US);
+        index.note_logged("a/r2", 30 * DAY_US + 9);
+        let body = |logged: Vec<u64>| SnapshotBodyV2 {
+            next_seq: 1,
+            records: index.records.clone(),
+            by_key: index
+                .by_key
+                .iter()
+                .map(|(k, v)| (k.clone(), v.iter().copied().collect()))
+                .collect(),
+            finish_counted: Vec::new(),
+            logged,
+            by_birth: Vec::new(),
+        };
+        let encode = |b: &SnapshotBodyV2| {
+            let mut bytes = SNAPSHOT_MAGIC.to_vec();
+            bytes.extend_from_slice(&2u16.to_le_bytes());
+            postcard::to_extend(b, bytes).unwrap()
+        };
+        let v2 = encode(&body(index.logged.keys().copied().collect()));
+        let mut back = MatchIndex::restore(&v2).unwrap();
+        assert_eq!(back.logged.values().copied().collect::<Vec<_>>(), [30, 30]);
+        assert_eq!(back.records, index.records);
+        // Kept until the horizon passes the snapshot's newest day (plus the margin).
+        back.prune(31 * DAY_US);
+        assert!(back.maybe_logged("a/r1") && back.maybe_logged("a/r2"));
+        back.prune(32 * DAY_US);
+        assert!(!back.maybe_logged("a/r1") && !back.maybe_logged("a/r2"));
+        // Without records there is no day to give: the hashes are kept.
+        let mut empty = MatchIndex::new();
+        empty.note_logged("a/r1", 0);
+        let v2 = encode(&SnapshotBodyV2 {
+            records: Vec::new(),
+            by_key: Vec::new(),
+            ..body(empty.logged.keys().copied().collect())
+        });
+        let mut back = MatchIndex::restore(&v2).unwrap();
+        back.prune(i64::MAX / 2);
+        assert!(back.maybe_logged("a/r1"));
     }
 
     /// The version 1 body as the previous build wrote it.

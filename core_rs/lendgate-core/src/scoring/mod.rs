@@ -233,7 +233,7 @@ impl Scorer {
             .apply_value(&agg)
             .map_err(|e| event_time_field(kind, e))?;
         let seq = index.take_seq();
-        index.note_logged(request_key);
+        index.note_logged(request_key, t);
         if kind == Kind::Application {
             self.index_application(&event, partner_id, t, seq, index, count_finish)?;
         }
@@ -368,7 +368,7 @@ impl Scorer {
         let seq = state.index.take_seq();
         state
             .index
-            .note_logged(&format!("{partner}/{}", ctx.request_id));
+            .note_logged(&format!("{partner}/{}", ctx.request_id), t);
         let (keys, matches) = if kind == Kind::Application {
             let keys = match_keys(event);
             let current = record(seq, partner, event, t);
