@@ -62,6 +62,17 @@ when no model is active. ``rules`` is the working rules' verdict without a model
 ``{"fraud_score": int, "fired": [rule_id, ...]}``. Never called to make up a score:
 ``None`` means no score."""
 
+
+def _model_active(model: ModelScorer | None) -> bool:
+    """Whether to hand the scorer ``model`` for this check: a model callable may say it
+    has nothing to score with (``is_active()``, e.g. no champion), which spares the check
+    the cost of calling it."""
+    if model is None:
+        return False
+    is_active = getattr(model, "is_active", None)
+    return bool(is_active()) if callable(is_active) else True
+
+
 _REQUEST_TYPES = {
     "application": "lendgate.v1.CheckApplicationRequest",
     "payment": "lendgate.v1.CheckPaymentRequest",
@@ -1090,7 +1101,7 @@ class ScoringService:
                 lists=lists.registry,
                 index=self.index._core,
                 revision=self.rule_pack_revision,
-                model=self._model,
+                model=self._model if _model_active(self._model) else None,
             )
         self._applied_count += 1
         # The model's explanation and warnings (lendgate.models.serving.CheckModel), as
