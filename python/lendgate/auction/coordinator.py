@@ -38,6 +38,7 @@ from lendgate.errors import (
     PermissionDeniedError,
     UnauthenticatedError,
 )
+from lendgate.listfilter import Fields, compile_filter
 from lendgate.store import Store
 from lendgate.v1 import auction_pb2 as pb
 from lendgate.v1 import common_pb2
@@ -316,22 +317,18 @@ class Coordinator:
         self, caller: str, request: pb.ListParticipantsRequest
     ) -> pb.ListParticipantsResponse:
         """Participants ordered by id: every one for the operator (filtered by
-        ``state = "ACTIVE"`` / ``display_name = "..."``), only itself for a participant."""
+        AIP-160 over ``state`` and ``display_name``), only itself for a participant."""
         if request.page_size < 0:
             raise InvalidArgumentError("must not be negative", field="page_size")
         size = min(request.page_size or 100, 1000)
-        terms = _participant_filter(request.filter)
+        wanted = compile_filter(request.filter, PARTICIPANT_FILTER)
         names = sorted(self.participants) if self.is_operator(caller) else [caller]
         out = pb.ListParticipantsResponse()
         for name in names:
             p = self.participants.get(name)
             if p is None or name <= request.page_token:
                 continue
-            if "state" in terms and pb.ParticipantState.Name(p.state) != (
-                "PARTICIPANT_STATE_" + terms["state"].removeprefix("PARTICIPANT_STATE_")
-            ):
-                continue
-            if "display_name" in terms and p.display_name != terms["display_name"]:
+            if not wanted(_participant_fields(p)):
                 continue
             if len(out.participants) == size:
                 out.next_page_token = out.participants[-1].name
@@ -1114,28 +1111,15 @@ class Coordinator:
         return sorted(mine, key=lambda d: -d.create_time.ToNanoseconds())
 
 
-_FILTER_TERM = re.compile(r'^\s*(state|display_name)\s*=\s*"([^"]*)"\s*$')
+PARTICIPANT_FILTER = {"state": "enum:PARTICIPANT_STATE_", "display_name": "str"}
+"""Fields of ``ListParticipants.filter`` (AIP-160 subset of :mod:`lendgate.listfilter`)."""
 
 
-def _participant_filter(text: str) -> dict[str, str]:
-    terms: dict[str, str] = {}
-    if not text.strip():
-        return terms
-    for part in re.split(r"\s+AND\s+", text.strip()):
-        match = _FILTER_TERM.match(part)
-        if match is None:
-            raise InvalidArgumentError(
-                'supported: state = "ACTIVE" AND display_name = "..."', field="filter"
-            )
-        terms[match.group(1)] = match.group(2)
-    state = terms.get("state")
-    if (
-        state is not None
-        and ("PARTICIPANT_STATE_" + state.removeprefix("PARTICIPANT_STATE_"))
-        not in pb.ParticipantState.DESCRIPTOR.values_by_name
-    ):
-        raise InvalidArgumentError(f"unknown state {state!r}", field="filter")
-    return terms
+def _participant_fields(p: pb.Participant) -> Fields:
+    return {
+        "state": pb.ParticipantState.Name(p.state).removeprefix("PARTICIPANT_STATE_"),
+        "display_name": p.display_name,
+    }
 
 
 def _check_caps(caps: pb.BuyerCaps) -> None:
