@@ -87,6 +87,11 @@ def test_ledger_settlement_and_metrics_show_each_participant_only_its_own() -> N
             "ListLedgerEntries", pb.ListLedgerEntriesRequest(filter='type = "REFUSAL_FEE"')
         )
         assert [e.postings[0].amount.amount_minor for e in fees.entries] == [FEE]
+        later = await b.call(
+            "ListLedgerEntries",
+            pb.ListLedgerEntriesRequest(filter=f"sequence > {mine[1].sequence}", page_size=100),
+        )
+        assert [e.sequence for e in later.entries] == [e.sequence for e in mine[2:]]
         with pytest.raises(InvalidArgumentError):
             await b.call("ListLedgerEntries", pb.ListLedgerEntriesRequest(filter="amount > 5"))
 

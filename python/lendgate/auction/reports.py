@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from lendgate.auction.coordinator import PLATFORM, Coordinator, entry_proto, ts
-from lendgate.auction.ledger import EntryType, Settlement
+from lendgate.auction.ledger import Entry, EntryType, Settlement
 from lendgate.errors import InvalidArgumentError, PermissionDeniedError
+from lendgate.listfilter import Fields, compile_filter
 from lendgate.v1 import auction_pb2 as pb
 from lendgate.v1 import common_pb2
 
@@ -93,20 +95,22 @@ def ledger(
     return out
 
 
-def _entry_filter(text: str) -> dict[str, str]:
-    terms: dict[str, str] = {}
-    if not text.strip():
-        return terms
-    for part in re.split(r"\s+AND\s+", text.strip()):
-        match = _FILTER_TERM.match(part)
-        if match is None:
-            raise InvalidArgumentError(
-                'supported: type = "LEAD_PRICE" AND deal = "deals/..."', field="filter"
-            )
-        terms[match.group(1)] = match.group(2)
-    if "type" in terms and terms["type"] not in EntryType.__members__:
-        raise InvalidArgumentError(f"unknown entry type {terms['type']!r}", field="filter")
-    return terms
+ENTRY_FILTER = {
+    "type": "enum:LEDGER_ENTRY_TYPE_",
+    "deal": "str",
+    "post_time": "time",
+    "sequence": "int",
+}
+"""Fields of ``ListLedgerEntries.filter`` (AIP-160 subset of :mod:`lendgate.listfilter`)."""
+
+
+def _entry_fields(e: Entry) -> Fields:
+    return {
+        "type": e.type.name,
+        "deal": e.deal,
+        "post_time": datetime.fromtimestamp(e.post_time, UTC),
+        "sequence": e.sequence,
+    }
 
 
 def _page(page_size: int, page_token: str) -> tuple[int, int]:
@@ -125,15 +129,13 @@ def ledger_entries(
 ) -> pb.ListLedgerEntriesResponse:
     """The caller's entries in sequence order, filtered and paged (token = last sequence)."""
     account = _own_account(caller, request.account)
-    terms = _entry_filter(request.filter)
+    wanted = compile_filter(request.filter, ENTRY_FILTER)
     size, after = _page(request.page_size, request.page_token)
     out = pb.ListLedgerEntriesResponse()
     for e in coordinator.ledger.repository.entries():
         if e.sequence <= after or all(p.account != account for p in e.postings):
             continue
-        if "type" in terms and e.type.name != terms["type"]:
-            continue
-        if "deal" in terms and e.deal != terms["deal"]:
+        if not wanted(_entry_fields(e)):
             continue
         if len(out.entries) == size:
             out.next_page_token = str(out.entries[-1].sequence)
