@@ -382,6 +382,20 @@ def test_black_zone_opens_incident_and_resolution_feeds_back(tmp_path: Path) -> 
             metadata=a.md,
         )
         assert [i.name for i in listed.incidents] == [report.incident]
+        for text, found in (
+            (f"fraud_score >= {report.fraud_score}", [report.incident]),
+            (f"fraud_score > {report.fraud_score}", []),
+            ('create_time > "2000-01-01T00:00:00Z" AND NOT state = "RESOLVED"', [report.incident]),
+        ):
+            listed = await a.stub.ListIncidents(
+                scoring_pb2.ListIncidentsRequest(filter=text), metadata=a.md
+            )
+            assert [i.name for i in listed.incidents] == found, text
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await a.stub.ListIncidents(
+                scoring_pb2.ListIncidentsRequest(filter="no_such_field = 1"), metadata=a.md
+            )
+        assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             await b.stub.GetIncident(
                 scoring_pb2.GetIncidentRequest(name=report.incident), metadata=b.md

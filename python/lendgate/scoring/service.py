@@ -42,6 +42,7 @@ from lendgate.errors import (
     ResourceExhaustedError,
     core_errors,
 )
+from lendgate.listfilter import Fields, compile_filter
 from lendgate.lists import Lists
 from lendgate.rules import CompiledRuleSet, RuleBook
 from lendgate.scoring.admin import RuleAdmin
@@ -50,7 +51,7 @@ from lendgate.scoring.matching import MatchIndex
 from lendgate.scoring.pack import Pack, load_pack
 from lendgate.store import NewEvent, Store, StoreSettings
 from lendgate.timeutil import from_us, to_us, utc_now
-from lendgate.v1 import scoring_pb2
+from lendgate.v1 import common_pb2, scoring_pb2
 
 log = logging.getLogger(__name__)
 
@@ -1330,10 +1331,10 @@ class ScoringService:
     async def list_incidents(
         self, partner: str, *, page_size: int, page_token: str, filter_text: str
     ) -> tuple[list[scoring_pb2.Incident], str]:
-        """The caller's incidents, newest first, filtered by ``field = "VALUE"`` clauses
-        joined with AND (state, zone, assignee, event_kind, recommended_action)."""
+        """The caller's incidents, newest first, filtered by AIP-160 over
+        :data:`INCIDENT_FILTER`'s fields."""
         await self._ready()
-        wanted = _parse_filter(filter_text)
+        wanted = compile_filter(filter_text, INCIDENT_FILTER)
         size = 50 if page_size <= 0 else min(page_size, 1000)
         try:
             offset = int(page_token or "0")
@@ -1346,7 +1347,7 @@ class ScoringService:
             except NotFoundError:  # its check is still being stored
                 continue
             incident = self._incident_proto(stored, comments=False)
-            if all(_field_text(incident, f) == v for f, v in wanted):
+            if wanted(_incident_fields(incident)):
                 selected.append(incident)
         page = selected[offset : offset + size]
         more = offset + size < len(selected)
@@ -1440,39 +1441,34 @@ def _partner_of(kind: str, message: Any, apps: Mapping[str, tuple[str, Any, str,
     return str(message.partner_id)
 
 
-_FILTER_FIELDS = {
-    "state": ("state", scoring_pb2.IncidentState, "INCIDENT_STATE_"),
-    "zone": ("zone", scoring_pb2.Zone, "ZONE_"),
-    "recommended_action": (
-        "recommended_action",
-        scoring_pb2.RecommendedAction,
-        "RECOMMENDED_ACTION_",
-    ),
-    "assignee": ("assignee", None, ""),
+INCIDENT_FILTER = {
+    "state": "enum:INCIDENT_STATE_",
+    "zone": "enum:ZONE_",
+    "event_kind": "enum:EVENT_KIND_",
+    "recommended_action": "enum:RECOMMENDED_ACTION_",
+    "assignee": "str",
+    "fraud_score": "int",
+    "model_risk_score": "int",
+    "create_time": "time",
+    "update_time": "time",
 }
+"""Fields of ``ListIncidents.filter`` (AIP-160 subset of :mod:`lendgate.listfilter`)."""
 
 
-def _parse_filter(text: str) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    if not text.strip():
-        return out
-    for clause in text.split(" AND "):
-        name, sep, raw = clause.partition("=")
-        name, raw = name.strip(), raw.strip()
-        if not sep or name not in _FILTER_FIELDS or len(raw) < 2 or raw[0] != '"' or raw[-1] != '"':
-            raise InvalidArgumentError(
-                f'unsupported clause {clause.strip()!r}: use field = "VALUE" joined by AND '
-                f"over {', '.join(sorted(_FILTER_FIELDS))}",
-                field="filter",
-            )
-        out.append((name, raw[1:-1]))
-    return out
-
-
-def _field_text(incident: scoring_pb2.Incident, name: str) -> str:
-    attr, enum, prefix = _FILTER_FIELDS[name]
-    v = getattr(incident, attr)
-    return enum.Name(v).removeprefix(prefix) if enum is not None else str(v)
+def _incident_fields(i: scoring_pb2.Incident) -> Fields:
+    return {
+        "state": scoring_pb2.IncidentState.Name(i.state).removeprefix("INCIDENT_STATE_"),
+        "zone": scoring_pb2.Zone.Name(i.zone).removeprefix("ZONE_"),
+        "event_kind": common_pb2.EventKind.Name(i.event_kind).removeprefix("EVENT_KIND_"),
+        "recommended_action": scoring_pb2.RecommendedAction.Name(i.recommended_action).removeprefix(
+            "RECOMMENDED_ACTION_"
+        ),
+        "assignee": i.assignee,
+        "fraud_score": i.fraud_score,
+        "model_risk_score": i.model_risk_score if i.HasField("model_risk_score") else None,
+        "create_time": i.create_time.ToDatetime(UTC),
+        "update_time": i.update_time.ToDatetime(UTC),
+    }
 
 
 __all__ = [
