@@ -614,6 +614,38 @@ def test_key_index_in_the_same_batch_as_the_first_events_indexes_each_once(
     run(scenario())
 
 
+def test_key_index_takes_the_backlog_a_bounded_prefix_per_operation(database_url: str) -> None:
+    """One index operation covers at most ``key_index_batch`` events (the appends queued
+    behind it wait for it); the passes still index every event exactly once, events without
+    keys included, and a look-up is exact while the index is part-way."""
+    bounded = settings_for(database_url, key_index_interval_s=3600, key_index_batch=2)
+
+    async def scenario() -> None:
+        s = open_store(None, bounded)
+        try:
+            await s.append_events([event(f"k{i}") for i in range(3)])
+            await s.append_event(event("nokeys", keys=[]))
+            await s.append_events([event(f"m{i}") for i in range(3)])
+            op = _index_batch(s._db, s.settings.key_index_batch, s._writer.key_backlog)
+            assert int(json.loads(await s._writer.submit(None, "index_keys", op))) == 2
+            # Part-way: two events indexed, five scanned from the log; all seven found.
+            assert len(await s.events_by_key("phone", "79990001122", limit=100)) == 6
+            assert await asyncio.to_thread(s.index_keys_blocking) == 5
+            assert await asyncio.to_thread(s.index_keys_blocking) == 0
+            keys = s._run_read(lambda tx: tx.execute("SELECT count(*) FROM event_keys").fetchone())
+            assert int(keys[0]) == 2 * 6
+            through = s._run_read(
+                lambda tx: tx.execute("SELECT through_seq FROM event_keys_indexed").fetchone()
+            )
+            last = s._run_read(lambda tx: tx.execute("SELECT max(seq) FROM events").fetchone())
+            assert int(through[0]) == int(last[0])
+            assert len(await s.events_by_key("passport", "4510 123456", limit=100)) == 6
+        finally:
+            await s.aclose()
+
+    run(scenario())
+
+
 # --- retention -----------------------------------------------------------------------------
 
 

@@ -8,6 +8,8 @@ finds by the exact keys, so a hash collision can never return a wrong event.
 
 from __future__ import annotations
 
+import bisect
+import operator
 from collections.abc import Iterable, Sequence
 
 from lendgate import _core
@@ -15,6 +17,7 @@ from lendgate.errors import InvalidArgumentError
 
 _PAIR = "\x1f"  # between a key's kind and value
 _KEY = "\x1e"  # between keys
+_SEQ = operator.itemgetter(1)
 
 
 def key_hash(kind: str, value: str) -> int:
@@ -32,35 +35,42 @@ class KeyBacklog:
     The writer hashes an event's keys when it inserts the event, so the indexer does not
     read the rows back and decode them. What a batch adds is *staged* and joins the backlog
     only when that batch commits (a rolled-back batch leaves no trace); the index operation
-    likewise empties the backlog only when its own transaction commits. The backlog covers
-    the log from ``start`` (``None`` after a restart, until the first commit) to ``end``:
-    the indexer reads the events before ``start`` from the database, the rest from here.
+    likewise drops what it took from the backlog only when its own transaction commits. The
+    backlog covers the log from ``start`` (``None`` after a restart, until the first commit)
+    to ``end``: the indexer reads the events before ``start`` from the database, the rest
+    from here. It takes the backlog a bounded prefix at a time (:meth:`take`), so one index
+    operation never holds the writer — and the appends queued behind it — for long.
     """
 
     __slots__ = (
         "_limit",
         "_staged",
-        "_staged_events",
-        "_staged_first",
-        "_staged_last",
-        "_taken",
+        "_staged_seqs",
+        "_taken_events",
+        "_taken_rows",
         "end",
-        "events",
         "rows",
+        "seqs",
         "start",
     )
 
     def __init__(self, limit: int = 4_000_000) -> None:
         self.start: int | None = None
         self.end = 0
-        self.events = 0
+        self.seqs: list[int] = []
+        """The log positions of the backlog's events, ascending (one per event)."""
         self.rows: list[tuple[int, int]] = []
+        """``(key hash, seq)`` of the backlog's events, in log order."""
         self._limit = limit
-        self._taken = False
+        self._taken_events = 0
+        self._taken_rows = 0
         self._staged: list[tuple[int, int]] = []
-        self._staged_events = 0
-        self._staged_first = 0
-        self._staged_last = 0
+        self._staged_seqs: list[int] = []
+
+    @property
+    def events(self) -> int:
+        """How many events the backlog holds."""
+        return len(self.seqs)
 
     @property
     def first_held(self) -> int | None:
@@ -69,59 +79,66 @@ class KeyBacklog:
         will join the backlog on commit), else ``None``."""
         if self.start is not None:
             return self.start
-        return self._staged_first if self._staged_events else None
+        return self._staged_seqs[0] if self._staged_seqs else None
 
     def stage(self, seq: int, keys: Sequence[tuple[str, str]]) -> None:
         """Record the keys of one event the running batch inserted."""
         self.stage_many(((seq, keys),))
 
     def stage_many(self, events: Iterable[tuple[int, Sequence[tuple[str, str]]]]) -> None:
-        """Record the keys of events the running batch inserted: ``(seq, keys)`` pairs."""
-        staged, key_rows = self._staged, _core.key_rows
-        first, last, count = self._staged_first, self._staged_last, self._staged_events
+        """Record the keys of events the running batch inserted: ``(seq, keys)`` pairs,
+        in log order."""
+        staged, seqs, key_rows = self._staged, self._staged_seqs, _core.key_rows
         for seq, keys in events:
-            if not count:
-                first = last = seq
-            elif seq < first:
-                first = seq
-            elif seq > last:
-                last = seq
-            count += 1
+            seqs.append(seq)
             if keys:
                 staged.extend(key_rows(seq, keys))
-        self._staged_first, self._staged_last, self._staged_events = first, last, count
 
-    def take(self) -> None:
-        """The running batch indexes the whole backlog (it empties on commit)."""
-        self._taken = True
+    def take(self, max_events: int) -> tuple[list[tuple[int, int]], int, int]:
+        """The running batch indexes the backlog's first ``max_events`` events (they leave
+        it on commit): their key rows, the last log position covered, and the number of
+        events. Call only when :attr:`start` is set and the backlog is not empty."""
+        count = min(max(1, max_events), len(self.seqs))
+        through = self.seqs[count - 1]
+        if count == len(self.seqs):
+            through, cut = self.end, len(self.rows)
+        else:
+            cut = bisect.bisect_right(self.rows, through, key=_SEQ)
+        self._taken_events, self._taken_rows = count, cut
+        return self.rows[:cut], through, count
 
     def commit(self) -> None:
         """The batch committed: apply what it took and staged."""
-        if self._taken and self.start is not None:
-            self.rows = []
-            self.events = 0
-            self.start = self.end + 1
-        if self._staged_events:
+        if self._taken_events and self.start is not None:
+            taken = self._taken_events
+            if taken == len(self.seqs):
+                self.start = self.end + 1
+                self.seqs, self.rows = [], []
+            else:
+                self.start = self.seqs[taken - 1] + 1
+                del self.seqs[:taken]
+                del self.rows[: self._taken_rows]
+        if self._staged_seqs:
             if self.start is None:
-                self.start = self._staged_first
+                self.start = self._staged_seqs[0]
             self.rows.extend(self._staged)
-            self.events += self._staged_events
-            self.end = self._staged_last
+            self.seqs.extend(self._staged_seqs)
+            self.end = max(self.end, self._staged_seqs[-1])
         self.rollback()
         if len(self.rows) > self._limit:  # nobody indexes: stop holding keys in memory
             self.clear()
 
     def rollback(self) -> None:
         """The batch is over without effect (or its effect was applied): reset the staging."""
-        self._taken = False
+        self._taken_events = self._taken_rows = 0
         self._staged = []
-        self._staged_events = 0
+        self._staged_seqs = []
 
     def clear(self) -> None:
         """Forget everything (the indexer then reads the log from the database)."""
         self.start = None
         self.end = 0
-        self.events = 0
+        self.seqs = []
         self.rows = []
 
 

@@ -22,8 +22,10 @@ class StoreSettings:
     - ``database_url``: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
       ``postgresql://user@host:port/db`` (``LENDGATE_DATABASE_URL``).
     - ``commit_delay_ms``: how long the writer waits for more writes before committing a
-      batch (``LENDGATE_COMMIT_DELAY_MS``, default 2). Larger: fewer, bigger commits and
-      higher throughput; smaller: lower write latency. 0 commits whatever is queued at once.
+      batch (``LENDGATE_COMMIT_DELAY_MS``, default 0: it commits whatever is queued at
+      once, and under load batches form while the previous commit runs). A delay helps
+      only where an fsync is slow (a few ms): fewer, bigger commits at the cost of write
+      latency.
     - ``max_batch``: most writes in one commit (``LENDGATE_COMMIT_MAX_BATCH``).
     - ``sqlite_synchronous``: ``FULL`` (default) fsyncs the WAL at every commit, so an
       acknowledged write survives a power cut; ``NORMAL`` survives a crash of the process
@@ -32,21 +34,22 @@ class StoreSettings:
     - ``retention_days``: events older than this leave the store (``LENDGATE_RETENTION_DAYS``,
       default 180; 0 keeps everything); ``retention_interval_s`` is how often the background
       pass runs (0 disables it) and ``retention_batch`` how many events one delete removes.
-    - ``key_index_interval_s``/``key_index_batch``: how often, and in batches of how many
-      events, the match-key index catches up with the log (look-ups scan the unindexed tail,
-      so they are exact at any lag).
+    - ``key_index_interval_s``/``key_index_batch``: how often, and in operations of at most
+      how many events, the match-key index catches up with the log (look-ups scan the
+      unindexed tail, so they are exact at any lag). The bound keeps one operation short:
+      appends queued behind it wait for it.
     - ``pool_size``: PostgreSQL connections for reads (the writer has its own).
     """
 
     database_url: str = DEFAULT_DATABASE_URL
-    commit_delay_ms: float = 2.0
+    commit_delay_ms: float = 0.0
     max_batch: int = 2000
     sqlite_synchronous: SqliteSynchronous = "FULL"
     retention_days: float = 180.0
     retention_interval_s: float = 60.0
     retention_batch: int = 1000
     key_index_interval_s: float = 1.0
-    key_index_batch: int = 20_000
+    key_index_batch: int = 256
     pool_size: int = 4
 
     @classmethod

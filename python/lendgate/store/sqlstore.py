@@ -1254,15 +1254,20 @@ def _index_batch(db: Backend, size: int, backlog: matchkeys.KeyBacklog) -> OpFn:
                 through = int(rows[-1][0])
             elif first is not None:
                 through = first - 1  # the log has nothing else before the backlog
-        if backlog.start is not None and backlog.start <= through + 1 < backlog.end + 1:
+        if (
+            done < size
+            and backlog.seqs
+            and backlog.start is not None
+            and backlog.start <= through + 1 < backlog.end + 1
+        ):
             # The writer hashed these keys when it inserted the events: nothing to read back.
-            if backlog.rows:
+            # A bounded prefix per operation: the appends queued behind it wait for it.
+            held, through, taken = backlog.take(size - done)
+            if held:
                 # By hash only (an int key: much faster than comparing tuples); the sort is
                 # stable and the backlog is in log order, so each hash's seqs stay ascending.
-                db.insert_keys(tx, sorted(backlog.rows, key=_first))
-            through = backlog.end
-            done += backlog.events
-            backlog.take()
+                db.insert_keys(tx, sorted(held, key=_first))
+            done += taken
         if through != start:
             tx.execute("UPDATE event_keys_indexed SET through_seq = ? WHERE id = 1", (through,))
         return str(done).encode()
