@@ -49,7 +49,6 @@ from lendgate.store import (
 )
 from lendgate.store import migrations as store_migrations
 from lendgate.store.backends import Tx
-from lendgate.store.sqlstore import _index_batch
 from tests.recovery_crash_child import machine
 
 T = TypeVar("T")
@@ -586,37 +585,110 @@ def test_key_index_resumes_after_restart_from_log_then_backlog(database_url: str
     run(second())
 
 
-def test_key_index_in_the_same_batch_as_the_first_events_indexes_each_once(
+def test_key_index_where_log_and_backlog_overlap_indexes_each_key_once(
     database_url: str,
 ) -> None:
-    """The index operation sees the batch's own events in the log while their keys are
-    still staged: it must not read them back as well (it did: a primary-key violation on
-    every later pass, and the index never advanced)."""
-    together = settings_for(database_url, key_index_interval_s=3600, commit_delay_ms=200)
+    """The index reads events back from the log while the writer keeps handing it new
+    ones: where both cover an event (a backlog dropped over its limit, then refilled), each
+    key row is inserted once and the index ends at the log's end."""
+    quiet = settings_for(database_url, key_index_interval_s=3600)
 
     async def scenario() -> None:
-        s = open_store(None, together)
+        s = open_store(None, quiet)
         try:
-            appended = s._writer.submit_events([event(f"t{i}") for i in range(4)])
-            op = _index_batch(s._db, s.settings.key_index_batch, s._writer.key_backlog)
-            indexed = s._writer.submit(None, "index_keys", op)  # the same batch (200 ms)
-            await asyncio.gather(*appended)
-            assert int(json.loads(await indexed)) == 0  # nothing before the staged events
-            assert await asyncio.to_thread(s.index_keys_blocking) == 4
-            assert len(await s.events_by_key("phone", "79990001122", limit=100)) == 4
-            await s.append_event(event("t4"))
-            assert await asyncio.to_thread(s.index_keys_blocking) == 1
+            await s.append_events([event(f"t{i}") for i in range(4)])
+            s._writer.key_backlog.clear()  # as when nobody indexed for millions of keys
+            await s.append_events([event(f"u{i}") for i in range(2)])
+            assert await asyncio.to_thread(s.index_keys_blocking) == 6
+            assert await asyncio.to_thread(s.index_keys_blocking) == 0
             keys = s._run_read(lambda tx: tx.execute("SELECT count(*) FROM event_keys").fetchone())
-            assert int(keys[0]) == 2 * 5
+            assert int(keys[0]) == 2 * 6
+            assert len(await s.events_by_key("phone", "79990001122", limit=100)) == 6
         finally:
             await s.aclose()
 
     run(scenario())
 
 
+def test_appends_do_not_wait_for_the_key_index(database_url: str) -> None:
+    """The index has its own file (SQLite) or rows (PostgreSQL) and its own connection:
+    while another connection holds the index's write lock, appends are still acknowledged
+    (they used to queue behind every index operation), and the index catches up after."""
+    quiet = settings_for(database_url, key_index_interval_s=3600)
+
+    async def scenario() -> None:
+        s = open_store(None, quiet)
+        try:
+            blocker: Any
+            if database_url.startswith("sqlite"):
+                blocker = sqlite3.connect(
+                    Path(database_url.removeprefix("sqlite:///")).with_name("lendgate-keys.db"),
+                    isolation_level=None,
+                )
+                blocker.execute("BEGIN IMMEDIATE")
+            else:
+                blocker = psycopg.connect(database_url, autocommit=False)
+                blocker.execute("LOCK TABLE event_keys IN ACCESS EXCLUSIVE MODE")
+            try:
+                acks = await asyncio.wait_for(
+                    s.append_events([event(f"w{i}") for i in range(3)]), timeout=10
+                )
+                assert [a.duplicate for a in acks] == [False, False, False]
+                indexing = asyncio.create_task(asyncio.to_thread(s.index_keys_blocking))
+                await asyncio.sleep(0.2)
+                assert not indexing.done()  # the index waits for its own lock...
+                await s.append_event(event("w3"))  # ...and the log does not
+            finally:
+                blocker.rollback()
+                blocker.close()
+            assert await indexing >= 3
+            await asyncio.to_thread(s.index_keys_blocking)
+            assert len(await s.events_by_key("phone", "79990001122", limit=100)) == 4
+        finally:
+            await s.aclose()
+
+    run(scenario())
+
+
+def test_key_index_file_of_another_log_is_rebuilt(tmp_path: Path) -> None:
+    """SQLite: an index file that belongs to another database (or runs ahead of this log,
+    as after restoring an older copy) is emptied at start and rebuilt from the log."""
+    url = f"sqlite:///{tmp_path}/var/lendgate.db"
+    other = f"sqlite:///{tmp_path}/other/lendgate.db"
+    quiet = settings_for(url, key_index_interval_s=3600)
+
+    async def fill(target: str, prefix: str, count: int) -> None:
+        s = open_store(None, settings_for(target, key_index_interval_s=3600))
+        try:
+            await s.append_events([event(f"{prefix}{i}") for i in range(count)])
+            await asyncio.to_thread(s.index_keys_blocking)
+        finally:
+            await s.aclose()
+
+    run(fill(url, "a", 2))
+    run(fill(other, "b", 5))
+    keys_file = tmp_path / "var" / "lendgate-keys.db"
+    keys_file.unlink()
+    (tmp_path / "other" / "lendgate-keys.db").rename(keys_file)
+
+    async def check() -> None:
+        s = open_store(None, quiet)
+        try:
+            assert s._keys.through() == 0
+            assert await asyncio.to_thread(s.index_keys_blocking) == 2
+            assert len(await s.events_by_key("phone", "79990001122", limit=100)) == 2
+        finally:
+            await s.aclose()
+
+    run(check())
+    ahead = sqlite3.connect(keys_file, isolation_level=None)
+    ahead.execute("UPDATE event_keys_indexed SET through_seq = 999")
+    ahead.close()
+    run(check())
+
+
 def test_key_index_takes_the_backlog_a_bounded_prefix_per_operation(database_url: str) -> None:
-    """One index operation covers at most ``key_index_batch`` events (the appends queued
-    behind it wait for it); the passes still index every event exactly once, events without
+    """One index transaction covers at most ``key_index_batch`` events; the passes still index every event exactly once, events without
     keys included, and a look-up is exact while the index is part-way."""
     bounded = settings_for(database_url, key_index_interval_s=3600, key_index_batch=2)
 
@@ -626,8 +698,7 @@ def test_key_index_takes_the_backlog_a_bounded_prefix_per_operation(database_url
             await s.append_events([event(f"k{i}") for i in range(3)])
             await s.append_event(event("nokeys", keys=[]))
             await s.append_events([event(f"m{i}") for i in range(3)])
-            op = _index_batch(s._db, s.settings.key_index_batch, s._writer.key_backlog)
-            assert int(json.loads(await s._writer.submit(None, "index_keys", op))) == 2
+            assert await asyncio.to_thread(s._keys.catch_up, 2) == 2
             # Part-way: two events indexed, five scanned from the log; all seven found.
             assert len(await s.events_by_key("phone", "79990001122", limit=100)) == 6
             assert await asyncio.to_thread(s.index_keys_blocking) == 5

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import psycopg
@@ -139,13 +140,22 @@ class Backend(ABC):
         """Start the writer's transaction."""
         tx.execute("BEGIN")
 
-    def insert_keys(self, tx: Tx, rows: Sequence[tuple[int, int]]) -> None:
-        """Add ``(key_hash, event_seq)`` rows to the match-key index."""
-        tx.executemany("INSERT INTO event_keys (key_hash, event_seq) VALUES (?, ?)", rows)
+    def insert_keys(
+        self, tx: Tx, rows: Sequence[tuple[int, int]], *, idempotent: bool = False
+    ) -> None:
+        """Add ``(key_hash, event_seq)`` rows to the match-key index (``idempotent``: a
+        row already there is skipped)."""
+        verb = "INSERT OR IGNORE" if idempotent else "INSERT"
+        tx.executemany(f"{verb} INTO event_keys (key_hash, event_seq) VALUES (?, ?)", rows)
 
     def delete_keys(self, tx: Tx, rows: Sequence[tuple[int, int]]) -> None:
         """Remove ``(key_hash, event_seq)`` rows from the match-key index."""
         tx.executemany("DELETE FROM event_keys WHERE key_hash = ? AND event_seq = ?", rows)
+
+
+def keys_path(log_path: Path) -> Path:
+    """The SQLite file of the match-key index of the log at ``log_path``."""
+    return log_path.with_name(f"{log_path.stem}-keys{log_path.suffix or '.db'}")
 
 
 class SqliteBackend(Backend):
@@ -193,6 +203,8 @@ class SqliteBackend(Backend):
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._connect()
+            # The match-key index lives in a file of its own (lendgate.store.keyindex).
+            conn.execute("ATTACH DATABASE ? AS keys", (str(keys_path(self.path)),))
             self._local.conn = conn
             with self._lock:
                 self._readers.append(conn)
@@ -317,11 +329,18 @@ class PostgresBackend(Backend):
         """Operational errors (server gone, network) need a new connection."""
         return isinstance(exc, psycopg.OperationalError)
 
-    def insert_keys(self, tx: Tx, rows: Sequence[tuple[int, int]]) -> None:
+    def insert_keys(
+        self, tx: Tx, rows: Sequence[tuple[int, int]], *, idempotent: bool = False
+    ) -> None:
         """One statement over two arrays (``executemany`` would cost a message per row)."""
-        tx.raw.execute(
+        sql = (
             "INSERT INTO event_keys (key_hash, event_seq)"
-            " SELECT * FROM unnest(%b::int8[], %b::int8[])",
+            " SELECT * FROM unnest(%b::int8[], %b::int8[])"
+        )
+        if idempotent:
+            sql += " ON CONFLICT DO NOTHING"
+        tx.raw.execute(
+            sql,
             ([r[0] for r in rows], [r[1] for r in rows]),
         )
 

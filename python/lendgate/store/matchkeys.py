@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import operator
+import threading
 from collections.abc import Iterable, Sequence
 
 from lendgate import _core
@@ -30,25 +31,24 @@ def key_hash(kind: str, value: str) -> int:
 
 
 class KeyBacklog:
-    """Hashed keys of committed events the index does not cover yet (writer thread only).
+    """Hashed keys of committed events the index does not cover yet.
 
     The writer hashes an event's keys when it inserts the event, so the indexer does not
-    read the rows back and decode them. What a batch adds is *staged* and joins the backlog
-    only when that batch commits (a rolled-back batch leaves no trace); the index operation
-    likewise drops what it took from the backlog only when its own transaction commits. The
-    backlog covers the log from ``start`` (``None`` after a restart, until the first commit)
-    to ``end``: the indexer reads the events before ``start`` from the database, the rest
-    from here. It takes the backlog a bounded prefix at a time (:meth:`take`), so one index
-    operation never holds the writer — and the appends queued behind it — for long.
+    read the rows back and decode them. What a batch adds is *staged* (writer thread only)
+    and joins the backlog only when that batch commits (a rolled-back batch leaves no
+    trace). The indexer (:class:`lendgate.store.keyindex.KeyIndex`, its own thread) takes
+    a bounded prefix and drops it once its own transaction has committed. The backlog
+    covers the log from ``start`` (``None`` after a restart, until the first commit) to
+    ``end``: the indexer reads the events before ``start`` from the database.
     """
 
     __slots__ = (
         "_limit",
+        "_lock",
         "_staged",
         "_staged_seqs",
-        "_taken_events",
-        "_taken_rows",
         "end",
+        "generation",
         "rows",
         "seqs",
         "start",
@@ -61,9 +61,10 @@ class KeyBacklog:
         """The log positions of the backlog's events, ascending (one per event)."""
         self.rows: list[tuple[int, int]] = []
         """``(key hash, seq)`` of the backlog's events, in log order."""
+        self.generation = 0
+        """Bumped by :meth:`clear`: a prefix taken before it is not dropped after it."""
         self._limit = limit
-        self._taken_events = 0
-        self._taken_rows = 0
+        self._lock = threading.Lock()
         self._staged: list[tuple[int, int]] = []
         self._staged_seqs: list[int] = []
 
@@ -72,74 +73,77 @@ class KeyBacklog:
         """How many events the backlog holds."""
         return len(self.seqs)
 
-    @property
-    def first_held(self) -> int | None:
-        """The first event whose keys are held in memory: the backlog's, else the running
-        batch's staged ones (their rows are visible to an operation of that batch but
-        will join the backlog on commit), else ``None``."""
-        if self.start is not None:
-            return self.start
-        return self._staged_seqs[0] if self._staged_seqs else None
-
     def stage(self, seq: int, keys: Sequence[tuple[str, str]]) -> None:
         """Record the keys of one event the running batch inserted."""
         self.stage_many(((seq, keys),))
 
     def stage_many(self, events: Iterable[tuple[int, Sequence[tuple[str, str]]]]) -> None:
         """Record the keys of events the running batch inserted: ``(seq, keys)`` pairs,
-        in log order."""
+        in log order (writer thread)."""
         staged, seqs, key_rows = self._staged, self._staged_seqs, _core.key_rows
         for seq, keys in events:
             seqs.append(seq)
             if keys:
                 staged.extend(key_rows(seq, keys))
 
-    def take(self, max_events: int) -> tuple[list[tuple[int, int]], int, int]:
-        """The running batch indexes the backlog's first ``max_events`` events (they leave
-        it on commit): their key rows, the last log position covered, and the number of
-        events. Call only when :attr:`start` is set and the backlog is not empty."""
-        count = min(max(1, max_events), len(self.seqs))
-        through = self.seqs[count - 1]
-        if count == len(self.seqs):
-            through, cut = self.end, len(self.rows)
-        else:
-            cut = bisect.bisect_right(self.rows, through, key=_SEQ)
-        self._taken_events, self._taken_rows = count, cut
-        return self.rows[:cut], through, count
-
     def commit(self) -> None:
-        """The batch committed: apply what it took and staged."""
-        if self._taken_events and self.start is not None:
-            taken = self._taken_events
-            if taken == len(self.seqs):
-                self.start = self.end + 1
-                self.seqs, self.rows = [], []
-            else:
-                self.start = self.seqs[taken - 1] + 1
-                del self.seqs[:taken]
-                del self.rows[: self._taken_rows]
+        """The writer's batch committed: its staged events join the backlog."""
         if self._staged_seqs:
-            if self.start is None:
-                self.start = self._staged_seqs[0]
-            self.rows.extend(self._staged)
-            self.seqs.extend(self._staged_seqs)
-            self.end = max(self.end, self._staged_seqs[-1])
+            with self._lock:
+                if self.start is None:
+                    self.start = self._staged_seqs[0]
+                self.rows.extend(self._staged)
+                self.seqs.extend(self._staged_seqs)
+                self.end = max(self.end, self._staged_seqs[-1])
+                if len(self.rows) > self._limit:  # nobody indexes: stop holding keys
+                    self._clear()
         self.rollback()
-        if len(self.rows) > self._limit:  # nobody indexes: stop holding keys in memory
-            self.clear()
 
     def rollback(self) -> None:
-        """The batch is over without effect (or its effect was applied): reset the staging."""
-        self._taken_events = self._taken_rows = 0
+        """The writer's batch is over without effect (or was applied): reset the staging."""
         self._staged = []
         self._staged_seqs = []
 
+    def take(self, max_events: int, through: int) -> tuple[list[tuple[int, int]], int, int] | None:
+        """The first ``max_events`` events of the backlog for an index that covers the log
+        up to ``through``: their key rows, the last log position they cover and how many;
+        ``None`` when the backlog is empty or starts after ``through + 1`` (the events in
+        between are read from the log first). They stay until :meth:`drop`."""
+        with self._lock:
+            if not self.seqs or self.start is None or self.start > through + 1:
+                return None
+            count = min(max(1, max_events), len(self.seqs))
+            if count == len(self.seqs):
+                return list(self.rows), self.end, count
+            last = self.seqs[count - 1]
+            cut = bisect.bisect_right(self.rows, last, key=_SEQ)
+            return self.rows[:cut], last, count
+
+    def drop(self, count: int, generation: int) -> None:
+        """The index committed the first ``count`` events (taken in ``generation``)."""
+        with self._lock:
+            if generation != self.generation or count <= 0:
+                return
+            if count >= len(self.seqs):
+                self.start = self.end + 1
+                self.seqs, self.rows = [], []
+                return
+            last = self.seqs[count - 1]
+            del self.rows[: bisect.bisect_right(self.rows, last, key=_SEQ)]
+            del self.seqs[:count]
+            self.start = last + 1
+
     def clear(self) -> None:
         """Forget everything (the indexer then reads the log from the database)."""
+        with self._lock:
+            self._clear()
+
+    def _clear(self) -> None:
         self.start = None
         self.end = 0
         self.seqs = []
         self.rows = []
+        self.generation += 1
 
 
 def encode(keys: Iterable[tuple[str, str]]) -> str:

@@ -12,12 +12,14 @@ import asyncio
 import hashlib
 import json
 import logging
-import operator
 import re
+import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
+
+import psycopg
 
 from lendgate.errors import (
     AlreadyExistsError,
@@ -52,6 +54,7 @@ from lendgate.store.interface import (
     Report,
     Snapshot,
 )
+from lendgate.store.keyindex import KeyIndex, indexed_through
 from lendgate.store.settings import StoreSettings
 from lendgate.store.writer import GroupCommitWriter, OpFn, now_us
 
@@ -63,8 +66,7 @@ _US_PER_DAY = 86_400 * 1_000_000
 _SNAPSHOTS_KEPT = 2
 SNAPSHOT_PART_BYTES = 256 * 2**20
 """Largest piece of a snapshot stored as one value (both engines cap a value near 1 GB)."""
-_MAX_SEQ = 2**63 - 1
-_first = operator.itemgetter(0)
+_DB_ERRORS = (sqlite3.Error, psycopg.Error)
 
 _EVENT_COLUMNS = (
     "seq, request_id, partner_id, kind, subject_id, event_time_us, received_at_us,"
@@ -84,6 +86,7 @@ class SqlStore:
             max_workers=max(1, settings.pool_size), thread_name_prefix="lendgate-store-read"
         )
         self._writer = GroupCommitWriter(backend, settings)
+        self._keys = KeyIndex(backend, self._writer.key_backlog)
         self._stopping = threading.Event()
         self._retention: threading.Thread | None = None
         self._indexer: threading.Thread | None = None
@@ -100,6 +103,13 @@ class SqlStore:
         except Exception as exc:
             tx.raw.close()
             raise StoreOpenError(f"cannot migrate the {self.backend} database: {exc}") from exc
+        try:
+            store_id = str(tx.execute("SELECT store_id FROM store_identity").fetchone()[0])
+            log_end = int(tx.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+            self._keys.open(store_id, log_end)
+        except StoreOpenError:
+            tx.raw.close()
+            raise
         self._writer.start(tx)
         self._indexer = threading.Thread(
             target=self._indexer_loop, name="lendgate-store-indexer", daemon=True
@@ -123,6 +133,7 @@ class SqlStore:
                 thread.join()
         self._writer.close()
         self._readers.shutdown(wait=True)
+        self._keys.close()
         self._db.close()
 
     # --- plumbing --------------------------------------------------------------------
@@ -199,7 +210,8 @@ class SqlStore:
         def read(tx: Tx) -> list[Event]:
             # The index covers seq <= through; the few newer events are scanned directly.
             # Reading `through` first keeps both parts exact even while the indexer advances.
-            through = _indexed_through(tx)
+            keys = self._keys.schema
+            through = indexed_through(tx, keys)
             # LIKE narrows the scan in the engine (a superset: SQLite's LIKE ignores ASCII
             # case); the decoded keys decide.
             hits = [
@@ -215,7 +227,8 @@ class SqlStore:
             rows = [_row_by_seq(tx, seq) for seq in hits]
             tail = [_event(row) for row in rows if row is not None]
             rows = tx.execute(
-                f"SELECT {_prefixed('e.')} FROM event_keys k JOIN events e ON e.seq = k.event_seq"
+                f"SELECT {_prefixed('e.')} FROM {keys}event_keys k"
+                " JOIN events e ON e.seq = k.event_seq"
                 " WHERE k.key_hash = ? AND k.event_seq <= ? AND e.event_time_us >= ?"
                 " ORDER BY k.event_seq DESC LIMIT ?",
                 (matchkeys.key_hash(key_kind, key_value), through, since_us, limit),
@@ -802,11 +815,16 @@ class SqlStore:
         size = max(1, self.settings.retention_batch)
         events = keys = 0
         while not self._stopping.is_set():
-            # Each batch is one small writer operation, so writers queue behind it briefly.
+            # Only indexed events: the keys of newer ones may still be on their way into
+            # the index. Each batch is one small writer operation, so writers queue behind
+            # it briefly; the index then drops the batch's key rows (if that fails, rows of
+            # deleted events stay behind: look-ups join them with the log and skip them).
+            key_rows: list[tuple[int, int]] = []
             future = self._writer.submit_blocking(
-                None, "purge", _purge_batch(self._db, cutoff, size)
+                None, "purge", _purge_batch(cutoff, size, self._keys.through(), key_rows)
             )
             removed_events, removed_keys = json.loads(future.result())
+            self._keys.delete(key_rows)
             events += removed_events
             keys += removed_keys
             if removed_events < size and removed_keys < size:
@@ -816,27 +834,25 @@ class SqlStore:
     def index_keys_blocking(self) -> int:
         """Index the match keys of every event appended so far; the events indexed.
 
-        The background indexer does this every ``key_index_interval_s``: large batches
-        write each index page once for many keys, instead of once per small commit.
+        The background indexer does this every ``key_index_interval_s``, in transactions
+        of at most ``key_index_batch`` events on the index's own connection (never the
+        log's writer: see :mod:`lendgate.store.keyindex`).
         """
         total = 0
+        size = max(1, self.settings.key_index_batch)
         while True:
-            future = self._writer.submit_blocking(
-                None,
-                "index_keys",
-                _index_batch(self._db, self.settings.key_index_batch, self._writer.key_backlog),
-            )
-            done = int(json.loads(future.result()))
+            done = self._keys.catch_up(size)
             total += done
-            if done < self.settings.key_index_batch or self._stopping.is_set():
+            if done < size or self._stopping.is_set():
                 return total
 
     def _indexer_loop(self) -> None:
         while not self._stopping.wait(self.settings.key_index_interval_s):
             try:
                 self.index_keys_blocking()
-            except UnavailableError:
-                continue  # the writer reconnects; the next pass catches up
+            except (UnavailableError, *_DB_ERRORS) as exc:
+                # The next pass reconnects (PostgreSQL) and catches up from the log.
+                log.warning("key indexing paused: %s", exc)
             except Exception:
                 log.exception("key indexing failed")
 
@@ -1224,57 +1240,6 @@ def _row_by_seq(tx: Tx, seq: int) -> Any:
     return tx.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq = ?", (seq,)).fetchone()
 
 
-def _indexed_through(tx: Tx) -> int:
-    return int(tx.execute("SELECT through_seq FROM event_keys_indexed WHERE id = 1").fetchone()[0])
-
-
-def _index_batch(db: Backend, size: int, backlog: matchkeys.KeyBacklog) -> OpFn:
-    def op(tx: Tx, clock: int) -> bytes:
-        start = through = _indexed_through(tx)
-        done = 0
-        # Events of this very batch are visible here but their keys are staged: reading
-        # them back too would index them twice (and fail on the primary key).
-        first = backlog.first_held
-        if first is None or first > through + 1:
-            # After a restart: the events before the backlog are read back from the log.
-            before = _MAX_SEQ if first is None else first
-            rows = tx.execute(
-                "SELECT seq, match_keys FROM events WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?",
-                (through, before, size),
-            ).fetchall()
-            key_rows = [
-                (matchkeys.key_hash(kind, value), int(seq))
-                for seq, text in rows
-                for kind, value in matchkeys.decode(text)
-            ]
-            if key_rows:
-                db.insert_keys(tx, sorted(key_rows, key=_first))
-            done = len(rows)
-            if rows and (len(rows) == size or first is None):
-                through = int(rows[-1][0])
-            elif first is not None:
-                through = first - 1  # the log has nothing else before the backlog
-        if (
-            done < size
-            and backlog.seqs
-            and backlog.start is not None
-            and backlog.start <= through + 1 < backlog.end + 1
-        ):
-            # The writer hashed these keys when it inserted the events: nothing to read back.
-            # A bounded prefix per operation: the appends queued behind it wait for it.
-            held, through, taken = backlog.take(size - done)
-            if held:
-                # By hash only (an int key: much faster than comparing tuples); the sort is
-                # stable and the backlog is in log order, so each hash's seqs stay ascending.
-                db.insert_keys(tx, sorted(held, key=_first))
-            done += taken
-        if through != start:
-            tx.execute("UPDATE event_keys_indexed SET through_seq = ? WHERE id = 1", (through,))
-        return str(done).encode()
-
-    return op
-
-
 def _snapshot_part(position: int, number: int, data: memoryview) -> OpFn:
     def op(tx: Tx, clock: int) -> bytes:
         tx.execute(
@@ -1286,22 +1251,21 @@ def _snapshot_part(position: int, number: int, data: memoryview) -> OpFn:
     return op
 
 
-def _purge_batch(db: Backend, cutoff: int, size: int) -> OpFn:
+def _purge_batch(cutoff: int, size: int, through: int, key_rows: list[tuple[int, int]]) -> OpFn:
+    """Delete up to ``size`` events older than ``cutoff`` among those the index covers
+    (``seq <= through``); ``key_rows`` receives their index rows for the index to drop."""
+
     def op(tx: Tx, clock: int) -> bytes:
-        # Only indexed events: the keys of newer ones are still in the writer's backlog.
-        through = _indexed_through(tx)
         rows = tx.execute(
             "SELECT seq, match_keys FROM events WHERE event_time_us < ? AND seq <= ?"
             " ORDER BY event_time_us, seq LIMIT ?",
             (cutoff, through, size),
         ).fetchall()
-        key_rows = [
+        key_rows[:] = [
             (matchkeys.key_hash(kind, value), int(seq))
             for seq, text in rows
             for kind, value in matchkeys.decode(text)
         ]
-        if key_rows:
-            db.delete_keys(tx, key_rows)
         if rows:
             # Delete exactly the selected rows: same filter, same order, same limit.
             tx.execute(
