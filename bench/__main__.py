@@ -61,6 +61,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="scoring: load the --history events into the started server's store with"
         " `lendgate load-history` (fast; for 1,000,000) instead of sending them over the API",
     )
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="scoring: send the checks as items of CheckStream calls (one per channel)"
+        " instead of unary CheckApplication calls",
+    )
     parser.add_argument("--json", type=Path, help="write the results as JSON to this file")
 
 
@@ -81,6 +87,7 @@ def _config(args: argparse.Namespace, rate: float) -> harness.RunConfig:
         options=Options(
             history=args.history,
             preload_store=args.preload_store,
+            stream=args.stream,
             # A pre-loaded history must be recent, or the server's retention drops it.
             start=PRELOAD_START if args.preload_store else Options.start,
             calls=max(2000, math.ceil(rate * (args.duration + args.warmup) * 1.05)),

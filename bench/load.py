@@ -15,6 +15,8 @@ flight per channel) to find the most calls per second the client and server can 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import multiprocessing
 import multiprocessing.connection
 import time
@@ -45,11 +47,18 @@ class Request:
 
 @dataclass(frozen=True)
 class Traffic:
-    """What to send: the method path and the requests to cycle through."""
+    """What to send: the method path and the requests to cycle through.
+
+    With ``stream`` the method is a bidirectional stream whose items are requests (e.g.
+    ``ScoringService/CheckStream``): each channel holds one call open, every request is an
+    item written at its scheduled time (field 1, a correlation id, and field 2, the
+    ``request_id``, are prepended), and its latency runs to its answer, which the server
+    sends in item order."""
 
     method: str
     requests: tuple[Request, ...]
     request_id: bool = True
+    stream: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,60 @@ def with_request_id(request_id: str, body: bytes) -> bytes:
     return b"\x0a" + _varint(len(raw)) + raw + body
 
 
+def stream_item(correlation_id: str, request_id: str, body: bytes) -> bytes:
+    """A stream item: ``body`` with field 1 (correlation id) and field 2 (``request_id``)."""
+    cid, rid = correlation_id.encode(), request_id.encode()
+    return b"\x0a" + _varint(len(cid)) + cid + b"\x12" + _varint(len(rid)) + rid + body
+
+
+def answer_code(raw: bytes) -> str:
+    """``OK`` for a stream answer that carries a result in field 2 (the report), else
+    ``ITEM_ERROR`` (field 3, the error the unary call would have returned)."""
+    at = 0
+    if raw[:1] == b"\x0a":  # skip field 1, the correlation id
+        length, shift, at = 0, 0, 1
+        while True:
+            byte = raw[at]
+            length |= (byte & 0x7F) << shift
+            at += 1
+            if not byte & 0x80:
+                break
+            shift += 7
+        at += length
+    return "OK" if raw[at : at + 1] == b"\x12" else "ITEM_ERROR"
+
+
+class _Stream:
+    """One open streaming call of a process: items go out in order, answers come back in
+    order, so the oldest waiting schedule belongs to the next answer."""
+
+    def __init__(self, call: Any, worker: _Worker) -> None:
+        self.call = call
+        self.waiting: collections.deque[float] = collections.deque()
+        self.lock = asyncio.Lock()
+        self.worker = worker
+        self.reader = asyncio.get_running_loop().create_task(self.read())
+
+    async def send(self, body: bytes, scheduled: float) -> None:
+        async with self.lock:  # one write at a time, in schedule order
+            self.waiting.append(scheduled)
+            await self.call.write(body)
+
+    async def read(self) -> None:
+        try:
+            async for raw in self.call:
+                self.worker.record(answer_code(raw), self.waiting.popleft())
+        except grpc.aio.AioRpcError as exc:
+            while self.waiting:
+                self.worker.record(exc.code().name, self.waiting.popleft())
+
+    async def finish(self, wait_s: float) -> None:
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            await self.call.done_writing()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.reader), wait_s)
+
+
 class _Worker:
     """The event-loop side of one client process."""
 
@@ -117,12 +180,20 @@ class _Worker:
         self.result = WorkerResult()
         self.pending: set[asyncio.Task[None]] = set()
         self.cpu0 = self.wall0 = 0.0
+        self.streams: list[_Stream] = []
+        if spec.traffic.stream:
+            metadata = spec.traffic.requests[0].metadata if spec.traffic.requests else ()
+            self.streams = [_Stream(call(metadata=metadata), self) for call in calls]
 
     async def call(self, i: int, scheduled: float) -> None:
         """Send request ``i`` and record its outcome against its ``scheduled`` time."""
         requests = self.spec.traffic.requests
         request = requests[i % len(requests)]
         body = request.body
+        if self.streams:
+            item = stream_item(str(i), self.prefix + str(i), body)
+            await self.streams[i % len(self.streams)].send(item, scheduled)
+            return
         if self.spec.traffic.request_id:
             body = with_request_id(self.prefix + str(i), body)
         method = self.calls[i % len(self.calls)]
@@ -131,6 +202,10 @@ class _Worker:
             code = "OK"
         except grpc.aio.AioRpcError as exc:
             code = exc.code().name
+        self.record(code, scheduled)
+
+    def record(self, code: str, scheduled: float) -> None:
+        """Count an answer (``code``) to the call scheduled at ``scheduled``."""
         done = self.loop.time()
         result = self.result
         if self.window_start <= done < self.window_end:
@@ -191,6 +266,8 @@ class _Worker:
             self.result.wall_s = time.perf_counter() - self.wall0
         if self.pending:
             await asyncio.wait(self.pending, timeout=self.spec.timeout_s + 1)
+        for stream in self.streams:
+            await stream.finish(self.spec.timeout_s + 1)
         return self.result
 
 
@@ -205,9 +282,12 @@ async def _run(spec: WorkerSpec, conn: multiprocessing.connection.Connection) ->
     conn.send("ready")
     start_wall: float = conn.recv()
     try:
-        return await _Worker(
-            spec, start_wall, [ch.unary_unary(spec.traffic.method) for ch in channels]
-        ).run()
+        method = spec.traffic.method
+        calls = [
+            ch.stream_stream(method) if spec.traffic.stream else ch.unary_unary(method)
+            for ch in channels
+        ]
+        return await _Worker(spec, start_wall, calls).run()
     finally:
         for channel in channels:
             await channel.close()

@@ -50,6 +50,10 @@ class Options:
     ``lendgate load-history`` before it starts (:func:`write_history`), not sent over the
     API: quick enough for a history of 1,000,000 events. Only when the harness starts the
     server."""
+    stream: bool = False
+    """Scoring: send the checks as items of ``CheckStream`` calls (one per channel, each
+    item at its scheduled time) instead of unary ``CheckApplication`` calls. A stream has
+    one caller, so every item is sent as partner ``bench``."""
     calls: int = 2000
     """Scoring: distinct applications to measure with (at least the calls the run sends).
     Events are never sent twice: a replayed old event would be older than the aggregates'
@@ -218,6 +222,20 @@ async def prepare_scoring(channel: grpc.aio.Channel, options: Options) -> Prepar
                 codes[exc.code().name] += 1
 
     await asyncio.gather(*(preloader() for _ in range(PRELOAD_CONCURRENCY)))
+    notes = {
+        "preload_events": len(history),
+        "preload_codes": dict(codes),
+        "preloaded_store": options.preload_store,
+    }
+    if options.stream:
+        items = []
+        for a in applications:
+            item = scoring_pb2.CheckStreamRequest()
+            item.application.CopyFrom(a)
+            item.application.partner_id = "bench"
+            items.append(Request(item.SerializeToString(), ((PARTNER_HEADER, "bench"),)))
+        stream = Traffic("/lendgate.v1.ScoringService/CheckStream", tuple(items), stream=True)
+        return Prepared(stream, notes | {"stream": True})
     requests = tuple(
         Request(
             scoring_pb2.CheckApplicationRequest(application=a).SerializeToString(),
@@ -225,14 +243,7 @@ async def prepare_scoring(channel: grpc.aio.Channel, options: Options) -> Prepar
         )
         for a in applications
     )
-    return Prepared(
-        Traffic("/lendgate.v1.ScoringService/CheckApplication", requests),
-        {
-            "preload_events": len(history),
-            "preload_codes": dict(codes),
-            "preloaded_store": options.preload_store,
-        },
-    )
+    return Prepared(Traffic("/lendgate.v1.ScoringService/CheckApplication", requests), notes)
 
 
 SCENARIOS: dict[str, Prepare] = {

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import harness, plot, processes, stream_vs_unary
+from bench import harness, load, plot, processes, stream_vs_unary
 from bench.__main__ import main
+from lendgate.v1 import scoring_pb2
 
 
 def quick(scenario: str, rate: float) -> harness.RunConfig:
@@ -82,6 +83,29 @@ def test_scoring_on_a_store_preloaded_with_load_history(tmp_path: Path) -> None:
     assert notes["preloaded_store"] is True and notes["preload_events"] == 300
     assert notes["preload_codes"] == {}  # nothing sent over the API
     assert notes["history_load_s"] > 0 and notes["start_s"] > 0
+
+
+def test_scoring_checks_as_stream_items(tmp_path: Path) -> None:
+    """``--stream`` sends every check as an item of a CheckStream call: each one answered
+    with a report (an item error would count as ITEM_ERROR), none lost."""
+    out = tmp_path / "stream.json"
+    argv = ["scoring", "--stream", "--rate", "40", "--duration", "1", "--warmup", "0.5"]
+    argv += ["--history", "300", "--preload-store", "--floor-seconds", "0"]
+    assert main([*argv, "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["method"] == "/lendgate.v1.ScoringService/CheckStream"
+    assert result["notes"]["stream"] is True
+    assert result["errors"] == {}
+    assert result["ok"] == 40
+
+
+def test_stream_answer_codes() -> None:
+    report = scoring_pb2.CheckStreamResponse(correlation_id="7", report=scoring_pb2.Report())
+    report.report.fraud_score = 10
+    failed = scoring_pb2.CheckStreamResponse(correlation_id="8")
+    failed.error.message = "bad"
+    assert load.answer_code(report.SerializeToString()) == "OK"
+    assert load.answer_code(failed.SerializeToString()) == "ITEM_ERROR"
 
 
 @pytest.mark.parametrize(
