@@ -11,6 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+# Before grpc is imported: the scoring service forks its snapshot captures (lendgate's
+# own import sets the same default when it comes first).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import grpc
 import pytest
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from lendgate import _core
 from lendgate.aggregates import AggregateStore
 from lendgate.errors import AbortedError, InvalidArgumentError
 from lendgate.scoring import ScoringService, StateSettings
+from lendgate.scoring import service as service_module
 from lendgate.scoring.matching import MatchIndex
 from lendgate.scoring.pack import load_pack
 from lendgate.store import StoreSettings, open_store
@@ -229,6 +231,67 @@ def test_a_snapshot_covers_exactly_the_checks_it_holds(tmp_path: Path) -> None:
             recovery = s.service.last_recovery
             assert recovery is not None and recovery.snapshot_position == 2
             assert recovery.replayed == 0 and s.service.index.snapshot() == held
+
+    run(body)
+
+
+def test_a_forked_capture_is_the_state_at_the_fork(tmp_path: Path) -> None:
+    """The snapshot is captured by a forked child (serving pauses only for the fork):
+    its bytes are the in-process capture of the same state, and a restart from it
+    answers like the service that took it."""
+    db = tmp_path / "f.db"
+    forking = replace(NO_BACKGROUND, fork_capture=True)
+
+    async def body() -> None:
+        async with served(db, forking) as s:
+            await history(s.client, 0, 9)
+            child = s.service._fork_capture()
+            assert child is not None  # fork is available and grpc's fork handlers are off
+            forked = await asyncio.to_thread(service_module._collect_capture, *child)
+            assert forked == s.service._capture()
+            await s.service.snapshot_now()
+            assert s.service.forked_captures == 1
+        replayed = tmp_path / "replayed.db"
+        shutil.copy(db, replayed)
+        with sqlite3.connect(replayed) as con:  # this copy replays the whole log instead
+            con.execute("DELETE FROM snapshot_parts")
+            con.execute("DELETE FROM snapshots")
+        async with served(db, forking) as s:
+            recovery = s.service.last_recovery
+            assert recovery is not None and recovery.snapshot_position > 0
+            assert recovery.replayed == 0
+            from_snapshot = await probes(s.client)
+        async with served(replayed) as s:
+            recovery = s.service.last_recovery
+            assert recovery is not None and recovery.snapshot_position == 0
+            assert await probes(s.client) == from_snapshot
+
+    run(body)
+
+
+def test_a_failed_forked_capture_falls_back_to_capturing_in_process(tmp_path: Path) -> None:
+    """A child that dies does not lose the snapshot: it is captured in the serving
+    process instead, and later snapshots stop forking."""
+    db = tmp_path / "h.db"
+    parent = os.getpid()
+
+    async def body() -> None:
+        async with served(db, replace(NO_BACKGROUND, fork_capture=True)) as s:
+            await history(s.client, 0, 5)
+            capture = s.service._capture
+
+            def dies_in_the_child() -> bytes:
+                if os.getpid() != parent:
+                    os._exit(7)
+                return capture()
+
+            s.service._capture = dies_in_the_child  # type: ignore[method-assign]
+            position = await s.service.snapshot_now()
+            assert s.service.forked_captures == 0
+            assert not s.service._state.fork_capture
+            latest = await s.service.store.snapshots.load_latest()
+            assert latest is not None and latest.position == position
+            assert latest.data == capture()
 
     run(body)
 

@@ -688,8 +688,9 @@ def test_key_index_file_of_another_log_is_rebuilt(tmp_path: Path) -> None:
 
 
 def test_key_index_takes_the_backlog_a_bounded_prefix_per_operation(database_url: str) -> None:
-    """One index transaction covers at most ``key_index_batch`` events; the passes still index every event exactly once, events without
-    keys included, and a look-up is exact while the index is part-way."""
+    """One index transaction covers at most ``key_index_batch`` events; the passes still
+    index every event exactly once, events without keys included, and a look-up is exact
+    while the index is part-way."""
     bounded = settings_for(database_url, key_index_interval_s=3600, key_index_batch=2)
 
     async def scenario() -> None:

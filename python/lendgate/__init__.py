@@ -6,6 +6,7 @@ compiled extension ``lendgate._core`` is private.
 """
 
 from lendgate._core import __version__ as core_version
+from lendgate._forksafe import FORK_SAFE
 from lendgate.aggregates import AggregateStore
 from lendgate.errors import (
     AlreadyExistsError,
@@ -20,6 +21,7 @@ from lendgate.expr import CompiledExpression, CompiledUnaryExpression
 from lendgate.keys import normalize_key
 
 __all__ = [
+    "FORK_SAFE",
     "AggregateStore",
     "AlreadyExistsError",
     "CompiledExpression",

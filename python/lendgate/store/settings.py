@@ -38,6 +38,8 @@ class StoreSettings:
       how many events, the match-key index catches up with the log (look-ups scan the
       unindexed tail, so they are exact at any lag). The bound keeps one operation short:
       appends queued behind it wait for it.
+    - ``checkpoint_interval_s``: SQLite: how often a background thread copies the WAL
+      into the database file (0: only the writer's own checkpoint, inside its commits).
     - ``pool_size``: PostgreSQL connections for reads (the writer has its own).
     """
 
@@ -50,6 +52,7 @@ class StoreSettings:
     retention_batch: int = 1000
     key_index_interval_s: float = 1.0
     key_index_batch: int = 256
+    checkpoint_interval_s: float = 0.25
     pool_size: int = 4
 
     @classmethod
