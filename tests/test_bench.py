@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import harness, load, plot, processes, stream_vs_unary
+from bench import harness, load, plot, processes, snapshot_capture, stream_vs_unary
 from bench.__main__ import main
 from lendgate.v1 import scoring_pb2
 
@@ -97,6 +97,13 @@ def test_scoring_checks_as_stream_items(tmp_path: Path) -> None:
     assert result["notes"]["stream"] is True
     assert result["errors"] == {}
     assert result["ok"] == 40
+
+
+def test_snapshot_capture_bench_refuses_a_directory_without_a_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert snapshot_capture.main(["--data-dir", str(tmp_path)]) == 2
+    assert "no lendgate store" in capsys.readouterr().err
 
 
 def test_stream_answer_codes() -> None:
