@@ -10,13 +10,19 @@ times, per condition evaluation:
   vs our ``CompiledExpression.evaluate(ctx)`` (a dict crosses the boundary each call);
 * our batched path: all conditions as rules of one ``RuleSet``, many events as JSON
   bytes, one call (``evaluate_batch``) — zen has no batched API, so its figure there
-  is its best per-call one (compiled).
+  is its best per-call one (compiled);
+* the default rule pack, per event, as each engine evaluates a rule pack: every condition
+  of the shipped pack that zen can evaluate (all but the two that call our ``in_list``;
+  composite rules' sub-rules included), ours in one call per event from the event's JSON
+  (``evaluate_batch``, one event per call: the scoring service's shape), zen compiled
+  once per condition and called per condition with the event as a dict.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,6 +34,7 @@ import zen
 from lendgate.expr import CompiledExpression
 from lendgate.lists import Lists
 from lendgate.rules import CompiledRuleSet, EventKind, Rule
+from lendgate.scoring.pack import DEFAULT_PACK_DIR
 
 CONDITIONS = [
     "params.EmployerINNAndIP.countToday >= 5",
@@ -59,6 +66,40 @@ CONTEXT: dict[str, Any] = {
     "params": {"EmployerINNAndIP": {"countToday": 6}},
     "model": {"risk_score": 640},
 }
+
+
+def pack_conditions() -> list[str]:
+    """The shipped pack's conditions zen can evaluate (rules and sub-rules, in pack order;
+    the ones calling ``in_list`` — lendgate's list look-up — are left out)."""
+    document = json.loads((DEFAULT_PACK_DIR / "rules.json").read_text())
+    found: list[str] = []
+    for rule in document["rules"]:
+        sources = [rule.get("condition", "")]
+        sources += [sub.get("condition", "") for sub in rule.get("sub_rules", [])]
+        found += [c for c in sources if c and "in_list(" not in c]
+    return found
+
+
+def pack_context(conditions: list[str]) -> dict[str, Any]:
+    """An application event with every parameter the conditions read set (values chosen
+    so that some conditions fire and some do not)."""
+    params = sorted({m for c in conditions for m in re.findall(r"params\.(\w+)", c)})
+    consortium = sorted({m for c in conditions for m in re.findall(r"consortium\.(\w+)", c)})
+    return {
+        "application": {
+            "subtype": "LOAN_APP_CREATE",
+            "loan_amount": {"amount_minor": 25_000_000, "currency": "RUB"},
+            "applicant": {
+                "birth_date": "1990-04-12",
+                "passport": {"series": "4510", "number": "123456", "issue_date": "2010-05-01"},
+                "employer": {"tax_id": "7701234567", "employee_count": 150},
+            },
+            "co_borrowers": [],
+            "guarantors": [],
+        },
+        "params": {name: (i * 7) % 23 for i, name in enumerate(params)},
+        "consortium": {name: i % 2 for i, name in enumerate(consortium)},
+    }
 
 
 def per_call(fn: Callable[[], object], seconds: float) -> float:
@@ -134,6 +175,40 @@ def main() -> None:
         f"({args.events} events x {len(CONDITIONS)} rules per call, JSON parse and result "
         f"included) vs zen compiled per call {zen_per_eval * 1e9:.0f} ns: "
         f"{zen_per_eval / batched_per_eval:.1f}x"
+    )
+    compare_pack(lists, args.seconds)
+
+
+def compare_pack(lists: Lists, seconds: float) -> None:
+    """The default pack on one event, as each engine would run a rule pack."""
+    conditions = pack_conditions()
+    context = pack_context(conditions)
+    zen_pack = [zen.compile_expression(c) for c in conditions]
+    pack_rules = [Rule(f"p{i:02d}", EventKind.APPLICATION, c, 1) for i, c in enumerate(conditions)]
+    pack_set = CompiledRuleSet.compile(pack_rules)
+    event = [json.dumps(context).encode()]
+    when = [datetime(2026, 1, 1, tzinfo=UTC)]
+    result = json.loads(pack_set.evaluate_batch(event, EventKind.APPLICATION, when, lists)[0])
+    if result.get("errors"):
+        raise SystemExit(f"pack conditions failed on the event: {result['errors']}")
+    fired = {r["rule_id"] for r in result["fired_rules"]}
+    for i, (src, t) in enumerate(zip(conditions, zen_pack, strict=True)):
+        if bool(t.evaluate(context)) != (f"p{i:02d}" in fired):
+            raise SystemExit(f"engines disagree on pack condition {src!r}")
+
+    def zen_event() -> None:
+        for t in zen_pack:
+            t.evaluate(context)
+
+    ours_event = per_call(
+        partial(pack_set.evaluate_batch, event, EventKind.APPLICATION, when, lists), seconds
+    )
+    zen_event_s = per_call(zen_event, seconds)
+    print(
+        f"default pack, one event: ours {ours_event * 1e6:.2f} µs (one call, {len(conditions)}"
+        f" conditions, {len(fired)} fired, from the event's JSON) vs zen"
+        f" {zen_event_s * 1e6:.2f} µs ({len(conditions)} compiled calls on a dict):"
+        f" {zen_event_s / ours_event:.1f}x"
     )
 
 
