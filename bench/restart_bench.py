@@ -65,6 +65,7 @@ from lendgate.aggregates import AggregateStore
 from lendgate.recovery import AggregateStateMachine, StateKeeper, answers, document_mapper
 from lendgate.scoring import ScoringService, StateSettings
 from lendgate.store import NewEvent, StoreSettings, open_store
+from lendgate.store.backends import keys_path
 from lendgate.v1 import scoring_pb2
 
 DEFINITIONS = Path(__file__).resolve().parent.parent / "testdata/aggregates/seed003_rules.json"
@@ -104,8 +105,8 @@ def build(path: Path, events: int, tail: int) -> None:
         if start // chunk % 20 == 0:
             rate = (start + len(rows)) / (time.perf_counter() - started)
             print(f"  built {start + len(rows):,} events ({rate:,.0f}/s)", flush=True)
-    conn.execute("UPDATE event_keys_indexed SET through_seq = ?", (events,))
     conn.close()
+    mark_indexed(path, events)
     data = aggregates.snapshot()
     print(f"  snapshot {len(data) / 1e6:.1f} MB at position {history:,}", flush=True)
 
@@ -215,9 +216,19 @@ def insert_scoring_rows(path: Path, start: int, stop: int, base_s: int) -> None:
             print(
                 f"  rows {at + len(rows):,} ({done / (time.perf_counter() - t):,.0f}/s)", flush=True
             )
-    # The key index plays no part in a restart: mark it as caught up.
-    conn.execute("UPDATE event_keys_indexed SET through_seq = ?", (stop,))
     conn.close()
+    mark_indexed(path, stop)
+
+
+def mark_indexed(path: Path, through: int) -> None:
+    """The key index plays no part in a restart and these events carry no keys: mark it
+    caught up in its own file (``lendgate-keys.db``, created when the store was opened)."""
+    keys = sqlite3.connect(keys_path(path))
+    try:
+        keys.execute("UPDATE event_keys_indexed SET through_seq = ?", (through,))
+        keys.commit()
+    finally:
+        keys.close()
 
 
 def quiet_state() -> StateSettings:
