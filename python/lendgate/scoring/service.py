@@ -29,6 +29,7 @@ import struct
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -782,9 +783,15 @@ class ScoringService:
                 "the snapshot was taken with other aggregate definitions", field="snapshot"
             )
         at = head + meta_len
-        aggregates = AggregateStore.restore(self.aggregate_state.document, data[at : at + agg_len])
         index = MatchIndex()
-        index.restore(data[at + agg_len :])
+        # The two parts are independent and each Rust restore releases the GIL: the match
+        # index is rebuilt on a second thread while this one rebuilds the aggregates.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lendgate-restore") as pool:
+            restoring = pool.submit(index.restore, data[at + agg_len :])
+            aggregates = AggregateStore.restore(
+                self.aggregate_state.document, data[at : at + agg_len]
+            )
+            restoring.result()
         self.aggregates, self.index, self._incidents = aggregates, index, incidents
 
     def _reset_state(self) -> None:
