@@ -176,6 +176,8 @@ class KeyIndex:
                 through = max(through, held_through)
                 done += taken
         if through == start and not rows:
+            if taken:  # events the index already covers (read back from the log): done
+                backlog.drop(taken, generation)
             return 0
         self._db.begin(tx)
         if rows:
