@@ -31,6 +31,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from lendgate.errors import UnavailableError
 from lendgate.store import matchkeys
 from lendgate.store.backends import Backend, SqliteBackend, StoreOpenError, Tx, keys_path
 
@@ -111,8 +112,10 @@ class KeyIndex:
         return Tx(conn, "sqlite")
 
     def _connection(self) -> Tx:
-        if self._tx is None:  # PostgreSQL after a lost connection
-            self._tx = self._db.connect_writer()
+        if self._tx is None:
+            if isinstance(self._db, SqliteBackend):  # closed (or never opened)
+                raise UnavailableError("the match-key index is closed")
+            self._tx = self._db.connect_writer()  # PostgreSQL after a lost connection
         return self._tx
 
     def _drop_connection(self) -> None:
