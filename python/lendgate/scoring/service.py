@@ -815,27 +815,30 @@ class ScoringService:
         async with self._snapshotting:
             while not self._recovered:  # never capture a state the log does not hold
                 await self._ready()
-            applied = self._applied()
-            writes = list(self._writes)
-            # Appends go through tasks (``_logged``) that submit on their first step, in
-            # creation order: the fence goes through one too, created now, so it lands
-            # behind the append of every event the capture holds and before any later.
-            fence = asyncio.ensure_future(self._fence())
-            paused = time.perf_counter()
-            child = self._fork_capture() if self._state.fork_capture else None
-            data = self._capture() if child is None else b""
-            paused = time.perf_counter() - paused
-            if child is not None:
+            while True:
+                applied = self._applied()
+                writes = list(self._writes)
+                # Appends go through tasks (``_logged``) that submit on their first step,
+                # in creation order: the fence goes through one too, created now, so it
+                # lands behind the append of every event the capture holds and before any
+                # later.
+                fence = asyncio.ensure_future(self._fence())
+                paused = time.perf_counter()
+                child = self._fork_capture() if self._state.fork_capture else None
+                data = self._capture() if child is None else b""
+                paused = time.perf_counter() - paused
+                if child is None:
+                    break
                 captured = await asyncio.to_thread(_collect_capture, *child)
-                if captured is None:  # the child failed: capture here, as without fork
-                    log.warning("forked snapshot capture failed; capturing in process")
-                    self._state = replace(self._state, fork_capture=False)
-                    paused = time.perf_counter()
-                    data = self._capture()
-                    paused = time.perf_counter() - paused
-                else:
+                if captured is not None:
                     data = captured
                     self.forked_captures += 1
+                    break
+                # The child failed. The state has moved on since the fork, so this fence
+                # no longer labels it: start over, capturing in process this time.
+                log.warning("forked snapshot capture failed; capturing in process")
+                self._state = replace(self._state, fork_capture=False)
+                await fence
             position = await fence
             if writes:
                 await asyncio.wait(writes)
