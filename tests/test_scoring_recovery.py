@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -282,15 +283,21 @@ def test_a_failed_forked_capture_falls_back_to_capturing_in_process(tmp_path: Pa
 
             def dies_in_the_child() -> bytes:
                 if os.getpid() != parent:
+                    time.sleep(0.5)  # a check is applied meanwhile
                     os._exit(7)
                 return capture()
 
             s.service._capture = dies_in_the_child  # type: ignore[method-assign]
-            position = await s.service.snapshot_now()
+            snapshot = asyncio.ensure_future(s.service.snapshot_now())
+            await asyncio.sleep(0.1)
+            await s.client("bank-a").check(application(person(40), minutes=300), request_id="x")
+            position = await snapshot
             assert s.service.forked_captures == 0
             assert not s.service._state.fork_capture
             latest = await s.service.store.snapshots.load_latest()
+            # The check applied while the child ran is inside the snapshot and its position.
             assert latest is not None and latest.position == position
+            assert position == await s.service.store.last_seq()
             assert latest.data == capture()
 
     run(body)
