@@ -443,6 +443,14 @@ def test_match_index_snapshot_round_trip_keeps_order_marks_and_sharing() -> None
     copy = MatchIndex()
     copy.restore(data)
     assert copy.snapshot() == data and len(copy) == len(index) == 119
+    # A part of a larger snapshot is restored from a read-only view, without a copy;
+    # a writable buffer is refused (Rust reads it without the GIL).
+    framed = b"head" + data + b"tail"
+    viewed = MatchIndex()
+    viewed.restore(memoryview(framed).toreadonly()[4:-4])
+    assert viewed.snapshot() == data
+    with pytest.raises(TypeError, match="read-only"):
+        MatchIndex().restore(bytearray(data))  # type: ignore[arg-type]
     for each in (index, copy):
         outcome(each, "bank-1", "a1", "APPROVED", "UNSPECIFIED")
     assert copy.snapshot() == index.snapshot() != data
@@ -452,7 +460,8 @@ def test_match_index_snapshot_round_trip_keeps_order_marks_and_sharing() -> None
     ("data", "problem"),
     [
         (b"", "not a match index snapshot"),
-        (b"LGMXSNAP\x04\x00", "version 4"),
+        (b"LGMXSNAP\x05\x00", "version 5"),
+        (b"LGMXSNAP\x04\x00garbage", "corrupt"),
         (b"LGMXSNAP\x03\x00garbage", "corrupt"),
         (b"LGMXSNAP\x02\x00garbage", "corrupt"),
         (b"LGMXSNAP\x01\x00garbage", "corrupt"),

@@ -95,7 +95,7 @@ class AggregateStore:
     def __init__(self, definitions: bytes) -> None:
         """Compile JSON definitions; raises :class:`CoreInvalidArgument` naming the field."""
     @staticmethod
-    def restore(definitions: bytes, snapshot: bytes) -> AggregateStore:
+    def restore(definitions: bytes, snapshot: bytes | memoryview) -> AggregateStore:
         """Rebuild a store from a snapshot taken with definitions of the same layout."""
     def param_names(self) -> list[str]:
         """Parameter names, in output order."""
@@ -313,7 +313,7 @@ class MatchIndex:
         """Forget application events older than ``before_us`` (event time); how many."""
     def snapshot(self) -> bytes:
         """The whole index as versioned bytes."""
-    def restore(self, data: bytes) -> None:
+    def restore(self, data: bytes | memoryview) -> None:
         """Replace the index with a snapshot's; raises ``CoreInvalidArgument`` for
         another format version or foreign bytes, and changes nothing then."""
 

@@ -72,8 +72,9 @@ class AggregateStore:
         return cls(doc)
 
     @classmethod
-    def restore(cls, definitions: Definitions, snapshot: bytes) -> AggregateStore:
-        """Rebuild a store from :meth:`snapshot` bytes taken with the same definitions.
+    def restore(cls, definitions: Definitions, snapshot: bytes | memoryview) -> AggregateStore:
+        """Rebuild a store from :meth:`snapshot` bytes (or a read-only view of them) taken
+        with the same definitions.
 
         A snapshot of another format version or of other object definitions is refused
         with :class:`InvalidArgumentError` (field ``snapshot``).

@@ -427,11 +427,11 @@ fn snapshot_restore_and_replay_of_the_tail_give_identical_answers() {
 
     // Another format version, other definitions, garbage: clear refusals.
     let mut newer = snap.clone();
-    newer[8] = 2;
+    newer[8] = 3;
     let e = AggregateStore::restore(Definitions::from_json(&defs).unwrap(), &newer)
         .err()
         .unwrap();
-    assert!(e.to_string().contains("version 2"), "{e}");
+    assert!(e.to_string().contains("version 3"), "{e}");
     let other = Definitions::from_json(&amounts_defs(None, 60).to_string()).unwrap();
     let e = AggregateStore::restore(other, &snap).err().unwrap();
     assert!(
@@ -537,4 +537,115 @@ fn two_threads_on_one_store() {
         )
         .unwrap();
     assert_eq!(r[2], Scalar::Int(40)); // sum_all_prev: 40 events of amount 1 for c0
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn take_varint(rest: &mut &[u8]) -> u64 {
+    let (mut v, mut shift) = (0u64, 0);
+    loop {
+        let b = rest[0];
+        *rest = &rest[1..];
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return v;
+        }
+        shift += 7;
+    }
+}
+
+/// A version 2 snapshot rewritten in the version 1 layout (no section headers: a varint
+/// entity count per shard, then the same entities), and the offsets of the version 2
+/// section headers.
+fn as_version_1(snap: &[u8]) -> (Vec<u8>, Vec<usize>) {
+    let mut out = snap[..8].to_vec();
+    out.extend_from_slice(&1u16.to_le_bytes());
+    let mut rest = &snap[10..];
+    // The layout (a length-prefixed string), the watermark (a zigzag varint).
+    let start = rest;
+    let layout_len = take_varint(&mut rest) as usize;
+    rest = &rest[layout_len..];
+    take_varint(&mut rest);
+    out.extend_from_slice(&start[..start.len() - rest.len()]);
+    let n_obj = take_varint(&mut rest);
+    varint(&mut out, n_obj);
+    let mut heads = Vec::new();
+    for _ in 0..n_obj {
+        let n_shards = take_varint(&mut rest);
+        varint(&mut out, n_shards);
+        for _ in 0..n_shards {
+            heads.push(snap.len() - rest.len());
+            let count = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
+            let len = u64::from_le_bytes(rest[8..16].try_into().expect("8 bytes")) as usize;
+            varint(&mut out, count);
+            out.extend_from_slice(&rest[16..16 + len]);
+            rest = &rest[16 + len..];
+        }
+    }
+    assert!(rest.is_empty());
+    (out, heads)
+}
+
+#[test]
+fn a_restore_decodes_shard_sections_in_parallel_and_still_reads_version_1() {
+    let defs = seed_pack();
+    let live = AggregateStore::new(Definitions::from_json(&defs).unwrap());
+    let event = |i: i64, t: i64| {
+        json!({"common": {"eventTime": t, "subtype": "LOAN_APP_CREATE",
+                          "partnerId": format!("p{}", i % 3)},
+               "consumer": {"userId": format!("u{i}"), "idDocumentNumber": format!("45{i:08}"),
+                            "fio": "A B", "mobile": format!("8912{i:07}"), "birthdate": "1980",
+                            "passportIssueRegion": "Moscow"},
+               "employer": {"inn": format!("77{}", i % 400)},
+               "device": {"ip": format!("10.0.{}.{}", i / 250, i % 250), "id": format!("d{i}")},
+               "ext": {"requestResult": "REJECTED", "checkResultSpecial": "REJECTED"},
+               "tx": {"amount": i * 10, "currency": "RUB", "cardNumber": "4276000011112222"}})
+    };
+    // Enough keys that the shard sections of every object hold some.
+    for i in 0..3000i64 {
+        apply(&live, event(i, T0 + i * 60_000));
+    }
+    let snap = live.snapshot().unwrap();
+    let (v1, heads) = as_version_1(&snap);
+    assert!(heads.len() > 64, "one section per object and shard");
+    let defs_now = || Definitions::from_json(&defs).unwrap();
+    for bytes in [&snap, &v1] {
+        let restored = AggregateStore::restore(defs_now(), bytes).unwrap();
+        assert_eq!(restored.key_counts(), live.key_counts());
+        for i in [0, 17, 2999] {
+            let probe = event(i, T0 + 3001 * 60_000).to_string();
+            assert_eq!(
+                restored.evaluate(probe.as_bytes()).unwrap(),
+                live.evaluate(probe.as_bytes()).unwrap(),
+                "key {i}"
+            );
+        }
+    }
+
+    // Damaged sections are refused, never a panic: a count beyond the entities, a
+    // length past the end, a truncation, a trailing byte.
+    let busy = *heads
+        .iter()
+        .find(|&&h| u64::from_le_bytes(snap[h..h + 8].try_into().expect("8 bytes")) > 0)
+        .unwrap();
+    let mut more = snap.clone();
+    more[busy] += 1;
+    let mut past = snap.clone();
+    past[busy + 8..busy + 16].copy_from_slice(&u64::MAX.to_le_bytes());
+    let mut longer = snap.clone();
+    longer.push(0);
+    for bad in [more, past, snap[..snap.len() - 1].to_vec(), longer] {
+        let e = AggregateStore::restore(defs_now(), &bad).err().unwrap();
+        assert_eq!(err_field(e), "snapshot");
+    }
 }

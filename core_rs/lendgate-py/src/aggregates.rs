@@ -3,6 +3,7 @@
 //! Python passes events and definitions as JSON bytes; all store work runs with the
 //! GIL released, so two Python threads apply events on two cores at once.
 
+use crate::buffer::ReadOnlyBytes;
 use crate::error::PyCoreError;
 use lendgate_core::aggregates::{AggregateStore, Definitions, ParamValues, Scalar};
 use lendgate_core::expr_filter::ExprFilters;
@@ -52,11 +53,14 @@ impl PyAggregateStore {
         Ok(Self::wrap(store))
     }
 
-    /// Rebuilds a store from a snapshot taken with definitions of the same layout.
+    /// Rebuilds a store from a snapshot taken with definitions of the same layout
+    /// (`bytes`, or a read-only memoryview: a part of a larger snapshot, not copied).
     #[staticmethod]
-    fn restore(py: Python<'_>, definitions: &[u8], snapshot: &[u8]) -> Result<Self, PyCoreError> {
+    fn restore(py: Python<'_>, definitions: &[u8], snapshot: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let snapshot = ReadOnlyBytes::new(snapshot, "snapshot")?;
+        let data = snapshot.as_slice();
         let store = py.detach(|| -> Result<_, PyCoreError> {
-            Ok(AggregateStore::restore(compile(definitions)?, snapshot)?)
+            Ok(AggregateStore::restore(compile(definitions)?, data)?)
         })?;
         Ok(Self::wrap(store))
     }

@@ -12,6 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod aggregates;
 mod auction;
+mod buffer;
 mod document;
 mod error;
 mod expr;

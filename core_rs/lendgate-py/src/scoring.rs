@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use crate::aggregates::PyAggregateStore;
+use crate::buffer::ReadOnlyBytes;
 use crate::error::PyCoreError;
 use crate::lists::PyListRegistry;
 use crate::rules::PyRuleSet;
@@ -80,13 +81,17 @@ impl PyMatchIndex {
 
     /// Replaces the whole index with one `snapshot` produced; another format version
     /// or a foreign snapshot raises `CoreInvalidArgument("snapshot", why)` and changes
-    /// nothing.
-    fn restore(&self, py: Python<'_>, data: &[u8]) -> Result<(), PyCoreError> {
-        py.detach(|| {
+    /// nothing. `data` is `bytes` or a read-only memoryview (a part of a larger
+    /// snapshot, not copied).
+    fn restore(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let data = ReadOnlyBytes::new(data, "snapshot")?;
+        let data = data.as_slice();
+        py.detach(|| -> Result<(), PyCoreError> {
             let restored = MatchIndex::restore(data)?;
             *self.lock() = restored;
             Ok(())
-        })
+        })?;
+        Ok(())
     }
 }
 

@@ -45,10 +45,10 @@ class MatchIndex:
         """The whole index as compact, versioned bytes (deterministic for one state)."""
         return self._core.snapshot()
 
-    def restore(self, data: bytes) -> None:
-        """Replace the index with :meth:`snapshot` bytes; another format version or
-        foreign bytes raise ``InvalidArgumentError`` (field ``snapshot``) saying so,
-        and the index is left as it was."""
+    def restore(self, data: bytes | memoryview) -> None:
+        """Replace the index with :meth:`snapshot` bytes (or a read-only view of them);
+        another format version or foreign bytes raise ``InvalidArgumentError`` (field
+        ``snapshot``) saying so, and the index is left as it was."""
         with core_errors():
             self._core.restore(data)
 

@@ -784,12 +784,14 @@ class ScoringService:
             )
         at = head + meta_len
         index = MatchIndex()
+        # Views, not slices: a 10M-event snapshot is gigabytes, a copy costs seconds.
+        view = memoryview(data).toreadonly()
         # The two parts are independent and each Rust restore releases the GIL: the match
         # index is rebuilt on a second thread while this one rebuilds the aggregates.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lendgate-restore") as pool:
-            restoring = pool.submit(index.restore, data[at + agg_len :])
+            restoring = pool.submit(index.restore, view[at + agg_len :])
             aggregates = AggregateStore.restore(
-                self.aggregate_state.document, data[at : at + agg_len]
+                self.aggregate_state.document, view[at : at + agg_len]
             )
             restoring.result()
         self.aggregates, self.index, self._incidents = aggregates, index, incidents

@@ -21,7 +21,7 @@ const KEY_SEP: char = '\u{1f}';
 /// Snapshot magic and the format version this build writes and reads.
 const SNAPSHOT_MAGIC: &[u8; 8] = b"LGAGSNAP";
 /// Version of the snapshot format.
-pub const SNAPSHOT_VERSION: u16 = 1;
+pub const SNAPSHOT_VERSION: u16 = 2;
 /// Keys up to this many bytes are kept inside the hash table's entry.
 const INLINE_KEY: usize = 22;
 
@@ -87,6 +87,27 @@ impl Map {
             })
             .into_mut()
             .1
+    }
+
+    /// The entity of `key`, inserted by `new` when absent (one probe either way).
+    fn get_or_insert(
+        &mut self,
+        hasher: &Hasher,
+        hash: u64,
+        key: &str,
+        new: impl FnOnce() -> Entity,
+    ) -> &mut Entity {
+        let entry = self.table.entry(
+            hash,
+            |(k, _)| k.as_bytes() == key.as_bytes(),
+            |(k, _)| hasher.hash_one(k.as_bytes()),
+        );
+        match entry {
+            hashbrown::hash_table::Entry::Occupied(e) => &mut e.into_mut().1,
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                &mut e.insert((KeyBuf::new(key), new())).into_mut().1
+            }
+        }
     }
 
     fn iter(&self) -> impl Iterator<Item = &(KeyBuf, Entity)> {
@@ -543,9 +564,11 @@ impl AggregateStore {
     }
 
     /// Serialises the whole state: a versioned header, the layout of the definitions,
-    /// the watermark, then per object every key's elements (postcard). Shards are
-    /// copied one at a time, so the snapshot is a consistent cut only when no `apply`
-    /// runs meanwhile.
+    /// the watermark, then per object one section per shard — its entity count and byte
+    /// length (fixed-width little-endian `u64`s), then each key with its elements
+    /// (postcard). The sections let [`Self::restore`] decode them on several threads.
+    /// Shards are copied one at a time, so the snapshot is a consistent cut only when
+    /// no `apply` runs meanwhile.
     ///
     /// The format is per object, not per key group: it does not depend on how the
     /// store keeps objects that share a key together in memory.
@@ -562,39 +585,47 @@ impl AggregateStore {
             for shard in shards.iter() {
                 let shard = shard.lock();
                 let held = |ent: &&(KeyBuf, Entity)| !is_empty(self.states(&ent.1, oi));
-                put(&mut out, &(shard.iter().filter(held).count() as u64))?;
+                let head = out.len();
+                out.extend_from_slice(&[0; 16]);
+                let mut count = 0u64;
                 for (k, ent) in shard.iter().filter(held) {
                     let elems = self.states(ent, oi);
                     put(&mut out, &(k.as_str(), EntityRef { elems }))?;
+                    count += 1;
                 }
+                let len = (out.len() - head - 16) as u64;
+                out[head..head + 8].copy_from_slice(&count.to_le_bytes());
+                out[head + 8..head + 16].copy_from_slice(&len.to_le_bytes());
             }
         }
         Ok(out)
     }
 
     /// Rebuilds a store from a [`Self::snapshot`] taken with definitions of the same
-    /// layout. Any other format version or layout is refused with a message saying so.
+    /// layout: the shard sections are decoded on up to [`RESTORE_THREADS`] threads
+    /// into tables sized from their counts. A version 1 snapshot (no sections) is read
+    /// on one thread. Any other format version or layout is refused with a message
+    /// saying so.
     pub fn restore(defs: Definitions, data: &[u8]) -> CoreResult<Self> {
-        let bad = |why: String| CoreError::invalid("snapshot", why);
         let rest = data
             .strip_prefix(SNAPSHOT_MAGIC.as_slice())
-            .ok_or_else(|| bad("not an aggregate snapshot (bad magic)".into()))?;
+            .ok_or_else(|| bad_snapshot("not an aggregate snapshot (bad magic)"))?;
         let (ver, mut rest) = rest
             .split_first_chunk::<2>()
-            .ok_or_else(|| bad("truncated header".into()))?;
+            .ok_or_else(|| bad_snapshot("truncated header"))?;
         let ver = u16::from_le_bytes(*ver);
-        if ver != SNAPSHOT_VERSION {
-            return Err(bad(format!(
+        if ver != SNAPSHOT_VERSION && ver != 1 {
+            return Err(bad_snapshot(format!(
                 "snapshot format version {ver} cannot be read by this build, which reads \
-                 version {SNAPSHOT_VERSION}; rebuild the state by replaying the event log"
+                 versions 1 and {SNAPSHOT_VERSION}; rebuild the state by replaying the \
+                 event log"
             )));
         }
         let layout: String = take(&mut rest)?;
         if layout != defs.layout {
-            return Err(bad(
+            return Err(bad_snapshot(
                 "the snapshot was taken with different object definitions (objects, keys, \
-                 elements, kinds or types changed); rebuild by replaying the event log"
-                    .into(),
+                 elements, kinds or types changed); rebuild by replaying the event log",
             ));
         }
         let store = Self::new(defs);
@@ -602,44 +633,173 @@ impl AggregateStore {
         store.watermark.store(w, Ordering::Release);
         let n_obj: u64 = take(&mut rest)?;
         if n_obj != store.defs.objects.len() as u64 {
-            return Err(bad("object count does not match the definitions".into()));
+            return Err(bad_snapshot("object count does not match the definitions"));
         }
-        for o in &store.defs.objects {
-            let n_elems = o.elements.len();
-            let shards = &store.groups[o.group];
-            let n_groups = store.defs.groups[o.group].n_elems;
+        if ver == 1 {
+            store.restore_v1(rest)?;
+            return Ok(store);
+        }
+        let sections = sections(rest, store.defs.objects.len())?;
+        store.reserve_for(&sections);
+        let next = AtomicUsize::new(0);
+        let failed: parking_lot::Mutex<Option<CoreError>> = parking_lot::Mutex::new(None);
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= sections.len() || failed.lock().is_some() {
+                return;
+            }
+            if let Err(e) = store.load_section(&sections[i]) {
+                failed.lock().get_or_insert(e);
+                return;
+            }
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .clamp(1, RESTORE_THREADS)
+            .min(sections.len().max(1));
+        std::thread::scope(|scope| {
+            for _ in 1..threads {
+                scope.spawn(work);
+            }
+            work();
+        });
+        match failed.into_inner() {
+            Some(e) => Err(e),
+            None => Ok(store),
+        }
+    }
+
+    /// Sizes each key group's shard tables for the keys the sections will bring (the
+    /// largest object's count: objects of one group mostly share their keys), so the
+    /// restore does not grow them step by step.
+    fn reserve_for(&self, sections: &[Section<'_>]) {
+        let mut per_object = vec![0u64; self.defs.objects.len()];
+        for s in sections {
+            per_object[s.object] += s.count;
+        }
+        let mut per_group = vec![0u64; self.groups.len()];
+        for (o, n) in self.defs.objects.iter().zip(per_object) {
+            per_group[o.group] = per_group[o.group].max(n);
+        }
+        for (shards, total) in self.groups.iter().zip(per_group) {
+            let each = usize::try_from(total).unwrap_or(usize::MAX) / SHARDS;
+            if each == 0 {
+                continue;
+            }
+            // Keys spread uniformly: a shard gets `each` ± a few standard deviations.
+            let slack = 4 * (each as f64).sqrt() as usize + 16;
+            for shard in shards.shards.iter() {
+                let mut shard = shard.lock();
+                shard
+                    .table
+                    .reserve(each + slack, |(k, _)| self.hasher.hash_one(k.as_bytes()));
+            }
+        }
+    }
+
+    /// Decodes one section's entities into the store.
+    fn load_section(&self, section: &Section<'_>) -> CoreResult<()> {
+        let mut rest = section.body;
+        for _ in 0..section.count {
+            let (k, ent): (&str, Entity) = take_borrowed(&mut rest)?;
+            self.load_entity(section.object, k, ent)?;
+        }
+        if !rest.is_empty() {
+            return Err(bad_snapshot("a shard section is longer than its entities"));
+        }
+        Ok(())
+    }
+
+    /// Reads a version 1 snapshot's objects (no sections: one thread).
+    fn restore_v1(&self, mut rest: &[u8]) -> CoreResult<()> {
+        for oi in 0..self.defs.objects.len() {
             let n_shards: u64 = take(&mut rest)?;
             for _ in 0..n_shards {
                 let n: u64 = take(&mut rest)?;
                 for _ in 0..n {
-                    let (k, ent): (String, Entity) = take(&mut rest)?;
-                    if ent.elems.len() != n_elems {
-                        return Err(bad("an entity does not match its object".into()));
-                    }
-                    if ent.is_empty() {
-                        continue;
-                    }
-                    let hash = store.hasher.hash_one(k.as_bytes());
-                    let mut shard = shards.shard(hash).lock();
-                    let held = match shard.get_mut(hash, k.as_bytes()) {
-                        Some(held) => held,
-                        None => shard.insert(&store.hasher, hash, &k, Entity::new(n_groups)),
-                    };
-                    let states = &mut held.elems[o.offset..o.offset + n_elems];
-                    if !is_empty(states) {
-                        return Err(bad(format!("key {k:?} appears twice")));
-                    }
-                    for (st, v) in states.iter_mut().zip(ent.elems) {
-                        *st = v;
-                    }
+                    let (k, ent): (&str, Entity) = take_borrowed(&mut rest)?;
+                    self.load_entity(oi, k, ent)?;
                 }
             }
         }
         if !rest.is_empty() {
-            return Err(bad("trailing bytes after the last entity".into()));
+            return Err(bad_snapshot("trailing bytes after the last entity"));
         }
-        Ok(store)
+        Ok(())
     }
+
+    /// Puts one key's elements of object `oi` into its group's entity.
+    fn load_entity(&self, oi: usize, k: &str, ent: Entity) -> CoreResult<()> {
+        let o = &self.defs.objects[oi];
+        let n_elems = o.elements.len();
+        if ent.elems.len() != n_elems {
+            return Err(bad_snapshot("an entity does not match its object"));
+        }
+        if ent.is_empty() {
+            return Ok(());
+        }
+        let n_groups = self.defs.groups[o.group].n_elems;
+        let hash = self.hasher.hash_one(k.as_bytes());
+        let mut shard = self.groups[o.group].shard(hash).lock();
+        let held = shard.get_or_insert(&self.hasher, hash, k, || Entity::new(n_groups));
+        let states = &mut held.elems[o.offset..o.offset + n_elems];
+        if !is_empty(states) {
+            return Err(bad_snapshot(format!("key {k:?} appears twice")));
+        }
+        for (st, v) in states.iter_mut().zip(ent.elems) {
+            *st = v;
+        }
+        Ok(())
+    }
+}
+
+/// Threads a restore decodes sections on, at most.
+pub const RESTORE_THREADS: usize = 8;
+
+/// One shard's entities of one object in a version 2 snapshot.
+struct Section<'a> {
+    object: usize,
+    count: u64,
+    body: &'a [u8],
+}
+
+/// The sections of a version 2 snapshot after its object count, checked to tile the
+/// rest of the bytes exactly.
+fn sections(mut rest: &[u8], objects: usize) -> CoreResult<Vec<Section<'_>>> {
+    let mut out = Vec::new();
+    for object in 0..objects {
+        let n: u64 = take(&mut rest)?;
+        for _ in 0..n {
+            let (head, after) = rest
+                .split_first_chunk::<16>()
+                .ok_or_else(|| bad_snapshot("truncated section header"))?;
+            let count = u64::from_le_bytes(head[..8].try_into().unwrap_or_default());
+            let len = u64::from_le_bytes(head[8..].try_into().unwrap_or_default());
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|&l| l <= after.len())
+                .ok_or_else(|| bad_snapshot("truncated section"))?;
+            // Every entity takes at least two bytes (key length, element count).
+            if count > (len / 2) as u64 {
+                return Err(bad_snapshot("a section's count does not fit its length"));
+            }
+            let (body, after) = after.split_at(len);
+            out.push(Section {
+                object,
+                count,
+                body,
+            });
+            rest = after;
+        }
+    }
+    if !rest.is_empty() {
+        return Err(bad_snapshot("trailing bytes after the last section"));
+    }
+    Ok(out)
+}
+
+fn bad_snapshot(why: impl Into<String>) -> CoreError {
+    CoreError::invalid("snapshot", why.into())
 }
 
 fn parse_event(bytes: &[u8]) -> CoreResult<Value> {
@@ -662,6 +822,11 @@ fn put<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) -> CoreResult<()>
 }
 
 fn take<T: serde::de::DeserializeOwned>(rest: &mut &[u8]) -> CoreResult<T> {
+    take_borrowed(rest)
+}
+
+/// Like [`take`], for values that borrow from the bytes (keys as `&str`).
+fn take_borrowed<'a, T: serde::Deserialize<'a>>(rest: &mut &'a [u8]) -> CoreResult<T> {
     let (v, r) = postcard::take_from_bytes(rest)
         .map_err(|e| CoreError::invalid("snapshot", format!("corrupt or truncated: {e}")))?;
     *rest = r;

@@ -31,9 +31,10 @@
 //! (a hash seen before sends the caller to the store, which has the exact answer).
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use indexmap::IndexMap;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -54,9 +55,10 @@ pub const SIMILAR_PERSON: &str = "similar_person";
 /// Snapshot magic and the format version this build writes and reads.
 const SNAPSHOT_MAGIC: &[u8; 8] = b"LGMXSNAP";
 /// Version of the match index snapshot format (2: with the birth-date blocks; 3: each
-/// logged request-key hash with its newest event day). Versions 1 and 2 are migrated on
-/// restore (see [`MatchIndex::restore`]).
-pub const SNAPSHOT_VERSION: u16 = 3;
+/// logged request-key hash with its newest event day; 4: the same content in sections
+/// that a restore decodes in parallel). Versions 1 to 3 are still read (see
+/// [`MatchIndex::restore`]).
+pub const SNAPSHOT_VERSION: u16 = 4;
 /// Microseconds in a day: logged request keys are aged by event day.
 const DAY_US: i64 = 86_400_000_000;
 /// Days a logged request-key hash outlives the retention horizon: the store deletes the
@@ -64,9 +66,17 @@ const DAY_US: i64 = 86_400_000_000;
 /// index forgets the hash only once the store has certainly done so.
 const LOGGED_MARGIN_DAYS: i32 = 1;
 const KEY_SEP: char = '\u{1f}';
+/// Records per section of a version 4 snapshot (sections are decoded in parallel).
+const RECORDS_PER_SECTION: usize = 1 << 16;
+/// Threads a restore decodes record sections on, at most.
+const RESTORE_THREADS: usize = 8;
+
+/// Randomly seeded per map: keys come from requests (no predictable collisions).
+type Hasher = foldhash::fast::RandomState;
+type HashMap<K, V> = std::collections::HashMap<K, V, Hasher>;
 
 /// What the index remembers of one application event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// Check sequence number (this process's order of checks, replayed identically).
     pub seq: u64,
@@ -326,7 +336,7 @@ pub struct MatchIndex {
     next_seq: u64,
     records: Vec<Record>,
     /// In first-insertion order (kept by prune), so a snapshot needs no sort.
-    by_key: IndexMap<String, VecDeque<u32>>,
+    by_key: IndexMap<String, VecDeque<u32>, Hasher>,
     apps: HashMap<String, AppState>,
     /// Hash of every logged request key -> the newest event day (days since the epoch)
     /// of the events logged under it; pruned with the records.
@@ -407,8 +417,8 @@ fn sorted_lists(map: &HashMap<String, VecDeque<u32>>) -> Vec<(String, Vec<u32>)>
     out
 }
 
-/// [`SnapshotBody`] as written: borrowed from the index (same encoding), so taking a
-/// snapshot copies nothing but the bytes.
+/// A version 3 [`SnapshotBody`] as it was written (tests write one to read it back).
+#[cfg(test)]
 #[derive(Serialize)]
 struct SnapshotBodyRef<'a> {
     next_seq: u64,
@@ -685,9 +695,12 @@ impl MatchIndex {
         dropped
     }
 
-    /// The whole index as versioned bytes (magic, version, postcard body). Equal
-    /// states give equal bytes: the key lists go in their first-insertion order (the
-    /// same for the same history, and kept by a restore), the rest sorted.
+    /// The whole index as versioned bytes: magic, version, then sections, each a
+    /// little-endian `u64` byte length and postcard: the head (sequence counter,
+    /// counted finishes, logged request keys, birth-date blocks), the key lists, and the
+    /// records in sections of [`RECORDS_PER_SECTION`] (each with its record count).
+    /// Equal states give equal bytes: the key lists go in their first-insertion order
+    /// (the same for the same history, and kept by a restore), the rest sorted.
     pub fn snapshot(&self) -> CoreResult<Vec<u8>> {
         let mut finish_counted: Vec<&str> = self
             .apps
@@ -701,22 +714,36 @@ impl MatchIndex {
         let mut by_birth: Vec<(&str, &VecDeque<u32>)> =
             self.by_birth.iter().map(|(k, v)| (k.as_str(), v)).collect();
         by_birth.sort_unstable_by_key(|(k, _)| *k);
-        let body = SnapshotBodyRef {
+        let head = SnapshotHeadRef {
             next_seq: self.next_seq,
-            records: &self.records,
-            by_key: self.by_key.iter().map(|(k, v)| (k.as_str(), v)).collect(),
             finish_counted,
             logged,
             by_birth,
         };
+        let by_key: Vec<(&str, &VecDeque<u32>)> =
+            self.by_key.iter().map(|(k, v)| (k.as_str(), v)).collect();
         let mut out = Vec::with_capacity(64 + self.records.len() * 96);
         out.extend_from_slice(SNAPSHOT_MAGIC);
         out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-        postcard::to_extend(&body, out)
-            .map_err(|e| CoreError::invalid("snapshot", format!("cannot encode: {e}")))
+        out = section(out, |out| postcard::to_extend(&head, out))?;
+        out = section(out, |out| postcard::to_extend(&by_key, out))?;
+        let sections = self.records.chunks(RECORDS_PER_SECTION);
+        out.extend_from_slice(&(sections.len() as u64).to_le_bytes());
+        for records in sections {
+            out.extend_from_slice(&(records.len() as u64).to_le_bytes());
+            out = section(out, |mut out| {
+                for r in records {
+                    out = postcard::to_extend(r, out)?;
+                }
+                Ok(out)
+            })?;
+        }
+        Ok(out)
     }
 
-    /// An index rebuilt from [`Self::snapshot`] bytes. A version 1 snapshot (before the
+    /// An index rebuilt from [`Self::snapshot`] bytes: the record sections are decoded
+    /// on several threads while others rebuild the key lists and the head's tables. A
+    /// version 3 snapshot (one body) is read on one thread. A version 1 snapshot (before the
     /// birth-date blocks) is migrated: the blocks are rebuilt from its records in their
     /// order, as if they had been kept all along (a block then holds the latest
     /// surviving applications of its date, where a live one could have evicted some
@@ -737,14 +764,15 @@ impl MatchIndex {
         let ver = u16::from_le_bytes(*ver);
         let corrupt = |e: postcard::Error| bad(format!("corrupt or truncated: {e}"));
         let v2: SnapshotBodyV2 = match ver {
-            SNAPSHOT_VERSION => {
+            SNAPSHOT_VERSION => return Self::restore_sections(rest),
+            3 => {
                 let body: SnapshotBody = postcard::from_bytes(rest).map_err(corrupt)?;
                 return Self::from_body(body);
             }
             2 => postcard::from_bytes(rest).map_err(corrupt)?,
             1 => {
                 let v1: SnapshotBodyV1 = postcard::from_bytes(rest).map_err(corrupt)?;
-                let mut blocks: HashMap<String, VecDeque<u32>> = HashMap::new();
+                let mut blocks: HashMap<String, VecDeque<u32>> = HashMap::default();
                 for (pos, r) in v1.records.iter().enumerate() {
                     if !r.birth_date.is_empty() && !r.name.is_empty() {
                         let block = blocks.entry(r.birth_date.clone()).or_default();
@@ -785,16 +813,66 @@ impl MatchIndex {
         })
     }
 
+    fn restore_sections(mut rest: &[u8]) -> CoreResult<Self> {
+        let bad = damaged;
+        let head = take_section(&mut rest)?;
+        let keys = take_section(&mut rest)?;
+        let n_sections = take_u64(&mut rest)?;
+        let mut sections = Vec::new();
+        let mut n = 0usize;
+        for _ in 0..n_sections {
+            let count = take_u64(&mut rest)?;
+            let body = take_section(&mut rest)?;
+            // A record takes at least 11 bytes (two varints and nine empty strings).
+            let count = usize::try_from(count)
+                .ok()
+                .filter(|&c| c <= body.len() / 11)
+                .ok_or_else(|| bad("a record section's count does not fit its length"))?;
+            n = n.saturating_add(count);
+            sections.push((count, body));
+        }
+        if !rest.is_empty() {
+            return Err(bad("trailing bytes after the last record section"));
+        }
+        if u32::try_from(n).is_err() {
+            return Err(bad("more records than an index holds"));
+        }
+        std::thread::scope(|scope| {
+            let by_key = scope.spawn(|| key_lists(keys, n));
+            let head = scope.spawn(|| SnapshotHead::decode(head, n));
+            let records = decode_records(&sections, n)?;
+            let mut apps: HashMap<String, AppState> =
+                HashMap::with_capacity_and_hasher(n / 2, Hasher::default());
+            for (pos, record) in records.iter().enumerate() {
+                let app = app_key(&record.partner_id, &record.application_id);
+                apps.entry(app).or_default().records.push(pos as u32);
+            }
+            let by_key = joined(by_key.join())?;
+            let head = joined(head.join())?;
+            for app in head.finish_counted {
+                apps.entry(app).or_default().finish_counted = true;
+            }
+            Ok(Self {
+                next_seq: head.next_seq,
+                records,
+                by_key,
+                apps,
+                logged: head.logged,
+                by_birth: head.by_birth,
+            })
+        })
+    }
+
     fn from_body(body: SnapshotBody) -> CoreResult<Self> {
         let bad = |why: String| CoreError::invalid("snapshot", why);
         let n = body.records.len();
         let mut index = Self {
             next_seq: body.next_seq,
             records: Vec::with_capacity(n),
-            by_key: IndexMap::with_capacity(body.by_key.len()),
-            apps: HashMap::new(),
+            by_key: IndexMap::with_capacity_and_hasher(body.by_key.len(), Hasher::default()),
+            apps: HashMap::default(),
             logged: body.logged.into_iter().collect(),
-            by_birth: HashMap::with_capacity(body.by_birth.len()),
+            by_birth: HashMap::with_capacity_and_hasher(body.by_birth.len(), Hasher::default()),
         };
         for (pos, record) in body.records.into_iter().enumerate() {
             let app = app_key(&record.partner_id, &record.application_id);
@@ -820,6 +898,171 @@ impl MatchIndex {
         }
         Ok(index)
     }
+}
+
+/// The head section of a version 4 snapshot, as written.
+#[derive(Serialize)]
+struct SnapshotHeadRef<'a> {
+    next_seq: u64,
+    finish_counted: Vec<&'a str>,
+    /// (request-key hash, newest event day), sorted by hash.
+    logged: Vec<(u64, i32)>,
+    by_birth: Vec<(&'a str, &'a VecDeque<u32>)>,
+}
+
+/// The head section of a version 4 snapshot, read into the index's tables.
+struct SnapshotHead {
+    next_seq: u64,
+    finish_counted: Vec<String>,
+    logged: HashMap<u64, i32>,
+    by_birth: HashMap<String, VecDeque<u32>>,
+}
+
+impl SnapshotHead {
+    fn decode(bytes: &[u8], n: usize) -> CoreResult<Self> {
+        #[derive(Deserialize)]
+        struct Body {
+            next_seq: u64,
+            finish_counted: Vec<String>,
+            logged: Vec<(u64, i32)>,
+            by_birth: Vec<(String, Vec<u32>)>,
+        }
+        let body: Body = postcard::from_bytes(bytes)
+            .map_err(|e| CoreError::invalid("snapshot", format!("corrupt or truncated: {e}")))?;
+        let mut by_birth =
+            HashMap::with_capacity_and_hasher(body.by_birth.len(), Hasher::default());
+        for (date, list) in body.by_birth {
+            if list.len() > MAX_PER_BIRTH_DATE || list.iter().any(|&p| p as usize >= n) {
+                return Err(CoreError::invalid(
+                    "snapshot",
+                    format!("birth date block {date:?} does not fit the records"),
+                ));
+            }
+            by_birth.insert(date, list.into());
+        }
+        Ok(Self {
+            next_seq: body.next_seq,
+            finish_counted: body.finish_counted,
+            logged: body.logged.into_iter().collect(),
+            by_birth,
+        })
+    }
+}
+
+/// The key lists section, checked against `n` records.
+fn key_lists(bytes: &[u8], n: usize) -> CoreResult<IndexMap<String, VecDeque<u32>, Hasher>> {
+    let lists: Vec<(String, Vec<u32>)> = postcard::from_bytes(bytes)
+        .map_err(|e| CoreError::invalid("snapshot", format!("corrupt or truncated: {e}")))?;
+    let mut by_key = IndexMap::with_capacity_and_hasher(lists.len(), Hasher::default());
+    for (key, list) in lists {
+        if list.len() > MAX_PER_KEY || list.iter().any(|&p| p as usize >= n) {
+            return Err(CoreError::invalid(
+                "snapshot",
+                format!("key list of {key:?} does not fit the records"),
+            ));
+        }
+        by_key.insert(key, list.into());
+    }
+    Ok(by_key)
+}
+
+/// The records of every section, decoded on up to [`RESTORE_THREADS`] threads into
+/// their places.
+fn decode_records(sections: &[(usize, &[u8])], n: usize) -> CoreResult<Vec<Record>> {
+    let mut records = vec![Record::default(); n];
+    let mut jobs = Vec::with_capacity(sections.len());
+    let mut tail = records.as_mut_slice();
+    for &(count, body) in sections {
+        let (these, after) = tail.split_at_mut(count);
+        jobs.push((these, body));
+        tail = after;
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, RESTORE_THREADS)
+        .min(jobs.len().max(1));
+    let jobs = Mutex::new(jobs.into_iter());
+    let failed: Mutex<Option<CoreError>> = Mutex::new(None);
+    let work = || loop {
+        let Some((slots, mut body)) = jobs.lock().next() else {
+            return;
+        };
+        if failed.lock().is_some() {
+            return;
+        }
+        let done = slots.iter_mut().try_for_each(|slot| {
+            let (record, rest) = postcard::take_from_bytes::<Record>(body).map_err(|e| {
+                CoreError::invalid("snapshot", format!("corrupt or truncated: {e}"))
+            })?;
+            *slot = record;
+            body = rest;
+            Ok(())
+        });
+        let done = done.and_then(|()| {
+            if body.is_empty() {
+                Ok(())
+            } else {
+                Err(damaged("a record section is longer than its records"))
+            }
+        });
+        if let Err(e) = done {
+            failed.lock().get_or_insert(e);
+            return;
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(work);
+        }
+        work();
+    });
+    match failed.into_inner() {
+        Some(e) => Err(e),
+        None => Ok(records),
+    }
+}
+
+/// A snapshot that does not decode: cut short, or bytes that are not what was written.
+fn damaged(why: &str) -> CoreError {
+    CoreError::invalid("snapshot", format!("corrupt or truncated: {why}"))
+}
+
+/// A restore thread's answer (a panic in it, never expected, is an error too).
+fn joined<T>(result: std::thread::Result<CoreResult<T>>) -> CoreResult<T> {
+    result.map_err(|_| CoreError::invalid("snapshot", "a restore thread failed"))?
+}
+
+/// Appends a section: its byte length (little-endian `u64`), then what `write` adds.
+fn section(
+    mut out: Vec<u8>,
+    write: impl FnOnce(Vec<u8>) -> postcard::Result<Vec<u8>>,
+) -> CoreResult<Vec<u8>> {
+    let at = out.len();
+    out.extend_from_slice(&[0; 8]);
+    let mut out =
+        write(out).map_err(|e| CoreError::invalid("snapshot", format!("cannot encode: {e}")))?;
+    let len = (out.len() - at - 8) as u64;
+    out[at..at + 8].copy_from_slice(&len.to_le_bytes());
+    Ok(out)
+}
+
+fn take_u64(rest: &mut &[u8]) -> CoreResult<u64> {
+    let (v, after) = rest
+        .split_first_chunk::<8>()
+        .ok_or_else(|| damaged("truncated section header"))?;
+    *rest = after;
+    Ok(u64::from_le_bytes(*v))
+}
+
+fn take_section<'a>(rest: &mut &'a [u8]) -> CoreResult<&'a [u8]> {
+    let len = take_u64(rest)?;
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|&l| l <= rest.len())
+        .ok_or_else(|| damaged("truncated section"))?;
+    let (body, after) = rest.split_at(len);
+    *rest = after;
+    Ok(body)
 }
 
 /// Days since the epoch of a time in µs (floored; saturated to `i32`).
@@ -1105,6 +1348,85 @@ mod tests {
     }
 
     #[test]
+    fn record_sections_restore_in_parallel_and_version_3_is_still_read() {
+        let mut index = MatchIndex::new();
+        let n = RECORDS_PER_SECTION as u64 + 3; // two record sections
+        for i in 0..n {
+            index.take_seq();
+            let mut r = person(
+                i,
+                ["a", "b", "c"][i as usize % 3],
+                &format!("x{i}"),
+                "ivanov ivan",
+                &format!("19{:02}-01-{:02}", i % 90, 1 + i % 28),
+            );
+            r.phone = format!("7999{:07}", i % 50_000);
+            let keys = vec![("phone".to_owned(), r.phone.clone())];
+            index.add(r, &keys).unwrap();
+            index.note_logged(&format!("a/r{i}"), i as i64 * 1000);
+        }
+        index
+            .apps
+            .values_mut()
+            .step_by(7)
+            .for_each(|a| a.finish_counted = true);
+        let bytes = index.snapshot().unwrap();
+        let back = MatchIndex::restore(&bytes).unwrap();
+        assert_eq!(back.len(), n as usize);
+        assert_eq!(back.snapshot().unwrap(), bytes);
+        let probe = person(n + 1, "b", "new", "ivanof ivan", "1901-01-02");
+        assert_eq!(
+            back.similar(&probe, "b", DEFAULT_NAME_SIMILARITY),
+            index.similar(&probe, "b", DEFAULT_NAME_SIMILARITY)
+        );
+
+        // The same state as one version 3 body.
+        let mut finish_counted: Vec<&str> = index
+            .apps
+            .iter()
+            .filter(|(_, a)| a.finish_counted)
+            .map(|(k, _)| k.as_str())
+            .collect();
+        finish_counted.sort_unstable();
+        let mut logged: Vec<(u64, i32)> = index.logged.iter().map(|(&h, &d)| (h, d)).collect();
+        logged.sort_unstable();
+        let mut by_birth: Vec<(&str, &VecDeque<u32>)> = index
+            .by_birth
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .collect();
+        by_birth.sort_unstable_by_key(|(k, _)| *k);
+        let v3 = SnapshotBodyRef {
+            next_seq: index.next_seq,
+            records: &index.records,
+            by_key: index.by_key.iter().map(|(k, v)| (k.as_str(), v)).collect(),
+            finish_counted,
+            logged,
+            by_birth,
+        };
+        let mut old = SNAPSHOT_MAGIC.to_vec();
+        old.extend_from_slice(&3u16.to_le_bytes());
+        let old = postcard::to_extend(&v3, old).unwrap();
+        assert_eq!(
+            MatchIndex::restore(&old).unwrap().snapshot().unwrap(),
+            bytes
+        );
+
+        // Damaged sections are refused, never a panic.
+        let mut longer = bytes.clone();
+        longer.push(0);
+        for bad in [
+            &bytes[..bytes.len() - 1],
+            &bytes[..bytes.len() / 2],
+            &bytes[..20],
+            &longer,
+        ] {
+            let err = MatchIndex::restore(bad).unwrap_err();
+            assert!(matches!(err, CoreError::InvalidArgument { .. }), "{err}");
+        }
+    }
+
+    #[test]
     fn a_version_1_snapshot_is_migrated_with_its_blocks_rebuilt() {
         let mut index = MatchIndex::new();
         index.take_seq();
@@ -1135,10 +1457,10 @@ mod tests {
             1
         );
         let mut future = index.snapshot().unwrap();
-        future[8] = 4;
+        future[8] = 5;
         let err = MatchIndex::restore(&future).unwrap_err().to_string();
         assert!(
-            err.contains("version 4") && err.contains("replaying"),
+            err.contains("version 5") && err.contains("replaying"),
             "{err}"
         );
     }
