@@ -56,7 +56,7 @@ class StateMachine(Protocol):
         """The whole state, serialized (called while no apply runs)."""
         ...
 
-    def restore(self, data: bytes) -> None:
+    def restore(self, data: bytes | memoryview) -> None:
         """Replace the state with one :meth:`snapshot` produced."""
         ...
 
@@ -108,7 +108,7 @@ class AggregateStateMachine:
         """The aggregates' own versioned binary snapshot."""
         return self.aggregates.snapshot()
 
-    def restore(self, data: bytes) -> None:
+    def restore(self, data: bytes | memoryview) -> None:
         """Rebuild the aggregates from a snapshot taken with the same definitions."""
         self.aggregates = AggregateStore.restore(self._definitions, data)
 

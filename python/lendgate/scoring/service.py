@@ -756,7 +756,7 @@ class ScoringService:
             )
         )
 
-    def _restore_state(self, data: bytes) -> None:
+    def _restore_state(self, data: bytes | memoryview) -> None:
         """Replace the in-memory state with a :meth:`_capture`; raises
         :class:`InvalidArgumentError` for a foreign, older, newer or damaged snapshot."""
         head = len(STATE_MAGIC) + 1 + 12
@@ -771,7 +771,7 @@ class ScoringService:
         if head + meta_len + agg_len > len(data):
             raise InvalidArgumentError("truncated scoring snapshot", field="snapshot")
         try:
-            meta = json.loads(data[head : head + meta_len])
+            meta = json.loads(bytes(data[head : head + meta_len]))
             incidents = {str(p): [str(i) for i in ids] for p, ids in meta["incidents"].items()}
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InvalidArgumentError(

@@ -270,7 +270,9 @@ class Snapshot:
 
     position: int
     created_at_us: int
-    data: bytes
+    #: The bytes saved; a loaded snapshot's are a read-only view of one buffer (no
+    #: copy of what may be gigabytes; ``bytes(data)`` makes one when needed).
+    data: bytes | memoryview
 
 
 @dataclass(frozen=True)
