@@ -339,6 +339,7 @@ class ScoringService:
             self._reset_state()
             position = 0
             snapshot = await self.store.snapshots.load_latest()
+            loaded_s = time.perf_counter() - t0
             if snapshot is not None:
                 try:
                     self._restore_state(snapshot.data)
@@ -368,6 +369,8 @@ class ScoringService:
                     "snapshot_position": position,
                     "replayed": replayed,
                     "restore_s": round(t1 - t0, 3),
+                    "snapshot_bytes": 0 if snapshot is None else len(snapshot.data),
+                    "snapshot_load_s": round(loaded_s, 3),
                     "replay_s": round(self.last_recovery.replay_s, 3),
                 },
             )
