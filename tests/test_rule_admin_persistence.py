@@ -581,9 +581,76 @@ def test_two_servers_starting_together_write_the_pack_once(tmp_path: Path) -> No
                     "rule", f"consortium/{rule.rule_id}"
                 )
                 assert [v.version for v in versions] == [1], rule.rule_id
+            # Both serve the whole pack, not the part the other had written so far.
+            for service in services:
+                assert pack_as_served(service) == pack_as_served(services[0])
+                assert {r.rule_id for r in service.admin.consortium.book.rules()} == {
+                    r.rule_id for r in service.pack.rules
+                }
         finally:
             for s in stores:
                 await s.aclose()
+
+    asyncio.run(scenario())
+
+
+def pack_as_served(service: ScoringService) -> tuple[object, ...]:
+    """What a server took from the store: rule ids and versions, lists with their entry
+    counts, the aggregate definitions' digest."""
+    admin = service.admin
+    rules = sorted((r.rule_id, r.version) for r in admin.consortium.book.rules())
+    lists = sorted(
+        (d.list_id, len(admin.consortium.lists.registry.entries(d.list_id, -(2**62), 2**62)))
+        for d in admin.consortium.lists.all()
+    )
+    return rules, lists, service.aggregate_state.digest
+
+
+class DiesAfter:
+    """A real store whose process 'dies' (raises) after ``writes`` definition writes."""
+
+    def __init__(self, store: object, writes: int) -> None:
+        self._store = store
+        self._left = writes
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def put_definition(self, *args: object, **kwargs: object) -> object:
+        if self._left == 0:
+            raise ConnectionError("the process died here")
+        self._left -= 1
+        return await self._store.put_definition(*args, **kwargs)  # type: ignore[attr-defined]
+
+
+def test_a_first_start_that_died_half_way_is_completed_by_the_next(tmp_path: Path) -> None:
+    """The pack is written item by item; a first start that dies after some of them
+    leaves no mark that the pack is whole, so the next start writes the rest (each item
+    still once) and serves the whole pack — the same as a store written in one go."""
+    settings = settings_for(f"sqlite:///{tmp_path}/half.db", commit_delay_ms=0)
+    whole_settings = settings_for(f"sqlite:///{tmp_path}/whole.db", commit_delay_ms=0)
+
+    async def scenario() -> None:
+        store = await asyncio.to_thread(open_store, None, settings)
+        whole = await asyncio.to_thread(open_store, None, whole_settings)
+        try:
+            dying = ScoringService(DiesAfter(store, 5))  # type: ignore[arg-type]
+            with pytest.raises(ConnectionError):
+                await dying.recover()
+            assert len(await store.list_definitions("rule")) == 5
+            again = ScoringService(store)
+            await again.recover()
+            reference = ScoringService(whole)
+            await reference.recover()
+            assert pack_as_served(again) == pack_as_served(reference)
+            for rule in again.pack.rules:
+                versions = await store.list_definition_versions(
+                    "rule", f"consortium/{rule.rule_id}"
+                )
+                assert [v.version for v in versions] == [1], rule.rule_id
+        finally:
+            await store.aclose()
+            await whole.aclose()
 
     asyncio.run(scenario())
 

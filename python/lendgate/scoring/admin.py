@@ -4,7 +4,7 @@ Every change is written to the store first, as a new version of a definition (wh
 when, why — ``Store.put_definition`` / ``change_list_entries``), and only then applied
 in memory; so a restarted server loads exactly what it served (:meth:`RuleAdmin.load`).
 On the first start over an empty store the shipped pack is written as version 1 of
-each rule and list.
+each rule, list and aggregate definition, then a mark that the pack is whole.
 
 Scopes. The **consortium** scope holds the pack every partner's checks run (edited by
 the consortium's rule administrators). Each partner may also keep **private** rules and
@@ -25,10 +25,11 @@ state when it changes).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -75,6 +76,8 @@ CONSORTIUM = ""
 """The scope of the consortium's pack (a partner's scope is its partner id)."""
 
 SETTINGS_NAME = "consortium/scoring"
+PACK_MARK_NAME = "consortium/pack"
+"""A settings record written once the shipped pack is wholly in the store."""
 EntryRow = tuple[str, int | None, str, int, str]
 """An entry as the Rust registry takes it: (value, expire_ms, comment, create_ms, author)."""
 _NEVER = -(2**62)
@@ -181,6 +184,15 @@ def _mentions_list(rule: Rule, list_id: str) -> bool:
     return any(pattern.search(c) for c in (rule.condition, *(s.condition for s in rule.sub_rules)))
 
 
+async def _unless_written(write: Awaitable[object]) -> bool:
+    """Await a first-version ``write``; False when another server had written it."""
+    try:
+        await write
+    except AbortedError:
+        return False
+    return True
+
+
 class RuleAdmin:
     """The consortium's pack and the partners' private rules and lists, persisted."""
 
@@ -214,28 +226,18 @@ class RuleAdmin:
     # --- loading ---------------------------------------------------------------------
 
     async def load(self) -> None:
-        """Load every scope from the store; over an empty store, write the shipped pack
-        (the in-memory state built from it) as the first versions."""
+        """Load every scope from the store. Until the store holds the mark that the
+        shipped pack was written in full, write whatever of it is missing first (a new
+        store, a start that died half way, or another server writing it right now)."""
         async with self._lock:
             if self.loaded:
                 return
-            rules = await self.store.list_definitions("rule")
-            lists = await self.store.list_definitions("list")
-            if not any(
-                (parse_store_name(d.name) or ("?", ""))[0] == CONSORTIUM for d in (*rules, *lists)
-            ):
-                try:
-                    await self._write_pack()
-                except AbortedError:
-                    # Another server wrote the pack first (versions are checked, so it
-                    # is never written twice): serve what the store holds. Said plainly:
-                    # if that server is still writing, this one may load part of it.
-                    await self._read_all(
-                        await self.store.list_definitions("rule"),
-                        await self.store.list_definitions("list"),
-                    )
-            else:
-                await self._read_all(rules, lists)
+            if not await self._pack_written():
+                await self._write_pack()
+            await self._read_all(
+                await self.store.list_definitions("rule"),
+                await self.store.list_definitions("list"),
+            )
             try:
                 stored = await self.store.get_definition("settings", SETTINGS_NAME)
             except NotFoundError:
@@ -245,20 +247,17 @@ class RuleAdmin:
             await self._load_aggregates()
             self.loaded = True
 
+    async def _pack_written(self) -> bool:
+        try:
+            await self.store.get_definition("settings", PACK_MARK_NAME)
+        except NotFoundError:
+            return False
+        return True
+
     async def _load_aggregates(self) -> None:
-        """Read the stored aggregate definitions; over a store without any (a new one,
-        or one written before they were administered), store the pack's as version 1."""
-        stored = await self.store.list_definitions("aggregate")
-        if not stored:
-            self._install_pack_aggregates()
-            try:
-                for first in [vs[0] for vs in self.aggregates.versions.values()]:
-                    await self._put_aggregate(first, expected=0)
-                return
-            except AbortedError:  # another server wrote them first: read theirs
-                stored = await self.store.list_definitions("aggregate")
+        """Read the stored aggregate definitions (the pack's are among them)."""
         book = AggregateBook()
-        for latest in stored:
+        for latest in await self.store.list_definitions("aggregate"):
             parsed = parse_store_name(latest.name)
             if parsed is None or parsed[0] != CONSORTIUM:
                 continue
@@ -274,39 +273,54 @@ class RuleAdmin:
                         at=from_us(stored_version.created_at_us),
                     )
                 )
-        self.aggregates = book
+        if not book.versions:
+            self._install_pack_aggregates()
+        else:
+            self.aggregates = book
 
     async def _write_pack(self) -> None:
+        """Store the shipped pack (rules, lists with their entries, aggregate definitions)
+        as first versions, then the mark that it is whole. Every write checks its version,
+        so an item is never written twice; a conflict means that item is already stored
+        (by an earlier start, or another server starting at the same time) and the next
+        one is tried, so when this returns every item of the pack is in the store."""
         ws = self.consortium
         for rule in ws.book.rules():
             for v in reversed(ws.book.versions(rule.rule_id)):
-                await self._put_rule_version(CONSORTIUM, v, expected=v.version - 1)
+                await _unless_written(self._put_rule_version(CONSORTIUM, v, expected=v.version - 1))
+        reason = f"{self.pack.name} pack {self.pack.revision}"
         for d in ws.lists.all():
             name = store_name(CONSORTIUM, d.list_id)
-            await self._put_list(
-                CONSORTIUM,
-                d,
-                0,
-                d.update_author or PACK_AUTHOR,
-                d.change_reason or f"{self.pack.name} pack {self.pack.revision}",
+            await _unless_written(
+                self._put_list(
+                    CONSORTIUM, d, 0, d.update_author or PACK_AUTHOR, d.change_reason or reason
+                )
             )
             rows = ws.lists.registry.entries(d.list_id, _NEVER, _ALL)
             if rows:
-                stored = await self._change_entries(
-                    name,
-                    add=[encode_entry(r) for r in rows],
-                    remove=[],
-                    expected=1,
-                    author=PACK_AUTHOR,
-                    reason=f"{self.pack.name} pack {self.pack.revision}",
+                await _unless_written(
+                    self._change_entries(
+                        name,
+                        add=[encode_entry(r) for r in rows],
+                        remove=[],
+                        expected=1,
+                        author=PACK_AUTHOR,
+                        reason=reason,
+                    )
                 )
-                ws.lists.stamp(
-                    d.list_id,
-                    version=stored.version,
-                    author=stored.author,
-                    reason=stored.reason,
-                    at=from_us(stored.created_at_us),
-                )
+        for first in [vs[0] for vs in self.aggregates.versions.values()]:
+            await _unless_written(self._put_aggregate(first, expected=0))
+        with contextlib.suppress(FailedPreconditionError):  # the other server marked it
+            await self.store.put_definition(
+                _request_id(),
+                "settings",
+                PACK_MARK_NAME,
+                json.dumps({"pack": self.pack.name, "revision": self.pack.revision}).encode(),
+                status="active",
+                author=PACK_AUTHOR,
+                reason=reason,
+                expected_version=0,
+            )
 
     async def _read_all(
         self, rules: Sequence[DefinitionVersion], lists: Sequence[DefinitionVersion]
