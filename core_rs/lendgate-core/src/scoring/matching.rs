@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{CoreError, CoreResult};
+use crate::scoring::growth::{Segmented, Sharded, SEGMENT, SHARDS};
 
 /// Applications kept per key (the most recent).
 pub const MAX_PER_KEY: usize = 50;
@@ -66,8 +67,6 @@ const DAY_US: i64 = 86_400_000_000;
 /// index forgets the hash only once the store has certainly done so.
 const LOGGED_MARGIN_DAYS: i32 = 1;
 const KEY_SEP: char = '\u{1f}';
-/// Records per section of a version 4 snapshot (sections are decoded in parallel).
-const RECORDS_PER_SECTION: usize = 1 << 16;
 /// Threads a restore decodes record sections on, at most.
 const RESTORE_THREADS: usize = 8;
 
@@ -331,20 +330,26 @@ struct AppState {
 ///
 /// Not synchronised: the caller serialises access (the scoring service's one
 /// synchronous section; the bindings hold it behind a mutex).
+///
+/// Millions of entries: the records are [`Segmented`] and the tables [`Sharded`], so
+/// that no check ever waits for one of them to be copied or rehashed whole.
 #[derive(Debug, Default)]
 pub struct MatchIndex {
     next_seq: u64,
-    records: Vec<Record>,
-    /// In first-insertion order (kept by prune), so a snapshot needs no sort.
-    by_key: IndexMap<String, VecDeque<u32>, Hasher>,
-    apps: HashMap<String, AppState>,
+    records: Segmented<Record>,
+    /// Each shard in first-insertion order (kept by prune), so a snapshot needs no sort.
+    by_key: Sharded<KeyLists>,
+    apps: Sharded<HashMap<String, AppState>>,
     /// Hash of every logged request key -> the newest event day (days since the epoch)
     /// of the events logged under it; pruned with the records.
-    logged: HashMap<u64, i32>,
+    logged: Sharded<HashMap<u64, i32>>,
     /// Positions by the applicant's birth date, the most recent [`MAX_PER_BIRTH_DATE`]
     /// (applications with a name and a birth date): the fuzzy matching's blocks.
-    by_birth: HashMap<String, VecDeque<u32>>,
+    by_birth: Sharded<HashMap<String, VecDeque<u32>>>,
 }
+
+/// Positions of the records with one key, by key (one shard of them).
+type KeyLists = IndexMap<String, VecDeque<u32>, Hasher>;
 
 /// An earlier application whose applicant has the current birth date and a similar
 /// name: its position in the index and the names' similarity.
@@ -456,8 +461,10 @@ impl MatchIndex {
     /// the newest such event (see [`Self::prune`]).
     pub fn note_logged(&mut self, request_key: &str, event_time_us: i64) {
         let day = day_of(event_time_us);
+        let hash = request_hash(request_key);
         self.logged
-            .entry(request_hash(request_key))
+            .shard_mut(&hash)
+            .entry(hash)
             .and_modify(|d| *d = (*d).max(day))
             .or_insert(day);
     }
@@ -466,25 +473,30 @@ impl MatchIndex {
     /// (every logged key still in the store was noted), `true` needs the store's exact
     /// answer.
     pub fn maybe_logged(&self, request_key: &str) -> bool {
-        self.logged.contains_key(&request_hash(request_key))
+        let hash = request_hash(request_key);
+        self.logged.shard(&hash).contains_key(&hash)
     }
 
     /// Number of logged request-key hashes held.
     pub fn logged_len(&self) -> usize {
-        self.logged.len()
+        self.logged.shards().iter().map(HashMap::len).sum()
     }
 
     /// Whether the aggregates already counted the finish of this application.
     pub fn finish_counted(&self, partner_id: &str, application_id: &str) -> bool {
+        let app = app_key(partner_id, application_id);
         self.apps
-            .get(&app_key(partner_id, application_id))
+            .shard(&app)
+            .get(&app)
             .is_some_and(|a| a.finish_counted)
     }
 
     /// Records that the aggregates counted the finish of this application.
     pub fn set_finish_counted(&mut self, partner_id: &str, application_id: &str) {
+        let app = app_key(partner_id, application_id);
         self.apps
-            .entry(app_key(partner_id, application_id))
+            .shard_mut(&app)
+            .entry(app)
             .or_default()
             .finish_counted = true;
     }
@@ -495,15 +507,23 @@ impl MatchIndex {
             reason: "the match index is full (2^32 applications)".into(),
         })?;
         for (kind, value) in keys {
-            let list = self.by_key.entry(index_key(kind, value)).or_default();
+            let key = index_key(kind, value);
+            let list = self.by_key.shard_mut(&key).entry(key).or_default();
             push_capped(list, pos, MAX_PER_KEY);
         }
         if !record.birth_date.is_empty() && !record.name.is_empty() {
-            let block = self.by_birth.entry(record.birth_date.clone()).or_default();
+            let date = &record.birth_date;
+            let block = self
+                .by_birth
+                .shard_mut(date)
+                .entry(date.clone())
+                .or_default();
             push_capped(block, pos, MAX_PER_BIRTH_DATE);
         }
+        let app = app_key(&record.partner_id, &record.application_id);
         self.apps
-            .entry(app_key(&record.partner_id, &record.application_id))
+            .shard_mut(&app)
+            .entry(app)
             .or_default()
             .records
             .push(pos);
@@ -514,7 +534,8 @@ impl MatchIndex {
     /// Records an outcome on every indexed event of the application (empty values
     /// leave the field as it is).
     pub fn mark(&mut self, partner_id: &str, application_id: &str, result: &str, fraud: &str) {
-        let Some(app) = self.apps.get(&app_key(partner_id, application_id)) else {
+        let app = app_key(partner_id, application_id);
+        let Some(app) = self.apps.shard(&app).get(&app) else {
             return;
         };
         for &pos in &app.records {
@@ -535,6 +556,7 @@ impl MatchIndex {
     pub fn similar(&self, current: &Record, caller: &str, threshold: f64) -> Vec<Similar> {
         let Some(block) = self
             .by_birth
+            .shard(&current.birth_date)
             .get(&current.birth_date)
             .filter(|_| !current.name.is_empty())
         else {
@@ -594,7 +616,8 @@ impl MatchIndex {
             if !kinds.iter().any(|k| k == kind) {
                 continue;
             }
-            let Some(list) = self.by_key.get(&index_key(kind, value)) else {
+            let key = index_key(kind, value);
+            let Some(list) = self.by_key.shard(&key).get(&key) else {
                 continue;
             };
             let shown = KEY_FIELDS
@@ -656,13 +679,15 @@ impl MatchIndex {
     /// new write. The sequence counter stays. Returns how many records were dropped.
     pub fn prune(&mut self, before_us: i64) -> usize {
         let keep_from = day_of(before_us).saturating_sub(LOGGED_MARGIN_DAYS);
-        self.logged.retain(|_, day| *day >= keep_from);
+        for shard in self.logged.shards_mut() {
+            shard.retain(|_, day| *day >= keep_from);
+        }
         if !self.records.iter().any(|r| r.event_time_us < before_us) {
             return 0;
         }
         let mut moved: Vec<Option<u32>> = Vec::with_capacity(self.records.len());
-        let mut kept = Vec::with_capacity(self.records.len());
-        for record in std::mem::take(&mut self.records) {
+        let mut kept = Segmented::default();
+        for record in self.records.drain_all() {
             if record.event_time_us < before_us {
                 moved.push(None);
             } else {
@@ -680,39 +705,59 @@ impl MatchIndex {
             }
             None => false,
         };
-        self.by_key.retain(|_, list| {
-            list.retain_mut(renumber);
-            !list.is_empty()
-        });
-        self.apps.retain(|_, app| {
-            app.records.retain_mut(renumber);
-            !app.records.is_empty()
-        });
-        self.by_birth.retain(|_, list| {
-            list.retain_mut(renumber);
-            !list.is_empty()
-        });
+        for shard in self.by_key.shards_mut() {
+            shard.retain(|_, list| {
+                list.retain_mut(renumber);
+                !list.is_empty()
+            });
+        }
+        for shard in self.apps.shards_mut() {
+            shard.retain(|_, app| {
+                app.records.retain_mut(renumber);
+                !app.records.is_empty()
+            });
+        }
+        for shard in self.by_birth.shards_mut() {
+            shard.retain(|_, list| {
+                list.retain_mut(renumber);
+                !list.is_empty()
+            });
+        }
         dropped
     }
 
     /// The whole index as versioned bytes: magic, version, then sections, each a
     /// little-endian `u64` byte length and postcard: the head (sequence counter,
     /// counted finishes, logged request keys, birth-date blocks), the key lists, and the
-    /// records in sections of [`RECORDS_PER_SECTION`] (each with its record count).
-    /// Equal states give equal bytes: the key lists go in their first-insertion order
-    /// (the same for the same history, and kept by a restore), the rest sorted.
+    /// records in sections of [`SEGMENT`] (one per segment, each with its record count).
+    /// Equal states give equal bytes: the key lists go shard by shard, each shard in its
+    /// first-insertion order (the same for the same history, and kept by a restore),
+    /// the rest sorted.
     pub fn snapshot(&self) -> CoreResult<Vec<u8>> {
         let mut finish_counted: Vec<&str> = self
             .apps
+            .shards()
             .iter()
+            .flatten()
             .filter(|(_, a)| a.finish_counted)
             .map(|(k, _)| k.as_str())
             .collect();
         finish_counted.sort_unstable();
-        let mut logged: Vec<(u64, i32)> = self.logged.iter().map(|(&h, &d)| (h, d)).collect();
+        let mut logged: Vec<(u64, i32)> = self
+            .logged
+            .shards()
+            .iter()
+            .flatten()
+            .map(|(&h, &d)| (h, d))
+            .collect();
         logged.sort_unstable();
-        let mut by_birth: Vec<(&str, &VecDeque<u32>)> =
-            self.by_birth.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let mut by_birth: Vec<(&str, &VecDeque<u32>)> = self
+            .by_birth
+            .shards()
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v))
+            .collect();
         by_birth.sort_unstable_by_key(|(k, _)| *k);
         let head = SnapshotHeadRef {
             next_seq: self.next_seq,
@@ -720,14 +765,19 @@ impl MatchIndex {
             logged,
             by_birth,
         };
-        let by_key: Vec<(&str, &VecDeque<u32>)> =
-            self.by_key.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let by_key: Vec<(&str, &VecDeque<u32>)> = self
+            .by_key
+            .shards()
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v))
+            .collect();
         let mut out = Vec::with_capacity(64 + self.records.len() * 96);
         out.extend_from_slice(SNAPSHOT_MAGIC);
         out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
         out = section(out, |out| postcard::to_extend(&head, out))?;
         out = section(out, |out| postcard::to_extend(&by_key, out))?;
-        let sections = self.records.chunks(RECORDS_PER_SECTION);
+        let sections = self.records.segments();
         out.extend_from_slice(&(sections.len() as u64).to_le_bytes());
         for records in sections {
             out.extend_from_slice(&(records.len() as u64).to_le_bytes());
@@ -840,17 +890,22 @@ impl MatchIndex {
         std::thread::scope(|scope| {
             let by_key = scope.spawn(|| key_lists(keys, n));
             let head = scope.spawn(|| SnapshotHead::decode(head, n));
-            let records = decode_records(&sections, n)?;
-            let mut apps: HashMap<String, AppState> =
-                HashMap::with_capacity_and_hasher(n / 2, Hasher::default());
+            let records = decode_records(&sections)?;
+            let mut apps: Sharded<HashMap<String, AppState>> = Sharded::with(|_| {
+                HashMap::with_capacity_and_hasher(n / 2 / SHARDS, Hasher::default())
+            });
             for (pos, record) in records.iter().enumerate() {
                 let app = app_key(&record.partner_id, &record.application_id);
-                apps.entry(app).or_default().records.push(pos as u32);
+                apps.shard_mut(&app)
+                    .entry(app)
+                    .or_default()
+                    .records
+                    .push(pos as u32);
             }
             let by_key = joined(by_key.join())?;
             let head = joined(head.join())?;
             for app in head.finish_counted {
-                apps.entry(app).or_default().finish_counted = true;
+                apps.shard_mut(&app).entry(app).or_default().finish_counted = true;
             }
             Ok(Self {
                 next_seq: head.next_seq,
@@ -868,22 +923,25 @@ impl MatchIndex {
         let n = body.records.len();
         let mut index = Self {
             next_seq: body.next_seq,
-            records: Vec::with_capacity(n),
-            by_key: IndexMap::with_capacity_and_hasher(body.by_key.len(), Hasher::default()),
-            apps: HashMap::default(),
-            logged: body.logged.into_iter().collect(),
-            by_birth: HashMap::with_capacity_and_hasher(body.by_birth.len(), Hasher::default()),
+            logged: sharded(body.logged),
+            ..Self::default()
         };
         for (pos, record) in body.records.into_iter().enumerate() {
             let app = app_key(&record.partner_id, &record.application_id);
-            index.apps.entry(app).or_default().records.push(pos as u32);
+            index
+                .apps
+                .shard_mut(&app)
+                .entry(app)
+                .or_default()
+                .records
+                .push(pos as u32);
             index.records.push(record);
         }
         for (key, list) in body.by_key {
             if list.len() > MAX_PER_KEY || list.iter().any(|&p| p as usize >= n) {
                 return Err(bad(format!("key list of {key:?} does not fit the records")));
             }
-            index.by_key.insert(key, list.into());
+            index.by_key.shard_mut(&key).insert(key, list.into());
         }
         for (date, list) in body.by_birth {
             if list.len() > MAX_PER_BIRTH_DATE || list.iter().any(|&p| p as usize >= n) {
@@ -891,10 +949,15 @@ impl MatchIndex {
                     "birth date block {date:?} does not fit the records"
                 )));
             }
-            index.by_birth.insert(date, list.into());
+            index.by_birth.shard_mut(&date).insert(date, list.into());
         }
         for app in body.finish_counted {
-            index.apps.entry(app).or_default().finish_counted = true;
+            index
+                .apps
+                .shard_mut(&app)
+                .entry(app)
+                .or_default()
+                .finish_counted = true;
         }
         Ok(index)
     }
@@ -914,8 +977,8 @@ struct SnapshotHeadRef<'a> {
 struct SnapshotHead {
     next_seq: u64,
     finish_counted: Vec<String>,
-    logged: HashMap<u64, i32>,
-    by_birth: HashMap<String, VecDeque<u32>>,
+    logged: Sharded<HashMap<u64, i32>>,
+    by_birth: Sharded<HashMap<String, VecDeque<u32>>>,
 }
 
 impl SnapshotHead {
@@ -929,8 +992,7 @@ impl SnapshotHead {
         }
         let body: Body = postcard::from_bytes(bytes)
             .map_err(|e| CoreError::invalid("snapshot", format!("corrupt or truncated: {e}")))?;
-        let mut by_birth =
-            HashMap::with_capacity_and_hasher(body.by_birth.len(), Hasher::default());
+        let mut by_birth: Sharded<HashMap<String, VecDeque<u32>>> = Sharded::default();
         for (date, list) in body.by_birth {
             if list.len() > MAX_PER_BIRTH_DATE || list.iter().any(|&p| p as usize >= n) {
                 return Err(CoreError::invalid(
@@ -938,22 +1000,24 @@ impl SnapshotHead {
                     format!("birth date block {date:?} does not fit the records"),
                 ));
             }
-            by_birth.insert(date, list.into());
+            by_birth.shard_mut(&date).insert(date, list.into());
         }
         Ok(Self {
             next_seq: body.next_seq,
             finish_counted: body.finish_counted,
-            logged: body.logged.into_iter().collect(),
+            logged: sharded(body.logged),
             by_birth,
         })
     }
 }
 
 /// The key lists section, checked against `n` records.
-fn key_lists(bytes: &[u8], n: usize) -> CoreResult<IndexMap<String, VecDeque<u32>, Hasher>> {
+fn key_lists(bytes: &[u8], n: usize) -> CoreResult<Sharded<KeyLists>> {
     let lists: Vec<(String, Vec<u32>)> = postcard::from_bytes(bytes)
         .map_err(|e| CoreError::invalid("snapshot", format!("corrupt or truncated: {e}")))?;
-    let mut by_key = IndexMap::with_capacity_and_hasher(lists.len(), Hasher::default());
+    let each = lists.len() / SHARDS;
+    let mut by_key: Sharded<KeyLists> =
+        Sharded::with(|_| IndexMap::with_capacity_and_hasher(each, Hasher::default()));
     for (key, list) in lists {
         if list.len() > MAX_PER_KEY || list.iter().any(|&p| p as usize >= n) {
             return Err(CoreError::invalid(
@@ -961,40 +1025,43 @@ fn key_lists(bytes: &[u8], n: usize) -> CoreResult<IndexMap<String, VecDeque<u32
                 format!("key list of {key:?} does not fit the records"),
             ));
         }
-        by_key.insert(key, list.into());
+        by_key.shard_mut(&key).insert(key, list.into());
     }
     Ok(by_key)
 }
 
-/// The records of every section, decoded on up to [`RESTORE_THREADS`] threads into
-/// their places.
-fn decode_records(sections: &[(usize, &[u8])], n: usize) -> CoreResult<Vec<Record>> {
-    let mut records = vec![Record::default(); n];
-    let mut jobs = Vec::with_capacity(sections.len());
-    let mut tail = records.as_mut_slice();
-    for &(count, body) in sections {
-        let (these, after) = tail.split_at_mut(count);
-        jobs.push((these, body));
-        tail = after;
+/// `(hash, day)` pairs as the sharded table of logged request keys.
+fn sharded(logged: Vec<(u64, i32)>) -> Sharded<HashMap<u64, i32>> {
+    let mut out: Sharded<HashMap<u64, i32>> = Sharded::default();
+    for (hash, day) in logged {
+        out.shard_mut(&hash).insert(hash, day);
     }
+    out
+}
+
+/// The records of every section, decoded on up to [`RESTORE_THREADS`] threads, each
+/// section into a segment of its own.
+fn decode_records(sections: &[(usize, &[u8])]) -> CoreResult<Segmented<Record>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .clamp(1, RESTORE_THREADS)
-        .min(jobs.len().max(1));
-    let jobs = Mutex::new(jobs.into_iter());
+        .min(sections.len().max(1));
+    let decoded: Vec<Mutex<Vec<Record>>> = sections.iter().map(|_| Mutex::default()).collect();
+    let jobs = Mutex::new(sections.iter().zip(&decoded));
     let failed: Mutex<Option<CoreError>> = Mutex::new(None);
     let work = || loop {
-        let Some((slots, mut body)) = jobs.lock().next() else {
+        let Some((&(count, mut body), slot)) = jobs.lock().next() else {
             return;
         };
         if failed.lock().is_some() {
             return;
         }
-        let done = slots.iter_mut().try_for_each(|slot| {
+        let mut records = Vec::with_capacity(count.max(SEGMENT));
+        let done = (0..count).try_for_each(|_| {
             let (record, rest) = postcard::take_from_bytes::<Record>(body).map_err(|e| {
                 CoreError::invalid("snapshot", format!("corrupt or truncated: {e}"))
             })?;
-            *slot = record;
+            records.push(record);
             body = rest;
             Ok(())
         });
@@ -1009,6 +1076,7 @@ fn decode_records(sections: &[(usize, &[u8])], n: usize) -> CoreResult<Vec<Recor
             failed.lock().get_or_insert(e);
             return;
         }
+        *slot.lock() = records;
     };
     std::thread::scope(|scope| {
         for _ in 1..threads {
@@ -1018,7 +1086,9 @@ fn decode_records(sections: &[(usize, &[u8])], n: usize) -> CoreResult<Vec<Recor
     });
     match failed.into_inner() {
         Some(e) => Err(e),
-        None => Ok(records),
+        None => Ok(Segmented::from_parts(
+            decoded.into_iter().map(Mutex::into_inner).collect(),
+        )),
     }
 }
 
@@ -1200,7 +1270,7 @@ mod tests {
         let kinds = vec!["phone".to_owned()];
         let found = index.matches(&kinds, &phone(), &[], &current, "z", "r");
         assert_eq!(found.len(), MAX_PER_RULE);
-        assert_eq!(index.by_key.values().next().unwrap().len(), MAX_PER_KEY);
+        assert_eq!(index.by_key.iter().next().unwrap().1.len(), MAX_PER_KEY);
     }
 
     #[test]
@@ -1261,7 +1331,11 @@ mod tests {
         let back = MatchIndex::restore(&index.snapshot().unwrap()).unwrap();
         assert_eq!(back.snapshot().unwrap(), index.snapshot().unwrap());
         assert_eq!(index.prune(10_000), 7);
-        assert!(index.is_empty() && index.by_key.is_empty() && index.apps.is_empty());
+        assert!(
+            index.is_empty()
+                && index.by_key.iter().next().is_none()
+                && index.apps.iter().next().is_none()
+        );
         assert_eq!(index.take_seq(), 11); // the counter goes on
     }
 
@@ -1350,7 +1424,7 @@ mod tests {
     #[test]
     fn record_sections_restore_in_parallel_and_version_3_is_still_read() {
         let mut index = MatchIndex::new();
-        let n = RECORDS_PER_SECTION as u64 + 3; // two record sections
+        let n = SEGMENT as u64 + 3; // two record sections
         for i in 0..n {
             index.take_seq();
             let mut r = person(
@@ -1367,7 +1441,9 @@ mod tests {
         }
         index
             .apps
-            .values_mut()
+            .shards_mut()
+            .iter_mut()
+            .flat_map(HashMap::values_mut)
             .step_by(7)
             .for_each(|a| a.finish_counted = true);
         let bytes = index.snapshot().unwrap();
@@ -1398,7 +1474,7 @@ mod tests {
         by_birth.sort_unstable_by_key(|(k, _)| *k);
         let v3 = SnapshotBodyRef {
             next_seq: index.next_seq,
-            records: &index.records,
+            records: &index.records.iter().cloned().collect::<Vec<_>>(),
             by_key: index.by_key.iter().map(|(k, v)| (k.as_str(), v)).collect(),
             finish_counted,
             logged,
@@ -1437,14 +1513,14 @@ mod tests {
         index.note_logged("a/r1", 10);
         let v1 = SnapshotBodyV1Out {
             next_seq: 1,
-            records: index.records.clone(),
+            records: index.records.iter().cloned().collect(),
             by_key: index
                 .by_key
                 .iter()
                 .map(|(k, v)| (k.clone(), v.iter().copied().collect()))
                 .collect(),
             finish_counted: Vec::new(),
-            logged: index.logged.keys().copied().collect(),
+            logged: index.logged.iter().map(|(&h, _)| h).collect(),
         };
         let mut bytes = SNAPSHOT_MAGIC.to_vec();
         bytes.extend_from_slice(&1u16.to_le_bytes());
@@ -1505,7 +1581,7 @@ mod tests {
         index.note_logged("a/r2", 30 * DAY_US + 9);
         let body = |logged: Vec<u64>| SnapshotBodyV2 {
             next_seq: 1,
-            records: index.records.clone(),
+            records: index.records.iter().cloned().collect(),
             by_key: index
                 .by_key
                 .iter()
@@ -1520,9 +1596,12 @@ mod tests {
             bytes.extend_from_slice(&2u16.to_le_bytes());
             postcard::to_extend(b, bytes).unwrap()
         };
-        let v2 = encode(&body(index.logged.keys().copied().collect()));
+        let v2 = encode(&body(index.logged.iter().map(|(&h, _)| h).collect()));
         let mut back = MatchIndex::restore(&v2).unwrap();
-        assert_eq!(back.logged.values().copied().collect::<Vec<_>>(), [30, 30]);
+        assert_eq!(
+            back.logged.iter().map(|(_, &d)| d).collect::<Vec<_>>(),
+            [30, 30]
+        );
         assert_eq!(back.records, index.records);
         // Kept until the horizon passes the snapshot's newest day (plus the margin).
         back.prune(31 * DAY_US);
@@ -1535,7 +1614,7 @@ mod tests {
         let v2 = encode(&SnapshotBodyV2 {
             records: Vec::new(),
             by_key: Vec::new(),
-            ..body(empty.logged.keys().copied().collect())
+            ..body(empty.logged.iter().map(|(&h, _)| h).collect())
         });
         let mut back = MatchIndex::restore(&v2).unwrap();
         back.prune(i64::MAX / 2);

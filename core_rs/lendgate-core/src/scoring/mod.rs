@@ -14,6 +14,7 @@
 //!    a stored event (restart) and for an outcome.
 
 pub mod event;
+pub mod growth;
 pub mod matching;
 pub mod report;
 
