@@ -460,7 +460,8 @@ def test_match_index_snapshot_round_trip_keeps_order_marks_and_sharing() -> None
     ("data", "problem"),
     [
         (b"", "not a match index snapshot"),
-        (b"LGMXSNAP\x05\x00", "version 5"),
+        (b"LGMXSNAP\x06\x00", "version 6"),
+        (b"LGMXSNAP\x05\x00garbage", "corrupt"),
         (b"LGMXSNAP\x04\x00garbage", "corrupt"),
         (b"LGMXSNAP\x03\x00garbage", "corrupt"),
         (b"LGMXSNAP\x02\x00garbage", "corrupt"),

@@ -309,8 +309,9 @@ class MatchIndex:
         """Number of logged request-key hashes held."""
     def maybe_logged(self, request_key: str) -> bool:
         """``False`` when the log certainly holds no event with this key."""
-    def prune(self, before_us: int) -> int:
-        """Forget application events older than ``before_us`` (event time); how many."""
+    def prune(self, before_us: int, sweep_shards: int = 64) -> int:
+        """Forget application events older than ``before_us`` (event time); how many.
+        ``sweep_shards`` of the key lists' 64 shards let go of dropped entries now."""
     def snapshot(self) -> bytes:
         """The whole index as versioned bytes."""
     def restore(self, data: bytes | memoryview) -> None:

@@ -68,9 +68,12 @@ impl PyMatchIndex {
     }
 
     /// Forgets every application event older than `before_us` (event time, µs since
-    /// the epoch): retention. Returns how many events were dropped.
-    fn prune(&self, py: Python<'_>, before_us: i64) -> usize {
-        py.detach(|| self.lock().prune(before_us))
+    /// the epoch): retention. Returns how many events were dropped. The key lists let
+    /// go of dropped entries lazily: `sweep_shards` of their 64 shards are swept per
+    /// call, in turn (64: all, as a full pass; answers are the same either way).
+    #[pyo3(signature = (before_us, sweep_shards = 64))]
+    fn prune(&self, py: Python<'_>, before_us: i64, sweep_shards: usize) -> usize {
+        py.detach(|| self.lock().prune_step(before_us, sweep_shards))
     }
 
     /// The whole index as versioned bytes.

@@ -36,10 +36,12 @@ class MatchIndex:
     def __len__(self) -> int:
         return len(self._core)
 
-    def prune(self, before: datetime) -> int:
+    def prune(self, before: datetime, *, sweep_shards: int = 64) -> int:
         """Forget every application event older than ``before`` (event time): retention
-        of the hot state. Returns how many were dropped."""
-        return self._core.prune(to_us(before))
+        of the hot state. Returns how many were dropped. The cost is what is dropped
+        plus a sweep of ``sweep_shards`` of the key lists' 64 shards (the rest let go of
+        dropped entries in later calls; answers are the same either way)."""
+        return self._core.prune(to_us(before), sweep_shards)
 
     def snapshot(self) -> bytes:
         """The whole index as compact, versioned bytes (deterministic for one state)."""

@@ -7,6 +7,7 @@
 //! [`Segmented`] never moves what it holds; [`Sharded`] splits a map into
 //! [`SHARDS`] tables, so a table that grows rehashes a sixty-fourth of the entries.
 
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hash};
 use std::ops::{Index, IndexMut};
 
@@ -20,44 +21,65 @@ pub const SHARDS: usize = 64;
 const SHARD_SEED: u64 = 0x6c65_6e64_6761_7465;
 
 /// A vector kept in segments of [`SEGMENT`] elements: `push` never moves the elements
-/// already held, so it costs the same at ten million as at ten.
+/// already held, so it costs the same at ten million as at ten. Positions are absolute:
+/// whole segments can leave the front ([`Self::pop_front`]) and the positions after
+/// them stay what they were.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segmented<T> {
-    segments: Vec<Vec<T>>,
+    segments: VecDeque<Vec<T>>,
+    /// Position of the first element held (a multiple of [`SEGMENT`]).
+    base: usize,
     len: usize,
 }
 
 impl<T> Default for Segmented<T> {
     fn default() -> Self {
         Self {
-            segments: Vec::new(),
+            segments: VecDeque::new(),
+            base: 0,
             len: 0,
         }
     }
 }
 
 impl<T> Segmented<T> {
-    /// Number of elements.
+    /// Number of elements held (from [`Self::base`] to [`Self::end`]).
     pub fn len(&self) -> usize {
         self.len
     }
 
-    /// Whether there is none.
+    /// Whether none is held.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
-    /// Appends `value` at position `len()`.
+    /// Position of the first element held.
+    pub fn base(&self) -> usize {
+        self.base
+    }
+
+    /// Position the next `push` takes.
+    pub fn end(&self) -> usize {
+        self.base + self.len
+    }
+
+    /// Appends `value` at position [`Self::end`].
     pub fn push(&mut self, value: T) {
-        match self.segments.last_mut() {
+        match self.segments.back_mut() {
             Some(last) if last.len() < SEGMENT => last.push(value),
             _ => {
                 let mut segment = Vec::with_capacity(SEGMENT);
                 segment.push(value);
-                self.segments.push(segment);
+                self.segments.push_back(segment);
             }
         }
         self.len += 1;
+    }
+
+    /// The element at `pos`, if held.
+    pub fn get(&self, pos: usize) -> Option<&T> {
+        let at = pos.checked_sub(self.base)?;
+        self.segments.get(at / SEGMENT)?.get(at % SEGMENT)
     }
 
     /// The elements in order.
@@ -70,25 +92,47 @@ impl<T> Segmented<T> {
         self.segments.iter().map(Vec::as_slice)
     }
 
-    /// Takes every element out in order, leaving the vector empty; each segment is
-    /// freed as soon as it has been read.
+    /// Segment `i` (counted from the front), to change in place.
+    pub fn segment_mut(&mut self, i: usize) -> &mut [T] {
+        &mut self.segments[i]
+    }
+
+    /// Drops the first segment if it is full (never the one `push` fills): the
+    /// positions after it stay the same. Returns whether one was dropped.
+    pub fn pop_front(&mut self) -> bool {
+        if !self.segments.front().is_some_and(|s| s.len() == SEGMENT) {
+            return false;
+        }
+        self.segments.pop_front();
+        self.base += SEGMENT;
+        self.len -= SEGMENT;
+        true
+    }
+
+    /// Takes every element out in order, leaving the vector empty from position 0;
+    /// each segment is freed as soon as it has been read.
     pub fn drain_all(&mut self) -> impl Iterator<Item = T> {
         self.len = 0;
+        self.base = 0;
         std::mem::take(&mut self.segments).into_iter().flatten()
     }
 
-    /// A vector of `parts` in order (of any lengths; full segments are kept as they
-    /// are, others are regrouped).
-    pub fn from_parts(parts: Vec<Vec<T>>) -> Self {
-        let mut out = Self::default();
+    /// A vector of `parts` in order from position `base` (rounded down to a multiple
+    /// of [`SEGMENT`]; parts of any lengths: full segments are kept as they are,
+    /// others are regrouped).
+    pub fn from_parts(base: usize, parts: Vec<Vec<T>>) -> Self {
+        let mut out = Self {
+            base: base - base % SEGMENT,
+            ..Self::default()
+        };
         for mut part in parts {
-            let tail_has_room = out.segments.last().is_some_and(|s| s.len() < SEGMENT);
+            let tail_has_room = out.segments.back().is_some_and(|s| s.len() < SEGMENT);
             if part.len() == SEGMENT && !tail_has_room {
                 out.len += SEGMENT;
-                out.segments.push(part);
+                out.segments.push_back(part);
             } else if !tail_has_room && part.len() < SEGMENT && part.capacity() >= SEGMENT {
                 out.len += part.len();
-                out.segments.push(part);
+                out.segments.push_back(part);
             } else {
                 part.drain(..).for_each(|v| out.push(v));
             }
@@ -101,13 +145,15 @@ impl<T> Index<usize> for Segmented<T> {
     type Output = T;
 
     fn index(&self, pos: usize) -> &T {
-        &self.segments[pos / SEGMENT][pos % SEGMENT]
+        let at = pos - self.base;
+        &self.segments[at / SEGMENT][at % SEGMENT]
     }
 }
 
 impl<T> IndexMut<usize> for Segmented<T> {
     fn index_mut(&mut self, pos: usize) -> &mut T {
-        &mut self.segments[pos / SEGMENT][pos % SEGMENT]
+        let at = pos - self.base;
+        &mut self.segments[at / SEGMENT][at % SEGMENT]
     }
 }
 
@@ -196,9 +242,22 @@ mod tests {
             v.segments().map(<[usize]>::len).collect::<Vec<_>>(),
             [SEGMENT, SEGMENT, 6]
         );
+        assert!(v.pop_front(), "a full first segment leaves");
+        assert_eq!(
+            (v.base(), v.len(), v.end()),
+            (SEGMENT, SEGMENT + 6, 2 * SEGMENT + 6)
+        );
+        assert_eq!(v[SEGMENT], SEGMENT, "positions stay");
+        assert_eq!(v.get(SEGMENT - 1), None);
+        assert_eq!(v.get(2 * SEGMENT + 5), Some(&7));
+        assert_eq!(v.get(2 * SEGMENT + 6), None);
+        assert!(
+            v.pop_front() && !v.pop_front(),
+            "never the segment being filled"
+        );
         let all: Vec<usize> = v.drain_all().collect();
-        assert_eq!(all.len(), 2 * SEGMENT + 6);
-        assert!(v.is_empty() && v.segments().len() == 0);
+        assert_eq!(all.len(), 6);
+        assert!(v.is_empty() && v.segments().len() == 0 && v.end() == 0);
     }
 
     #[test]
@@ -208,8 +267,9 @@ mod tests {
             (SEGMENT..SEGMENT + 3).collect(),
             (SEGMENT + 3..2 * SEGMENT + 10).collect(),
         ];
-        let v = Segmented::from_parts(parts);
+        let v = Segmented::from_parts(3 * SEGMENT, parts);
         assert_eq!(v.len(), 2 * SEGMENT + 10);
+        assert_eq!(v[3 * SEGMENT + 1], 1);
         assert!(v.iter().copied().eq(0..2 * SEGMENT + 10));
         assert_eq!(
             v.segments().map(<[usize]>::len).collect::<Vec<_>>(),

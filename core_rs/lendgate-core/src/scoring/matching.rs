@@ -57,9 +57,13 @@ pub const SIMILAR_PERSON: &str = "similar_person";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"LGMXSNAP";
 /// Version of the match index snapshot format (2: with the birth-date blocks; 3: each
 /// logged request-key hash with its newest event day; 4: the same content in sections
-/// that a restore decodes in parallel). Versions 1 to 3 are still read (see
-/// [`MatchIndex::restore`]).
-pub const SNAPSHOT_VERSION: u16 = 4;
+/// that a restore decodes in parallel; 5: with the position of the first record held,
+/// dropped records as empty ones and the retention sweep's cursor). Versions 1 to 4 are
+/// still read (see [`MatchIndex::restore`]).
+pub const SNAPSHOT_VERSION: u16 = 5;
+/// Positions records can take; when the next one would not fit a `u32`, the index is
+/// compacted (the held records renumbered from 0) first.
+const MAX_POSITIONS: usize = 1 << 32;
 /// Microseconds in a day: logged request keys are aged by event day.
 const DAY_US: i64 = 86_400_000_000;
 /// Days a logged request-key hash outlives the retention horizon: the store deletes the
@@ -333,10 +337,25 @@ struct AppState {
 ///
 /// Millions of entries: the records are [`Segmented`] and the tables [`Sharded`], so
 /// that no check ever waits for one of them to be copied or rehashed whole.
+///
+/// Retention never renumbers: a dropped record leaves an empty tombstone (sequence
+/// number 0) at its position, is taken out of its application and birth-date block at
+/// once, and out of the key lists lazily — readers skip it, a full list sheds its dead
+/// entries before it evicts a live one (so the live entries are exactly those an eager
+/// removal would keep), and each prune step sweeps a few shards of the lists. Whole
+/// segments of tombstones leave the front. So a prune costs what it drops plus a sweep
+/// of [`SHARDS`]`/`n of the lists, not a pass over every record and list.
 #[derive(Debug, Default)]
 pub struct MatchIndex {
     next_seq: u64,
     records: Segmented<Record>,
+    /// Earliest event time of the live records of each segment of `records`
+    /// (`i64::MAX`: none live): a prune visits only segments it can drop from.
+    seg_min: VecDeque<i64>,
+    /// Live records held.
+    live: usize,
+    /// The shard the next prune step sweeps first (key lists, logged keys).
+    sweep: usize,
     /// Each shard in first-insertion order (kept by prune), so a snapshot needs no sort.
     by_key: Sharded<KeyLists>,
     apps: Sharded<HashMap<String, AppState>>,
@@ -406,6 +425,28 @@ struct SnapshotBodyV1 {
     logged: Vec<u64>,
 }
 
+/// The record at `pos` of `records` unless it was dropped (a tombstone, or a position
+/// before the first segment held).
+fn live_record(records: &Segmented<Record>, pos: u32) -> Option<&Record> {
+    records.get(pos as usize).filter(|r| r.seq != 0)
+}
+
+/// Appends `record` (live, or a tombstone) keeping each segment's earliest live time.
+fn push_record(records: &mut Segmented<Record>, seg_min: &mut VecDeque<i64>, record: Record) {
+    let time = if record.seq == 0 {
+        i64::MAX
+    } else {
+        record.event_time_us
+    };
+    records.push(record);
+    if seg_min.len() < records.segments().len() {
+        seg_min.push_back(i64::MAX);
+    }
+    if let Some(earliest) = seg_min.back_mut() {
+        *earliest = (*earliest).min(time);
+    }
+}
+
 fn push_capped(list: &mut VecDeque<u32>, pos: u32, cap: usize) {
     if list.len() == cap {
         list.pop_front();
@@ -442,12 +483,17 @@ impl MatchIndex {
 
     /// Number of application events held.
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.live
     }
 
     /// Whether no application is held.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.live == 0
+    }
+
+    /// The record at `pos` unless retention dropped it.
+    fn live_at(&self, pos: u32) -> Option<&Record> {
+        live_record(&self.records, pos)
     }
 
     /// The next check's sequence number (every check, application or payment, takes one).
@@ -503,12 +549,24 @@ impl MatchIndex {
 
     /// Indexes `record` under `keys` (kind, normalised value).
     pub fn add(&mut self, record: Record, keys: &[(String, String)]) -> CoreResult<()> {
-        let pos = u32::try_from(self.records.len()).map_err(|_| CoreError::Internal {
+        if record.seq == 0 {
+            return Err(CoreError::Internal {
+                reason: "an indexed record needs its sequence number (from 1)".into(),
+            });
+        }
+        if self.records.end() >= MAX_POSITIONS {
+            self.compact();
+        }
+        let pos = u32::try_from(self.records.end()).map_err(|_| CoreError::Internal {
             reason: "the match index is full (2^32 applications)".into(),
         })?;
         for (kind, value) in keys {
             let key = index_key(kind, value);
             let list = self.by_key.shard_mut(&key).entry(key).or_default();
+            if list.len() >= MAX_PER_KEY {
+                // Shed the dropped first: a live entry is evicted only by the cap.
+                list.retain(|&p| live_record(&self.records, p).is_some());
+            }
             push_capped(list, pos, MAX_PER_KEY);
         }
         if !record.birth_date.is_empty() && !record.name.is_empty() {
@@ -527,7 +585,8 @@ impl MatchIndex {
             .or_default()
             .records
             .push(pos);
-        self.records.push(record);
+        self.live += 1;
+        push_record(&mut self.records, &mut self.seg_min, record);
         Ok(())
     }
 
@@ -567,7 +626,7 @@ impl MatchIndex {
         block
             .iter()
             .filter_map(|&pos| {
-                let r = &self.records[pos as usize];
+                let r = self.live_at(pos)?;
                 if r.partner_id == caller && r.application_id == current.application_id {
                     return None;
                 }
@@ -609,7 +668,7 @@ impl MatchIndex {
                 similar
                     .iter()
                     .filter(|s| s.name_differs)
-                    .map(|s| (&self.records[s.pos as usize], None)),
+                    .filter_map(|s| Some((self.live_at(s.pos)?, None))),
             );
         }
         for (kind, value) in keys {
@@ -624,8 +683,7 @@ impl MatchIndex {
                 .iter()
                 .find(|f| f.0 == kind)
                 .map(|f| (f, &**value));
-            for &pos in list {
-                let r = &self.records[pos as usize];
+            for r in list.iter().filter_map(|&pos| self.live_at(pos)) {
                 if r.partner_id == caller && r.application_id == current.application_id {
                     continue;
                 }
@@ -644,7 +702,7 @@ impl MatchIndex {
                 last_seq = Some(h.seq);
                 let fuzzy = similar
                     .iter()
-                    .find(|s| self.records[s.pos as usize].seq == h.seq)
+                    .find(|s| self.live_at(s.pos).is_some_and(|r| r.seq == h.seq))
                     .map(|s| s.similarity);
                 out.push(masked(h, current, caller, report_name, fuzzy));
             }
@@ -677,33 +735,111 @@ impl MatchIndex {
     /// [`LOGGED_MARGIN_DAYS`] before the horizon's day are forgotten too, as the store
     /// forgets an event's request id with the event: a retry of such a request is a
     /// new write. The sequence counter stays. Returns how many records were dropped.
+    /// Sweeps every shard: [`Self::prune_step`] is the serving-time form.
     pub fn prune(&mut self, before_us: i64) -> usize {
+        self.prune_step(before_us, SHARDS)
+    }
+
+    /// [`Self::prune`] with the lazy part bounded: every record older than `before_us`
+    /// is dropped (visiting only segments holding one), and `sweep_shards` of the
+    /// [`SHARDS`] shards of the key lists and logged keys are swept, in turn from call
+    /// to call. Answers are the same as after a full prune; what waits is memory.
+    pub fn prune_step(&mut self, before_us: i64, sweep_shards: usize) -> usize {
         let keep_from = day_of(before_us).saturating_sub(LOGGED_MARGIN_DAYS);
-        for shard in self.logged.shards_mut() {
-            shard.retain(|_, day| *day >= keep_from);
+        let sweep_shards = sweep_shards.clamp(1, SHARDS);
+        let swept: Vec<usize> = (0..sweep_shards)
+            .map(|i| (self.sweep + i) % SHARDS)
+            .collect();
+        self.sweep = (self.sweep + sweep_shards) % SHARDS;
+        for &i in &swept {
+            self.logged.shards_mut()[i].retain(|_, day| *day >= keep_from);
         }
-        if !self.records.iter().any(|r| r.event_time_us < before_us) {
-            return 0;
+        let mut dropped = 0;
+        for seg in 0..self.seg_min.len() {
+            if self.seg_min[seg] >= before_us {
+                continue;
+            }
+            let first = self.records.base() + seg * SEGMENT;
+            let mut earliest = i64::MAX;
+            for at in 0..self.records.segment_mut(seg).len() {
+                let r = &self.records[first + at];
+                if r.seq == 0 {
+                    continue;
+                }
+                if r.event_time_us < before_us {
+                    self.forget(first + at);
+                    dropped += 1;
+                } else {
+                    earliest = earliest.min(r.event_time_us);
+                }
+            }
+            self.seg_min[seg] = earliest;
         }
+        while self.seg_min.front() == Some(&i64::MAX) && self.records.pop_front() {
+            self.seg_min.pop_front();
+        }
+        for &i in &swept {
+            let records = &self.records;
+            self.by_key.shards_mut()[i].retain(|_, list| {
+                list.retain(|&p| live_record(records, p).is_some());
+                !list.is_empty()
+            });
+        }
+        dropped
+    }
+
+    /// Drops the record at `pos`: a tombstone stays; its application and birth-date
+    /// block let go of it now (the key lists, lazily).
+    fn forget(&mut self, pos: usize) {
+        let record = std::mem::take(&mut self.records[pos]);
+        self.live -= 1;
+        let pos = pos as u32;
+        let app = app_key(&record.partner_id, &record.application_id);
+        let apps = self.apps.shard_mut(&app);
+        if let Some(state) = apps.get_mut(&app) {
+            state.records.retain(|&p| p != pos);
+            if state.records.is_empty() {
+                apps.remove(&app);
+            }
+        }
+        if !record.birth_date.is_empty() && !record.name.is_empty() {
+            let blocks = self.by_birth.shard_mut(&record.birth_date);
+            if let Some(block) = blocks.get_mut(&record.birth_date) {
+                block.retain(|&p| p != pos);
+                if block.is_empty() {
+                    blocks.remove(&record.birth_date);
+                }
+            }
+        }
+    }
+
+    /// Renumbers the live records from position 0 (the key lists, applications and
+    /// blocks follow), forgetting the tombstones: done only when positions would run
+    /// out of a `u32` — once in 4 billion applications — so it may take a while.
+    fn compact(&mut self) {
+        let base = self.records.base();
         let mut moved: Vec<Option<u32>> = Vec::with_capacity(self.records.len());
         let mut kept = Segmented::default();
+        let mut seg_min = VecDeque::new();
         for record in self.records.drain_all() {
-            if record.event_time_us < before_us {
+            if record.seq == 0 {
                 moved.push(None);
             } else {
                 // Fewer than before, so within u32 as the positions were.
-                moved.push(Some(kept.len() as u32));
-                kept.push(record);
+                moved.push(Some(kept.end() as u32));
+                push_record(&mut kept, &mut seg_min, record);
             }
         }
-        let dropped = moved.len() - kept.len();
         self.records = kept;
-        let renumber = |pos: &mut u32| match moved[*pos as usize] {
-            Some(new) => {
+        self.seg_min = seg_min;
+        let renumber = |pos: &mut u32| {
+            let new = (*pos as usize)
+                .checked_sub(base)
+                .and_then(|at| moved.get(at).copied().flatten());
+            if let Some(new) = new {
                 *pos = new;
-                true
             }
-            None => false,
+            new.is_some()
         };
         for shard in self.by_key.shards_mut() {
             shard.retain(|_, list| {
@@ -712,10 +848,9 @@ impl MatchIndex {
             });
         }
         for shard in self.apps.shards_mut() {
-            shard.retain(|_, app| {
+            for app in shard.values_mut() {
                 app.records.retain_mut(renumber);
-                !app.records.is_empty()
-            });
+            }
         }
         for shard in self.by_birth.shards_mut() {
             shard.retain(|_, list| {
@@ -723,10 +858,10 @@ impl MatchIndex {
                 !list.is_empty()
             });
         }
-        dropped
     }
 
-    /// The whole index as versioned bytes: magic, version, then sections, each a
+    /// The whole index as versioned bytes: magic, version, the first held position and
+    /// the retention sweep's cursor (little-endian `u64` each), then sections, each a
     /// little-endian `u64` byte length and postcard: the head (sequence counter,
     /// counted finishes, logged request keys, birth-date blocks), the key lists, and the
     /// records in sections of [`SEGMENT`] (one per segment, each with its record count).
@@ -775,6 +910,8 @@ impl MatchIndex {
         let mut out = Vec::with_capacity(64 + self.records.len() * 96);
         out.extend_from_slice(SNAPSHOT_MAGIC);
         out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(self.records.base() as u64).to_le_bytes());
+        out.extend_from_slice(&(self.sweep as u64).to_le_bytes());
         out = section(out, |out| postcard::to_extend(&head, out))?;
         out = section(out, |out| postcard::to_extend(&by_key, out))?;
         let sections = self.records.segments();
@@ -814,7 +951,7 @@ impl MatchIndex {
         let ver = u16::from_le_bytes(*ver);
         let corrupt = |e: postcard::Error| bad(format!("corrupt or truncated: {e}"));
         let v2: SnapshotBodyV2 = match ver {
-            SNAPSHOT_VERSION => return Self::restore_sections(rest),
+            5 | 4 => return Self::restore_sections(rest, ver),
             3 => {
                 let body: SnapshotBody = postcard::from_bytes(rest).map_err(corrupt)?;
                 return Self::from_body(body);
@@ -863,8 +1000,22 @@ impl MatchIndex {
         })
     }
 
-    fn restore_sections(mut rest: &[u8]) -> CoreResult<Self> {
+    fn restore_sections(mut rest: &[u8], version: u16) -> CoreResult<Self> {
         let bad = damaged;
+        // Version 5 starts with the first held position and the sweep's cursor.
+        let (base, sweep) = if version >= 5 {
+            (take_u64(&mut rest)?, take_u64(&mut rest)?)
+        } else {
+            (0, 0)
+        };
+        let base = usize::try_from(base)
+            .ok()
+            .filter(|&b| b % SEGMENT == 0 && b < MAX_POSITIONS)
+            .ok_or_else(|| bad("the first held position is not a segment's"))?;
+        let sweep = usize::try_from(sweep).unwrap_or(usize::MAX);
+        if sweep >= SHARDS {
+            return Err(bad("the sweep cursor is not a shard"));
+        }
         let head = take_section(&mut rest)?;
         let keys = take_section(&mut rest)?;
         let n_sections = take_u64(&mut rest)?;
@@ -884,23 +1035,27 @@ impl MatchIndex {
         if !rest.is_empty() {
             return Err(bad("trailing bytes after the last record section"));
         }
-        if u32::try_from(n).is_err() {
+        let end = base.saturating_add(n);
+        if end > MAX_POSITIONS {
             return Err(bad("more records than an index holds"));
         }
         std::thread::scope(|scope| {
-            let by_key = scope.spawn(|| key_lists(keys, n));
-            let head = scope.spawn(|| SnapshotHead::decode(head, n));
-            let records = decode_records(&sections)?;
+            let by_key = scope.spawn(|| key_lists(keys, end));
+            let head = scope.spawn(|| SnapshotHead::decode(head, end));
+            let (records, seg_min, live) = decode_records(base, &sections)?;
             let mut apps: Sharded<HashMap<String, AppState>> = Sharded::with(|_| {
-                HashMap::with_capacity_and_hasher(n / 2 / SHARDS, Hasher::default())
+                HashMap::with_capacity_and_hasher(live / 2 / SHARDS, Hasher::default())
             });
-            for (pos, record) in records.iter().enumerate() {
+            for (at, record) in records.iter().enumerate() {
+                if record.seq == 0 {
+                    continue;
+                }
                 let app = app_key(&record.partner_id, &record.application_id);
                 apps.shard_mut(&app)
                     .entry(app)
                     .or_default()
                     .records
-                    .push(pos as u32);
+                    .push((base + at) as u32);
             }
             let by_key = joined(by_key.join())?;
             let head = joined(head.join())?;
@@ -910,6 +1065,9 @@ impl MatchIndex {
             Ok(Self {
                 next_seq: head.next_seq,
                 records,
+                seg_min,
+                live,
+                sweep,
                 by_key,
                 apps,
                 logged: head.logged,
@@ -927,15 +1085,18 @@ impl MatchIndex {
             ..Self::default()
         };
         for (pos, record) in body.records.into_iter().enumerate() {
-            let app = app_key(&record.partner_id, &record.application_id);
-            index
-                .apps
-                .shard_mut(&app)
-                .entry(app)
-                .or_default()
-                .records
-                .push(pos as u32);
-            index.records.push(record);
+            if record.seq != 0 {
+                let app = app_key(&record.partner_id, &record.application_id);
+                index
+                    .apps
+                    .shard_mut(&app)
+                    .entry(app)
+                    .or_default()
+                    .records
+                    .push(pos as u32);
+                index.live += 1;
+            }
+            push_record(&mut index.records, &mut index.seg_min, record);
         }
         for (key, list) in body.by_key {
             if list.len() > MAX_PER_KEY || list.iter().any(|&p| p as usize >= n) {
@@ -963,7 +1124,7 @@ impl MatchIndex {
     }
 }
 
-/// The head section of a version 4 snapshot, as written.
+/// The head section of a version 4 or 5 snapshot, as written.
 #[derive(Serialize)]
 struct SnapshotHeadRef<'a> {
     next_seq: u64,
@@ -973,7 +1134,7 @@ struct SnapshotHeadRef<'a> {
     by_birth: Vec<(&'a str, &'a VecDeque<u32>)>,
 }
 
-/// The head section of a version 4 snapshot, read into the index's tables.
+/// The head section of a version 4 or 5 snapshot, read into the index's tables.
 struct SnapshotHead {
     next_seq: u64,
     finish_counted: Vec<String>,
@@ -1040,13 +1201,20 @@ fn sharded(logged: Vec<(u64, i32)>) -> Sharded<HashMap<u64, i32>> {
 }
 
 /// The records of every section, decoded on up to [`RESTORE_THREADS`] threads, each
-/// section into a segment of its own.
-fn decode_records(sections: &[(usize, &[u8])]) -> CoreResult<Segmented<Record>> {
+/// section into a segment of its own, from position `base`; with each segment's
+/// earliest live event time and the number of live records.
+fn decode_records(
+    base: usize,
+    sections: &[(usize, &[u8])],
+) -> CoreResult<(Segmented<Record>, VecDeque<i64>, usize)> {
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .clamp(1, RESTORE_THREADS)
         .min(sections.len().max(1));
-    let decoded: Vec<Mutex<Vec<Record>>> = sections.iter().map(|_| Mutex::default()).collect();
+    let decoded: Vec<Mutex<(Vec<Record>, i64, usize)>> = sections
+        .iter()
+        .map(|_| Mutex::new((Vec::new(), i64::MAX, 0)))
+        .collect();
     let jobs = Mutex::new(sections.iter().zip(&decoded));
     let failed: Mutex<Option<CoreError>> = Mutex::new(None);
     let work = || loop {
@@ -1057,10 +1225,15 @@ fn decode_records(sections: &[(usize, &[u8])]) -> CoreResult<Segmented<Record>> 
             return;
         }
         let mut records = Vec::with_capacity(count.max(SEGMENT));
+        let (mut earliest, mut live) = (i64::MAX, 0);
         let done = (0..count).try_for_each(|_| {
             let (record, rest) = postcard::take_from_bytes::<Record>(body).map_err(|e| {
                 CoreError::invalid("snapshot", format!("corrupt or truncated: {e}"))
             })?;
+            if record.seq != 0 {
+                earliest = earliest.min(record.event_time_us);
+                live += 1;
+            }
             records.push(record);
             body = rest;
             Ok(())
@@ -1076,7 +1249,7 @@ fn decode_records(sections: &[(usize, &[u8])]) -> CoreResult<Segmented<Record>> 
             failed.lock().get_or_insert(e);
             return;
         }
-        *slot.lock() = records;
+        *slot.lock() = (records, earliest, live);
     };
     std::thread::scope(|scope| {
         for _ in 1..threads {
@@ -1084,12 +1257,35 @@ fn decode_records(sections: &[(usize, &[u8])]) -> CoreResult<Segmented<Record>> 
         }
         work();
     });
-    match failed.into_inner() {
-        Some(e) => Err(e),
-        None => Ok(Segmented::from_parts(
-            decoded.into_iter().map(Mutex::into_inner).collect(),
-        )),
+    if let Some(e) = failed.into_inner() {
+        return Err(e);
     }
+    let decoded: Vec<(Vec<Record>, i64, usize)> =
+        decoded.into_iter().map(Mutex::into_inner).collect();
+    let live = decoded.iter().map(|d| d.2).sum();
+    let aligned = decoded
+        .iter()
+        .rev()
+        .skip(1)
+        .all(|(records, ..)| records.len() == SEGMENT);
+    let seg_min: VecDeque<i64> = decoded.iter().map(|d| d.1).collect();
+    let records = Segmented::from_parts(base, decoded.into_iter().map(|d| d.0).collect());
+    if aligned {
+        return Ok((records, seg_min, live));
+    }
+    // Sections of other sizes (not written by this build): the segments' times anew.
+    let seg_min = records
+        .segments()
+        .map(|segment| {
+            segment
+                .iter()
+                .filter(|r| r.seq != 0)
+                .map(|r| r.event_time_us)
+                .min()
+                .unwrap_or(i64::MAX)
+        })
+        .collect();
+    Ok((records, seg_min, live))
 }
 
 /// A snapshot that does not decode: cut short, or bytes that are not what was written.
@@ -1263,7 +1459,7 @@ mod tests {
         let mut index = MatchIndex::new();
         for i in 0..(MAX_PER_KEY as u64 + 5) {
             index
-                .add(record(i, "a", &format!("a{i}"), i as i64), &phone())
+                .add(record(i + 1, "a", &format!("a{i}"), i as i64), &phone())
                 .unwrap();
         }
         let current = record(999, "z", "z", 1_000);
@@ -1412,13 +1608,13 @@ mod tests {
     fn a_birth_date_block_keeps_its_most_recent_applications() {
         let mut index = MatchIndex::new();
         for i in 0..(MAX_PER_BIRTH_DATE as u64 + 3) {
-            let p = person(i, "a", &format!("a{i}"), "ivanov ivan", "1990-05-15");
+            let p = person(i + 1, "a", &format!("a{i}"), "ivanov ivan", "1990-05-15");
             index.add(p, &[]).unwrap();
         }
         let current = person(999, "b", "b", "ivanov ivan", "1990-05-15");
         let found = index.similar(&current, "b", 0.5);
         assert_eq!(found.len(), MAX_PER_BIRTH_DATE);
-        assert_eq!(index.records[found[0].pos as usize].seq, 3);
+        assert_eq!(index.records[found[0].pos as usize].seq, 4);
     }
 
     #[test]
@@ -1428,7 +1624,7 @@ mod tests {
         for i in 0..n {
             index.take_seq();
             let mut r = person(
-                i,
+                i + 1,
                 ["a", "b", "c"][i as usize % 3],
                 &format!("x{i}"),
                 "ivanov ivan",
@@ -1533,12 +1729,172 @@ mod tests {
             1
         );
         let mut future = index.snapshot().unwrap();
-        future[8] = 5;
+        future[8] = 6;
         let err = MatchIndex::restore(&future).unwrap_err().to_string();
         assert!(
-            err.contains("version 5") && err.contains("replaying"),
+            err.contains("version 6") && err.contains("replaying"),
             "{err}"
         );
+    }
+
+    /// Event time of [`numbered`]'s record `seq`: `seq * 10`, but every seventh arrives
+    /// late, 300,000 older (so dropped ones also sit between live ones).
+    fn time_of(seq: u64) -> i64 {
+        seq as i64 * 10 - if seq % 7 == 0 { 300_000 } else { 0 }
+    }
+
+    /// A record of application `x{seq / 3}` (three events each), one of 1,000 phones and
+    /// 28 birth dates, at [`time_of`]`(seq)`.
+    fn numbered(seq: u64) -> (Record, Vec<(String, String)>) {
+        let mut r = person(
+            seq,
+            "a",
+            &format!("x{}", seq / 3),
+            "ivanov ivan",
+            &format!("1990-01-{:02}", 1 + seq % 28),
+        );
+        r.phone = format!("7999{:07}", seq % 1_000);
+        r.event_time_us = time_of(seq);
+        let keys = vec![("phone".to_owned(), r.phone.clone())];
+        (r, keys)
+    }
+
+    /// Matches by phone; similar applications by birth date (sequence, name differs).
+    type Answers = (Vec<Vec<Match>>, Vec<Vec<(u64, bool)>>);
+
+    /// What `index` answers for every phone and birth date of [`numbered`] (similar
+    /// applications by their sequence numbers, as positions differ between indexes).
+    fn answers(index: &MatchIndex) -> Answers {
+        let kinds = vec!["phone".to_owned()];
+        let current = person(10_000_000, "z", "z", "ivanov ivan", "1990-01-01");
+        let by_phone = (0..1_000)
+            .map(|p| {
+                let keys = vec![("phone".to_owned(), format!("7999{p:07}"))];
+                index.matches(&kinds, &keys, &[], &current, "z", "r")
+            })
+            .collect();
+        let by_birth = (1..=28)
+            .map(|d| {
+                let mut probe = current.clone();
+                probe.birth_date = format!("1990-01-{d:02}");
+                index
+                    .similar(&probe, "z", 0.5)
+                    .iter()
+                    .map(|s| (index.records[s.pos as usize].seq, s.name_differs))
+                    .collect()
+            })
+            .collect();
+        (by_phone, by_birth)
+    }
+
+    /// Every key's live entries (sequence numbers, in list order).
+    fn live_lists(index: &MatchIndex) -> std::collections::BTreeMap<String, Vec<u64>> {
+        index
+            .by_key
+            .iter()
+            .map(|(k, list)| {
+                let seqs = list.iter().filter_map(|&p| index.live_at(p)).map(|r| r.seq);
+                (k.clone(), seqs.collect::<Vec<_>>())
+            })
+            .filter(|(_, seqs)| !seqs.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn retention_drops_without_renumbering_and_answers_as_an_eager_removal_would() {
+        let first_batch = 2 * SEGMENT as u64 + 500;
+        let total = 3 * SEGMENT as u64;
+        let horizon = (SEGMENT as i64 + 1_001) * 10; // seq 1..=SEGMENT+1000, and late ones
+        let survives = |seq: u64| time_of(seq) >= horizon;
+        let mut live = MatchIndex::new();
+        for seq in 1..=first_batch {
+            let (r, keys) = numbered(seq);
+            let app = r.application_id.clone();
+            live.add(r, &keys).unwrap();
+            if seq % 5 == 0 {
+                live.set_finish_counted("a", &app);
+            }
+        }
+        // The reference: the same index, every dropped entry removed from every list at
+        // once (a prune sweeping all shards), as retention did before it went lazy.
+        let mut eager = MatchIndex::restore(&live.snapshot().unwrap()).unwrap();
+        assert_eq!(eager.prune(horizon), live.prune_step(horizon, 1));
+        let dropped = (1..=first_batch).filter(|&s| !survives(s)).count();
+        assert!(
+            dropped > SEGMENT + 1_000 + 4_000,
+            "late ones among the live"
+        );
+        assert_eq!(live.len(), first_batch as usize - dropped);
+        assert_eq!(live.records.base(), SEGMENT, "the dead first segment left");
+        assert_eq!(
+            live.records.end(),
+            first_batch as usize,
+            "positions are kept"
+        );
+        // Lists hold dropped entries between live ones (the late arrivals).
+        assert!(live.by_key.iter().any(|(_, list)| {
+            let dead = |p: &u32| live.live_at(*p).is_none();
+            list.iter().position(dead) > list.iter().position(|p| !dead(p))
+        }));
+        assert_eq!(live_lists(&live), live_lists(&eager));
+        assert_eq!(answers(&live), answers(&eager));
+        // More traffic: a full list sheds its dead before it evicts a live entry.
+        for seq in first_batch + 1..=total {
+            let (r, keys) = numbered(seq);
+            live.add(r.clone(), &keys).unwrap();
+            eager.add(r, &keys).unwrap();
+            if seq == first_batch + 10_000 {
+                assert_eq!(live_lists(&live), live_lists(&eager));
+            }
+        }
+        assert_eq!(live_lists(&live), live_lists(&eager));
+        assert_eq!(answers(&live), answers(&eager));
+        for seq in (3..=total).step_by(3) {
+            let app = format!("x{}", seq / 3);
+            assert_eq!(
+                live.finish_counted("a", &app),
+                eager.finish_counted("a", &app),
+                "{app}"
+            );
+        }
+        // An application whose events all left forgets its finish; one with an event
+        // left keeps it.
+        assert!(!live.finish_counted("a", "x5") && live.finish_counted("a", "x40000"));
+        // The tombstones and the first position travel in the snapshot.
+        let bytes = live.snapshot().unwrap();
+        let back = MatchIndex::restore(&bytes).unwrap();
+        assert_eq!(back.snapshot().unwrap(), bytes);
+        assert_eq!(answers(&back), answers(&live));
+        assert_eq!((back.len(), back.records.base()), (live.len(), SEGMENT));
+        // Compaction (when positions run out) renumbers from 0 and changes no answer.
+        let mut compacted = MatchIndex::restore(&bytes).unwrap();
+        compacted.compact();
+        assert_eq!(compacted.records.base(), 0);
+        assert_eq!(compacted.records.len(), compacted.len());
+        assert_eq!(answers(&compacted), answers(&live));
+        assert_eq!(live_lists(&compacted).len(), live_lists(&live).len());
+        // A full prune leaves nothing behind.
+        assert_eq!(live.prune(i64::MAX), eager.len());
+        assert!(live.is_empty() && live.by_key.iter().next().is_none());
+        assert!(live.apps.iter().all(|(_, a)| a.records.is_empty()));
+        assert!(live.by_birth.iter().next().is_none());
+    }
+
+    #[test]
+    fn a_version_4_snapshot_is_still_read() {
+        let mut index = MatchIndex::new();
+        for seq in 1..=300 {
+            let (r, keys) = numbered(seq);
+            index.add(r, &keys).unwrap();
+        }
+        let v5 = index.snapshot().unwrap();
+        // Version 4: no first position and cursor (both 0 here) after the version.
+        let mut v4 = SNAPSHOT_MAGIC.to_vec();
+        v4.extend_from_slice(&4u16.to_le_bytes());
+        v4.extend_from_slice(&v5[10 + 16..]);
+        let back = MatchIndex::restore(&v4).unwrap();
+        assert_eq!(back.snapshot().unwrap(), v5);
+        assert_eq!(answers(&back), answers(&index));
     }
 
     #[test]
