@@ -357,7 +357,9 @@ class ScoringService:
             # was noted when applied), and the replay noted the tail's.
             self.knows_every_logged_key = True
             self._prune()
-            self._applied_at_snapshot = self._applied()
+            # The replayed tail counts toward the next snapshot: otherwise it would be
+            # replayed again by every restart until new traffic made one due.
+            self._applied_at_snapshot = self._applied() - replayed
             self._snapshot_time = time.monotonic()
             self._recovered = True
             self.last_recovery = RecoveryReport(

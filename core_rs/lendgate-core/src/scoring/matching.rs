@@ -354,8 +354,12 @@ pub struct MatchIndex {
     seg_min: VecDeque<i64>,
     /// Live records held.
     live: usize,
-    /// The shard the next prune step sweeps first (key lists, logged keys).
+    /// The shard the next prune step sweeps first (key lists).
     sweep: usize,
+    /// The day from which logged request keys were last kept (`None`: never pruned, or
+    /// one older than that was noted since): their retention moves by whole days, so a
+    /// pass sweeps them once a day.
+    logged_kept_from: Option<i32>,
     /// Each shard in first-insertion order (kept by prune), so a snapshot needs no sort.
     by_key: Sharded<KeyLists>,
     apps: Sharded<HashMap<String, AppState>>,
@@ -507,6 +511,9 @@ impl MatchIndex {
     /// the newest such event (see [`Self::prune`]).
     pub fn note_logged(&mut self, request_key: &str, event_time_us: i64) {
         let day = day_of(event_time_us);
+        if self.logged_kept_from.is_some_and(|kept| day < kept) {
+            self.logged_kept_from = None; // the next prune sweeps again
+        }
         let hash = request_hash(request_key);
         self.logged
             .shard_mut(&hash)
@@ -742,8 +749,9 @@ impl MatchIndex {
 
     /// [`Self::prune`] with the lazy part bounded: every record older than `before_us`
     /// is dropped (visiting only segments holding one), and `sweep_shards` of the
-    /// [`SHARDS`] shards of the key lists and logged keys are swept, in turn from call
-    /// to call. Answers are the same as after a full prune; what waits is memory.
+    /// [`SHARDS`] shards of the key lists are swept, in turn from call to call. Answers
+    /// are the same as after a full prune; what waits is memory. The logged keys move
+    /// by whole days: the first call in a new horizon day sweeps them all.
     pub fn prune_step(&mut self, before_us: i64, sweep_shards: usize) -> usize {
         let keep_from = day_of(before_us).saturating_sub(LOGGED_MARGIN_DAYS);
         let sweep_shards = sweep_shards.clamp(1, SHARDS);
@@ -751,8 +759,11 @@ impl MatchIndex {
             .map(|i| (self.sweep + i) % SHARDS)
             .collect();
         self.sweep = (self.sweep + sweep_shards) % SHARDS;
-        for &i in &swept {
-            self.logged.shards_mut()[i].retain(|_, day| *day >= keep_from);
+        if !self.logged_kept_from.is_some_and(|kept| keep_from <= kept) {
+            for shard in self.logged.shards_mut() {
+                shard.retain(|_, day| *day >= keep_from);
+            }
+            self.logged_kept_from = Some(keep_from);
         }
         let mut dropped = 0;
         for seg in 0..self.seg_min.len() {
@@ -1068,6 +1079,7 @@ impl MatchIndex {
                 seg_min,
                 live,
                 sweep,
+                logged_kept_from: None,
                 by_key,
                 apps,
                 logged: head.logged,
@@ -1917,6 +1929,10 @@ mod tests {
         assert_eq!(index.prune(day(45)), 0);
         assert!(!index.maybe_logged("a/retried") && !index.maybe_logged("a/edge"));
         assert!(index.maybe_logged("a/new"));
+        // Swept once per horizon day; a key noted older than that is swept again.
+        index.note_logged("a/stale", day(10));
+        index.prune_step(day(45) + 60, 1);
+        assert!(!index.maybe_logged("a/stale") && index.maybe_logged("a/new"));
         // The days travel in the snapshot.
         let back = MatchIndex::restore(&index.snapshot().unwrap()).unwrap();
         assert_eq!(back.logged, index.logged);
