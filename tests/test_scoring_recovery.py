@@ -212,6 +212,34 @@ def test_snapshots_are_taken_in_the_background_by_event_count(tmp_path: Path) ->
     run(body)
 
 
+def test_a_replayed_tail_counts_toward_the_next_snapshot(tmp_path: Path) -> None:
+    """A restart that replayed a tail takes a snapshot as soon as the tail alone is due,
+    with no new traffic, so the restart after it does not replay the tail again."""
+    db = tmp_path / "t.db"
+    state = StateSettings(
+        snapshot_every_events=5, snapshot_every_seconds=0, retention_days=0, tick_s=0.01
+    )
+
+    async def body() -> None:
+        async with served(db) as s:  # no snapshot in the background, none at the end
+            await history(s.client, 0, 8)
+        async with served(db, state) as s:
+            recovery = s.service.last_recovery
+            assert recovery is not None and recovery.replayed >= 5
+            store = s.service.store
+            for _ in range(2000):  # the background task's next tick (not a timing check)
+                latest = await store.snapshots.load_latest()
+                if latest is not None:
+                    break
+                await asyncio.sleep(0.01)
+            assert latest is not None and latest.position == await store.last_seq()
+        async with served(db) as s:
+            recovery = s.service.last_recovery
+            assert recovery is not None and recovery.replayed == 0
+
+    run(body)
+
+
 def test_a_snapshot_covers_exactly_the_checks_it_holds(tmp_path: Path) -> None:
     """A check applied just before the capture, whose append has not been submitted yet,
     is inside the snapshot's log position (else a restart would apply it twice)."""
