@@ -748,8 +748,12 @@ class ScoringService:
             },
             separators=(",", ":"),
         ).encode()
-        aggregates = self.aggregates.snapshot()
-        index = self.index.snapshot()
+        # Independent parts, each Rust call releasing the GIL: the index is serialised on
+        # a second thread meanwhile (10M events: 9.3 s and 5.0 s one after the other).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lendgate-capture") as pool:
+            capturing = pool.submit(self.index.snapshot)
+            aggregates = self.aggregates.snapshot()
+            index = capturing.result()
         return b"".join(
             (
                 STATE_MAGIC,
