@@ -566,38 +566,82 @@ impl AggregateStore {
     /// Serialises the whole state: a versioned header, the layout of the definitions,
     /// the watermark, then per object one section per shard — its entity count and byte
     /// length (fixed-width little-endian `u64`s), then each key with its elements
-    /// (postcard). The sections let [`Self::restore`] decode them on several threads.
-    /// Shards are copied one at a time, so the snapshot is a consistent cut only when
-    /// no `apply` runs meanwhile.
+    /// (postcard). The sections are serialised on several threads, and let
+    /// [`Self::restore`] decode them on several threads. Each shard is locked only while
+    /// its section is copied, so the snapshot is a consistent cut only when no `apply`
+    /// runs meanwhile.
     ///
     /// The format is per object, not per key group: it does not depend on how the
     /// store keeps objects that share a key together in memory.
     pub fn snapshot(&self) -> CoreResult<Vec<u8>> {
-        let mut out = Vec::with_capacity(1 << 16);
+        // Every (object, shard) section is serialised on its own, on up to
+        // [`RESTORE_THREADS`] threads, then they are joined in order.
+        let jobs: Vec<(usize, usize)> = (self.defs.objects.iter().enumerate())
+            .flat_map(|(oi, o)| (0..self.groups[o.group].shards.len()).map(move |si| (oi, si)))
+            .collect();
+        let sections: Vec<parking_lot::Mutex<Vec<u8>>> =
+            jobs.iter().map(|_| parking_lot::Mutex::default()).collect();
+        let next = AtomicUsize::new(0);
+        let failed: parking_lot::Mutex<Option<CoreError>> = parking_lot::Mutex::new(None);
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= jobs.len() || failed.lock().is_some() {
+                return;
+            }
+            match self.snapshot_section(jobs[i].0, jobs[i].1) {
+                Ok(bytes) => *sections[i].lock() = bytes,
+                Err(e) => {
+                    failed.lock().get_or_insert(e);
+                    return;
+                }
+            }
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .clamp(1, RESTORE_THREADS)
+            .min(jobs.len().max(1));
+        std::thread::scope(|scope| {
+            for _ in 1..threads {
+                scope.spawn(work);
+            }
+            work();
+        });
+        if let Some(e) = failed.into_inner() {
+            return Err(e);
+        }
+        let sections: Vec<Vec<u8>> = sections.into_iter().map(|s| s.into_inner()).collect();
+        let mut out = Vec::with_capacity(64 + sections.iter().map(Vec::len).sum::<usize>());
         out.extend_from_slice(SNAPSHOT_MAGIC);
         out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
         put(&mut out, &self.defs.layout)?;
         put(&mut out, &self.watermark.load(Ordering::Acquire))?;
         put(&mut out, &(self.defs.objects.len() as u64))?;
-        for (oi, o) in self.defs.objects.iter().enumerate() {
-            let shards = &self.groups[o.group].shards;
-            put(&mut out, &(shards.len() as u64))?;
-            for shard in shards.iter() {
-                let shard = shard.lock();
-                let held = |ent: &&(KeyBuf, Entity)| !is_empty(self.states(&ent.1, oi));
-                let head = out.len();
-                out.extend_from_slice(&[0; 16]);
-                let mut count = 0u64;
-                for (k, ent) in shard.iter().filter(held) {
-                    let elems = self.states(ent, oi);
-                    put(&mut out, &(k.as_str(), EntityRef { elems }))?;
-                    count += 1;
-                }
-                let len = (out.len() - head - 16) as u64;
-                out[head..head + 8].copy_from_slice(&count.to_le_bytes());
-                out[head + 8..head + 16].copy_from_slice(&len.to_le_bytes());
+        let mut done = sections.into_iter();
+        for o in &self.defs.objects {
+            let shards = self.groups[o.group].shards.len();
+            put(&mut out, &(shards as u64))?;
+            for section in done.by_ref().take(shards) {
+                out.extend_from_slice(&section);
             }
         }
+        Ok(out)
+    }
+
+    /// One section of [`Self::snapshot`]: object `oi`'s entities of shard `si`, after
+    /// their count and byte length.
+    fn snapshot_section(&self, oi: usize, si: usize) -> CoreResult<Vec<u8>> {
+        let shard = self.groups[self.defs.objects[oi].group].shards[si].lock();
+        let held = |ent: &&(KeyBuf, Entity)| !is_empty(self.states(&ent.1, oi));
+        let mut out = vec![0; 16];
+        let mut count = 0u64;
+        for (k, ent) in shard.iter().filter(held) {
+            let elems = self.states(ent, oi);
+            put(&mut out, &(k.as_str(), EntityRef { elems }))?;
+            count += 1;
+        }
+        let len = (out.len() - 16) as u64;
+        out[..8].copy_from_slice(&count.to_le_bytes());
+        out[8..16].copy_from_slice(&len.to_le_bytes());
         Ok(out)
     }
 
