@@ -1281,11 +1281,14 @@ fn decode_records(
     let decoded: Vec<(Vec<Record>, i64, usize)> =
         decoded.into_iter().map(Mutex::into_inner).collect();
     let live = decoded.iter().map(|d| d.2).sum();
-    let aligned = decoded
-        .iter()
-        .rev()
-        .skip(1)
-        .all(|(records, ..)| records.len() == SEGMENT);
+    let aligned = !decoded
+        .last()
+        .is_some_and(|(records, ..)| records.is_empty())
+        && decoded
+            .iter()
+            .rev()
+            .skip(1)
+            .all(|(records, ..)| records.len() == SEGMENT);
     let seg_min: VecDeque<i64> = decoded.iter().map(|d| d.1).collect();
     let records = Segmented::from_parts(base, decoded.into_iter().map(|d| d.0).collect());
     if aligned {
@@ -1898,6 +1901,36 @@ mod tests {
         assert!(live.is_empty() && live.by_key.iter().next().is_none());
         assert!(live.apps.iter().next().is_none());
         assert!(live.by_birth.iter().next().is_none());
+    }
+
+    #[test]
+    fn an_empty_record_section_restores_and_the_index_goes_on() {
+        let mut index = MatchIndex::new();
+        for seq in 1..=10 {
+            let (r, keys) = numbered(seq);
+            index.add(r, &keys).unwrap();
+        }
+        let bytes = index.snapshot().unwrap();
+        // Skip the header (magic, version, base, cursor) and the head and key sections.
+        let mut at = 10 + 16;
+        for _ in 0..2 {
+            let len = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+            at += 8 + len;
+        }
+        let n = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+        let mut crafted = bytes[..at].to_vec();
+        crafted.extend_from_slice(&(n + 1).to_le_bytes());
+        crafted.extend_from_slice(&bytes[at + 8..]);
+        crafted.extend_from_slice(&[0; 16]); // a section of no records
+        let mut back = MatchIndex::restore(&crafted).unwrap();
+        assert_eq!(answers(&back), answers(&index));
+        for seq in 11..=20 {
+            let (r, keys) = numbered(seq);
+            back.add(r, &keys).unwrap();
+            index.add(numbered(seq).0, &keys).unwrap();
+        }
+        assert_eq!(back.prune(100), index.prune(100));
+        assert_eq!(answers(&back), answers(&index));
     }
 
     #[test]
