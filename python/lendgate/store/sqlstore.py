@@ -452,9 +452,12 @@ class SqlStore:
         expected_version: int | None = None,
     ) -> DefinitionVersion:
         """Add and remove entries of a list; the change is a new version of the list."""
-        add, remove = list(dict.fromkeys(add)), list(dict.fromkeys(remove))
-        if remove and not set(remove).isdisjoint(add):
-            raise InvalidArgumentError("a value is both added and removed", field="add")
+        # A bulk import is a million values: de-duplicated on a worker thread, not on
+        # the event loop the checks are served from (~0.3 s per million).
+        if len(add) + len(remove) > 10_000:
+            add, remove = await asyncio.to_thread(_distinct_change, add, remove)
+        else:
+            add, remove = _distinct_change(add, remove)
 
         def op(tx: Tx, clock: int) -> bytes:
             latest = _get_version(tx, "list", list_name, None)
@@ -1100,6 +1103,15 @@ def _entries_at(tx: Tx, list_name: str, version: int) -> list[str]:
         (list_name, version, version),
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def _distinct_change(add: Sequence[str], remove: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``add`` and ``remove`` without repeats (first occurrence kept);
+    ``InvalidArgumentError`` when a value is in both."""
+    added, removed = list(dict.fromkeys(add)), list(dict.fromkeys(remove))
+    if removed and not set(removed).isdisjoint(added):
+        raise InvalidArgumentError("a value is both added and removed", field="add")
+    return added, removed
 
 
 def _change_entries(
