@@ -59,13 +59,13 @@ def _start(
     workdir: tempfile.TemporaryDirectory[str],
     start_timeout_s: float = START_TIMEOUT_S,
 ) -> ServerProcess:
-    log_path = Path(workdir.name) / "server.log"
+    log_file = Path(workdir.name) / "server.log"
     started = time.monotonic()
-    with log_path.open("wb") as log:
+    with log_file.open("wb") as log:
         process = subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + start_timeout_s
     while time.monotonic() < deadline:
-        for line in log_path.read_text(errors="replace").splitlines():
+        for line in log_file.read_text(errors="replace").splitlines():
             try:
                 entry = json.loads(line)
             except ValueError:
@@ -78,7 +78,7 @@ def _start(
         time.sleep(0.05)
     process.kill()
     process.wait()
-    tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
+    tail = log_file.read_text(errors="replace").strip().splitlines()[-1:]
     workdir.cleanup()
     raise StartError(f"{args[1]} did not start: {tail[0] if tail else 'no output'}")
 
@@ -115,3 +115,16 @@ def start_echo(delay_ms: float = 0.0, code: str = "OK") -> ServerProcess:
     workdir = tempfile.TemporaryDirectory(prefix="lendgate-echo-")
     args = ["-m", "bench.echo_server", "--delay-ms", str(delay_ms), "--code", code]
     return _start(args, workdir)
+
+
+def serve_existing(data_dir: Path, start_timeout_s: float = 120.0) -> ServerProcess:
+    """``lendgate serve`` on a free loopback port over an existing ``data_dir`` (kept
+    when the server stops; its log goes to a temporary directory, ``log_path``)."""
+    workdir = tempfile.TemporaryDirectory(prefix="lendgate-bench-")
+    args = ["-m", "lendgate.cli", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)]
+    return _start(args, workdir, start_timeout_s)
+
+
+def log_path(server: ServerProcess) -> Path:
+    """The server's log file (JSON lines), while it has not been stopped."""
+    return Path(server.workdir.name) / "server.log"

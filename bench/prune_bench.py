@@ -1,9 +1,12 @@
-"""Cost of the match index's retention pass on a large served state.
+"""Cost of the state snapshot's capture and of the match index's retention pass on a
+large served state.
 
-Restores the scoring state of an existing store (``lendgate load-history`` output), then
-times ``MatchIndex.prune`` calls that drop growing slices of the oldest events, as the
-service's retention pass does every ``retention_interval_s`` (one key-list shard swept
-per call) and once with every shard swept::
+Restores the scoring state of an existing store (``lendgate load-history`` output), times
+the capture of a snapshot in process (the aggregates alone, then the whole state) and the
+``fork`` that starts a live server's capture, then times ``MatchIndex.prune`` calls that
+drop growing slices of the oldest events, as the service's retention pass does every
+``retention_interval_s`` (one key-list shard swept per call), and once with every shard
+swept::
 
     .venv/bin/python -m bench.prune_bench --data-dir DIR --start 2026-08-14T07:00:00Z
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,6 +48,20 @@ async def run(data_dir: Path, start: datetime) -> None:
         t = time.perf_counter()
         await service.recover()
         print(f"recovered in {time.perf_counter() - t:.1f} s, {len(service.index):,} held")
+        t = time.perf_counter()
+        captured = len(service.aggregates.snapshot())
+        print(f"aggregates serialised in {time.perf_counter() - t:.2f} s ({captured:,} bytes)")
+        t = time.perf_counter()
+        captured = len(service._capture())
+        print(f"whole state captured in {time.perf_counter() - t:.2f} s ({captured:,} bytes)")
+        for _ in range(3):
+            t = time.perf_counter()
+            child = os.fork()
+            if child == 0:
+                os._exit(0)
+            paused = time.perf_counter() - t
+            await asyncio.to_thread(os.waitpid, child, 0)
+            print(f"fork of the process: {paused * 1000:.1f} ms")
         print(f"{'prune':38} {'dropped':>10} {'ms':>9}")
         for label, after, shards in STEPS:
             t = time.perf_counter()

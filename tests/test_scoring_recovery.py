@@ -31,7 +31,7 @@ from lendgate.scoring import ScoringService, StateSettings
 from lendgate.scoring import service as service_module
 from lendgate.scoring.matching import MatchIndex
 from lendgate.scoring.pack import load_pack
-from lendgate.store import StoreSettings, open_store
+from lendgate.store import Snapshot, Store, StoreSettings, open_store
 from lendgate.v1 import scoring_pb2, scoring_pb2_grpc
 from servers.scoring import ScoringServicer
 from tests.conftest import clean_env
@@ -193,20 +193,31 @@ def test_a_final_snapshot_at_shutdown_leaves_nothing_to_replay(tmp_path: Path) -
     run(body)
 
 
+BY_COUNT = StateSettings(
+    snapshot_every_events=5, snapshot_every_seconds=0, retention_days=0, tick_s=0.01
+)
+"""A snapshot every 5 events, looked for every 10 ms."""
+
+
+async def background_snapshot(store: Store) -> Snapshot | None:
+    """The latest snapshot once the background task has stored one (its next ticks;
+    not a timing check), or ``None`` if none came."""
+    for _ in range(2000):
+        latest = await store.snapshots.load_latest()
+        if latest is not None:
+            return latest
+        await asyncio.sleep(0.01)
+    return None
+
+
 def test_snapshots_are_taken_in_the_background_by_event_count(tmp_path: Path) -> None:
-    state = StateSettings(
-        snapshot_every_events=5, snapshot_every_seconds=0, retention_days=0, tick_s=0.01
-    )
+    state = BY_COUNT
 
     async def body() -> None:
         async with served(tmp_path / "b.db", state) as s:
             await history(s.client, 0, 12)
             store = s.service.store
-            for _ in range(2000):  # the background task's next tick (not a timing check)
-                latest = await store.snapshots.load_latest()
-                if latest is not None:
-                    break
-                await asyncio.sleep(0.01)
+            latest = await background_snapshot(store)
             assert latest is not None and 0 < latest.position <= await store.last_seq()
 
     run(body)
@@ -216,9 +227,7 @@ def test_a_replayed_tail_counts_toward_the_next_snapshot(tmp_path: Path) -> None
     """A restart that replayed a tail takes a snapshot as soon as the tail alone is due,
     with no new traffic, so the restart after it does not replay the tail again."""
     db = tmp_path / "t.db"
-    state = StateSettings(
-        snapshot_every_events=5, snapshot_every_seconds=0, retention_days=0, tick_s=0.01
-    )
+    state = BY_COUNT
 
     async def body() -> None:
         async with served(db) as s:  # no snapshot in the background, none at the end
@@ -227,11 +236,7 @@ def test_a_replayed_tail_counts_toward_the_next_snapshot(tmp_path: Path) -> None
             recovery = s.service.last_recovery
             assert recovery is not None and recovery.replayed >= 5
             store = s.service.store
-            for _ in range(2000):  # the background task's next tick (not a timing check)
-                latest = await store.snapshots.load_latest()
-                if latest is not None:
-                    break
-                await asyncio.sleep(0.01)
+            latest = await background_snapshot(store)
             assert latest is not None and latest.position == await store.last_seq()
         async with served(db) as s:
             recovery = s.service.last_recovery

@@ -14,6 +14,7 @@ pub mod expr_filter;
 pub mod lists;
 pub mod matchkeys;
 pub mod normalize;
+pub mod parallel;
 pub mod rules;
 pub mod scoring;
 pub mod strategy;

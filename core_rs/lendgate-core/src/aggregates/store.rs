@@ -8,6 +8,7 @@ use super::state::{ElemState, Entity};
 use super::value::{check_len, convert, EventView, Millis, Scalar, Val};
 use crate::error::{CoreError, CoreResult};
 use crate::normalize::normalize_key_into;
+use crate::parallel;
 use parking_lot::Mutex;
 use serde_json::Value;
 use std::hash::BuildHasher;
@@ -575,41 +576,11 @@ impl AggregateStore {
     /// store keeps objects that share a key together in memory.
     pub fn snapshot(&self) -> CoreResult<Vec<u8>> {
         // Every (object, shard) section is serialised on its own, on up to
-        // [`RESTORE_THREADS`] threads, then they are joined in order.
+        // [`parallel::MAX_THREADS`] threads, then they are joined in order.
         let jobs: Vec<(usize, usize)> = (self.defs.objects.iter().enumerate())
             .flat_map(|(oi, o)| (0..self.groups[o.group].shards.len()).map(move |si| (oi, si)))
             .collect();
-        let sections: Vec<parking_lot::Mutex<Vec<u8>>> =
-            jobs.iter().map(|_| parking_lot::Mutex::default()).collect();
-        let next = AtomicUsize::new(0);
-        let failed: parking_lot::Mutex<Option<CoreError>> = parking_lot::Mutex::new(None);
-        let work = || loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= jobs.len() || failed.lock().is_some() {
-                return;
-            }
-            match self.snapshot_section(jobs[i].0, jobs[i].1) {
-                Ok(bytes) => *sections[i].lock() = bytes,
-                Err(e) => {
-                    failed.lock().get_or_insert(e);
-                    return;
-                }
-            }
-        };
-        let threads = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .clamp(1, RESTORE_THREADS)
-            .min(jobs.len().max(1));
-        std::thread::scope(|scope| {
-            for _ in 1..threads {
-                scope.spawn(work);
-            }
-            work();
-        });
-        if let Some(e) = failed.into_inner() {
-            return Err(e);
-        }
-        let sections: Vec<Vec<u8>> = sections.into_iter().map(|s| s.into_inner()).collect();
+        let sections = parallel::map(jobs.len(), |i| self.snapshot_section(jobs[i].0, jobs[i].1))?;
         let mut out = Vec::with_capacity(64 + sections.iter().map(Vec::len).sum::<usize>());
         out.extend_from_slice(SNAPSHOT_MAGIC);
         out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
@@ -646,7 +617,7 @@ impl AggregateStore {
     }
 
     /// Rebuilds a store from a [`Self::snapshot`] taken with definitions of the same
-    /// layout: the shard sections are decoded on up to [`RESTORE_THREADS`] threads
+    /// layout: the shard sections are decoded on up to [`parallel::MAX_THREADS`] threads
     /// into tables sized from their counts. A version 1 snapshot (no sections) is read
     /// on one thread. Any other format version or layout is refused with a message
     /// saying so.
@@ -685,32 +656,8 @@ impl AggregateStore {
         }
         let sections = sections(rest, store.defs.objects.len())?;
         store.reserve_for(&sections);
-        let next = AtomicUsize::new(0);
-        let failed: parking_lot::Mutex<Option<CoreError>> = parking_lot::Mutex::new(None);
-        let work = || loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= sections.len() || failed.lock().is_some() {
-                return;
-            }
-            if let Err(e) = store.load_section(&sections[i]) {
-                failed.lock().get_or_insert(e);
-                return;
-            }
-        };
-        let threads = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .clamp(1, RESTORE_THREADS)
-            .min(sections.len().max(1));
-        std::thread::scope(|scope| {
-            for _ in 1..threads {
-                scope.spawn(work);
-            }
-            work();
-        });
-        match failed.into_inner() {
-            Some(e) => Err(e),
-            None => Ok(store),
-        }
+        parallel::map(sections.len(), |i| store.load_section(&sections[i]))?;
+        Ok(store)
     }
 
     /// Sizes each key group's shard tables for the keys the sections will bring (the
@@ -796,9 +743,6 @@ impl AggregateStore {
         Ok(())
     }
 }
-
-/// Threads a restore decodes sections on, at most.
-pub const RESTORE_THREADS: usize = 8;
 
 /// One shard's entities of one object in a version 2 snapshot.
 struct Section<'a> {

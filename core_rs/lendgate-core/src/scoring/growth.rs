@@ -92,9 +92,9 @@ impl<T> Segmented<T> {
         self.segments.iter().map(Vec::as_slice)
     }
 
-    /// Segment `i` (counted from the front), to change in place.
-    pub fn segment_mut(&mut self, i: usize) -> &mut [T] {
-        &mut self.segments[i]
+    /// Number of elements in segment `i` (counted from the front).
+    pub fn segment_len(&self, i: usize) -> usize {
+        self.segments.get(i).map_or(0, Vec::len)
     }
 
     /// Drops the first segment if it is full (never the one `push` fills): the

@@ -34,11 +34,11 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use indexmap::IndexMap;
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{CoreError, CoreResult};
+use crate::parallel;
 use crate::scoring::growth::{Segmented, Sharded, SEGMENT, SHARDS};
 
 /// Applications kept per key (the most recent).
@@ -71,8 +71,6 @@ const DAY_US: i64 = 86_400_000_000;
 /// index forgets the hash only once the store has certainly done so.
 const LOGGED_MARGIN_DAYS: i32 = 1;
 const KEY_SEP: char = '\u{1f}';
-/// Threads a restore decodes record sections on, at most.
-const RESTORE_THREADS: usize = 8;
 
 /// Randomly seeded per map: keys come from requests (no predictable collisions).
 type Hasher = foldhash::fast::RandomState;
@@ -773,7 +771,7 @@ impl MatchIndex {
             }
             let first = self.records.base() + seg * SEGMENT;
             let mut earliest = i64::MAX;
-            for at in 0..self.records.segment_mut(seg).len() {
+            for at in 0..self.records.segment_len(seg) {
                 let r = &self.records[first + at];
                 if r.seq == 0 {
                     continue;
@@ -886,28 +884,15 @@ impl MatchIndex {
     pub fn snapshot(&self) -> CoreResult<Vec<u8>> {
         let mut finish_counted: Vec<&str> = self
             .apps
-            .shards()
             .iter()
-            .flatten()
             .filter(|(_, a)| a.finish_counted)
             .map(|(k, _)| k.as_str())
             .collect();
         finish_counted.sort_unstable();
-        let mut logged: Vec<(u64, i32)> = self
-            .logged
-            .shards()
-            .iter()
-            .flatten()
-            .map(|(&h, &d)| (h, d))
-            .collect();
+        let mut logged: Vec<(u64, i32)> = self.logged.iter().map(|(&h, &d)| (h, d)).collect();
         logged.sort_unstable();
-        let mut by_birth: Vec<(&str, &VecDeque<u32>)> = self
-            .by_birth
-            .shards()
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.as_str(), v))
-            .collect();
+        let mut by_birth: Vec<(&str, &VecDeque<u32>)> =
+            self.by_birth.iter().map(|(k, v)| (k.as_str(), v)).collect();
         by_birth.sort_unstable_by_key(|(k, _)| *k);
         let head = SnapshotHeadRef {
             next_seq: self.next_seq,
@@ -915,13 +900,8 @@ impl MatchIndex {
             logged,
             by_birth,
         };
-        let by_key: Vec<(&str, &VecDeque<u32>)> = self
-            .by_key
-            .shards()
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.as_str(), v))
-            .collect();
+        let by_key: Vec<(&str, &VecDeque<u32>)> =
+            self.by_key.iter().map(|(k, v)| (k.as_str(), v)).collect();
         let mut out = Vec::with_capacity(64 + self.records.len() * 96);
         out.extend_from_slice(SNAPSHOT_MAGIC);
         out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
@@ -1216,70 +1196,14 @@ fn sharded(logged: Vec<(u64, i32)>) -> Sharded<HashMap<u64, i32>> {
     out
 }
 
-/// The records of every section, decoded on up to [`RESTORE_THREADS`] threads, each
-/// section into a segment of its own, from position `base`; with each segment's
+/// The records of every section, decoded on up to [`parallel::MAX_THREADS`] threads,
+/// each section into a segment of its own, from position `base`; with each segment's
 /// earliest live event time and the number of live records.
 fn decode_records(
     base: usize,
     sections: &[(usize, &[u8])],
 ) -> CoreResult<(Segmented<Record>, VecDeque<i64>, usize)> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .clamp(1, RESTORE_THREADS)
-        .min(sections.len().max(1));
-    let decoded: Vec<Mutex<(Vec<Record>, i64, usize)>> = sections
-        .iter()
-        .map(|_| Mutex::new((Vec::new(), i64::MAX, 0)))
-        .collect();
-    let jobs = Mutex::new(sections.iter().zip(&decoded));
-    let failed: Mutex<Option<CoreError>> = Mutex::new(None);
-    let work = || loop {
-        let Some((&(count, mut body), slot)) = jobs.lock().next() else {
-            return;
-        };
-        if failed.lock().is_some() {
-            return;
-        }
-        // Exactly `count`: a full section is a segment as it is; a short one (the last)
-        // is regrouped, so crafted empty sections cannot make it allocate segments.
-        let mut records = Vec::with_capacity(count);
-        let (mut earliest, mut live) = (i64::MAX, 0);
-        let done = (0..count).try_for_each(|_| {
-            let (record, rest) = postcard::take_from_bytes::<Record>(body).map_err(|e| {
-                CoreError::invalid("snapshot", format!("corrupt or truncated: {e}"))
-            })?;
-            if record.seq != 0 {
-                earliest = earliest.min(record.event_time_us);
-                live += 1;
-            }
-            records.push(record);
-            body = rest;
-            Ok(())
-        });
-        let done = done.and_then(|()| {
-            if body.is_empty() {
-                Ok(())
-            } else {
-                Err(damaged("a record section is longer than its records"))
-            }
-        });
-        if let Err(e) = done {
-            failed.lock().get_or_insert(e);
-            return;
-        }
-        *slot.lock() = (records, earliest, live);
-    };
-    std::thread::scope(|scope| {
-        for _ in 1..threads {
-            scope.spawn(work);
-        }
-        work();
-    });
-    if let Some(e) = failed.into_inner() {
-        return Err(e);
-    }
-    let decoded: Vec<(Vec<Record>, i64, usize)> =
-        decoded.into_iter().map(Mutex::into_inner).collect();
+    let decoded = parallel::map(sections.len(), |i| decode_section(sections[i]))?;
     let live = decoded.iter().map(|d| d.2).sum();
     let aligned = !decoded
         .last()
@@ -1307,6 +1231,28 @@ fn decode_records(
         })
         .collect();
     Ok((records, seg_min, live))
+}
+
+/// One record section: its records (exactly `count`: a full section is a segment as
+/// it is, a short one is regrouped, so crafted empty sections cannot make a restore
+/// allocate segments), their earliest live event time and how many are live.
+fn decode_section((count, mut body): (usize, &[u8])) -> CoreResult<(Vec<Record>, i64, usize)> {
+    let mut records = Vec::with_capacity(count);
+    let (mut earliest, mut live) = (i64::MAX, 0);
+    for _ in 0..count {
+        let (record, rest) = postcard::take_from_bytes::<Record>(body)
+            .map_err(|e| CoreError::invalid("snapshot", format!("corrupt or truncated: {e}")))?;
+        if record.seq != 0 {
+            earliest = earliest.min(record.event_time_us);
+            live += 1;
+        }
+        records.push(record);
+        body = rest;
+    }
+    if !body.is_empty() {
+        return Err(damaged("a record section is longer than its records"));
+    }
+    Ok((records, earliest, live))
 }
 
 /// A snapshot that does not decode: cut short, or bytes that are not what was written.
