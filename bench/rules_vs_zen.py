@@ -33,8 +33,8 @@ import zen
 
 from lendgate.expr import CompiledExpression
 from lendgate.lists import Lists
-from lendgate.rules import CompiledRuleSet, EventKind, Rule
-from lendgate.scoring.pack import DEFAULT_PACK_DIR
+from lendgate.rules import CompiledRuleSet, EventKind, InMemoryRuleRepository, Rule, RuleBook
+from lendgate.scoring.pack import DEFAULT_PACK_DIR, install, load_pack
 
 CONDITIONS = [
     "params.EmployerINNAndIP.countToday >= 5",
@@ -125,6 +125,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=0.3, help="time per measurement")
     parser.add_argument("--events", type=int, default=2000, help="events per batched call")
+    parser.add_argument(
+        "--latency-calls", type=int, default=100_000, help="calls timed one by one (pack)"
+    )
     args = parser.parse_args()
 
     ours = [CompiledExpression.compile(src) for src in CONDITIONS]
@@ -177,6 +180,7 @@ def main() -> None:
         f"{zen_per_eval / batched_per_eval:.1f}x"
     )
     compare_pack(lists, args.seconds)
+    pack_latency(args.latency_calls)
 
 
 def compare_pack(lists: Lists, seconds: float) -> None:
@@ -209,6 +213,41 @@ def compare_pack(lists: Lists, seconds: float) -> None:
         f" conditions, {len(fired)} fired, from the event's JSON) vs zen"
         f" {zen_event_s * 1e6:.2f} µs ({len(conditions)} compiled calls on a dict):"
         f" {zen_event_s / ours_event:.1f}x"
+    )
+
+
+def pack_latency(calls: int) -> None:
+    """The whole shipped pack (every rule, its lists with their entries, composites,
+    test and tuning rules) on one event, one call at a time, in-process: latency
+    percentiles of the call from Python (the event's JSON in, the result JSON out)."""
+    pack = load_pack()
+    book, lists = RuleBook(InMemoryRuleRepository()), Lists()
+    install(pack, book, lists)
+    rule_set = book.compile(pack.zone_threshold)
+    context = pack_context(pack_conditions())
+    event = [json.dumps(context).encode()]
+    when = [datetime(2026, 1, 1, tzinfo=UTC)]
+    result = json.loads(rule_set.evaluate_batch(event, EventKind.APPLICATION, when, lists)[0])
+    if result.get("errors"):
+        raise SystemExit(f"the pack failed on the event: {result['errors']}")
+    evaluate = partial(rule_set.evaluate_batch, event, EventKind.APPLICATION, when, lists)
+    for _ in range(calls // 10):  # warm caches and the allocator
+        evaluate()
+    took = []
+    clock = time.perf_counter_ns
+    for _ in range(calls):
+        start = clock()
+        evaluate()
+        took.append(clock() - start)
+    took.sort()
+
+    def at(q: float) -> float:
+        return took[min(len(took) - 1, int(q * len(took)))] / 1000
+
+    print(
+        f"whole default pack ({len(pack.rules)} rules, {len(result['fired_rules'])} fired),"
+        f" one event per call, {calls:,} calls: p50 {at(0.5):.1f} µs, p99 {at(0.99):.1f} µs,"
+        f" p99.9 {at(0.999):.1f} µs, max {took[-1] / 1000:.1f} µs"
     )
 
 

@@ -31,6 +31,7 @@ from servers.errors import grpc_code, trailing_metadata
 log = logging.getLogger("lendgate.rpc")
 
 F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M", bound=message.Message)
 Parse = Callable[[bytes], Any]
 
 RAW_REQUEST_ATTR = "__lendgate_raw_request__"
@@ -65,9 +66,7 @@ def _method_handler(
     full_name = f"/{method.containing_service.full_name}/{method.name}"
     request_class = message_factory.GetMessageClass(method.input_type)
     wants_raw = impl is not None and getattr(impl, RAW_REQUEST_ATTR, False)
-    parse: Parse = (
-        (lambda raw: raw) if wants_raw else _parser(request_class, method.input_type.full_name)
-    )
+    parse: Parse = (lambda raw: raw) if wants_raw else _parser(request_class)
     if impl is None:
         impl = _not_built(full_name)
     if method.client_streaming and method.server_streaming:
@@ -91,17 +90,21 @@ def _serialize(response: message.Message | bytes) -> bytes:
     return response if isinstance(response, bytes) else response.SerializeToString()
 
 
-def _parser(request_class: type[message.Message], type_name: str) -> Parse:
-    def parse(raw: bytes) -> message.Message:
-        try:
-            return request_class.FromString(raw)
-        except message.DecodeError as exc:
-            raise InvalidArgumentError(
-                f"the request is not a valid {type_name} message: {exc}",
-                reason="MALFORMED_MESSAGE",
-            ) from None
+def parse_request(request_class: type[M], raw: bytes) -> M:
+    """``raw`` parsed as a ``request_class`` message; a malformed one is answered
+    ``INVALID_ARGUMENT`` (for servicer methods that take raw bytes, see
+    :func:`raw_request`)."""
+    try:
+        return request_class.FromString(raw)
+    except message.DecodeError as exc:
+        raise InvalidArgumentError(
+            f"the request is not a valid {request_class.DESCRIPTOR.full_name} message: {exc}",
+            reason="MALFORMED_MESSAGE",
+        ) from None
 
-    return parse
+
+def _parser(request_class: type[message.Message]) -> Parse:
+    return lambda raw: parse_request(request_class, raw)
 
 
 def _not_built(full_name: str) -> Callable[..., Any]:

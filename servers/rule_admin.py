@@ -80,7 +80,7 @@ from lendgate.scoring.backtest import (
 )
 from lendgate.store import Store
 from lendgate.v1 import common_pb2, rules_pb2
-from servers.handlers import Ctx
+from servers.handlers import Ctx, parse_request, raw_request
 
 M = TypeVar("M", bound=message.Message)
 
@@ -1257,29 +1257,27 @@ class RuleAdminServicer:
             entries=[entry_to_proto(e) for e in page], next_page_token=token
         )
 
+    @raw_request
     async def ImportListEntries(
-        self, requests: AsyncIterator[rules_pb2.ImportListEntriesRequest], context: Ctx
+        self, requests: AsyncIterator[bytes], context: Ctx
     ) -> rules_pb2.ImportListEntriesResponse:
         """Collect the whole stream, then apply it as one change (one new version).
         The list, the caller's right to change it and the mode are checked on the first
-        message, before the rest is read."""
+        message, before the rest is read. The messages are kept serialized: the Rust
+        core decodes their entries (a million entries make no Python objects)."""
         first: rules_pb2.ImportListEntriesRequest | None = None
-        rows: list[tuple[str, int | None, str]] = []
+        chunks: list[bytes] = []
         scope, list_id = CONSORTIUM, ""
         async for chunk in requests:
             if first is None:
-                first = chunk
+                first = parse_request(rules_pb2.ImportListEntriesRequest, chunk)
                 scope, list_id = await self._list_scope(first.name, "name")
                 self._may_change(scope)
                 if first.mode not in rules_pb2.ImportMode.values():
                     raise InvalidArgumentError(
                         f"unknown ImportMode value {first.mode}", field="mode"
                     )
-            if len(chunk.entries) > MAX_ENTRIES_PER_CALL:
-                raise InvalidArgumentError(
-                    f"at most {MAX_ENTRIES_PER_CALL} entries per message", field="entries"
-                )
-            rows.extend(_entry_rows(chunk.entries))
+            chunks.append(chunk)
         if first is None:
             raise InvalidArgumentError("the stream carried no message", field="name")
         replace_all = first.mode == rules_pb2.IMPORT_MODE_REPLACE
@@ -1288,16 +1286,16 @@ class RuleAdminServicer:
         )
 
         async def make() -> rules_pb2.ImportListEntriesResponse:
-            result = await self.admin.write_entries(
+            result = await self.admin.import_entries(
                 scope,
                 list_id,
-                rows,
+                chunks,
                 author=self._author(),
                 reason="import",
                 replace_all=replace_all,
             )
             return rules_pb2.ImportListEntriesResponse(
-                received_count=len(rows),
+                received_count=result.received,
                 rejected_count=len(result.rejected),
                 rejections=[
                     common_pb2.FieldViolation(field=f"entries[{i}].value", description=why)

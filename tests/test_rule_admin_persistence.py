@@ -48,6 +48,7 @@ async def serving(url: str, admins: frozenset[str] | None = None) -> AsyncIterat
                 rules_pb2_grpc.RuleAdminServiceStub(ch),
                 scoring_pb2_grpc.ScoringServiceStub(ch),
                 service,
+                ch,
             )
     finally:
         await store.aclose()
@@ -325,6 +326,52 @@ def test_update_and_delete_a_list(database_url: str) -> None:  # noqa: F811
 
         async with serving(database_url, admins=frozenset({"bank-a"})) as c:
             assert await all_entries(c, "edit-inns") == []
+
+    asyncio.run(scenario())
+
+
+def test_a_bad_message_in_an_import_changes_nothing(tmp_path: Path) -> None:
+    """The messages of an import are decoded by the Rust core once the stream ends: a
+    message that does not decode, one with too many entries or an invalid expiry is
+    INVALID_ARGUMENT naming the field, and the list keeps its version and entries."""
+    url = f"sqlite:///{tmp_path}/bad-import.db"
+    head = rules_pb2.ImportListEntriesRequest(name="lists/careful", entries=[entry("7700000001")])
+
+    async def scenario() -> None:
+        async with serving(url) as a:
+            assert a.channel is not None
+            await a.rules.CreateList(inn_list("careful"), metadata=MD_A)
+            before = await import_entries(a, "careful", [[entry("7700000001", "kept")]])
+            raw = a.channel.stream_unary(
+                "/lendgate.v1.RuleAdminService/ImportListEntries",
+                request_serializer=lambda b: b,
+                response_deserializer=rules_pb2.ImportListEntriesResponse.FromString,
+            )
+            bad_expiry = rules_pb2.ListEntry(value="7700000002")
+            bad_expiry.expire_time.nanos = -1
+            cases = {
+                "a message that does not decode": b"\xff\xff\xff",
+                "10,001 entries in one message": rules_pb2.ImportListEntriesRequest(
+                    entries=[entry(f"77{i:08d}") for i in range(10_001)]
+                ).SerializeToString(),
+                "nanos out of range": rules_pb2.ImportListEntriesRequest(
+                    entries=[bad_expiry]
+                ).SerializeToString(),
+            }
+            for why, second in cases.items():
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await raw(iter([head.SerializeToString(), second]), metadata=MD_A)
+                assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, why
+                assert details(caught.value)[1].keys() <= {"entries", "entries.expire_time"}, why
+                assert details(caught.value)[1], why
+            got: rules_pb2.GetListResponse = await a.rules.GetList(
+                rules_pb2.GetListRequest(name="lists/careful"), metadata=MD_A
+            )
+            assert (got.list.entry_count, got.list.version) == (1, before.list.version)
+            assert await all_entries(a, "careful") == ["7700000001|kept|0"]
+
+        async with serving(url) as b:
+            assert await all_entries(b, "careful") == ["7700000001|kept|0"]
 
     asyncio.run(scenario())
 

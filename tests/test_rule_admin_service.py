@@ -37,6 +37,7 @@ class Admin:
     rules: rules_pb2_grpc.RuleAdminServiceStub
     scoring: scoring_pb2_grpc.ScoringServiceStub
     service: ScoringService
+    channel: grpc.aio.Channel | None = None  # for calls the typed stubs cannot make
 
     async def fired(self, event: scoring_pb2.ApplicationEvent) -> dict[str, int]:
         """Fired working rules of a check of ``event``: rule id -> points."""

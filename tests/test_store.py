@@ -185,6 +185,46 @@ def test_migration_numbers_may_have_gaps_but_an_unknown_applied_one_is_refused(
         open_store(None, settings_for(database_url))
 
 
+def test_list_entries_move_to_a_clustered_table_with_their_versions(tmp_path: Path) -> None:
+    """Migration 0017 (SQLite) rebuilds list_entries WITHOUT ROWID: a database written
+    before it keeps every entry with the versions it was added and removed in."""
+    url = f"sqlite:///{tmp_path}/lists.db"
+    s = open_store(None, settings_for(url))
+    try:
+        run(
+            s.put_definition(
+                "d1", "list", "consortium/inns", b"{}", status="active", author="a", reason="r"
+            )
+        )
+        run(s.change_list_entries("c1", "consortium/inns", add=["a", "b"], author="a", reason="r"))
+        run(s.change_list_entries("c2", "consortium/inns", remove=["a"], author="a", reason="r"))
+    finally:
+        s.close()
+    # Put the table back as it was before 0017 (a rowid table), and forget 0017.
+    with sqlite3.connect(tmp_path / "lists.db") as conn:
+        conn.executescript(
+            "CREATE TABLE old_entries (list_name TEXT NOT NULL, value TEXT NOT NULL,"
+            " added_in INTEGER NOT NULL, removed_in INTEGER,"
+            " PRIMARY KEY (list_name, value, added_in));"
+            "INSERT INTO old_entries SELECT * FROM list_entries;"
+            "DROP TABLE list_entries; ALTER TABLE old_entries RENAME TO list_entries;"
+            "DELETE FROM schema_migrations WHERE version = 17;"
+        )
+    conn.close()
+    s = open_store(None, settings_for(url))
+    try:
+        assert run(s.list_entries("consortium/inns")) == ["b"]
+        assert run(s.list_entries("consortium/inns", version=2)) == ["a", "b"]
+        ddl = s._run_read(
+            lambda tx: tx.execute(
+                "SELECT sql FROM sqlite_master WHERE name = 'list_entries'"
+            ).fetchone()[0]
+        )
+        assert "WITHOUT ROWID" in ddl
+    finally:
+        s.close()
+
+
 def test_a_corrupt_sqlite_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "lendgate.db"
     path.write_bytes(b"this is not a database" * 100)
@@ -415,6 +455,26 @@ def test_list_entries_are_versioned_and_restored(store: SqlStore) -> None:
         assert v4.restored_from == 2
         assert await store.list_entries("one_day_companies") == ["7701", "7702", "7703"]
         assert await store.list_entries("one_day_companies", 3) == ["7702", "7703", "7704"]
+
+    run(scenario())
+
+
+def test_list_entries_keep_every_character_in_bulk(store: SqlStore) -> None:
+    """A bulk change goes in one statement (SQLite json_each, PostgreSQL COPY text):
+    tabs, newlines, backslashes and quotes in a stored entry come back unchanged."""
+    odd = ["a\tb", "line\nbreak", "back\\slash", "\\.", "cr\rlf", 'quote"s', "ünï\x1fcode"]
+    plain = [f"v{i:05d}" for i in range(20_000)]
+
+    async def scenario() -> None:
+        await store.put_definition(
+            "o0", "list", "odd\tname", b"", status="working", author="a", reason="new"
+        )
+        await store.change_list_entries(
+            "o1", "odd\tname", add=odd + plain, author="a", reason="feed", distinct=True
+        )
+        assert await store.list_entries("odd\tname") == sorted(odd + plain)
+        await store.change_list_entries("o2", "odd\tname", remove=odd[:3], author="a", reason="fix")
+        assert await store.list_entries("odd\tname") == sorted(odd[3:] + plain)
 
     run(scenario())
 

@@ -245,6 +245,39 @@ class ListRegistry:
         replace: bool = False,
     ) -> tuple[int, int, list[tuple[int, str]]]:
         """Merge (or replace the content), atomically: (added, replaced, rejected)."""
+    def stage(
+        self,
+        list_id: str,
+        rows: list[tuple[str, int | None, str]],
+        author: str,
+        now_ms: int,
+        default_expire_ms: int | None = None,
+        replace: bool = False,
+    ) -> StagedListWrite:
+        """Prepare a write of ``(value, expire_ms | None, comment)`` rows (GIL released):
+        normalised, de-duplicated (the last of a value wins), the next content built.
+        Nothing is visible until :meth:`commit`."""
+    def stage_import(
+        self,
+        list_id: str,
+        chunks: Sequence[bytes],
+        author: str,
+        now_ms: int,
+        default_expire_ms: int | None = None,
+        replace: bool = False,
+    ) -> StagedListWrite:
+        """:meth:`stage` from serialized ``ImportListEntriesRequest`` messages (decoded
+        in Rust); raises :class:`CoreInvalidArgument` for a bad message."""
+    def commit(self, staged: StagedListWrite) -> tuple[int, int]:
+        """Publish a staged write once its change is stored: ``(added, replaced)``."""
+    def load_stored(self, list_id: str, texts: list[str]) -> int:
+        """Add entries in the store's text form (GIL released); how many were written."""
+    @staticmethod
+    def encode_entry(entry: tuple[str, int | None, str, int, str]) -> str:
+        """An entry in the store's text form: ``value␟expire␟create␟author␟comment``."""
+    @staticmethod
+    def decode_entry(text: str) -> tuple[str, int | None, str, int, str]:
+        """The entry of :meth:`encode_entry`; ``RuntimeError`` if malformed."""
     def load_lines(
         self, list_id: str, text: bytes, author: str, create_time_ms: int, replace: bool = False
     ) -> tuple[int, int, list[tuple[int, str]]]:
@@ -265,6 +298,21 @@ class ListRegistry:
         self, list_id: str, at_ms: int, limit: int, after: str | None = None
     ) -> list[tuple[str, int | None, str, int, str]]:
         """Live entries ordered by value, after ``after``, ``limit`` at most."""
+
+class StagedListWrite:
+    """A list write prepared by :meth:`ListRegistry.stage`, not yet visible."""
+
+    def take_change(self) -> tuple[list[str], list[str]]:
+        """Stored entries to add and to remove (sorted, store text form); taken once."""
+    @property
+    def rejected(self) -> list[tuple[int, str]]:
+        """``(index, reason)`` of the entries invalid for the list's kind."""
+    @property
+    def received(self) -> int:
+        """Number of entries given, valid or not, repeated or not."""
+    @property
+    def written(self) -> int:
+        """Number of distinct valid entries written."""
 
 class RuleSet:
     """Compiled rules (Rust ``lendgate_core::rules::RuleSet``); JSON in, JSON out."""

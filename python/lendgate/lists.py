@@ -92,11 +92,13 @@ class ListEntry:
 
 @dataclass(frozen=True)
 class WriteResult:
-    """What a write did: new values, replaced values, and rejected (index, reason)."""
+    """What a write did: new values, replaced values, rejected (index, reason), and
+    how many entries it was given (valid or not, repeated or not)."""
 
     added: int
     replaced: int
     rejected: list[tuple[int, str]] = field(default_factory=list)
+    received: int = 0
 
 
 def _utcnow() -> datetime:
@@ -192,7 +194,7 @@ class Lists:
         with core_errors():
             added, replaced, rejected = self.registry.write(list_id, rows, replace_all)
         self._touch(list_id, now)
-        return WriteResult(added, replaced, rejected)
+        return WriteResult(added, replaced, rejected, len(rows))
 
     def load_lines(
         self, list_id: str, text: bytes, *, author: str, replace_all: bool = False

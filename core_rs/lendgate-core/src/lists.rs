@@ -28,6 +28,12 @@ use crate::error::{CoreError, CoreResult};
 use crate::expr::{Host, HostFunction, Value};
 use crate::normalize;
 
+mod staged;
+pub use staged::{
+    decode_entry, decode_import_chunks, encode_entry, NewEntry, StagedWrite, WriteStamp,
+    MAX_ENTRIES_PER_MESSAGE,
+};
+
 /// Number of shards of a list's content (a power of two).
 const SHARDS: usize = 64;
 

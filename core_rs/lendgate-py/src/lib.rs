@@ -50,6 +50,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(auction::inclusion_proof, m)?)?;
     m.add_function(wrap_pyfunction!(auction::verify_inclusion, m)?)?;
     m.add_class::<lists::PyListRegistry>()?;
+    m.add_class::<lists::PyStagedWrite>()?;
     m.add_class::<rules::PyRuleSet>()?;
     m.add_function(wrap_pyfunction!(aggregates::compare_fl, m)?)?;
     m.add_class::<scoring::PyMatchIndex>()?;

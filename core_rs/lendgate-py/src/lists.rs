@@ -1,10 +1,13 @@
 //! Bindings for `lendgate_core::lists`: one partner's lists, shared with rule sets.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use lendgate_core::lists::{self, Entry, EntryKind, ListRegistry, ListType, WriteMode};
+use lendgate_core::lists::{
+    self, Entry, EntryKind, ListRegistry, ListType, NewEntry, StagedWrite, WriteMode, WriteStamp,
+};
 use pyo3::prelude::*;
 
+use crate::buffer::ReadOnlyBytes;
 use crate::error::PyCoreError;
 
 /// (added, replaced, [(index, reason)...]) of a write.
@@ -17,6 +20,74 @@ type PyEntry = (String, Option<i64>, String, i64, String);
 #[pyclass(frozen, name = "ListRegistry", module = "lendgate._core")]
 pub struct PyListRegistry {
     pub(crate) inner: Arc<ListRegistry>,
+}
+
+/// A row of a write as Python gives it: (value, expire_ms or None, comment).
+type PyNewEntry = (String, Option<i64>, String);
+
+/// A list write prepared by `ListRegistry.stage` or `stage_import`: store its change
+/// (`take_change`), then publish it with `ListRegistry.commit`.
+#[pyclass(frozen, name = "StagedListWrite", module = "lendgate._core")]
+pub struct PyStagedWrite {
+    list_id: String,
+    received: usize,
+    written: usize,
+    rejected: Vec<(usize, String)>,
+    inner: Mutex<Option<StagedWrite>>,
+}
+
+impl PyStagedWrite {
+    fn new(list_id: &str, staged: StagedWrite) -> Self {
+        Self {
+            list_id: list_id.to_string(),
+            received: staged.received,
+            written: staged.written(),
+            rejected: staged.outcome.rejected.clone(),
+            inner: Mutex::new(Some(staged)),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, Option<StagedWrite>> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[pymethods]
+impl PyStagedWrite {
+    /// The stored entries to add and to remove (the store's text form, each list
+    /// sorted); taken once, later calls return empty lists.
+    fn take_change(&self) -> (Vec<String>, Vec<String>) {
+        self.state()
+            .as_mut()
+            .map(StagedWrite::take_change)
+            .unwrap_or_default()
+    }
+
+    /// `(index, reason)` of the rejected entries (indexes into the write's input).
+    #[getter]
+    fn rejected(&self) -> Vec<(usize, String)> {
+        self.rejected.clone()
+    }
+
+    /// Number of entries given, valid or not, repeated or not.
+    #[getter]
+    fn received(&self) -> usize {
+        self.received
+    }
+
+    /// Number of distinct valid entries written.
+    #[getter]
+    fn written(&self) -> usize {
+        self.written
+    }
+}
+
+fn stamp(author: &str, now_ms: i64, default_expire: Option<i64>) -> WriteStamp<'_> {
+    WriteStamp {
+        author,
+        now_ms,
+        default_expire,
+    }
 }
 
 fn mode(replace: bool) -> WriteMode {
@@ -116,6 +187,128 @@ impl PyListRegistry {
             .collect();
         let out = py.detach(|| list.write(entries, mode(replace)));
         Ok((out.added, out.replaced, out.rejected))
+    }
+
+    /// Prepares a write of `(value, expire_ms, comment)` rows stamped with `author` and
+    /// `now_ms` (entries without expiry get `default_expire_ms`), GIL released. Nothing
+    /// changes until `commit`.
+    #[pyo3(signature = (list_id, rows, author, now_ms, default_expire_ms=None, replace=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn stage(
+        &self,
+        py: Python<'_>,
+        list_id: &str,
+        rows: Vec<PyNewEntry>,
+        author: &str,
+        now_ms: i64,
+        default_expire_ms: Option<i64>,
+        replace: bool,
+    ) -> Result<PyStagedWrite, PyCoreError> {
+        let list = self.inner.require(list_id)?;
+        let entries = rows
+            .into_iter()
+            .map(|(value, expire_time, comment)| NewEntry {
+                value,
+                expire_time,
+                comment,
+            })
+            .collect();
+        let staged = py.detach(|| {
+            list.stage(
+                entries,
+                mode(replace),
+                stamp(author, now_ms, default_expire_ms),
+            )
+        })?;
+        Ok(PyStagedWrite::new(list_id, staged))
+    }
+
+    /// Like `stage`, from the serialized `ImportListEntriesRequest` messages of an
+    /// import stream (decoded here, GIL released). `CoreInvalidArgument` for a message
+    /// that does not decode, carries too many entries or an invalid expiry.
+    #[pyo3(signature = (list_id, chunks, author, now_ms, default_expire_ms=None, replace=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn stage_import(
+        &self,
+        py: Python<'_>,
+        list_id: &str,
+        chunks: Vec<Bound<'_, PyAny>>,
+        author: &str,
+        now_ms: i64,
+        default_expire_ms: Option<i64>,
+        replace: bool,
+    ) -> PyResult<PyStagedWrite> {
+        let list = self.inner.require(list_id).map_err(PyCoreError)?;
+        let buffers = chunks
+            .iter()
+            .map(|c| ReadOnlyBytes::new(c, "chunks"))
+            .collect::<PyResult<Vec<_>>>()?;
+        let staged = py.detach(|| -> Result<StagedWrite, PyCoreError> {
+            let slices: Vec<&[u8]> = buffers.iter().map(ReadOnlyBytes::as_slice).collect();
+            let pieces = lists::decode_import_chunks(&slices)?;
+            Ok(list.stage_pieces(
+                pieces,
+                mode(replace),
+                stamp(author, now_ms, default_expire_ms),
+            )?)
+        })?;
+        Ok(PyStagedWrite::new(list_id, staged))
+    }
+
+    /// Publishes a staged write (once its change is stored): `(added, replaced)`.
+    /// `CoreInvalidArgument` if it was committed before.
+    fn commit(
+        &self,
+        py: Python<'_>,
+        staged: &PyStagedWrite,
+    ) -> Result<(usize, usize), PyCoreError> {
+        let list = self.inner.require(&staged.list_id)?;
+        let Some(inner) = staged.state().take() else {
+            return Err(lendgate_core::CoreError::invalid("staged", "already committed").into());
+        };
+        let out = py.detach(|| list.commit(inner))?;
+        Ok((out.added, out.replaced))
+    }
+
+    /// Adds entries given in the store's text form (see `encode_entry`), GIL released:
+    /// the load of a stored list. Returns how many were added or replaced.
+    fn load_stored(
+        &self,
+        py: Python<'_>,
+        list_id: &str,
+        texts: Vec<String>,
+    ) -> Result<usize, PyCoreError> {
+        let list = self.inner.require(list_id)?;
+        py.detach(|| -> Result<usize, PyCoreError> {
+            let entries = texts
+                .iter()
+                .map(|t| lists::decode_entry(t))
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = list.write(entries, WriteMode::Merge);
+            Ok(out.added + out.replaced)
+        })
+    }
+
+    /// An entry `(value, expire_ms or None, comment, create_ms, author)` in the
+    /// store's text form, one string, so that a change of expiry or comment is a
+    /// removal plus an addition of a list version.
+    #[staticmethod]
+    fn encode_entry(entry: PyEntry) -> String {
+        let (value, expire_time, comment, create_time, author) = entry;
+        lists::encode_entry(&Entry {
+            value,
+            expire_time,
+            comment,
+            create_time,
+            author,
+        })
+    }
+
+    /// The entry of a text written by `encode_entry`.
+    #[staticmethod]
+    fn decode_entry(text: &str) -> Result<PyEntry, PyCoreError> {
+        let e = lists::decode_entry(text)?;
+        Ok((e.value, e.expire_time, e.comment, e.create_time, e.author))
     }
 
     /// Bulk load from tab-separated lines `value[\texpire_ms[\tcomment]]` (GIL released).

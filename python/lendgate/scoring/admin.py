@@ -42,6 +42,7 @@ from lendgate.errors import (
     FieldViolation,
     InvalidArgumentError,
     NotFoundError,
+    core_errors,
 )
 from lendgate.lists import ListDefinition, ListEntryKind, Lists, ListType, WriteResult, to_ms
 from lendgate.rules import (
@@ -79,6 +80,8 @@ SETTINGS_NAME = "consortium/scoring"
 PACK_MARK_NAME = "consortium/pack"
 """A settings record written once the shipped pack is wholly in the store."""
 EntryRow = tuple[str, int | None, str, int, str]
+# What a list write is stamped with: (author, now_ms, default expiry ms or None).
+_Stamp = tuple[str, int, int | None]
 """An entry as the Rust registry takes it: (value, expire_ms, comment, create_ms, author)."""
 _NEVER = -(2**62)
 _ALL = 2**62
@@ -101,15 +104,14 @@ def parse_store_name(name: str) -> tuple[str, str] | None:
 
 def encode_entry(row: EntryRow) -> str:
     """One list entry as the store keeps it: its value and metadata in one string, so
-    that a change of expiry or comment is a removal plus an addition of a version."""
-    value, expire, comment, created, author = row
-    return f"{value}\x1f{'' if expire is None else expire}\x1f{created}\x1f{author}\x1f{comment}"
+    that a change of expiry or comment is a removal plus an addition of a version
+    (the format is the Rust core's, which stages bulk writes in it)."""
+    return _core.ListRegistry.encode_entry(row)
 
 
 def decode_entry(text: str) -> EntryRow:
     """The entry of :func:`encode_entry`."""
-    value, expire, created, author, comment = text.split("\x1f", 4)
-    return value, int(expire) if expire else None, comment, int(created), author
+    return _core.ListRegistry.decode_entry(text)
 
 
 def _request_id() -> str:
@@ -341,9 +343,9 @@ class RuleAdmin:
             scope, list_id = parsed
             ws = self._scope(scope, create=True)
             ws.lists.install(_list_from(latest))
-            rows = [decode_entry(e) for e in await self.store.list_entries(latest.name)]
-            if rows:
-                ws.lists.registry.write(list_id, rows)
+            stored_entries = await self.store.list_entries(latest.name)
+            if stored_entries:
+                await asyncio.to_thread(ws.lists.registry.load_stored, list_id, stored_entries)
         for ws in self.private.values():
             self._link_consortium_lists(ws)
 
@@ -628,26 +630,54 @@ class RuleAdmin:
         expiry and comment), or with ``replace_all`` make them the whole content, as one
         new version. Values invalid for the list's kind are rejected one by one (index,
         reason) and the rest applied. Entries without expiry get the default TTL."""
+        rows = list(rows)
+
+        def stage(registry: _core.ListRegistry, stamp: _Stamp) -> _core.StagedListWrite:
+            return registry.stage(list_id, rows, *stamp, replace=replace_all)
+
+        return await self._write_staged(scope, list_id, stage, author=author, reason=reason)
+
+    async def import_entries(
+        self,
+        scope: str,
+        list_id: str,
+        chunks: Sequence[bytes],
+        *,
+        author: str,
+        reason: str = "",
+        replace_all: bool = False,
+    ) -> WriteResult:
+        """:meth:`write_entries` from the serialized ``ImportListEntriesRequest``
+        messages of an import stream, decoded by the Rust core (no Python object per
+        entry); ``InvalidArgumentError`` for a message that does not decode."""
+
+        def stage(registry: _core.ListRegistry, stamp: _Stamp) -> _core.StagedListWrite:
+            return registry.stage_import(list_id, chunks, *stamp, replace=replace_all)
+
+        return await self._write_staged(scope, list_id, stage, author=author, reason=reason)
+
+    async def _write_staged(
+        self,
+        scope: str,
+        list_id: str,
+        stage: Callable[[_core.ListRegistry, _Stamp], _core.StagedListWrite],
+        *,
+        author: str,
+        reason: str,
+    ) -> WriteResult:
+        """Stage a write in the Rust registry (normalised, de-duplicated, the next
+        content built: CPU work on a worker thread, so checks keep being served), store
+        its change as one new list version, then publish it. A failed store leaves the
+        served list as it was."""
         async with self._lock:
             lists = self._scope(scope).lists
             d = lists.get(list_id)
             now = self._clock()
-            now_ms = to_ms(now)
             default = to_ms(now + d.default_entry_ttl) if d.default_entry_ttl else None
             registry = lists.registry
-            # A bulk import is a million entries: the CPU work runs on a worker thread
-            # (the Rust calls release the GIL), so the server keeps answering checks.
-            keyed, add, remove, rejected = await asyncio.to_thread(
-                _plan_write,
-                registry,
-                list_id,
-                d.entry_kind.value,
-                rows,
-                default_expire=default,
-                now_ms=now_ms,
-                author=author,
-                replace_all=replace_all,
-            )
+            with core_errors():
+                staged = await asyncio.to_thread(stage, registry, (author, to_ms(now), default))
+            add, remove = staged.take_change()
             if add or remove:
                 stored = await self._change_entries(
                     store_name(scope, list_id),
@@ -656,6 +686,7 @@ class RuleAdmin:
                     expected=d.version,
                     author=author,
                     reason=reason,
+                    distinct=True,  # staged: de-duplicated, and no value both ways
                 )
                 lists.stamp(
                     list_id,
@@ -664,10 +695,8 @@ class RuleAdmin:
                     reason=reason,
                     at=from_us(stored.created_at_us),
                 )
-            added, replaced, _ = await asyncio.to_thread(
-                registry.write, list_id, keyed, replace_all
-            )
-            return WriteResult(added, replaced, rejected)
+            added, replaced = registry.commit(staged)
+            return WriteResult(added, replaced, staged.rejected, staged.received)
 
     async def remove_entries(
         self, scope: str, list_id: str, values: Sequence[str], *, author: str, reason: str = ""
@@ -730,6 +759,7 @@ class RuleAdmin:
         expected: int,
         author: str,
         reason: str,
+        distinct: bool = False,
     ) -> DefinitionVersion:
         try:
             return await self.store.change_list_entries(
@@ -740,6 +770,7 @@ class RuleAdmin:
                 author=author,
                 reason=reason,
                 expected_version=expected,
+                distinct=distinct,
             )
         except FailedPreconditionError:
             raise AbortedError(
@@ -960,43 +991,6 @@ class RuleAdmin:
                 ) from None
             self.settings = _settings_from(stored)
             return self.settings
-
-
-def _plan_write(
-    registry: _core.ListRegistry,
-    list_id: str,
-    kind: str,
-    rows: Iterable[tuple[str, int | None, str]],
-    *,
-    default_expire: int | None,
-    now_ms: int,
-    author: str,
-    replace_all: bool,
-) -> tuple[list[EntryRow], list[str], list[str], list[tuple[int, str]]]:
-    """What a write of ``rows`` changes: the entries to write (normalised in one Rust
-    call, the last of each value kept), the store entries to add and to remove, and
-    the rejected values ``(index, reason)``."""
-    rows = list(rows)
-    keys, rejected = _core.ListRegistry.normalize_many(kind, [r[0] for r in rows])
-    keyed = {
-        key: (key, default_expire if expire is None else expire, comment, now_ms, author)
-        for key, (_, expire, comment) in zip(keys, rows, strict=True)
-        if key is not None
-    }
-    if replace_all:
-        old_rows = registry.entries(list_id, _NEVER, _ALL)
-    elif registry.live_count(list_id, _NEVER) == 0:
-        old_rows = []  # a first import: nothing to look up
-    else:
-        old_rows = [r for r in registry.lookup(list_id, list(keyed)) if r is not None]
-    new = [encode_entry(r) for r in keyed.values()]
-    if not old_rows:
-        return list(keyed.values()), new, [], rejected
-    old = {encode_entry(r) for r in old_rows}
-    same = old.intersection(new)
-    add = [e for e in new if e not in same]
-    remove = [e for e in old if e not in same]
-    return list(keyed.values()), add, remove, rejected
 
 
 def _settings_from(stored: DefinitionVersion) -> ScoringSettings:

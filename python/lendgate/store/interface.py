@@ -446,8 +446,12 @@ class Store(Protocol):
         author: str,
         reason: str,
         expected_version: int | None = None,
+        distinct: bool = False,
     ) -> DefinitionVersion:
-        """Add and remove entries of a list; the change is a new version of the list."""
+        """Add and remove entries of a list; the change is a new version of the list.
+        Repeated values are written once, and a value both added and removed is
+        ``InvalidArgumentError``; with ``distinct`` the caller vouches that there are
+        neither (a staged bulk write), and the check of a million values is skipped."""
         ...
 
     async def list_entries(self, list_name: str, version: int | None = None) -> list[str]:

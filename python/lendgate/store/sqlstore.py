@@ -450,13 +450,14 @@ class SqlStore:
         author: str,
         reason: str,
         expected_version: int | None = None,
+        distinct: bool = False,
     ) -> DefinitionVersion:
         """Add and remove entries of a list; the change is a new version of the list."""
         # A bulk import is a million values: de-duplicated on a worker thread, not on
         # the event loop the checks are served from (~0.3 s per million).
-        if len(add) + len(remove) > 10_000:
+        if not distinct and len(add) + len(remove) > 10_000:
             add, remove = await asyncio.to_thread(_distinct_change, add, remove)
-        else:
+        elif not distinct:
             add, remove = _distinct_change(add, remove)
 
         def op(tx: Tx, clock: int) -> bytes:
