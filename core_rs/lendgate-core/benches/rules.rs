@@ -5,12 +5,19 @@
 
 use criterion::{criterion_group, Criterion, Throughput};
 use lendgate_core::expr::{Context, Expression, Value};
-use lendgate_core::lists::{parse_lines, Entry, EntryKind, List, ListType, ListsAt, WriteMode};
+use lendgate_core::lists::{
+    parse_lines, Entry, EntryKind, List, ListRegistry, ListType, ListsAt, WriteMode,
+};
 use lendgate_core::rules::{
     condition_options, parse_document, EventKind, RuleSet, DEFAULT_ZONE_THRESHOLD,
 };
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+
+/// The allocator of the Python extension (`lendgate-py`'s `mimalloc` feature, on by
+/// default), so these figures are those of the served code.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "rules_fixture.rs"]
 mod fixture;
@@ -147,10 +154,121 @@ fn pack_percentiles() {
     );
 }
 
+/// The shipped default pack (`python/lendgate/scoring/default_pack/`: its rules and its
+/// lists with their entries) on one application whose every parameter the pack reads is
+/// set, timed one call at a time: the in-process figure of issue 9 (≤ 20 µs p99).
+fn default_pack_percentiles() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../python/lendgate/scoring/default_pack");
+    let read = |name: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(dir.join(name)).expect("the default pack");
+        serde_json::from_str(&text).expect("pack json")
+    };
+    let rules_doc = read("rules.json");
+    let mut defs = Vec::new();
+    let mut params = std::collections::BTreeSet::new();
+    let mut consortium = std::collections::BTreeSet::new();
+    let names = regex::Regex::new(r"(params|consortium)\.(\w+)").expect("regex");
+    for raw in rules_doc["rules"].as_array().expect("rules") {
+        let mut raw = raw.clone();
+        let obj = raw.as_object_mut().expect("rule object");
+        obj.entry("status").or_insert("WORKING".into());
+        obj.entry("event_kind").or_insert("APPLICATION".into());
+        obj.remove("matches"); // the scorer's, not the rule engine's
+        let text = serde_json::to_string(&raw).expect("json");
+        for c in names.captures_iter(&text) {
+            let set = if &c[1] == "params" {
+                &mut params
+            } else {
+                &mut consortium
+            };
+            set.insert(c[2].to_string());
+        }
+        defs.push(serde_json::from_value(raw).expect("a pack rule"));
+    }
+    let threshold = rules_doc["zone_threshold"].as_i64().expect("threshold");
+    let set = RuleSet::compile(defs, threshold).expect("the default pack compiles");
+    let lists = ListRegistry::new();
+    for spec in read("lists.json")["lists"].as_array().expect("lists") {
+        let id = spec["list_id"].as_str().expect("id");
+        let kind: EntryKind = spec["entry_kind"]
+            .as_str()
+            .expect("kind")
+            .parse()
+            .expect("kind");
+        let list_type: ListType = spec["list_type"]
+            .as_str()
+            .expect("type")
+            .parse()
+            .expect("type");
+        let list = lists.create(id, kind, list_type).expect("new list");
+        let entries = spec["entries"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let entries = entries
+            .iter()
+            .filter_map(|v| v.as_str())
+            .map(|v| Entry {
+                value: v.to_string(),
+                expire_time: None,
+                comment: String::new(),
+                create_time: 0,
+                author: "pack".to_string(),
+            })
+            .collect();
+        list.write(entries, WriteMode::Merge);
+    }
+    // Every parameter the pack reads set (values chosen so that about half the rules
+    // fire, each with its explanation trace), as in bench/rules_vs_zen.py.
+    let mut doc = document();
+    doc["params"] = params
+        .iter()
+        .enumerate()
+        .map(|(i, name)| (name.clone(), serde_json::json!((i * 7) % 23)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    doc["consortium"] = consortium
+        .iter()
+        .enumerate()
+        .map(|(i, name)| (name.clone(), serde_json::json!(i % 2)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    let doc = Value::from(&doc);
+    let fired = set.evaluate(&doc, EventKind::Application, AT, &lists);
+    assert!(
+        fired.rule_errors.is_empty(),
+        "pack errors: {:?}",
+        fired.rule_errors
+    );
+    let mut samples: Vec<Duration> = Vec::with_capacity(200_000);
+    for i in 0..210_000 {
+        let t = Instant::now();
+        black_box(set.evaluate(black_box(&doc), EventKind::Application, AT, &lists));
+        if i >= 10_000 {
+            samples.push(t.elapsed());
+        }
+    }
+    samples.sort_unstable();
+    let p = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize];
+    println!(
+        "rules/default_pack ({} rules) latency over {} calls ({} fired, score {}): p50 {:?}  p99 {:?}  p99.9 {:?}  max {:?}",
+        set.len(),
+        samples.len(),
+        fired.fired_rules.len(),
+        fired.fraud_score,
+        p(0.50),
+        p(0.99),
+        p(0.999),
+        samples[samples.len() - 1]
+    );
+}
+
 criterion_group!(benches, lists, rules);
 
 fn main() {
     benches();
     pack_percentiles();
+    default_pack_percentiles();
     Criterion::default().configure_from_args().final_summary();
 }
