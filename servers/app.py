@@ -90,6 +90,14 @@ async def create_server(
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
     ]
+    if config.max_pending_calls:
+        # The queue in front of the accept loop: bounded, so overload is refused instead
+        # of making every call late (Config.max_pending_calls; docs/SCORING.md, Overload).
+        options += [
+            ("grpc.server.max_pending_requests_hard_limit", config.max_pending_calls),
+            ("grpc.server.max_pending_requests", config.max_pending_calls // 2),
+            ("grpc.server_max_unrequested_time_in_server", 1),
+        ]
     authenticator = authenticator_for(config)
     # Past the limit grpc refuses a call at once with RESOURCE_EXHAUSTED: overload is
     # answered before the queue makes every call late.

@@ -31,6 +31,8 @@ def test_flags_beat_environment_which_beats_the_file(tmp_path: Path) -> None:
         ("listen = 'nowhere'", "expected HOST:PORT"),
         ("grace_period_s = 'soon'", "expected float"),
         ("database_url = 'mysql://x'", "database_url"),
+        ("max_pending_calls = 1", "max_pending_calls"),
+        ("max_pending_calls = -5", "max_pending_calls"),
     ],
 )
 def test_bad_files_name_the_problem(tmp_path: Path, content: str, message: str) -> None:

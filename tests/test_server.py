@@ -7,6 +7,8 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -199,6 +201,57 @@ def test_calls_past_the_concurrency_limit_are_refused_at_once() -> None:
     refused, after = asyncio.run(scenario())
     assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert after == b""  # once the load is gone, calls are served again
+
+
+def _calls_while_the_loop_is_blocked(max_pending_calls: int, calls: int) -> list[str]:
+    """A server whose first call blocks its event loop for a second (so it accepts
+    nothing), and ``calls`` more calls sent meanwhile from another thread: the status of
+    each."""
+    inside = threading.Event()
+
+    class Strategy:
+        async def Evaluate(self, request: object, context: object) -> bytes:  # noqa: N802
+            if not inside.is_set():
+                inside.set()
+                time.sleep(1.0)  # noqa: ASYNC251 - blocks the loop on purpose: no accepts
+            return b""
+
+    def client(port: int) -> list[str]:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as chan:
+            call = chan.unary_unary("/lendgate.v1.StrategyService/Evaluate")
+            first = call.future(b"", timeout=30)
+            assert inside.wait(timeout=10)
+            futures = [call.future(b"", timeout=30) for _ in range(calls)]
+            codes = []
+            for f in futures:
+                try:
+                    f.result()
+                    codes.append("OK")
+                except grpc.RpcError as exc:
+                    codes.append(exc.code().name)
+            first.result()
+            return codes
+
+    async def scenario() -> list[str]:
+        config = Config(listen="127.0.0.1:0", max_pending_calls=max_pending_calls)
+        running = await create_server(config, {"lendgate.v1.StrategyService": Strategy()})
+        try:
+            return await asyncio.to_thread(client, running.port)
+        finally:
+            await running.stop(0)
+
+    return asyncio.run(scenario())
+
+
+def test_calls_past_the_pending_limit_are_refused_while_the_server_cannot_take_them() -> None:
+    """Calls grpc holds for a server that is not accepting (here: its loop blocked) are
+    bounded by ``max_pending_calls``: the excess is refused at once by grpc's core (as
+    CANCELLED), the rest served once the server catches up. With grpc's defaults every
+    call waits instead."""
+    bounded = _calls_while_the_loop_is_blocked(max_pending_calls=4, calls=40)
+    assert bounded.count("OK") <= 10, bounded
+    assert set(bounded) == {"OK", "CANCELLED"}, bounded
+    assert _calls_while_the_loop_is_blocked(max_pending_calls=0, calls=40) == ["OK"] * 40
 
 
 def test_unexpected_exception_is_internal_without_leaking() -> None:
