@@ -91,6 +91,9 @@ DEFAULT_VERSION_PAGE = 50
 DEFAULT_ENTRY_PAGE = 1000
 MAX_ENTRY_PAGE = 10_000
 MAX_ENTRIES_PER_CALL = 10_000
+MAX_IMPORT_BYTES = 512 * 1024 * 1024
+"""Most serialized bytes one ImportListEntries stream may carry (a million entries are
+~25 MB); the stream is held whole until it ends, so it is bounded."""
 MAX_REQUEST_ID = 128
 
 UPDATABLE_RULE_FIELDS = (
@@ -1267,8 +1270,15 @@ class RuleAdminServicer:
         core decodes their entries (a million entries make no Python objects)."""
         first: rules_pb2.ImportListEntriesRequest | None = None
         chunks: list[bytes] = []
+        size = 0
         scope, list_id = CONSORTIUM, ""
         async for chunk in requests:
+            size += len(chunk)
+            if size > MAX_IMPORT_BYTES:
+                raise InvalidArgumentError(
+                    f"an import carries at most {MAX_IMPORT_BYTES // 2**20} MiB; split it",
+                    field="entries",
+                )
             if first is None:
                 first = parse_request(rules_pb2.ImportListEntriesRequest, chunk)
                 scope, list_id = await self._list_scope(first.name, "name")

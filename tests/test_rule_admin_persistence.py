@@ -17,6 +17,7 @@ from google.protobuf import field_mask_pb2
 from lendgate.scoring import ScoringService
 from lendgate.store import open_store
 from lendgate.v1 import common_pb2, rules_pb2, rules_pb2_grpc, scoring_pb2, scoring_pb2_grpc
+from servers import rule_admin
 from servers.rule_admin import RuleAdminServicer
 from servers.scoring import ScoringServicer
 from tests.test_rule_admin_service import Admin, amount_is, details
@@ -372,6 +373,29 @@ def test_a_bad_message_in_an_import_changes_nothing(tmp_path: Path) -> None:
 
         async with serving(url) as b:
             assert await all_entries(b, "careful") == ["7700000001|kept|0"]
+
+    asyncio.run(scenario())
+
+
+def test_an_import_past_its_size_limit_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream is held whole until it ends, so its size is bounded: past the limit
+    (lowered here) the import is INVALID_ARGUMENT on ``entries`` and changes nothing."""
+    monkeypatch.setattr(rule_admin, "MAX_IMPORT_BYTES", 4_000)
+    url = f"sqlite:///{tmp_path}/big-import.db"
+
+    async def scenario() -> None:
+        async with serving(url) as a:
+            await a.rules.CreateList(inn_list("capped"), metadata=MD_A)
+            chunk = [entry(f"77{i:08d}") for i in range(200)]  # ~2,800 bytes a message
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await import_entries(a, "capped", [chunk, chunk])
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "entries" in details(caught.value)[1]
+            assert await all_entries(a, "capped") == []
+            ok = await import_entries(a, "capped", [chunk])
+            assert ok.list.entry_count == 200
 
     asyncio.run(scenario())
 

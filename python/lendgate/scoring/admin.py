@@ -80,9 +80,9 @@ SETTINGS_NAME = "consortium/scoring"
 PACK_MARK_NAME = "consortium/pack"
 """A settings record written once the shipped pack is wholly in the store."""
 EntryRow = tuple[str, int | None, str, int, str]
-# What a list write is stamped with: (author, now_ms, default expiry ms or None).
-_Stamp = tuple[str, int, int | None]
 """An entry as the Rust registry takes it: (value, expire_ms, comment, create_ms, author)."""
+_Stamp = tuple[str, int, int | None]
+"""What a list write is stamped with: (author, now_ms, default expiry ms or None)."""
 _NEVER = -(2**62)
 _ALL = 2**62
 
@@ -695,7 +695,8 @@ class RuleAdmin:
                     reason=reason,
                     at=from_us(stored.created_at_us),
                 )
-            added, replaced = registry.commit(staged)
+            # A swap, but the content it replaces is freed here: off the loop.
+            added, replaced = await asyncio.to_thread(registry.commit, staged)
             return WriteResult(added, replaced, staged.rejected, staged.received)
 
     async def remove_entries(
