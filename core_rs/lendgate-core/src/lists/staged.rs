@@ -419,6 +419,18 @@ fn stage_shard(
         WriteMode::Merge => old.clone(),
         WriteMode::Replace => Arc::new(super::Shard::default()),
     };
+    if applied.is_empty() && mode == WriteMode::Merge {
+        // Nothing lands here: the shard stays shared with the current content (a small
+        // write copies only the shards it touches).
+        return ShardWrite {
+            shard,
+            applied,
+            add: Vec::new(),
+            remove: Vec::new(),
+            added: 0,
+            replaced: 0,
+        };
+    }
     let map = Arc::make_mut(&mut shard);
     map.reserve(applied.len());
     let mut w = ShardWrite {
@@ -658,6 +670,35 @@ mod tests {
         let e = l.lookup(&["7700000003".to_string()]).remove(0).unwrap();
         assert_eq!(e.comment, "again", "the last of a value wins");
         assert_eq!(l.live_count(0), 149_998);
+    }
+
+    #[test]
+    fn a_small_write_copies_only_the_shards_it_touches() {
+        let l = List::new("inn", EntryKind::TaxId, ListType::Black);
+        let many = (0..10_000u64)
+            .map(|i| new(&(7_700_000_000 + i).to_string(), None, ""))
+            .collect();
+        l.commit(l.stage(many, WriteMode::Merge, stamp(1)).unwrap())
+            .unwrap();
+        let before = l.content.load_full();
+        l.commit(
+            l.stage(
+                vec![new("7799999999", None, "")],
+                WriteMode::Merge,
+                stamp(2),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let after = l.content.load_full();
+        let shared = before
+            .shards
+            .iter()
+            .zip(after.shards.iter())
+            .filter(|(a, b)| Arc::ptr_eq(a, b))
+            .count();
+        assert_eq!(shared, SHARDS - 1);
+        assert_eq!(l.live_count(0), 10_001);
     }
 
     #[test]
