@@ -125,6 +125,7 @@ bench: setup ## the standard suite: seed target, sweeps + plot, cross-checks, mi
 	-$(MAKE) --no-print-directory bench-tools
 	-$(PY) -m bench.crosscheck --seconds 10
 	$(PY) -m bench.rules_vs_zen
+	$(PY) -m bench.list_import_bench
 	$(PY) -m bench.strategy_vs_zen
 	$(PY) -m bench.store_bench --backend sqlite --events 50000
 	$(PY) -m bench.models_bench
