@@ -675,9 +675,15 @@ class RuleAdmin:
             now = self._clock()
             default = to_ms(now + d.default_entry_ttl) if d.default_entry_ttl else None
             registry = lists.registry
+            stamp = (author, to_ms(now), default)
+
+            def staged_change() -> tuple[_core.StagedListWrite, list[str], list[str]]:
+                # Also the million Python strings of the change: off the loop.
+                staged = stage(registry, stamp)
+                return (staged, *staged.take_change())
+
             with core_errors():
-                staged = await asyncio.to_thread(stage, registry, (author, to_ms(now), default))
-            add, remove = staged.take_change()
+                staged, add, remove = await asyncio.to_thread(staged_change)
             if add or remove:
                 stored = await self._change_entries(
                     store_name(scope, list_id),
