@@ -4,9 +4,10 @@ Run: ``.venv/bin/python -m bench.list_import_bench [--entries N] [--database-url
 
 An in-process server (the real servicer, handlers and store) on a fresh SQLite file
 (or the given database); the client streams N tax-id entries in messages of 10,000,
-and the script reports the wall time of the whole call (stream, validation and
-normalisation, the store transaction that makes the new list version, the Rust
-registry write), then the time a restarted service takes to load the list back.
+and the script reports the wall time of the whole call (the stream; the Rust staging:
+decoding, normalisation, de-duplication, the next content built; the store transaction
+that makes the new list version; the swap), then the time a restarted service takes to
+load the list back. Figures: bench/RESULTS.md, "Bulk list import".
 """
 
 from __future__ import annotations
