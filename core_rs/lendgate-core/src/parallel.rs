@@ -11,6 +11,22 @@ use crate::error::{CoreError, CoreResult};
 /// Threads the jobs run on, at most (fewer on a machine with fewer cores).
 pub const MAX_THREADS: usize = 8;
 
+/// Below this many items of work in all, starting threads costs more than it saves.
+pub const WORTH_THREADS: usize = 16_384;
+
+/// [`map`] when `work` (items in all, across the jobs) is worth the threads; otherwise
+/// the jobs run in turn on the caller's thread, with the same results.
+pub fn map_if_worth<T: Send>(
+    work: usize,
+    jobs: usize,
+    job: impl Fn(usize) -> CoreResult<T> + Sync,
+) -> CoreResult<Vec<T>> {
+    if work < WORTH_THREADS {
+        return (0..jobs).map(job).collect();
+    }
+    map(jobs, job)
+}
+
 /// `job(i)` for every `i` in `0..jobs`, on up to [`MAX_THREADS`] threads (the caller's
 /// among them), each thread taking the next index; the results in index order. The
 /// first error stops the jobs not yet started and is returned.
@@ -76,5 +92,22 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("bad section"), "{err}");
+    }
+
+    #[test]
+    fn small_work_runs_on_the_caller_s_thread_with_the_same_results() {
+        let caller = std::thread::current().id();
+        let on = |work| {
+            map_if_worth(work, 64, |i| {
+                Ok((i * 3, std::thread::current().id() == caller))
+            })
+            .unwrap()
+        };
+        let small = on(10);
+        assert!(small.iter().all(|(_, here)| *here));
+        let large = on(WORTH_THREADS);
+        let values = |r: &[(usize, bool)]| r.iter().map(|(v, _)| *v).collect::<Vec<_>>();
+        assert_eq!(values(&small), values(&large));
+        assert_eq!(values(&small), (0..64).map(|i| i * 3).collect::<Vec<_>>());
     }
 }

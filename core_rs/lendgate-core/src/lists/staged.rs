@@ -309,14 +309,20 @@ impl List {
                 rejected,
             ))
         };
-        let spread = parallel::map(pieces.len(), spread)?;
+        let spread = parallel::map_if_worth(received, pieces.len(), spread)?;
         let mut outcome = WriteOutcome::default();
         let mut buckets = Vec::with_capacity(spread.len());
         for (b, rejected) in spread {
             buckets.push(b);
             outcome.rejected.extend(rejected);
         }
-        let shards = parallel::map(SHARDS, |s| {
+        // A replace compares every current entry too.
+        let work = received
+            + match mode {
+                WriteMode::Merge => 0,
+                WriteMode::Replace => base.shards.iter().map(|s| s.len()).sum(),
+            };
+        let shards = parallel::map_if_worth(work, SHARDS, |s| {
             let entries = buckets
                 .iter()
                 .flat_map(|piece| piece.get(s).map(|b| std::mem::take(&mut *b.lock())))
