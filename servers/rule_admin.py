@@ -1715,13 +1715,9 @@ def _entry_rows(
 
 
 def _invalid_values(kind: str, rows: Iterable[tuple[str, Any, str]]) -> list[tuple[int, str]]:
-    bad = []
-    for i, (value, _, _) in enumerate(rows):
-        try:
-            _core.ListRegistry.normalize(kind, value)
-        except _core.CoreInvalidArgument as exc:
-            bad.append((i, str(exc.args[-1])))
-    return bad
+    """``(index, reason)`` of the values not valid for ``kind`` (one Rust call)."""
+    _, rejected = _core.ListRegistry.normalize_many(kind, [value for value, _, _ in rows])
+    return rejected
 
 
 def _merge_list(

@@ -310,9 +310,6 @@ class StagedListWrite:
     @property
     def received(self) -> int:
         """Number of entries given, valid or not, repeated or not."""
-    @property
-    def written(self) -> int:
-        """Number of distinct valid entries written."""
 
 class RuleSet:
     """Compiled rules (Rust ``lendgate_core::rules::RuleSet``); JSON in, JSON out."""

@@ -131,11 +131,22 @@ fn pack_percentiles() {
     let doc = Value::from(&document());
     let lists = registry();
     let set = RuleSet::compile(pack(), DEFAULT_ZONE_THRESHOLD).expect("pack compiles");
-    let fired = set.evaluate(&doc, EventKind::Application, AT, &lists);
+    print_percentiles("rules/pack_of_30", &set, &doc, &lists);
+}
+
+/// Times `set` on `doc` one call at a time (200,000 calls after 10,000 warm-up calls)
+/// and prints the latency percentiles under `name`.
+fn print_percentiles(name: &str, set: &RuleSet, doc: &Value, lists: &ListRegistry) {
+    let fired = set.evaluate(doc, EventKind::Application, AT, lists);
+    assert!(
+        fired.rule_errors.is_empty(),
+        "{name}: rule errors {:?}",
+        fired.rule_errors
+    );
     let mut samples: Vec<Duration> = Vec::with_capacity(200_000);
     for i in 0..210_000 {
         let t = Instant::now();
-        black_box(set.evaluate(black_box(&doc), EventKind::Application, AT, &lists));
+        black_box(set.evaluate(black_box(doc), EventKind::Application, AT, lists));
         if i >= 10_000 {
             samples.push(t.elapsed());
         }
@@ -143,7 +154,8 @@ fn pack_percentiles() {
     samples.sort_unstable();
     let p = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize];
     println!(
-        "rules/pack_of_30 latency over {} calls ({} fired, score {}): p50 {:?}  p99 {:?}  p99.9 {:?}  max {:?}",
+        "{name} ({} rules) latency over {} calls ({} fired, score {}): p50 {:?}  p99 {:?}  p99.9 {:?}  max {:?}",
+        set.len(),
         samples.len(),
         fired.fired_rules.len(),
         fired.fraud_score,
@@ -234,34 +246,7 @@ fn default_pack_percentiles() {
         .map(|(i, name)| (name.clone(), serde_json::json!(i % 2)))
         .collect::<serde_json::Map<_, _>>()
         .into();
-    let doc = Value::from(&doc);
-    let fired = set.evaluate(&doc, EventKind::Application, AT, &lists);
-    assert!(
-        fired.rule_errors.is_empty(),
-        "pack errors: {:?}",
-        fired.rule_errors
-    );
-    let mut samples: Vec<Duration> = Vec::with_capacity(200_000);
-    for i in 0..210_000 {
-        let t = Instant::now();
-        black_box(set.evaluate(black_box(&doc), EventKind::Application, AT, &lists));
-        if i >= 10_000 {
-            samples.push(t.elapsed());
-        }
-    }
-    samples.sort_unstable();
-    let p = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize];
-    println!(
-        "rules/default_pack ({} rules) latency over {} calls ({} fired, score {}): p50 {:?}  p99 {:?}  p99.9 {:?}  max {:?}",
-        set.len(),
-        samples.len(),
-        fired.fired_rules.len(),
-        fired.fraud_score,
-        p(0.50),
-        p(0.99),
-        p(0.999),
-        samples[samples.len() - 1]
-    );
+    print_percentiles("rules/default_pack", &set, &Value::from(&doc), &lists);
 }
 
 criterion_group!(benches, lists, rules);

@@ -31,7 +31,6 @@ type PyNewEntry = (String, Option<i64>, String);
 pub struct PyStagedWrite {
     list_id: String,
     received: usize,
-    written: usize,
     rejected: Vec<(usize, String)>,
     inner: Mutex<Option<StagedWrite>>,
 }
@@ -41,7 +40,6 @@ impl PyStagedWrite {
         Self {
             list_id: list_id.to_string(),
             received: staged.received,
-            written: staged.written(),
             rejected: staged.outcome.rejected.clone(),
             inner: Mutex::new(Some(staged)),
         }
@@ -73,12 +71,6 @@ impl PyStagedWrite {
     #[getter]
     fn received(&self) -> usize {
         self.received
-    }
-
-    /// Number of distinct valid entries written.
-    #[getter]
-    fn written(&self) -> usize {
-        self.written
     }
 }
 
