@@ -19,6 +19,11 @@
 mod workload;
 
 use lendgate_core::aggregates::AggregateStore;
+
+/// The allocator of the Python extension (`lendgate-py`'s `mimalloc` feature), so the
+/// figures are those of the served code.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use serde_json::Value;
 use std::hint::black_box;
 
