@@ -32,7 +32,9 @@ pub enum ValueType {
     Boolean,
 }
 
-/// One stored value. 24 bytes; strings are boxed so a record stays small.
+/// One stored value. 24 bytes: strings up to 22 bytes (passport numbers, dates,
+/// statuses, most ids) are kept inline, so scanning an array's records compares them
+/// where they are instead of following a pointer per record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Scalar {
     /// No value (elements that only count events store this).
@@ -44,7 +46,142 @@ pub enum Scalar {
     /// A decimal.
     Num(f64),
     /// A string.
-    Str(Box<str>),
+    Str(SmallStr),
+}
+
+// A record (time + value) stays 32 bytes.
+const _: () = assert!(std::mem::size_of::<Scalar>() == 24);
+
+/// Bytes of a string kept inline in a [`SmallStr`].
+const SMALL_STR: usize = 22;
+
+/// An immutable string, inline up to 22 bytes, boxed beyond. It reads as a `&str`
+/// (`Deref`), and serialises as one (the snapshot format is that of `Box<str>`).
+#[derive(Clone)]
+pub enum SmallStr {
+    /// A short string: its length and its bytes (zero-padded).
+    Inline {
+        /// Bytes used.
+        len: u8,
+        /// The string's bytes, then zeros.
+        bytes: [u8; SMALL_STR],
+    },
+    /// A longer string.
+    Heap(Box<str>),
+}
+
+impl SmallStr {
+    /// The string.
+    pub fn as_str(&self) -> &str {
+        match self {
+            // Made from a `&str` (see `From`), cut at its length: valid UTF-8.
+            Self::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Self::Heap(s) => s,
+        }
+    }
+}
+
+impl From<&str> for SmallStr {
+    fn from(s: &str) -> Self {
+        if s.len() <= SMALL_STR {
+            let mut bytes = [0; SMALL_STR];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            Self::Inline {
+                len: s.len() as u8,
+                bytes,
+            }
+        } else {
+            Self::Heap(s.into())
+        }
+    }
+}
+
+impl From<String> for SmallStr {
+    fn from(s: String) -> Self {
+        if s.len() <= SMALL_STR {
+            s.as_str().into()
+        } else {
+            Self::Heap(s.into_boxed_str())
+        }
+    }
+}
+
+impl From<Box<str>> for SmallStr {
+    fn from(s: Box<str>) -> Self {
+        if s.len() <= SMALL_STR {
+            (*s).into()
+        } else {
+            Self::Heap(s)
+        }
+    }
+}
+
+impl std::ops::Deref for SmallStr {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for SmallStr {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            // One form per string (inline exactly when short, zero-padded): compare the
+            // fixed-size forms without a call to `memcmp`.
+            (Self::Inline { len: a, bytes: x }, Self::Inline { len: b, bytes: y }) => {
+                let word = |z: &[u8; SMALL_STR], at: usize| {
+                    u128::from_ne_bytes(z[at..at + 16].try_into().unwrap_or_default())
+                };
+                a == b
+                    && word(x, 0) == word(y, 0)
+                    && word(x, SMALL_STR - 16) == word(y, SMALL_STR - 16)
+            }
+            (Self::Heap(a), Self::Heap(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for SmallStr {}
+
+impl std::hash::Hash for SmallStr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl std::fmt::Debug for SmallStr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl Serialize for SmallStr {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for SmallStr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = SmallStr;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SmallStr, E> {
+                Ok(v.into())
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<SmallStr, E> {
+                Ok(v.into())
+            }
+        }
+        deserializer.deserialize_str(Visit)
+    }
 }
 
 impl Scalar {
@@ -377,7 +514,7 @@ pub fn convert(ty: ValueType, v: &Val<'_>, path: &AttrPath) -> CoreResult<Scalar
     };
     match ty {
         ValueType::String => {
-            let s: Box<str> = match v {
+            let s: SmallStr = match v {
                 Val::Str(s) => {
                     check_len(s, path.as_str())?;
                     (**s).into()
@@ -570,6 +707,57 @@ mod tests {
     use super::*;
     use serde_json::json;
     use std::sync::LazyLock;
+
+    #[test]
+    fn small_strings_read_compare_and_serialise_like_boxed_ones() {
+        let texts = [
+            "",
+            "REJECTED",
+            "1990-01-01",
+            "exactly twenty-two b..",
+            "twenty-three bytes long",
+            // 11 two-byte letters = 22 bytes inline; one more goes to the heap.
+            "ИВАНОВАИВАН",
+            "ИВАНОВАИВАНА",
+            "a string far longer than anything kept inline",
+        ];
+        for t in texts {
+            let small = SmallStr::from(t);
+            assert_eq!(small.as_str(), t);
+            assert_eq!(
+                matches!(small, SmallStr::Inline { .. }),
+                t.len() <= SMALL_STR,
+                "{t}"
+            );
+            assert_eq!(small, SmallStr::from(t.to_string()));
+            assert_eq!(small, SmallStr::from(Box::<str>::from(t)));
+            // The snapshot bytes of a value are those of the boxed string it replaced.
+            let boxed: Box<str> = t.into();
+            let bytes = postcard::to_stdvec(&small).unwrap();
+            assert_eq!(bytes, postcard::to_stdvec(&boxed).unwrap());
+            assert_eq!(postcard::from_bytes::<SmallStr>(&bytes).unwrap(), small);
+            let hash = |x: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
+                use std::hash::Hasher;
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                x(&mut h);
+                h.finish()
+            };
+            use std::hash::Hash;
+            assert_eq!(hash(&|h| small.hash(h)), hash(&|h| t.hash(h)));
+        }
+        for (a, b) in texts.iter().zip(texts.iter().skip(1)) {
+            assert_ne!(SmallStr::from(*a), SmallStr::from(*b));
+        }
+        // Same length, one byte apart at either end of the inline bytes.
+        assert_ne!(
+            SmallStr::from("a234567890123456789012"),
+            SmallStr::from("b234567890123456789012")
+        );
+        assert_ne!(
+            SmallStr::from("123456789012345678901a"),
+            SmallStr::from("123456789012345678901b")
+        );
+    }
 
     /// A value of a view as JSON, so views of documents and of bytes compare.
     fn norm(v: Option<&Val<'_>>) -> Option<Value> {
