@@ -111,16 +111,14 @@ pub(crate) fn aggregate_values<'a>(
         AggKind::Count => Scalar::Int(vals.count() as i64),
         AggKind::AnyCount => Scalar::Int(vals.filter(|v| **v != Scalar::Null).count() as i64),
         AggKind::UniqueCount => {
-            let set: HashSet<Distinct<'_>> = vals
-                .filter_map(|v| match v {
-                    Scalar::Null => None,
-                    Scalar::Bool(b) => Some(Distinct::Bool(*b)),
-                    Scalar::Int(i) => Some(Distinct::Int(*i)),
-                    Scalar::Num(x) => Some(Distinct::Num(x.to_bits())),
-                    Scalar::Str(s) => Some(Distinct::Str(s)),
-                })
-                .collect();
-            Scalar::Int(set.len() as i64)
+            let distinct = vals.filter_map(|v| match v {
+                Scalar::Null => None,
+                Scalar::Bool(b) => Some(Distinct::Bool(*b)),
+                Scalar::Int(i) => Some(Distinct::Int(*i)),
+                Scalar::Num(x) => Some(Distinct::Num(x.to_bits())),
+                Scalar::Str(s) => Some(Distinct::Str(s)),
+            });
+            Scalar::Int(count_distinct(distinct) as i64)
         }
         AggKind::Sum => {
             let mut int: Option<i64> = Some(0);
@@ -167,12 +165,44 @@ pub(crate) fn aggregate_values<'a>(
                 Scalar::Num(s / n as f64)
             }
         }
-        AggKind::Median | AggKind::Percentile => {
-            let mut xs: Vec<f64> = vals.filter_map(Scalar::as_f64).collect();
-            percentile(&mut xs, p).map_or(Scalar::Null, Scalar::Num)
-        }
+        AggKind::Median | AggKind::Percentile => NUMBERS.with_borrow_mut(|xs| {
+            xs.clear();
+            xs.extend(vals.filter_map(Scalar::as_f64));
+            percentile(xs, p).map_or(Scalar::Null, Scalar::Num)
+        }),
     }
 }
+
+thread_local! {
+    /// The values a percentile is selected from, reused from query to query.
+    static NUMBERS: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Distinct values counted by comparing each with those before it while there are few
+/// (no allocation, no hashing: the common case of a key's handful of records), in a
+/// hash set past [`FEW_DISTINCT`] values.
+fn count_distinct<'a>(vals: impl Iterator<Item = Distinct<'a>>) -> usize {
+    let mut few: [Option<Distinct<'a>>; FEW_DISTINCT] = [const { None }; FEW_DISTINCT];
+    let mut n = 0;
+    let mut vals = vals;
+    while let Some(v) = vals.next() {
+        if few[..n].iter().any(|seen| seen.as_ref() == Some(&v)) {
+            continue;
+        }
+        if n == FEW_DISTINCT {
+            let mut set: HashSet<Distinct<'a>> = few.into_iter().flatten().collect();
+            set.insert(v);
+            set.extend(vals);
+            return set.len();
+        }
+        few[n] = Some(v);
+        n += 1;
+    }
+    n
+}
+
+/// Distinct values kept in an array by [`count_distinct`] before it turns to a set.
+const FEW_DISTINCT: usize = 16;
 
 /// Linear-interpolation percentile (numpy's default) of `xs`, `p` in 0..=100.
 fn percentile(xs: &mut [f64], p: f64) -> Option<f64> {
@@ -316,6 +346,29 @@ pub fn substring(s: &str, start: usize, len: Option<usize>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn distinct_values_are_counted_alike_below_and_past_the_array() {
+        for n in [0usize, 1, 5, 15, 16, 17, 40, 300] {
+            for modulus in [1usize, 3, 16, 17, 1000] {
+                let vals: Vec<Scalar> = (0..n)
+                    .map(|i| match i % 3 {
+                        0 => Scalar::Int((i % modulus) as i64),
+                        1 => Scalar::Str(format!("s{}", i % modulus).into()),
+                        _ => Scalar::Null,
+                    })
+                    .collect();
+                let want = vals
+                    .iter()
+                    .filter(|v| **v != Scalar::Null)
+                    .map(|v| format!("{v:?}"))
+                    .collect::<HashSet<_>>()
+                    .len() as i64;
+                let got = aggregate_values(vals.iter(), AggKind::UniqueCount, 0.0);
+                assert_eq!(got, Scalar::Int(want), "n {n} modulus {modulus}");
+            }
+        }
+    }
 
     fn s(x: f64) -> Scalar {
         Scalar::Num(x)
