@@ -193,8 +193,9 @@ pub struct ExpireProgress {
 ///
 /// Thread-safe: `apply` from any number of threads. Objects with the same key form a
 /// group whose state is kept together, one entity per key; each group's keys are
-/// spread over `SHARDS` mutexes, and one event locks one shard of one group at a time,
-/// once per group.
+/// spread over `SHARDS` mutexes. One event locks one shard of each group it touches,
+/// all of them first, in group order (see `run`); everything else locks one shard at a
+/// time.
 pub struct AggregateStore {
     defs: Definitions,
     groups: Box<[GroupShards]>,
