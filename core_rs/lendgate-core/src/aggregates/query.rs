@@ -8,7 +8,7 @@
 use super::compile::{Element, Search, Window};
 use super::spec::{AggKind, WhichSpec};
 use super::state::{bucket_start, Bucket, ElemState, Rec};
-use super::value::{Millis, Scalar};
+use super::value::{Millis, Scalar, SmallStr};
 use std::collections::HashSet;
 
 /// Records of `recs` visible at `t` through `w`.
@@ -97,7 +97,7 @@ enum Distinct<'a> {
     Bool(bool),
     Int(i64),
     Num(u64),
-    Str(&'a str),
+    Str(&'a SmallStr),
 }
 
 /// Aggregates a sequence of values. Numeric aggregates skip non-numeric values.
@@ -165,11 +165,19 @@ pub(crate) fn aggregate_values<'a>(
                 Scalar::Num(s / n as f64)
             }
         }
-        AggKind::Median | AggKind::Percentile => NUMBERS.with_borrow_mut(|xs| {
-            xs.clear();
-            xs.extend(vals.filter_map(Scalar::as_f64));
-            percentile(xs, p).map_or(Scalar::Null, Scalar::Num)
-        }),
+        AggKind::Median | AggKind::Percentile => {
+            let select = |xs: &mut Vec<f64>| {
+                xs.clear();
+                xs.extend(vals.filter_map(Scalar::as_f64));
+                percentile(xs, p).map_or(Scalar::Null, Scalar::Num)
+            };
+            // The buffer is free unless a query were ever nested in another: then a
+            // fresh one, never a panic.
+            NUMBERS.with(|cell| match cell.try_borrow_mut() {
+                Ok(mut xs) => select(&mut xs),
+                Err(_) => select(&mut Vec::new()),
+            })
+        }
     }
 }
 
@@ -181,10 +189,9 @@ thread_local! {
 /// Distinct values counted by comparing each with those before it while there are few
 /// (no allocation, no hashing: the common case of a key's handful of records), in a
 /// hash set past [`FEW_DISTINCT`] values.
-fn count_distinct<'a>(vals: impl Iterator<Item = Distinct<'a>>) -> usize {
+fn count_distinct<'a>(mut vals: impl Iterator<Item = Distinct<'a>>) -> usize {
     let mut few: [Option<Distinct<'a>>; FEW_DISTINCT] = [const { None }; FEW_DISTINCT];
     let mut n = 0;
-    let mut vals = vals;
     while let Some(v) = vals.next() {
         if few[..n].iter().any(|seen| seen.as_ref() == Some(&v)) {
             continue;

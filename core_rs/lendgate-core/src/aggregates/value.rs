@@ -56,30 +56,41 @@ const _: () = assert!(std::mem::size_of::<Scalar>() == 24);
 const SMALL_STR: usize = 22;
 
 /// An immutable string, inline up to 22 bytes, boxed beyond. It reads as a `&str`
-/// (`Deref`), and serialises as one (the snapshot format is that of `Box<str>`).
+/// (`Deref`), and serialises as one (the snapshot format is that of `Box<str>`). Its
+/// form is private: a string has exactly one (inline exactly when short, zero-padded),
+/// which equality relies on.
 #[derive(Clone)]
-pub enum SmallStr {
-    /// A short string: its length and its bytes (zero-padded).
-    Inline {
-        /// Bytes used.
-        len: u8,
-        /// The string's bytes, then zeros.
-        bytes: [u8; SMALL_STR],
-    },
+pub struct SmallStr(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// A short string: its length and its bytes, then zeros.
+    Inline { len: u8, bytes: [u8; SMALL_STR] },
     /// A longer string.
     Heap(Box<str>),
 }
 
 impl SmallStr {
+    /// The string's bytes (no UTF-8 check: they came from a `&str`).
+    fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len).min(SMALL_STR)],
+            Repr::Heap(s) => s.as_bytes(),
+        }
+    }
+
     /// The string.
     pub fn as_str(&self) -> &str {
-        match self {
+        match &self.0 {
             // Made from a `&str` (see `From`), cut at its length: valid UTF-8.
-            Self::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
-            }
-            Self::Heap(s) => s,
+            Repr::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
+            Repr::Heap(s) => s,
         }
+    }
+
+    /// Whether the string is kept inline.
+    pub fn is_inline(&self) -> bool {
+        matches!(self.0, Repr::Inline { .. })
     }
 }
 
@@ -88,12 +99,12 @@ impl From<&str> for SmallStr {
         if s.len() <= SMALL_STR {
             let mut bytes = [0; SMALL_STR];
             bytes[..s.len()].copy_from_slice(s.as_bytes());
-            Self::Inline {
+            Self(Repr::Inline {
                 len: s.len() as u8,
                 bytes,
-            }
+            })
         } else {
-            Self::Heap(s.into())
+            Self(Repr::Heap(s.into()))
         }
     }
 }
@@ -103,7 +114,7 @@ impl From<String> for SmallStr {
         if s.len() <= SMALL_STR {
             s.as_str().into()
         } else {
-            Self::Heap(s.into_boxed_str())
+            Self(Repr::Heap(s.into_boxed_str()))
         }
     }
 }
@@ -113,7 +124,7 @@ impl From<Box<str>> for SmallStr {
         if s.len() <= SMALL_STR {
             (*s).into()
         } else {
-            Self::Heap(s)
+            Self(Repr::Heap(s))
         }
     }
 }
@@ -128,10 +139,10 @@ impl std::ops::Deref for SmallStr {
 
 impl PartialEq for SmallStr {
     fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
+        match (&self.0, &other.0) {
             // One form per string (inline exactly when short, zero-padded): compare the
             // fixed-size forms without a call to `memcmp`.
-            (Self::Inline { len: a, bytes: x }, Self::Inline { len: b, bytes: y }) => {
+            (Repr::Inline { len: a, bytes: x }, Repr::Inline { len: b, bytes: y }) => {
                 let word = |z: &[u8; SMALL_STR], at: usize| {
                     u128::from_ne_bytes(z[at..at + 16].try_into().unwrap_or_default())
                 };
@@ -139,7 +150,7 @@ impl PartialEq for SmallStr {
                     && word(x, 0) == word(y, 0)
                     && word(x, SMALL_STR - 16) == word(y, SMALL_STR - 16)
             }
-            (Self::Heap(a), Self::Heap(b)) => a == b,
+            (Repr::Heap(a), Repr::Heap(b)) => a == b,
             _ => false,
         }
     }
@@ -148,8 +159,10 @@ impl PartialEq for SmallStr {
 impl Eq for SmallStr {}
 
 impl std::hash::Hash for SmallStr {
+    /// As `str` hashes (its bytes, then `0xff`), without checking the UTF-8 again.
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
+        state.write(self.as_bytes());
+        state.write_u8(0xff);
     }
 }
 
@@ -724,11 +737,7 @@ mod tests {
         for t in texts {
             let small = SmallStr::from(t);
             assert_eq!(small.as_str(), t);
-            assert_eq!(
-                matches!(small, SmallStr::Inline { .. }),
-                t.len() <= SMALL_STR,
-                "{t}"
-            );
+            assert_eq!(small.is_inline(), t.len() <= SMALL_STR, "{t}");
             assert_eq!(small, SmallStr::from(t.to_string()));
             assert_eq!(small, SmallStr::from(Box::<str>::from(t)));
             // The snapshot bytes of a value are those of the boxed string it replaced.
