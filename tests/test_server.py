@@ -203,8 +203,10 @@ def test_calls_past_the_concurrency_limit_are_refused_at_once() -> None:
     assert after == b""  # once the load is gone, calls are served again
 
 
-def _calls_while_the_loop_is_blocked(max_pending_calls: int, calls: int) -> list[str]:
-    """A server whose first call blocks its event loop for a second (so it accepts
+def _calls_while_the_loop_is_blocked(
+    max_pending_calls: int, calls: int, block_s: float = 1.0
+) -> list[str]:
+    """A server whose first call blocks its event loop for ``block_s`` (so it accepts
     nothing), and ``calls`` more calls sent meanwhile from another thread: the status of
     each."""
     inside = threading.Event()
@@ -213,7 +215,7 @@ def _calls_while_the_loop_is_blocked(max_pending_calls: int, calls: int) -> list
         async def Evaluate(self, request: object, context: object) -> bytes:  # noqa: N802
             if not inside.is_set():
                 inside.set()
-                time.sleep(1.0)  # noqa: ASYNC251 - blocks the loop on purpose: no accepts
+                time.sleep(block_s)  # noqa: ASYNC251 - blocks the loop on purpose: no accepts
             return b""
 
     def client(port: int) -> list[str]:
@@ -252,6 +254,16 @@ def test_calls_past_the_pending_limit_are_refused_while_the_server_cannot_take_t
     assert bounded.count("OK") <= 10, bounded
     assert set(bounded) == {"OK", "CANCELLED"}, bounded
     assert _calls_while_the_loop_is_blocked(max_pending_calls=0, calls=40) == ["OK"] * 40
+
+
+def test_a_pause_with_few_calls_waiting_refuses_none_of_them() -> None:
+    """A server that pauses for two seconds (a snapshot on a loaded machine) with only a
+    few calls waiting serves them all once it resumes: the pending limit bounds how many
+    calls wait, not how long (grpc's core would cancel every call older than its age
+    limit, however short the queue, and that limit was one second once)."""
+    assert (
+        _calls_while_the_loop_is_blocked(max_pending_calls=512, calls=3, block_s=2.0) == ["OK"] * 3
+    )
 
 
 def test_unexpected_exception_is_internal_without_leaking() -> None:
