@@ -56,10 +56,13 @@ class Config:
     """Calls grpc has received that the server has not taken up yet (the queue in front
     of the handlers, which forms when calls arrive faster than the asyncio server accepts
     them, one per turn of its event loop). At this many, grpc's core refuses a new call
-    at once (half of it is grpc's soft limit). The client sees CANCELLED (grpc's core sets that status, not lendgate), so
-    under overload the queue — and the latency of the calls that are served — stays
-    bounded (≈ 350 ms at 512 on the 2-core reference machine) instead of growing into
-    every client's deadline. 0 leaves grpc's defaults (1,000 / 3,000 calls, 30 s)."""
+    at once (half of it is grpc's soft limit). The client sees CANCELLED (grpc's core
+    sets that status, not lendgate), so under overload the queue — and the latency of
+    the calls that are served — stays bounded (≈ 200 to 350 ms at 512 on the 2-core
+    reference machine) instead of growing into every client's deadline. grpc's limit on
+    how long one call may wait stays at its default (30 s): grpc applies it to every
+    waiting call however short the queue, so a lower one cancels calls whenever the
+    server pauses. 0 leaves grpc's defaults (1,000 / 3,000 calls, 30 s)."""
     auth_mode: str = "dev"
     """``dev`` (partner from the ``x-lendgate-partner`` header; never in production) or
     ``token`` (bearer tokens checked against ``auth_tokens_file``); see ``lendgate.auth``."""
