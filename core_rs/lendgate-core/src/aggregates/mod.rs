@@ -30,4 +30,4 @@ pub mod value;
 pub use compile::{Definitions, ExprCompiler};
 pub use filter::EventFilter;
 pub use store::{AggregateStore, ExpireProgress, ParamValues, SNAPSHOT_VERSION};
-pub use value::{Scalar, SmallStr, Val};
+pub use value::{InlineStr, Scalar, SmallStr, Val};

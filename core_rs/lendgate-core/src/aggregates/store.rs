@@ -5,7 +5,7 @@ use super::proto::ProtoPlan;
 use super::query;
 use super::spec::ExceptSpec;
 use super::state::{ElemState, Entity};
-use super::value::{check_len, convert, EventView, Millis, Scalar, Val};
+use super::value::{check_len, convert, EventView, InlineStr, Millis, Scalar, Val};
 use crate::error::{CoreError, CoreResult};
 use crate::normalize::normalize_key_into;
 use crate::parallel;
@@ -28,64 +28,9 @@ pub const SNAPSHOT_VERSION: u16 = 2;
 /// "surname + first name + phone" in Cyrillic often needs 40 bytes or more.
 const INLINE_KEY: usize = 46;
 
-/// `x == y` in 16-byte words (the last one overlapping), which the compiler keeps
-/// inline; it calls `memcmp` for an array of this size.
-fn same_bytes(x: &[u8; INLINE_KEY], y: &[u8; INLINE_KEY]) -> bool {
-    let word = |z: &[u8; INLINE_KEY], at: usize| {
-        u128::from_ne_bytes(z[at..at + 16].try_into().unwrap_or_default())
-    };
-    (0..INLINE_KEY)
-        .step_by(16)
-        .all(|at| word(x, at.min(INLINE_KEY - 16)) == word(y, at.min(INLINE_KEY - 16)))
-}
-
-/// A normalised key, kept inside the table entry when short (client ids, INNs, phones,
-/// most composite keys), so a probe compares it without another cache miss.
-#[derive(Clone)]
-enum KeyBuf {
-    Inline { len: u8, bytes: [u8; INLINE_KEY] },
-    Heap(Box<str>),
-}
-
-impl KeyBuf {
-    fn new(key: &str) -> Self {
-        if key.len() <= INLINE_KEY {
-            let mut bytes = [0; INLINE_KEY];
-            bytes[..key.len()].copy_from_slice(key.as_bytes());
-            Self::Inline {
-                len: key.len() as u8,
-                bytes,
-            }
-        } else {
-            Self::Heap(key.into())
-        }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Self::Heap(s) => s.as_bytes(),
-        }
-    }
-
-    /// Whether two keys are equal. A key has one form (inline exactly when short, the
-    /// inline bytes zero-padded), so short keys compare as fixed-size arrays, without
-    /// a call to `memcmp`.
-    fn same(&self, other: &KeyBuf) -> bool {
-        match (self, other) {
-            (Self::Inline { len: a, bytes: x }, Self::Inline { len: b, bytes: y }) => {
-                a == b && same_bytes(x, y)
-            }
-            (Self::Heap(a), Self::Heap(b)) => a == b,
-            _ => false,
-        }
-    }
-
-    /// The key as text (it was made from a `&str`, so it is valid UTF-8).
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
-    }
-}
+/// A normalised key, kept inside the table entry when short, so a probe compares it
+/// without another cache miss (and without `memcmp`).
+type KeyBuf = InlineStr<INLINE_KEY>;
 
 /// The keys of one shard: each key is hashed once per event, and that one hash picks
 /// the shard (top bits) and the bucket (all bits).
@@ -102,21 +47,19 @@ impl Map {
     /// The entity of `key` (in its stored form), if any.
     fn find_mut(&mut self, hash: u64, key: &KeyBuf) -> Option<&mut Entity> {
         self.table
-            .find_mut(hash, |(k, _)| k.same(key))
+            .find_mut(hash, |(k, _)| *k == *key)
             .map(|(_, e)| e)
     }
 
     fn find(&self, hash: u64, key: &KeyBuf) -> Option<&Entity> {
-        self.table.find(hash, |(k, _)| k.same(key)).map(|(_, e)| e)
+        self.table.find(hash, |(k, _)| *k == *key).map(|(_, e)| e)
     }
 
     /// Inserts a key known to be absent; returns its entity.
-    fn insert(&mut self, hasher: &Hasher, hash: u64, key: &str, ent: Entity) -> &mut Entity {
+    fn insert(&mut self, hasher: &Hasher, hash: u64, key: KeyBuf, ent: Entity) -> &mut Entity {
         &mut self
             .table
-            .insert_unique(hash, (KeyBuf::new(key), ent), |(k, _)| {
-                hasher.hash_one(k.as_bytes())
-            })
+            .insert_unique(hash, (key, ent), |(k, _)| hasher.hash_one(k.as_bytes()))
             .into_mut()
             .1
     }
@@ -137,7 +80,7 @@ impl Map {
         match entry {
             hashbrown::hash_table::Entry::Occupied(e) => &mut e.into_mut().1,
             hashbrown::hash_table::Entry::Vacant(e) => {
-                &mut e.insert((KeyBuf::new(key), new())).into_mut().1
+                &mut e.insert((KeyBuf::from(key), new())).into_mut().1
             }
         }
     }
@@ -251,13 +194,12 @@ struct Prepared {
     s: Box<Scratch>,
 }
 
-/// A key group an event reads or changes: its hash, its key's range in
-/// `Scratch::keys`, and whether the event updates any of its elements.
+/// A key group an event reads or changes: its hash, its key, and whether the event
+/// updates any of its elements.
 struct Touch {
     gi: usize,
     hash: u64,
-    key: (usize, usize),
-    stored: KeyBuf,
+    key: KeyBuf,
     changes: bool,
 }
 
@@ -529,8 +471,7 @@ impl AggregateStore {
                 todo.push(Touch {
                     gi,
                     hash,
-                    key: (lo as usize, hi as usize),
-                    stored: KeyBuf::new(key),
+                    key: KeyBuf::from(key),
                     changes,
                 });
             }
@@ -542,16 +483,15 @@ impl AggregateStore {
         let found: Vec<Option<&Entity>> = todo
             .iter()
             .zip(shards.iter())
-            .map(|(x, shard)| shard.find(x.hash, &x.stored))
+            .map(|(x, shard)| shard.find(x.hash, &x.key))
             .collect();
         std::hint::black_box(found.iter().flatten().fold(0, |a, e| a ^ touch(&e.elems)));
         drop(found);
-        for (x, shard) in todo.iter().zip(shards.iter_mut()) {
+        for (x, shard) in todo.into_iter().zip(shards.iter_mut()) {
             let (gi, hash, changes) = (x.gi, x.hash, x.changes);
             let g = &defs.groups[gi];
-            let key = &s.keys[x.key.0..x.key.1];
             let objects = || g.objects.iter().map(|&oi| (oi, &defs.objects[oi]));
-            let existing = shard.find_mut(hash, &x.stored);
+            let existing = shard.find_mut(hash, &x.key);
             for (oi, o) in objects() {
                 let states = existing.as_deref().map(|e| self.states(e, oi));
                 for &pi in &o.params_before {
@@ -569,7 +509,7 @@ impl AggregateStore {
                 (true, true, None) => {
                     let mut ent = Entity::new(g.n_elems);
                     self.apply_group(g, &mut ent, t, &mut s.updates, cut, true);
-                    Some(&*shard.insert(&self.hasher, hash, key, ent))
+                    Some(&*shard.insert(&self.hasher, hash, x.key, ent))
                 }
                 (true, false, existing) => {
                     copy = existing

@@ -52,29 +52,33 @@ pub enum Scalar {
 // A record (time + value) stays 32 bytes.
 const _: () = assert!(std::mem::size_of::<Scalar>() == 24);
 
-/// Bytes of a string kept inline in a [`SmallStr`].
+/// Bytes of a string value kept inline ([`SmallStr`]).
 const SMALL_STR: usize = 22;
 
-/// An immutable string, inline up to 22 bytes, boxed beyond. It reads as a `&str`
+/// A string value: inline up to 22 bytes, so a record stays 32 bytes.
+pub type SmallStr = InlineStr<SMALL_STR>;
+
+/// An immutable string kept inline up to `N` bytes (`N` ≥ 16), boxed beyond — string
+/// values (`N` = 22) and the aggregates' keys (`N` = 46). It reads as a `&str`
 /// (`Deref`), and serialises as one (the snapshot format is that of `Box<str>`). Its
 /// form is private: a string has exactly one (inline exactly when short, zero-padded),
-/// which equality relies on.
+/// which equality relies on to compare short strings as fixed-size words.
 #[derive(Clone)]
-pub struct SmallStr(Repr);
+pub struct InlineStr<const N: usize>(Repr<N>);
 
 #[derive(Clone)]
-enum Repr {
+enum Repr<const N: usize> {
     /// A short string: its length and its bytes, then zeros.
-    Inline { len: u8, bytes: [u8; SMALL_STR] },
+    Inline { len: u8, bytes: [u8; N] },
     /// A longer string.
     Heap(Box<str>),
 }
 
-impl SmallStr {
+impl<const N: usize> InlineStr<N> {
     /// The string's bytes (no UTF-8 check: they came from a `&str`).
-    fn as_bytes(&self) -> &[u8] {
+    pub fn as_bytes(&self) -> &[u8] {
         match &self.0 {
-            Repr::Inline { len, bytes } => &bytes[..usize::from(*len).min(SMALL_STR)],
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len).min(N)],
             Repr::Heap(s) => s.as_bytes(),
         }
     }
@@ -94,10 +98,10 @@ impl SmallStr {
     }
 }
 
-impl From<&str> for SmallStr {
+impl<const N: usize> From<&str> for InlineStr<N> {
     fn from(s: &str) -> Self {
-        if s.len() <= SMALL_STR {
-            let mut bytes = [0; SMALL_STR];
+        if s.len() <= N && N <= usize::from(u8::MAX) {
+            let mut bytes = [0; N];
             bytes[..s.len()].copy_from_slice(s.as_bytes());
             Self(Repr::Inline {
                 len: s.len() as u8,
@@ -109,9 +113,9 @@ impl From<&str> for SmallStr {
     }
 }
 
-impl From<String> for SmallStr {
+impl<const N: usize> From<String> for InlineStr<N> {
     fn from(s: String) -> Self {
-        if s.len() <= SMALL_STR {
+        if s.len() <= N {
             s.as_str().into()
         } else {
             Self(Repr::Heap(s.into_boxed_str()))
@@ -119,9 +123,9 @@ impl From<String> for SmallStr {
     }
 }
 
-impl From<Box<str>> for SmallStr {
+impl<const N: usize> From<Box<str>> for InlineStr<N> {
     fn from(s: Box<str>) -> Self {
-        if s.len() <= SMALL_STR {
+        if s.len() <= N {
             (*s).into()
         } else {
             Self(Repr::Heap(s))
@@ -129,7 +133,7 @@ impl From<Box<str>> for SmallStr {
     }
 }
 
-impl std::ops::Deref for SmallStr {
+impl<const N: usize> std::ops::Deref for InlineStr<N> {
     type Target = str;
 
     fn deref(&self) -> &str {
@@ -137,18 +141,21 @@ impl std::ops::Deref for SmallStr {
     }
 }
 
-impl PartialEq for SmallStr {
+impl<const N: usize> PartialEq for InlineStr<N> {
     fn eq(&self, other: &Self) -> bool {
         match (&self.0, &other.0) {
             // One form per string (inline exactly when short, zero-padded): compare the
-            // fixed-size forms without a call to `memcmp`.
+            // fixed-size forms in 16-byte words, the last one overlapping (the compiler
+            // would call `memcmp` for the arrays).
             (Repr::Inline { len: a, bytes: x }, Repr::Inline { len: b, bytes: y }) => {
-                let word = |z: &[u8; SMALL_STR], at: usize| {
+                if N < 16 {
+                    return a == b && x == y;
+                }
+                let word = |z: &[u8; N], at: usize| {
+                    let at = at.min(N - 16);
                     u128::from_ne_bytes(z[at..at + 16].try_into().unwrap_or_default())
                 };
-                a == b
-                    && word(x, 0) == word(y, 0)
-                    && word(x, SMALL_STR - 16) == word(y, SMALL_STR - 16)
+                a == b && (0..N).step_by(16).all(|at| word(x, at) == word(y, at))
             }
             (Repr::Heap(a), Repr::Heap(b)) => a == b,
             _ => false,
@@ -156,9 +163,9 @@ impl PartialEq for SmallStr {
     }
 }
 
-impl Eq for SmallStr {}
+impl<const N: usize> Eq for InlineStr<N> {}
 
-impl std::hash::Hash for SmallStr {
+impl<const N: usize> std::hash::Hash for InlineStr<N> {
     /// As `str` hashes (its bytes, then `0xff`), without checking the UTF-8 again.
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         state.write(self.as_bytes());
@@ -166,34 +173,34 @@ impl std::hash::Hash for SmallStr {
     }
 }
 
-impl std::fmt::Debug for SmallStr {
+impl<const N: usize> std::fmt::Debug for InlineStr<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
-impl Serialize for SmallStr {
+impl<const N: usize> Serialize for InlineStr<N> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.as_str())
     }
 }
 
-impl<'de> Deserialize<'de> for SmallStr {
+impl<'de, const N: usize> Deserialize<'de> for InlineStr<N> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl serde::de::Visitor<'_> for Visit {
-            type Value = SmallStr;
+        struct Visit<const M: usize>;
+        impl<const M: usize> serde::de::Visitor<'_> for Visit<M> {
+            type Value = InlineStr<M>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a string")
             }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SmallStr, E> {
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<InlineStr<M>, E> {
                 Ok(v.into())
             }
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<SmallStr, E> {
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<InlineStr<M>, E> {
                 Ok(v.into())
             }
         }
-        deserializer.deserialize_str(Visit)
+        deserializer.deserialize_str(Visit::<N>)
     }
 }
 
@@ -757,6 +764,24 @@ mod tests {
         for (a, b) in texts.iter().zip(texts.iter().skip(1)) {
             assert_ne!(SmallStr::from(*a), SmallStr::from(*b));
         }
+        // The keys' width (46: three words, the last overlapping), one byte apart at
+        // each word and at either end.
+        let key = "k".repeat(46);
+        for at in [0, 15, 16, 31, 32, 45] {
+            let mut other = key.clone().into_bytes();
+            other[at] = b'j';
+            let other = String::from_utf8(other).unwrap();
+            assert_ne!(
+                InlineStr::<46>::from(key.as_str()),
+                InlineStr::<46>::from(other.as_str())
+            );
+        }
+        assert_eq!(
+            InlineStr::<46>::from(key.as_str()),
+            InlineStr::<46>::from(key.clone())
+        );
+        assert!(InlineStr::<46>::from(key.as_str()).is_inline());
+        assert!(!InlineStr::<46>::from(format!("{key}k").as_str()).is_inline());
         // Same length, one byte apart at either end of the inline bytes.
         assert_ne!(
             SmallStr::from("a234567890123456789012"),
