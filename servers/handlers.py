@@ -66,7 +66,7 @@ def _method_handler(
     full_name = f"/{method.containing_service.full_name}/{method.name}"
     request_class = message_factory.GetMessageClass(method.input_type)
     wants_raw = impl is not None and getattr(impl, RAW_REQUEST_ATTR, False)
-    parse: Parse = (lambda raw: raw) if wants_raw else _parser(request_class)
+    parse: Parse = _raw if wants_raw else _parser(request_class)
     if impl is None:
         impl = _not_built(full_name)
     if method.client_streaming and method.server_streaming:
@@ -101,6 +101,11 @@ def parse_request(request_class: type[M], raw: bytes) -> M:
             f"the request is not a valid {request_class.DESCRIPTOR.full_name} message: {exc}",
             reason="MALFORMED_MESSAGE",
         ) from None
+
+
+def _raw(raw: bytes) -> bytes:
+    """The parse of a :func:`raw_request` method: none."""
+    return raw
 
 
 def _parser(request_class: type[message.Message]) -> Parse:
@@ -182,7 +187,14 @@ def _caller(auth: Authenticator, context: Ctx) -> Partner:
     return auth.authenticate(context.invocation_metadata() or ())
 
 
-async def _parsed(requests: AsyncIterator[bytes], parse: Parse) -> AsyncIterator[Any]:
+def _parsed(requests: AsyncIterator[bytes], parse: Parse) -> AsyncIterator[Any]:
+    """The requests of a client stream, each parsed (raw ones passed as they are)."""
+    if parse is _raw:
+        return requests
+    return _parse_each(requests, parse)
+
+
+async def _parse_each(requests: AsyncIterator[bytes], parse: Parse) -> AsyncIterator[Any]:
     async for raw in requests:
         yield parse(raw)
 

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 from google.rpc import code_pb2
 
+from lendgate import _core
 from lendgate.auth import current_partner
 from lendgate.errors import InvalidArgumentError, LendgateError
 from lendgate.scoring import ScoringService
@@ -43,16 +44,16 @@ def tune_gc_for_serving() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
-def _retrieve(task: asyncio.Task[scoring_pb2.CheckStreamResponse]) -> None:
+def _retrieve(task: asyncio.Task[bytes]) -> None:
     """Consume an abandoned item's outcome, so an error is not logged as never retrieved."""
     if not task.cancelled():
         task.exception()
 
 
-def _field_1(message: bytes) -> bytes:
-    """``message`` as field 1 (length-delimited) of its enclosing message."""
-    size = len(message)
-    prefix = bytearray(b"\x0a")
+def _length_delimited(field: int, payload: bytes) -> bytes:
+    """``payload`` as length-delimited field ``field`` (1..15) of its enclosing message."""
+    size = len(payload)
+    prefix = bytearray(((field << 3) | 2,))
     while True:
         byte = size & 0x7F
         size >>= 7
@@ -60,7 +61,25 @@ def _field_1(message: bytes) -> bytes:
             prefix.append(byte | 0x80)
         else:
             prefix.append(byte)
-            return bytes(prefix) + message
+            return bytes(prefix) + payload
+
+
+def _field_1(message: bytes) -> bytes:
+    """``message`` as field 1 (length-delimited) of its enclosing message."""
+    return _length_delimited(1, message)
+
+
+def _split_item(raw: bytes) -> tuple[str, str, str, bytes]:
+    """A ``CheckStreamRequest``'s ids, event kind and the unary request it stands for;
+    bytes that are not one end the stream ``INVALID_ARGUMENT`` (as any malformed
+    message does)."""
+    try:
+        return _core.split_check_stream_item(raw)
+    except _core.CoreInvalidArgument as exc:
+        raise InvalidArgumentError(
+            f"the request is not a valid lendgate.v1.CheckStreamRequest message: {exc.args[1]}",
+            reason="MALFORMED_MESSAGE",
+        ) from None
 
 
 def item_error(exc: LendgateError) -> common_pb2.ItemError:
@@ -95,28 +114,29 @@ class ScoringServicer:
     async def CheckPayment(self, request: bytes, context: Ctx) -> bytes:
         return _field_1(await self.service.check("payment", request, current_partner().partner_id))
 
+    @raw_request
     async def CheckStream(
-        self, requests: AsyncIterator[scoring_pb2.CheckStreamRequest], context: Ctx
-    ) -> AsyncIterator[scoring_pb2.CheckStreamResponse]:
+        self, requests: AsyncIterator[bytes], context: Ctx
+    ) -> AsyncIterator[bytes]:
         # Pipelined: up to STREAM_WINDOW items are in the service at once, so one item's
         # store write (group commit) overlaps the next items' scoring. Each item starts
         # scoring only once the previous one's place in the scoring order is fixed, so
         # the items are scored in stream order — the same reports as the unary calls
         # one after another — and answers leave in that order too. The reader takes the
         # next item only while the window has room: past it, gRPC flow control reaches
-        # the client.
+        # the client. Items stay bytes: Rust takes each apart and decodes its event once
+        # (as a unary call's), and the answer is the report's bytes behind their tag.
         partner = current_partner().partner_id
         loop = asyncio.get_running_loop()
         room = asyncio.Semaphore(STREAM_WINDOW)
-        answers: asyncio.Queue[asyncio.Task[scoring_pb2.CheckStreamResponse] | None] = (
-            asyncio.Queue()
-        )
+        answers: asyncio.Queue[asyncio.Task[bytes] | None] = asyncio.Queue()
         failure: list[BaseException] = []
 
         async def read() -> None:
             previous: asyncio.Future[None] | None = None
             try:
-                async for item in requests:
+                async for raw in requests:
+                    item = _split_item(raw)
                     await room.acquire()
                     turn: asyncio.Future[None] = loop.create_future()
                     answers.put_nowait(
@@ -150,37 +170,31 @@ class ScoringServicer:
 
     async def _stream_item(
         self,
-        item: scoring_pb2.CheckStreamRequest,
+        item: tuple[str, str, str, bytes],
         partner: str,
         previous: asyncio.Future[None] | None,
         turn: asyncio.Future[None],
-    ) -> scoring_pb2.CheckStreamResponse:
-        """One stream item, scored after ``previous`` fixed its place; resolves ``turn``
-        once this one's place is fixed (always, whatever happens)."""
-        out = scoring_pb2.CheckStreamResponse(correlation_id=item.correlation_id)
+    ) -> bytes:
+        """One stream item (:func:`_split_item`), scored after ``previous`` fixed its
+        place; resolves ``turn`` once this one's place is fixed (always, whatever
+        happens). The serialized ``CheckStreamResponse``."""
+        correlation_id, _request_id, kind, unary = item
         try:
             if previous is not None:
                 await previous
-            kind = item.WhichOneof("event")
-            if not item.correlation_id:
+            if not correlation_id:
                 raise InvalidArgumentError("required", field="correlation_id")
-            if kind == "application":
-                unary = scoring_pb2.CheckApplicationRequest(
-                    request_id=item.request_id, application=item.application
-                ).SerializeToString()
-            elif kind == "payment":
-                unary = scoring_pb2.CheckPaymentRequest(
-                    request_id=item.request_id, payment=item.payment
-                ).SerializeToString()
-            else:
+            if not kind:
                 raise InvalidArgumentError("one of application, payment", field="event")
-            out.report.ParseFromString(await self.service.check(kind, unary, partner, ordered=turn))
+            report = await self.service.check(kind, unary, partner, ordered=turn)
+            return _length_delimited(1, correlation_id.encode()) + _length_delimited(2, report)
         except LendgateError as exc:
-            out.error.CopyFrom(item_error(exc))
+            return scoring_pb2.CheckStreamResponse(
+                correlation_id=correlation_id, error=item_error(exc)
+            ).SerializeToString()
         finally:
             if not turn.done():
                 turn.set_result(None)
-        return out
 
     async def ReportOutcome(
         self, request: scoring_pb2.ReportOutcomeRequest, context: Ctx

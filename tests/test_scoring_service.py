@@ -30,6 +30,7 @@ class Client:
 
     stub: scoring_pb2_grpc.ScoringServiceStub
     partner: str
+    channel: grpc.aio.Channel | None = None
 
     @property
     def md(self) -> tuple[tuple[str, str]]:
@@ -75,7 +76,7 @@ async def scoring(tmp: Path) -> AsyncIterator[Callable[[str], Client]]:
         service = ScoringService(store)
         async with serve_in_process({"lendgate.v1.ScoringService": ScoringServicer(service)}) as ch:
             stub = scoring_pb2_grpc.ScoringServiceStub(ch)
-            yield lambda partner: Client(stub, partner)
+            yield lambda partner: Client(stub, partner, ch)
     finally:
         await store.aclose()
 
@@ -693,6 +694,45 @@ def test_stream_gives_the_unary_answers_and_survives_a_bad_item(tmp_path: Path) 
     got = [_comparable(a.report) for a in stream_answers if a.HasField("report")]
     assert got == [_comparable(r) for r in unary_reports]
     assert "s02-phone-other-name" in fired(unary_reports[1])
+
+
+def test_stream_items_are_taken_apart_on_the_wire(tmp_path: Path) -> None:
+    """Stream items reach the service as bytes: an item whose event does not decode gets
+    the unary call's MALFORMED_MESSAGE as its own error and the stream goes on; an item
+    whose own framing is broken ends the stream INVALID_ARGUMENT; an answered item's
+    report is the unary call's report, byte for byte but for times and processing."""
+    event = application(Person(), app_id="w-1")
+    good = scoring_pb2.CheckStreamRequest(correlation_id="k1", request_id="q-1", application=event)
+    # Field 3 (application) holding bytes that are no ApplicationEvent: a truncated varint.
+    broken_event = scoring_pb2.CheckStreamRequest(correlation_id="kx").SerializeToString() + (
+        b"\x1a\x02\x08\xff"
+    )
+
+    async def body(client: Callable[[str], Client]) -> None:
+        a = client("bank-a")
+        assert a.channel is not None
+        call = a.channel.stream_stream(
+            "/lendgate.v1.ScoringService/CheckStream",
+            request_serializer=lambda raw: raw,
+            response_deserializer=scoring_pb2.CheckStreamResponse.FromString,
+        )
+        items = [broken_event, good.SerializeToString()]
+        answers = [answer async for answer in call(iter(items), metadata=a.md, timeout=30)]
+        assert [x.correlation_id for x in answers] == ["kx", "k1"]
+        assert answers[0].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert answers[0].error.reason == "MALFORMED_MESSAGE"
+        assert answers[1].HasField("report") and fired(answers[1].report) == set()
+
+        again = await a.check(application(Person(), app_id="w-1"), request_id="q-1")
+        assert _comparable(again) == _comparable(answers[1].report)  # a retry: the same
+
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async for _ in call(iter([b"\x0a\x7fk"]), metadata=a.md, timeout=30):
+                pass
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "CheckStreamRequest" in (info.value.details() or "")
+
+    run(tmp_path, body)
 
 
 def test_retry_returns_the_first_report_and_changes_nothing(tmp_path: Path) -> None:

@@ -435,6 +435,12 @@ class Scorer:
 def validate_event(kind_name: str, event_json: str, now_us: int) -> list[tuple[str, str]]:
     """Every problem of one event document, as ``(proto field path, description)``."""
 
+def split_check_stream_item(raw: bytes) -> tuple[str, str, str, bytes]:
+    """One serialized ``CheckStreamRequest`` taken apart without decoding its event:
+    ``(correlation_id, request_id, kind, unary_request)``; ``kind`` is ``application``,
+    ``payment`` or ``""`` (no event, ``unary_request`` empty). Raises
+    ``CoreInvalidArgument`` for bytes that are not one."""
+
 def mask_match_value(field: str, value: str) -> str:
     """A historical value masked by the disclosure policy (phone, name, passport,
     birth_date)."""

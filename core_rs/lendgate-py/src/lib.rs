@@ -57,6 +57,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<scoring::PyPreparedCheck>()?;
     m.add_class::<scoring::PyScorer>()?;
     m.add_function(wrap_pyfunction!(scoring::validate_event, m)?)?;
+    m.add_function(wrap_pyfunction!(scoring::split_check_stream_item, m)?)?;
     m.add_function(wrap_pyfunction!(scoring::mask_match_value, m)?)?;
     scoring::register_constants(m)?;
     Ok(())

@@ -17,6 +17,7 @@ pub mod event;
 pub mod growth;
 pub mod matching;
 pub mod report;
+pub mod stream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
