@@ -610,6 +610,37 @@ def test_a_snapshot_larger_than_one_value_is_stored_in_parts(
     run(scenario())
 
 
+def test_a_snapshot_in_parts_leaves_the_writer_to_the_appends_between_parts(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After each part, a save waits in proportion to the time the part took (the
+    writer's share for snapshots, SNAPSHOT_WRITE_SHARE), and appends submitted meanwhile
+    are acknowledged before the save ends."""
+    monkeypatch.setattr(sqlstore, "SNAPSHOT_PART_BYTES", 10)
+    monkeypatch.setattr(sqlstore, "SNAPSHOT_WRITE_SHARE", 0.2)
+    pauses: list[float] = []
+    appended: list[int] = []
+
+    async def scenario() -> None:
+        async def pause(seconds: float) -> None:
+            pauses.append(seconds)
+            if len(pauses) == 2:  # mid-save: an append goes through before the save ends
+                (ack,) = await store.append_events([event("during")])
+                appended.append(ack.seq)
+            await asyncio.sleep(0)
+
+        store.snapshots._pause = pause
+        await store.append_events([event("before")])
+        await store.snapshots.save(1, bytes(range(60)))
+        latest = await store.snapshots.load_latest()
+        assert latest is not None and latest.data == bytes(range(60))
+
+    run(scenario())
+    assert len(pauses) == 5  # after each of the parts beyond the first value
+    assert all(p > 0 for p in pauses)  # 4x each part's own time, which is never 0
+    assert appended == [2]
+
+
 def test_key_index_resumes_after_restart_from_log_then_backlog(database_url: str) -> None:
     """Unindexed events of a previous run are read back; new ones come from the backlog."""
     quiet = settings_for(database_url, key_index_interval_s=3600)

@@ -71,6 +71,13 @@ when no model is active. ``rules`` is the working rules' verdict without a model
 CAPTURE_CHILD_TIMEOUT_S = 900
 """A forked capture child is killed (SIGALRM) if it has not finished by then."""
 
+CAPTURE_CHILD_NICENESS = 10
+"""How much lower than the server a forked capture child runs: serialising the state
+costs seconds of CPU (≈ 1.5 s at 1,000,000 events), and at full priority the child
+takes a core from the checks for that long, so a saturated server falls seconds
+behind at every snapshot. At niceness 10 the scheduler gives it about a tenth of a
+contended core and all of an idle one: the snapshot is ready later, never starved."""
+
 
 def _collect_capture(pid: int, read_end: int) -> bytes | None:
     """Read a forked capture child's snapshot to its end and reap the child: the bytes,
@@ -897,6 +904,7 @@ class ScoringService:
             try:
                 os.close(read_end)
                 signal.alarm(CAPTURE_CHILD_TIMEOUT_S)
+                os.nice(CAPTURE_CHILD_NICENESS)
                 view = memoryview(self._capture())
                 while view:
                     view = view[os.write(write_end, view) :]
