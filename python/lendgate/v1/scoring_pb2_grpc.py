@@ -125,7 +125,10 @@ class ScoringServiceServicer:
         were received. Events are applied in arrival order, so the stream gives
         exactly the answers the same unary calls made in that order would give.
         gRPC flow control applies: the server stops reading when the client stops
-        reading answers. A failing item does not end the stream.
+        reading answers. A failing item does not end the stream (an item whose
+        event does not decode is answered with the unary call's INVALID_ARGUMENT
+        MALFORMED_MESSAGE as its error); only bytes that are not a
+        CheckStreamRequest at all end it with INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -73,7 +73,10 @@ class ScoringServiceStub:
     were received. Events are applied in arrival order, so the stream gives
     exactly the answers the same unary calls made in that order would give.
     gRPC flow control applies: the server stops reading when the client stops
-    reading answers. A failing item does not end the stream.
+    reading answers. A failing item does not end the stream (an item whose
+    event does not decode is answered with the unary call's INVALID_ARGUMENT
+    MALFORMED_MESSAGE as its error); only bytes that are not a
+    CheckStreamRequest at all end it with INVALID_ARGUMENT.
     """
     ReportOutcome: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.ReportOutcomeRequest, _scoring_pb2.ReportOutcomeResponse]
     """Records an outcome of a checked event: the decision, confirmed fraud,
@@ -134,7 +137,10 @@ class ScoringServiceAsyncStub(ScoringServiceStub):
     were received. Events are applied in arrival order, so the stream gives
     exactly the answers the same unary calls made in that order would give.
     gRPC flow control applies: the server stops reading when the client stops
-    reading answers. A failing item does not end the stream.
+    reading answers. A failing item does not end the stream (an item whose
+    event does not decode is answered with the unary call's INVALID_ARGUMENT
+    MALFORMED_MESSAGE as its error); only bytes that are not a
+    CheckStreamRequest at all end it with INVALID_ARGUMENT.
     """
     ReportOutcome: _aio.UnaryUnaryMultiCallable[_scoring_pb2.ReportOutcomeRequest, _scoring_pb2.ReportOutcomeResponse]  # type: ignore[assignment]
     """Records an outcome of a checked event: the decision, confirmed fraud,
@@ -210,7 +216,10 @@ class ScoringServiceServicer(metaclass=_abc_1.ABCMeta):
         were received. Events are applied in arrival order, so the stream gives
         exactly the answers the same unary calls made in that order would give.
         gRPC flow control applies: the server stops reading when the client stops
-        reading answers. A failing item does not end the stream.
+        reading answers. A failing item does not end the stream (an item whose
+        event does not decode is answered with the unary call's INVALID_ARGUMENT
+        MALFORMED_MESSAGE as its error); only bytes that are not a
+        CheckStreamRequest at all end it with INVALID_ARGUMENT.
         """
 
     @_abc_1.abstractmethod
