@@ -31,7 +31,7 @@ from lendgate.scoring import ScoringService, StateSettings
 from lendgate.scoring import service as service_module
 from lendgate.scoring.matching import MatchIndex
 from lendgate.scoring.pack import load_pack
-from lendgate.store import Snapshot, Store, StoreSettings, open_store
+from lendgate.store import Snapshot, Store, StoreSettings, open_store, sqlstore
 from lendgate.v1 import scoring_pb2, scoring_pb2_grpc
 from servers.scoring import ScoringServicer
 from tests.conftest import clean_env
@@ -210,15 +210,25 @@ async def background_snapshot(store: Store) -> Snapshot | None:
     return None
 
 
-def test_snapshots_are_taken_in_the_background_by_event_count(tmp_path: Path) -> None:
+def test_snapshots_are_taken_in_the_background_by_event_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """...and stored paced (the writer left to the appends between parts)."""
     state = BY_COUNT
+    monkeypatch.setattr(sqlstore, "SNAPSHOT_PART_BYTES", 4096)  # a state of many parts
+    pauses: list[float] = []
+
+    async def record(seconds: float) -> None:
+        pauses.append(seconds)
 
     async def body() -> None:
         async with served(tmp_path / "b.db", state) as s:
-            await history(s.client, 0, 12)
             store = s.service.store
+            store.snapshots._pause = record  # type: ignore[attr-defined]
+            await history(s.client, 0, 12)
             latest = await background_snapshot(store)
             assert latest is not None and 0 < latest.position <= await store.last_seq()
+            assert pauses and all(p > 0 for p in pauses)
 
     run(body)
 

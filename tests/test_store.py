@@ -613,9 +613,10 @@ def test_a_snapshot_larger_than_one_value_is_stored_in_parts(
 def test_a_snapshot_in_parts_leaves_the_writer_to_the_appends_between_parts(
     store: SqlStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """After each part, a save waits in proportion to the time the part took (the
-    writer's share for snapshots, SNAPSHOT_WRITE_SHARE), and appends submitted meanwhile
-    are acknowledged before the save ends."""
+    """After each part, a paced save (a serving process's background snapshot) waits in
+    proportion to the time the part took (the writer's share for snapshots,
+    SNAPSHOT_WRITE_SHARE), and appends submitted meanwhile are acknowledged before the
+    save ends; an unpaced save (start-up, shutdown, a bulk load) does not wait."""
     monkeypatch.setattr(sqlstore, "SNAPSHOT_PART_BYTES", 10)
     monkeypatch.setattr(sqlstore, "SNAPSHOT_WRITE_SHARE", 0.2)
     pauses: list[float] = []
@@ -632,6 +633,8 @@ def test_a_snapshot_in_parts_leaves_the_writer_to_the_appends_between_parts(
         store.snapshots._pause = pause
         await store.append_events([event("before")])
         await store.snapshots.save(1, bytes(range(60)))
+        assert pauses == []
+        await store.snapshots.save(1, bytes(range(60)), paced=True)
         latest = await store.snapshots.load_latest()
         assert latest is not None and latest.data == bytes(range(60))
 

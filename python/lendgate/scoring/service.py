@@ -458,7 +458,7 @@ class ScoringService:
             if swapped:
                 self.aggregate_rebuild_error = None
                 try:
-                    await self.snapshot_now()
+                    await self.snapshot_now(background=True)
                 except Exception:  # the next scheduled snapshot retries
                     log.exception("snapshot after the aggregate rebuild failed")
 
@@ -818,8 +818,10 @@ class ScoringService:
         self._incidents = {}
         self.knows_every_logged_key = False
 
-    async def snapshot_now(self) -> int:
+    async def snapshot_now(self, *, background: bool = False) -> int:
         """Take a snapshot of the in-memory state and store it; returns its log position.
+        ``background``: taken while serving, so it is stored paced (the store's
+        ``save(..., paced=True)``), leaving the writer to the appends.
 
         The store's fence is enqueued behind the append of every event applied before the
         capture and ahead of any applied after it (appends and the fence are submitted by
@@ -866,7 +868,7 @@ class ScoringService:
                     "is rebuilt from the log and the snapshot dropped",
                     reason="STATE_DIVERGED",
                 )
-            await self.store.snapshots.save(position, data)
+            await self.store.snapshots.save(position, data, paced=background)
             self._applied_at_snapshot = applied
             self._snapshot_time = time.monotonic()
             log.info(
@@ -935,7 +937,7 @@ class ScoringService:
             )
             try:
                 if due:
-                    await self.snapshot_now()
+                    await self.snapshot_now(background=True)
                 if time.monotonic() - self._pruned_at >= s.retention_interval_s:
                     await self._prune_in_steps()
             except Exception:  # the store is unreachable...: retry after another interval

@@ -287,8 +287,11 @@ class PurgeResult:
 class Snapshots(Protocol):
     """The hook for rebuilding in-memory state: latest snapshot plus the log's tail."""
 
-    async def save(self, position: int, data: bytes) -> Snapshot:
-        """Store ``data`` as the state after every event with ``seq <= position``."""
+    async def save(self, position: int, data: bytes, *, paced: bool = False) -> Snapshot:
+        """Store ``data`` as the state after every event with ``seq <= position``.
+        ``paced``: a background snapshot of a serving process, which leaves most of the
+        writer's time to the appends while it is stored; otherwise it is stored as fast
+        as the store takes it (start-up, shutdown, a bulk load)."""
         ...
 
     async def load_latest(self) -> Snapshot | None:

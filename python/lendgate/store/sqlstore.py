@@ -72,7 +72,8 @@ it (a 256 MiB piece held them for seconds; 1 MiB is a few milliseconds)."""
 _SNAPSHOT_PARTS_PER_DELETE = 4
 """Parts of a dropped snapshot deleted per write, for the same reason."""
 SNAPSHOT_WRITE_SHARE = 0.25
-"""At most this share of the time a snapshot is being stored goes to writing its parts:
+"""At most this share of the time a paced snapshot (``save(..., paced=True)``: the
+background snapshots of a serving process) is being stored goes to writing its parts:
 after a part that took ``t`` seconds, the next one waits ``t * (1 / share - 1)``.
 Storing a part is the writer's CPU and the disk's bandwidth, both shared with the
 appends; written back to back, the ~200 parts of a 1,000,000-event state took most of a
@@ -906,7 +907,7 @@ class SqlSnapshots:
         self._pause: Callable[[float], Awaitable[None]] = asyncio.sleep
         """How a save waits between two parts (:data:`SNAPSHOT_WRITE_SHARE`)."""
 
-    async def save(self, position: int, data: bytes) -> Snapshot:
+    async def save(self, position: int, data: bytes, *, paced: bool = False) -> Snapshot:
         """Store ``data`` as the state after every event with ``seq <= position``.
 
         A snapshot larger than :data:`SNAPSHOT_PART_BYTES` is stored in parts, each one
@@ -926,11 +927,12 @@ class SqlSnapshots:
                 return b""
 
             await store._write(None, "save_snapshot", clear)
-            pause = 1 / SNAPSHOT_WRITE_SHARE - 1
+            pause = 1 / SNAPSHOT_WRITE_SHARE - 1 if paced else 0.0
             for number, piece in enumerate(pieces, 1):
                 started = time.monotonic()
                 await store._write(None, "save_snapshot", _snapshot_part(position, number, piece))
-                await self._pause((time.monotonic() - started) * pause)
+                if pause:
+                    await self._pause((time.monotonic() - started) * pause)
 
         def op(tx: Tx, clock: int) -> bytes:
             tx.execute(
