@@ -25,7 +25,11 @@ from google.protobuf import message, message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 from lendgate.auth import Authenticator, Partner, acting_as
-from lendgate.errors import InvalidArgumentError, LendgateError, UnimplementedError
+from lendgate.errors import (
+    LendgateError,
+    UnimplementedError,
+    malformed_message,
+)
 from servers.errors import grpc_code, trailing_metadata
 
 log = logging.getLogger("lendgate.rpc")
@@ -97,10 +101,7 @@ def parse_request(request_class: type[M], raw: bytes) -> M:
     try:
         return request_class.FromString(raw)
     except message.DecodeError as exc:
-        raise InvalidArgumentError(
-            f"the request is not a valid {request_class.DESCRIPTOR.full_name} message: {exc}",
-            reason="MALFORMED_MESSAGE",
-        ) from None
+        raise malformed_message(request_class.DESCRIPTOR.full_name, exc) from None
 
 
 def _raw(raw: bytes) -> bytes:

@@ -16,7 +16,7 @@ from google.rpc import code_pb2
 
 from lendgate import _core
 from lendgate.auth import current_partner
-from lendgate.errors import InvalidArgumentError, LendgateError
+from lendgate.errors import InvalidArgumentError, LendgateError, malformed_message
 from lendgate.scoring import ScoringService
 from lendgate.v1 import common_pb2, scoring_pb2
 from servers.errors import grpc_code
@@ -69,17 +69,14 @@ def _field_1(message: bytes) -> bytes:
     return _length_delimited(1, message)
 
 
-def _split_item(raw: bytes) -> tuple[str, str, str, bytes]:
-    """A ``CheckStreamRequest``'s ids, event kind and the unary request it stands for;
-    bytes that are not one end the stream ``INVALID_ARGUMENT`` (as any malformed
-    message does)."""
+def _split_item(raw: bytes) -> tuple[str, str, bytes]:
+    """A ``CheckStreamRequest``'s correlation id, event kind and the unary request it
+    stands for (with its ``request_id``); bytes that are not one end the stream
+    ``INVALID_ARGUMENT`` (as any malformed message does)."""
     try:
         return _core.split_check_stream_item(raw)
     except _core.CoreInvalidArgument as exc:
-        raise InvalidArgumentError(
-            f"the request is not a valid lendgate.v1.CheckStreamRequest message: {exc.args[1]}",
-            reason="MALFORMED_MESSAGE",
-        ) from None
+        raise malformed_message("lendgate.v1.CheckStreamRequest", exc.args[1]) from None
 
 
 def item_error(exc: LendgateError) -> common_pb2.ItemError:
@@ -170,7 +167,7 @@ class ScoringServicer:
 
     async def _stream_item(
         self,
-        item: tuple[str, str, str, bytes],
+        item: tuple[str, str, bytes],
         partner: str,
         previous: asyncio.Future[None] | None,
         turn: asyncio.Future[None],
@@ -178,7 +175,7 @@ class ScoringServicer:
         """One stream item (:func:`_split_item`), scored after ``previous`` fixed its
         place; resolves ``turn`` once this one's place is fixed (always, whatever
         happens). The serialized ``CheckStreamResponse``."""
-        correlation_id, _request_id, kind, unary = item
+        correlation_id, kind, unary = item
         try:
             if previous is not None:
                 await previous

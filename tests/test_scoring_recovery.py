@@ -213,7 +213,8 @@ async def background_snapshot(store: Store) -> Snapshot | None:
 def test_snapshots_are_taken_in_the_background_by_event_count(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """...and stored paced (the writer left to the appends between parts)."""
+    """A snapshot falls due every 5 events and is stored paced: the writer is left to
+    the appends between its parts."""
     state = BY_COUNT
     monkeypatch.setattr(sqlstore, "SNAPSHOT_PART_BYTES", 4096)  # a state of many parts
     pauses: list[float] = []

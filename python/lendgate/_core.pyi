@@ -435,10 +435,11 @@ class Scorer:
 def validate_event(kind_name: str, event_json: str, now_us: int) -> list[tuple[str, str]]:
     """Every problem of one event document, as ``(proto field path, description)``."""
 
-def split_check_stream_item(raw: bytes) -> tuple[str, str, str, bytes]:
+def split_check_stream_item(raw: bytes) -> tuple[str, str, bytes]:
     """One serialized ``CheckStreamRequest`` taken apart without decoding its event:
-    ``(correlation_id, request_id, kind, unary_request)``; ``kind`` is ``application``,
-    ``payment`` or ``""`` (no event, ``unary_request`` empty). Raises
+    ``(correlation_id, kind, unary_request)``; ``kind`` is ``application``, ``payment``
+    or ``""`` (no event, ``unary_request`` empty); the unary request carries the item's
+    ``request_id``. Raises
     ``CoreInvalidArgument`` for bytes that are not one."""
 
 def mask_match_value(field: str, value: str) -> str:

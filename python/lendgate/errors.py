@@ -78,6 +78,15 @@ class InvalidArgumentError(LendgateError):
             self.violations.append(FieldViolation(field, message))
 
 
+def malformed_message(type_name: str, why: object) -> InvalidArgumentError:
+    """The error for bytes that are not a ``type_name`` message (reason
+    ``MALFORMED_MESSAGE``), wherever they are decoded: grpc's own deserializer would
+    answer INTERNAL instead."""
+    return InvalidArgumentError(
+        f"the request is not a valid {type_name} message: {why}", reason="MALFORMED_MESSAGE"
+    )
+
+
 class ExpressionEvaluationError(InvalidArgumentError):
     """An expression failed on this input: a type mismatch, an overflow, a limit hit."""
 

@@ -352,20 +352,19 @@ impl PyScorer {
 }
 
 /// One serialized `CheckStreamRequest` taken apart without decoding its event:
-/// `(correlation_id, request_id, kind, unary_request)`, where `kind` is `application`,
-/// `payment` or empty (no event, and then `unary_request` is empty too) and
-/// `unary_request` is the serialized `Check{Application,Payment}Request` the item
-/// stands for. Bytes that are not a `CheckStreamRequest` raise
+/// `(correlation_id, kind, unary_request)`, where `kind` is `application`, `payment` or
+/// empty (no event, and then `unary_request` is empty too) and `unary_request` is the
+/// serialized `Check{Application,Payment}Request` the item stands for (its
+/// `request_id` included). Bytes that are not a `CheckStreamRequest` raise
 /// `CoreInvalidArgument("request", why)`. Microseconds: the GIL is kept.
 #[pyfunction]
 pub fn split_check_stream_item<'py>(
     py: Python<'py>,
     raw: &[u8],
-) -> Result<(String, String, &'static str, Bound<'py, PyBytes>), PyCoreError> {
+) -> Result<(String, &'static str, Bound<'py, PyBytes>), PyCoreError> {
     let item = scoring::stream::split_stream_item(raw)?;
     Ok((
         item.correlation_id.to_owned(),
-        item.request_id.to_owned(),
         item.kind.map_or("", Kind::field),
         PyBytes::new(py, &item.unary),
     ))

@@ -45,6 +45,7 @@ from lendgate.errors import (
     PermissionDeniedError,
     ResourceExhaustedError,
     core_errors,
+    malformed_message,
 )
 from lendgate.listfilter import Fields, compile_filter
 from lendgate.lists import Lists
@@ -1077,10 +1078,7 @@ class ScoringService:
         try:
             prepared = self._scorer.prepare(kind, request, to_us(receive_time))
         except _core.CoreInvalidArgument as exc:
-            raise InvalidArgumentError(
-                f"the request is not a valid {_REQUEST_TYPES[kind]} message: {exc.args[1]}",
-                reason="MALFORMED_MESSAGE",
-            ) from None
+            raise malformed_message(_REQUEST_TYPES[kind], exc.args[1]) from None
         request_id = prepared.request_id or uuid.uuid4().hex
         if len(request_id) > MAX_REQUEST_ID:
             raise InvalidArgumentError(f"at most {MAX_REQUEST_ID} characters", field="request_id")
